@@ -1,0 +1,138 @@
+// Test hooks for the CPU kernels: `_core.kernels.*` (dequantize, matmul, matmul_reference, detected_isa).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "core_error.h"
+#include "cpu/kernels.h"
+#include "cpu/matmul.h"
+#include "model/ggml_types.h"
+#include "runtime/thread_pool.h"
+
+namespace nb = nanobind;
+using namespace lazyllm_edge;
+
+namespace {
+
+using FloatArray = nb::ndarray<nb::numpy, float>;
+using InputMatrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+CpuIsa parse_isa(const std::string& s) {
+    if (s == "scalar") return CpuIsa::scalar;
+    if (s == "avx2" || s == "best") return detected_isa();
+    throw nb::value_error(("unknown isa '" + s + "' (expected 'scalar', 'avx2' or 'best')").c_str());
+}
+
+const char* isa_name(CpuIsa isa) { return isa == CpuIsa::avx2 ? "avx2" : "scalar"; }
+
+// Sets the active ISA for one call and restores it afterwards (also on exceptions).
+struct IsaScope {
+    CpuIsa saved;
+    explicit IsaScope(CpuIsa isa) : saved(active_isa()) { set_active_isa(isa); }
+    ~IsaScope() { set_active_isa(saved); }
+};
+
+FloatArray new_array(size_t rows, size_t cols, bool two_d, float** out) {
+    float* data = new float[rows * cols > 0 ? rows * cols : 1];
+    nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    *out = data;
+    if (two_d) return FloatArray(data, {rows, cols}, owner);
+    return FloatArray(data, {cols}, owner);
+}
+
+const GgmlTypeTraits& checked_traits(uint32_t type_id) {
+    const GgmlTypeTraits* tr = ggml_type_traits(type_id);
+    if (!tr) throw nb::value_error(("unknown ggml type id " + std::to_string(type_id)).c_str());
+    if (!tr->supported) throw nb::value_error((std::string("unsupported ggml type ") + tr->name).c_str());
+    return *tr;
+}
+
+WeightMatrix make_weight(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out) {
+    const GgmlTypeTraits& tr = checked_traits(type_id);
+    if (n_in <= 0 || n_out < 0 || n_in % tr.block_size != 0)
+        throw nb::value_error("n_in must be a positive multiple of the block size, n_out >= 0");
+    WeightMatrix m;
+    m.type = static_cast<GgmlType>(type_id);
+    m.n_in = n_in;
+    m.n_out = n_out;
+    m.row_bytes = ggml_row_size(m.type, n_in);
+    if (w.size() != m.row_bytes * static_cast<size_t>(n_out))
+        throw nb::value_error(("weight_bytes has " + std::to_string(w.size()) + " bytes, expected " +
+                               std::to_string(m.row_bytes * static_cast<size_t>(n_out)))
+                                  .c_str());
+    m.data = w.c_str();
+    return m;
+}
+
+FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
+                      const std::string& isa, int n_threads, bool reference) {
+    WeightMatrix m = make_weight(type_id, w, n_in, n_out);
+    if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
+    const int64_t n_tok = static_cast<int64_t>(x.shape(0));
+    const CpuIsa want = reference ? CpuIsa::scalar : parse_isa(isa);
+    float* y;
+    FloatArray out = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(n_out), true, &y);
+    {
+        nb::gil_scoped_release release;
+        if (reference) {
+            matmul_reference(m, x.data(), n_tok, y);
+        } else {
+            IsaScope scope(want);
+            ThreadPool pool(n_threads < 1 ? 1 : n_threads);
+            matmul(m, x.data(), n_tok, y, pool);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_kernels(nb::module_& m) {
+    nb::module_ k = m.def_submodule("kernels", "CPU kernel test hooks");
+
+    k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
+    k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+
+    k.def(
+        "dequantize",
+        [](uint32_t type_id, const nb::bytes& data, int64_t n, const std::string& isa) {
+            const GgmlTypeTraits& tr = checked_traits(type_id);
+            if (n < 0 || n % tr.block_size != 0) throw nb::value_error("n must be a multiple of the block size");
+            const size_t need = static_cast<size_t>(n / tr.block_size) * static_cast<size_t>(tr.type_size);
+            if (data.size() < need)
+                throw nb::value_error(("data has " + std::to_string(data.size()) + " bytes, need " + std::to_string(need)).c_str());
+            const CpuIsa want = parse_isa(isa);
+            float* y;
+            FloatArray out = new_array(1, static_cast<size_t>(n), false, &y);
+            {
+                nb::gil_scoped_release release;
+                if (want == CpuIsa::scalar) {
+                    dequantize_row_reference(static_cast<GgmlType>(type_id), data.c_str(), y, n);
+                } else {
+                    IsaScope scope(want);
+                    dequantize_row(static_cast<GgmlType>(type_id), data.c_str(), y, n);
+                }
+            }
+            return out;
+        },
+        nb::arg("type_id"), nb::arg("data"), nb::arg("n"), nb::arg("isa") = "best",
+        "Dequantize n elements of ggml type `type_id` to float32 (isa: 'scalar' = reference, 'avx2'/'best').");
+
+    k.def(
+        "matmul",
+        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
+           const std::string& isa, int n_threads) { return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, false); },
+        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
+        nb::arg("isa") = "best", nb::arg("n_threads") = 2, "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels.");
+
+    k.def(
+        "matmul_reference",
+        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
+           const std::string& isa, int n_threads) { return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, true); },
+        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
+        nb::arg("isa") = "scalar", nb::arg("n_threads") = 1, "Scalar single-thread reference matmul.");
+}
