@@ -1,0 +1,17 @@
+// The extension module `lazyllm_edge._core`: thin bindings over the C++ API, one file per area.
+#include <nanobind/nanobind.h>
+
+namespace nb = nanobind;
+
+void register_errors(nb::module_& m);
+void register_model(nb::module_& m);
+void register_session(nb::module_& m);
+void register_kernels(nb::module_& m);
+
+NB_MODULE(_core, m) {
+    m.doc() = "lazyllm_edge native core";
+    register_errors(m);
+    register_model(m);
+    register_session(m);
+    register_kernels(m);
+}

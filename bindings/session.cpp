@@ -1,0 +1,186 @@
+// Session (KV cache + LazyLLM state) and sampler bindings. Compute runs with the GIL released.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "lazyllm_edge/lazyllm_edge.hpp"
+
+namespace nb = nanobind;
+using namespace lazyllm_edge;
+
+namespace {
+
+using FloatArray = nb::ndarray<nb::numpy, float>;
+
+FloatArray to_numpy(std::vector<float>&& values, std::initializer_list<size_t> shape) {
+    auto* owned = new std::vector<float>(std::move(values));
+    nb::capsule deleter(owned, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+    return FloatArray(owned->data(), shape.size(), shape.begin(), deleter);
+}
+
+LazyConfig make_lazy(const std::vector<std::pair<int, float>>& schedule, bool prune_decode) {
+    LazyConfig c;
+    for (auto& s : schedule) c.schedule.push_back({s.first, s.second});
+    c.prune_decode = prune_decode;
+    return c;
+}
+
+nb::dict stats_dict(const Session& s) {
+    const SessionStats& st = s.stats();
+    nb::dict d;
+    d["prompt_tokens"] = st.n_prompt_tokens;
+    d["ttft_s"] = st.ttft_s;
+    d["prefill_tokens_per_s"] = st.prefill_tokens_per_s;
+    d["decode_tokens_per_s"] = st.decode_tokens_per_s;
+    d["decode_tokens"] = st.n_decode_tokens;
+    d["decode_time_s"] = st.decode_time_s;
+    d["layer_kv_tokens"] = st.layer_kv_tokens;
+    d["prefill_pairs_computed"] = st.prefill_pairs_computed;
+    d["prefill_pairs_dense"] = st.prefill_pairs_dense;
+    d["total_pairs_computed"] = st.total_pairs_computed;
+    d["total_pairs_dense"] = st.total_pairs_dense;
+    d["revived_tokens"] = st.revived_tokens;
+    d["recomputed_pairs"] = st.recomputed_pairs;
+    d["prefill_fraction_computed"] =
+        st.prefill_pairs_dense ? static_cast<double>(st.prefill_pairs_computed) / st.prefill_pairs_dense : 1.0;
+    d["total_fraction_computed"] =
+        st.total_pairs_dense ? static_cast<double>(st.total_pairs_computed) / st.total_pairs_dense : 1.0;
+    return d;
+}
+
+}  // namespace
+
+void register_session(nb::module_& m) {
+    m.def("lazy_preset", [](const std::string& name, int n_layer) {
+        LazyConfig c = lazy_preset(name, n_layer);
+        std::vector<std::pair<int, float>> out;
+        for (auto& s : c.schedule) out.push_back({s.layer, s.keep_fraction});
+        return out;
+    });
+    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) {
+        LazyConfig c = parse_lazy_spec(spec, n_layer);
+        std::vector<std::pair<int, float>> out;
+        for (auto& s : c.schedule) out.push_back({s.layer, s.keep_fraction});
+        return out;
+    });
+    m.def("validate_lazy", [](const std::vector<std::pair<int, float>>& schedule, int n_layer) {
+        validate_lazy_config(make_lazy(schedule, true), n_layer);
+    });
+
+    nb::class_<Session>(m, "Session")
+        .def("__init__",
+             [](Session* self, std::shared_ptr<Model> model, int n_ctx, const std::vector<std::pair<int, float>>& schedule,
+                bool prune_decode) {
+                 SessionParams p;
+                 p.n_ctx = n_ctx;
+                 p.lazy = make_lazy(schedule, prune_decode);
+                 nb::gil_scoped_release release;
+                 new (self) Session(std::move(model), p);
+             },
+             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("schedule") = std::vector<std::pair<int, float>>(),
+             nb::arg("prune_decode") = true)
+        .def("reset", &Session::reset)
+        .def(
+            "append",
+            [](Session& s, const std::vector<int32_t>& ids) {
+                std::vector<float> out;
+                {
+                    nb::gil_scoped_release release;
+                    const float* logits = s.append(ids.data(), static_cast<int>(ids.size()));
+                    out.assign(logits, logits + s.model()->info().n_vocab);
+                }
+                const size_t n = out.size();
+                return to_numpy(std::move(out), {n});
+            },
+            nb::arg("ids"))
+        .def(
+            "append_all_logits",
+            [](Session& s, const std::vector<int32_t>& ids) {
+                const size_t n_vocab = static_cast<size_t>(s.model()->info().n_vocab);
+                std::vector<float> out(ids.size() * n_vocab);
+                {
+                    nb::gil_scoped_release release;
+                    s.append(ids.data(), static_cast<int>(ids.size()), out.data());
+                }
+                const size_t n = ids.size();
+                return to_numpy(std::move(out), {n, n_vocab});
+            },
+            nb::arg("ids"))
+        .def(
+            "append_and_sample",
+            [](Session& s, const std::vector<int32_t>& ids, Sampler& sampler) {
+                nb::gil_scoped_release release;
+                const float* logits = s.append(ids.data(), static_cast<int>(ids.size()));
+                const auto& t = s.tokens();
+                return sampler.sample(logits, t.data(), static_cast<int>(t.size()));
+            },
+            nb::arg("ids"), nb::arg("sampler"))
+        .def_prop_ro("n_past", &Session::n_past)
+        .def_prop_ro("n_ctx", &Session::n_ctx)
+        .def_prop_ro("tokens", [](const Session& s) { return s.tokens(); })
+        .def_prop_ro("stats", &stats_dict)
+        .def_prop_ro("lazy",
+                     [](const Session& s) {
+                         std::vector<std::pair<int, float>> out;
+                         for (auto& st : s.lazy_config().schedule) out.push_back({st.layer, st.keep_fraction});
+                         return nb::make_tuple(out, s.lazy_config().prune_decode);
+                     })
+        .def(
+            "set_lazy",
+            [](Session& s, const std::vector<std::pair<int, float>>& schedule, bool prune_decode) {
+                s.set_lazy_config(make_lazy(schedule, prune_decode));
+            },
+            nb::arg("schedule"), nb::arg("prune_decode") = true)
+        .def("set_record_importance", &Session::set_record_importance)
+        .def_prop_ro("importance",
+                     [](const Session& s) {
+                         nb::list out;
+                         for (auto& r : s.last_importance()) out.append(nb::make_tuple(r.layer, r.positions, r.scores));
+                         return out;
+                     })
+        .def("token_frontier", &Session::token_frontier)
+        .def("aux_hidden",
+             [](const Session& s, int position) {
+                 int layer = 0;
+                 std::vector<float> h = s.aux_hidden(position, &layer);
+                 size_t n = h.size();
+                 return nb::make_tuple(layer, to_numpy(std::move(h), {n}));
+             })
+        .def("read_kv", [](const Session& s, int layer, int position) -> nb::object {
+            const int kvd = s.model()->info().n_head_kv * s.model()->info().head_dim;
+            std::vector<float> k(kvd), v(kvd);
+            if (!s.read_kv(layer, position, k.data(), v.data())) return nb::none();
+            size_t n = static_cast<size_t>(kvd);
+            return nb::make_tuple(to_numpy(std::move(k), {n}), to_numpy(std::move(v), {n}));
+        });
+
+    nb::class_<Sampler>(m, "Sampler")
+        .def("__init__",
+             [](Sampler* self, int n_vocab, float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
+                int repeat_last_n, nb::object seed) {
+                 SamplingParams p;
+                 p.temperature = temperature;
+                 p.top_k = top_k;
+                 p.top_p = top_p;
+                 p.min_p = min_p;
+                 p.repeat_penalty = repeat_penalty;
+                 p.repeat_last_n = repeat_last_n;
+                 if (!seed.is_none()) {
+                     p.has_seed = true;
+                     p.seed = nb::cast<uint64_t>(seed);
+                 }
+                 new (self) Sampler(p, n_vocab);
+             },
+             nb::arg("n_vocab"), nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
+             nb::arg("min_p") = 0.05f, nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64,
+             nb::arg("seed") = nb::none())
+        .def("sample", [](Sampler& sm, nb::ndarray<const float, nb::ndim<1>, nb::c_contig> logits, const std::vector<int32_t>& recent) {
+            return sm.sample(logits.data(), recent.data(), static_cast<int>(recent.size()));
+        });
+}

@@ -1,0 +1,171 @@
+// lazyllm-edge: command-line generation. Streams text to stdout, timings to stderr.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <sys/stat.h>
+
+#include "api/chat_format.h"
+#include "api/model_cache.h"
+#include "lazyllm_edge/lazyllm_edge.hpp"
+#include "tokenizer/tokenizer.h"
+
+using namespace lazyllm_edge;
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+
+void usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: lazyllm-edge [options]\n"
+                 "  -m, --model FILE      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
+                 "  -p, --prompt TEXT     prompt\n"
+                 "  -f, --file FILE       read the prompt from a file\n"
+                 "  -n, --n-predict N     tokens to generate (default 128; -1 = until end or context full)\n"
+                 "  -t, --threads N       threads (default: physical cores)\n"
+                 "  -c, --ctx-size N      context size (default 4096)\n"
+                 "      --temp T          temperature (default 0.8; 0 = greedy)\n"
+                 "      --top-k N         (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
+                 "      --repeat-penalty R (default 1.0)\n"
+                 "      --seed N          random seed\n"
+                 "      --chat            wrap the prompt in the model's chat template\n"
+                 "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
+                 "      --no-prune-decode prune in prefill only\n"
+                 "  -h, --help\n");
+}
+
+bool file_exists(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string model_path, prompt, lazy_spec = "off";
+    bool have_prompt = false, chat = false, prune_decode = true;
+    int n_predict = 128, n_threads = 0, n_ctx = 4096;
+    SamplingParams sp;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            auto next = [&]() -> std::string {
+                if (i + 1 >= argc) throw std::invalid_argument("missing value for " + a);
+                return argv[++i];
+            };
+            auto next_int = [&]() { return std::stoi(next()); };
+            if (a == "-m" || a == "--model") model_path = next();
+            else if (a == "-p" || a == "--prompt") prompt = next(), have_prompt = true;
+            else if (a == "-f" || a == "--file") {
+                std::string path = next();
+                std::ifstream in(path, std::ios::binary);
+                if (!in) throw std::invalid_argument("cannot read prompt file '" + path + "'");
+                std::stringstream ss;
+                ss << in.rdbuf();
+                prompt = ss.str();
+                have_prompt = true;
+            } else if (a == "-n" || a == "--n-predict") n_predict = next_int();
+            else if (a == "-t" || a == "--threads") n_threads = next_int();
+            else if (a == "-c" || a == "--ctx-size") n_ctx = next_int();
+            else if (a == "--temp") sp.temperature = std::stof(next());
+            else if (a == "--top-k") sp.top_k = next_int();
+            else if (a == "--top-p") sp.top_p = std::stof(next());
+            else if (a == "--min-p") sp.min_p = std::stof(next());
+            else if (a == "--repeat-penalty") sp.repeat_penalty = std::stof(next());
+            else if (a == "--seed") sp.seed = std::stoull(next()), sp.has_seed = true;
+            else if (a == "--chat") chat = true;
+            else if (a == "--lazy") lazy_spec = next();
+            else if (a == "--no-prune-decode") prune_decode = false;
+            else if (a == "-h" || a == "--help") {
+                usage(stdout);
+                return 0;
+            } else throw std::invalid_argument("unknown option '" + a + "'");
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        usage(stderr);
+        return 2;
+    }
+    if (!have_prompt) {
+        std::fprintf(stderr, "error: give a prompt with -p TEXT or -f FILE\n");
+        usage(stderr);
+        return 2;
+    }
+    if (model_path.empty()) {
+        model_path = default_model_path();
+        if (!file_exists(model_path)) {
+            std::fprintf(stderr, "error: no -m given and the default model is not cached at %s\n  fetch it with: %s\n",
+                         model_path.c_str(), kDefaultModelFetchHint);
+            return 1;
+        }
+    }
+
+    std::signal(SIGINT, [](int) { interrupted.store(true); });
+    try {
+        ModelParams mp;
+        mp.n_threads = n_threads;
+        auto model = Model::load(model_path, mp);
+        const Tokenizer& tok = model->tokenizer();
+        SessionParams params;
+        params.n_ctx = n_ctx;
+        params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer);
+        params.lazy.prune_decode = prune_decode;
+        Session session(model, params);
+        Sampler sampler(sp, model->info().n_vocab);
+
+        std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
+        std::vector<int32_t> ids = tok.encode(text, true, chat);
+        if (ids.empty()) throw Error(ErrorCode::invalid_argument, "the prompt is empty");
+        if (static_cast<int>(ids.size()) >= n_ctx)
+            throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
+        if (!chat) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+        std::fflush(stdout);
+
+        StreamingDetokenizer detok(tok);
+        const float* logits = session.append(ids.data(), static_cast<int>(ids.size()));
+        int generated = 0;
+        std::string finish = "length";
+        while (n_predict < 0 || generated < n_predict) {
+            if (interrupted.load()) {
+                finish = "interrupted";
+                break;
+            }
+            const auto& ctx = session.tokens();
+            int32_t next = sampler.sample(logits, ctx.data(), static_cast<int>(ctx.size()));
+            if (tok.is_end_of_generation(next)) {
+                finish = "stop";
+                break;
+            }
+            std::string piece = detok.push(next);
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            ++generated;
+            if (session.n_past() >= n_ctx) break;
+            logits = session.append(&next, 1);
+        }
+        std::string rest = detok.flush();
+        std::fwrite(rest.data(), 1, rest.size(), stdout);
+        std::fputc('\n', stdout);
+        const SessionStats& st = session.stats();
+        std::fprintf(stderr,
+                     "\n[lazyllm-edge] prompt %d tokens, TTFT %.3f s (%.1f tok/s), generated %d tokens (%.1f tok/s), "
+                     "prefill computed %.1f%% of dense, finish: %s\n",
+                     st.n_prompt_tokens, st.ttft_s, st.prefill_tokens_per_s, generated, st.decode_tokens_per_s,
+                     st.prefill_pairs_dense ? 100.0 * st.prefill_pairs_computed / st.prefill_pairs_dense : 100.0,
+                     finish.c_str());
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,29 @@
+// Small per-row operations of the forward pass (norms, RoPE, activations). Cheap next to the
+// matmuls and attention, so one portable implementation each (the compiler vectorizes them).
+#pragma once
+#include <cstdint>
+
+namespace lazyllm_edge {
+
+// y = x / sqrt(mean(x^2) + eps) * w   (w may be null: no scale). x and y may alias.
+void rms_norm(const float* x, const float* w, float* y, int n, float eps);
+
+// RoPE table: cos/sin for each (position, pair), laid out (n_positions, rope_dim/2, 2).
+// theta = pos * freq_scale * base^(-2i/rope_dim) / freq_factors[i], built like ggml (float steps).
+void build_rope_table(float* table, int n_positions, int rope_dim, float freq_base, float freq_scale,
+                      const float* freq_factors);
+
+// Rotates the first rope_dim dims of each head of each row in place.
+// x: (n_rows, n_heads * head_dim); row r uses position positions[r].
+void apply_rope(float* x, int n_rows, int n_heads, int head_dim, int rope_dim, const int32_t* positions,
+                const float* table, bool neox);
+
+// gate[i] = silu(gate[i]) * up[i]
+void swiglu(float* gate, const float* up, int n);
+// gate[i] = gelu_tanh(gate[i]) * up[i]
+void geglu(float* gate, const float* up, int n);
+
+// y += x
+void add_in_place(float* y, const float* x, int n);
+
+}  // namespace lazyllm_edge

@@ -1,0 +1,211 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "cpu/kernels.h"
+
+namespace lazyllm_edge {
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw_error(ErrorCode::model_load, message); }
+
+// Binds tensors by name and checks their shapes against the hparams.
+class WeightBinder {
+public:
+    WeightBinder(ModelImpl& model) : model_(model), file_(*model.file) {}
+
+    const GgufTensor* find(const std::string& name) const { return file_.find_tensor(name); }
+
+    WeightMatrix matrix(const std::string& name, int64_t n_in, int64_t n_out) const {
+        const GgufTensor* t = find(name);
+        if (!t) fail("model file has no tensor '" + name + "'");
+        return bind_matrix(*t, n_in, n_out);
+    }
+
+    WeightMatrix bind_matrix(const GgufTensor& t, int64_t n_in, int64_t n_out) const {
+        if (t.n_dims > 2 || t.ne[0] != n_in || t.ne[1] != n_out)
+            fail("tensor '" + t.name + "' has shape [" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) +
+                 "], expected [" + std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
+        const GgmlTypeTraits& traits = ggml_traits(t.type);
+        if (!traits.supported) fail("tensor '" + t.name + "' has unsupported type " + traits.name);
+        WeightMatrix w;
+        w.type = t.type;
+        w.n_in = n_in;
+        w.n_out = n_out;
+        w.data = t.data;
+        w.row_bytes = ggml_row_size(t.type, n_in);
+        return w;
+    }
+
+    // A 1-D fp32 vector of length n (converted and kept by the model when stored otherwise).
+    const float* vector(const std::string& name, int64_t n, bool required = true) const {
+        const GgufTensor* t = find(name);
+        if (!t) {
+            if (required) fail("model file has no tensor '" + name + "'");
+            return nullptr;
+        }
+        if (t->n_elements() != n)
+            fail("tensor '" + name + "' has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n));
+        const GgmlTypeTraits& traits = ggml_traits(t->type);
+        if (!traits.supported) fail("tensor '" + name + "' has unsupported type " + traits.name);
+        if (t->type == GgmlType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
+            return reinterpret_cast<const float*>(t->data);
+        if (n % traits.block_size != 0) fail("tensor '" + name + "' length is not a whole number of blocks");
+        model_.owned_vectors.emplace_back(static_cast<size_t>(n));
+        dequantize_row_reference(t->type, t->data, model_.owned_vectors.back().data(), n);
+        return model_.owned_vectors.back().data();
+    }
+
+private:
+    ModelImpl& model_;
+    const GgufFile& file_;
+};
+
+int checked_dim(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
+    int64_t v = f.require_int(key);
+    if (v < lo || v > hi)
+        fail("GGUF metadata '" + key + "' = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
+             std::to_string(hi) + "]");
+    return static_cast<int>(v);
+}
+
+int optional_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
+    if (!f.find(key)) return fallback;
+    return checked_dim(f, key, lo, hi);
+}
+
+// head_count / head_count_kv / feed_forward_length may be per-layer arrays; all layers must agree here.
+int uniform_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
+    const GgufValue* v = f.find(key);
+    if (!v) {
+        if (fallback >= 0) return fallback;
+        fail("GGUF metadata '" + key + "' is missing");
+    }
+    if (v->type != GgufValueType::ARRAY) return checked_dim(f, key, lo, hi);
+    std::vector<int32_t> values = f.get_int_array(key);
+    if (values.empty()) fail("GGUF metadata '" + key + "' is an empty array");
+    for (int32_t x : values)
+        if (x != values[0]) fail("GGUF metadata '" + key + "' varies per layer, which is not supported");
+    if (values[0] < lo || values[0] > hi) fail("GGUF metadata '" + key + "' is out of range");
+    return values[0];
+}
+
+}  // namespace
+
+const char* architecture_name(Architecture a) {
+    switch (a) {
+        case Architecture::llama: return "llama";
+        case Architecture::qwen2: return "qwen2";
+        case Architecture::qwen3: return "qwen3";
+        case Architecture::gemma3: return "gemma3";
+    }
+    return "?";
+}
+
+std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams& params) {
+    auto model = std::make_unique<ModelImpl>();
+    model->params = params;
+    model->file = GgufFile::open(path, params.use_mmap);
+    const GgufFile& f = *model->file;
+    ModelHparams& hp = model->hparams;
+
+    std::string arch = f.get_string("general.architecture");
+    if (arch.empty()) fail("model file has no general.architecture");
+    if (arch == "llama") hp.arch = Architecture::llama;
+    else if (arch == "qwen2") hp.arch = Architecture::qwen2;
+    else if (arch == "qwen3") hp.arch = Architecture::qwen3;
+    else if (arch == "gemma3") hp.arch = Architecture::gemma3;
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3)");
+
+    const std::string p = arch + ".";
+    hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
+    hp.d_model = checked_dim(f, p + "embedding_length", 1, 1 << 16);
+    hp.n_head = uniform_dim(f, p + "attention.head_count", -1, 1, 1024);
+    hp.n_head_kv = uniform_dim(f, p + "attention.head_count_kv", hp.n_head, 1, 1024);
+    hp.ffn_dim = uniform_dim(f, p + "feed_forward_length", -1, 1, 1 << 20);
+    hp.n_ctx_train = optional_dim(f, p + "context_length", 2048, 1, 1 << 24);
+    if (hp.n_head % hp.n_head_kv != 0) fail("attention.head_count is not a multiple of head_count_kv");
+    int default_head_dim = hp.d_model / hp.n_head;
+    hp.head_dim = optional_dim(f, p + "attention.key_length", default_head_dim, 1, 4096);
+    if (optional_dim(f, p + "attention.value_length", hp.head_dim, 1, 4096) != hp.head_dim)
+        fail("attention.key_length != value_length is not supported");
+    if (hp.head_dim % 2 != 0) fail("head dimension must be even");
+    hp.rope_dim = optional_dim(f, p + "rope.dimension_count", hp.head_dim, 2, hp.head_dim);
+    hp.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
+    if (!(hp.rms_eps > 0) || hp.rms_eps > 1) fail("layer_norm_rms_epsilon out of range");
+    hp.rope_freq_base = static_cast<float>(f.get_float(p + "rope.freq_base", 10000.0));
+    if (!(hp.rope_freq_base > 1)) fail("rope.freq_base out of range");
+    std::string scaling = f.get_string(p + "rope.scaling.type", "none");
+    double factor = f.get_float(p + "rope.scaling.factor", 0.0);
+    if (scaling == "linear" && factor > 0) hp.rope_freq_scale = static_cast<float>(1.0 / factor);
+    else if (scaling != "none" && scaling != "linear" && factor > 1.0)
+        fail("RoPE scaling type '" + scaling + "' is not supported");
+    hp.rope_neox = hp.arch != Architecture::llama;
+    hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+
+    if (hp.arch == Architecture::gemma3) {
+        hp.embedding_scale = std::sqrt(static_cast<float>(hp.d_model));
+        hp.sliding_window = optional_dim(f, p + "attention.sliding_window", 0, 0, 1 << 24);
+        hp.sliding_window_pattern = 6;
+        hp.rope_freq_base_local = 10000.0f;
+        hp.gelu_ffn = true;
+        hp.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-6));
+    }
+
+    model->tokenizer = std::make_unique<Tokenizer>(read_tokenizer_vocab(f));
+    // The vocabulary size comes from the embedding matrix (metadata vocab_size is optional).
+    const GgufTensor* embd = f.find_tensor("token_embd.weight");
+    if (!embd) fail("model file has no tensor 'token_embd.weight'");
+    hp.n_vocab = static_cast<int>(embd->ne[1]);
+    if (hp.n_vocab != model->tokenizer->n_vocab())
+        fail("token_embd has " + std::to_string(hp.n_vocab) + " rows but the tokenizer has " +
+             std::to_string(model->tokenizer->n_vocab()) + " tokens");
+
+    WeightBinder bind(*model);
+    const int d = hp.d_model, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.ffn_dim;
+    model->token_embd = bind.bind_matrix(*embd, d, hp.n_vocab);
+    model->output_norm = bind.vector("output_norm.weight", d);
+    if (const GgufTensor* out = bind.find("output.weight")) model->output = bind.bind_matrix(*out, d, hp.n_vocab);
+    else model->output = model->token_embd;  // tied embeddings
+    model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
+
+    model->layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer; ++l) {
+        LayerWeights& w = model->layers[l];
+        const std::string b = "blk." + std::to_string(l) + ".";
+        w.attn_norm = bind.vector(b + "attn_norm.weight", d);
+        w.wq = bind.matrix(b + "attn_q.weight", d, qd);
+        w.wk = bind.matrix(b + "attn_k.weight", d, kvd);
+        w.wv = bind.matrix(b + "attn_v.weight", d, kvd);
+        w.wo = bind.matrix(b + "attn_output.weight", qd, d);
+        w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
+        w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
+        w.bv = bind.vector(b + "attn_v.bias", kvd, hp.arch == Architecture::qwen2);
+        bool qk_norm = hp.arch == Architecture::qwen3 || hp.arch == Architecture::gemma3;
+        w.q_norm = bind.vector(b + "attn_q_norm.weight", hp.head_dim, qk_norm);
+        w.k_norm = bind.vector(b + "attn_k_norm.weight", hp.head_dim, qk_norm);
+        bool gemma = hp.arch == Architecture::gemma3;
+        w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
+        w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
+        w.gate = bind.matrix(b + "ffn_gate.weight", d, ff);
+        w.up = bind.matrix(b + "ffn_up.weight", d, ff);
+        w.down = bind.matrix(b + "ffn_down.weight", ff, d);
+        w.post_ffn_norm = bind.vector(b + "post_ffw_norm.weight", d, gemma);
+    }
+
+    ModelInfo& info = model->info;
+    info.architecture = arch;
+    info.name = f.get_string("general.name");
+    info.n_layer = hp.n_layer;
+    info.d_model = hp.d_model;
+    info.n_head = hp.n_head;
+    info.n_head_kv = hp.n_head_kv;
+    info.head_dim = hp.head_dim;
+    info.ffn_dim = hp.ffn_dim;
+    info.n_vocab = hp.n_vocab;
+    info.n_ctx_train = hp.n_ctx_train;
+    info.chat_template = f.get_string("tokenizer.chat_template");
+    return model;
+}
+
+}  // namespace lazyllm_edge

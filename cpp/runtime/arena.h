@@ -1,0 +1,54 @@
+// One allocation per lifetime: sizes are planned first, then pointers are carved from one block.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include "core_error.h"
+
+namespace lazyllm_edge {
+
+class Arena {
+public:
+    Arena() = default;
+    ~Arena() { std::free(base_); }
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+
+    // Planning pass: reserve(n) for every buffer, then allocate(), then carve() in the same order.
+    template <class T>
+    void reserve(int64_t count) { planned_ += round_up(sizeof(T) * static_cast<size_t>(count)); }
+
+    void allocate(const char* what) {
+        std::free(base_);
+        base_ = nullptr;
+        offset_ = 0;
+        if (planned_ == 0) return;
+        if (posix_memalign(&base_, kAlign, planned_) != 0 || base_ == nullptr)
+            throw_error(ErrorCode::out_of_memory, std::string("cannot allocate ") + std::to_string(planned_ >> 20) +
+                                                      " MiB for the " + what + " (try a smaller n_ctx)");
+        size_ = planned_;
+    }
+
+    template <class T>
+    T* carve(int64_t count) {
+        size_t bytes = round_up(sizeof(T) * static_cast<size_t>(count));
+        if (offset_ + bytes > size_) throw_error(ErrorCode::internal, "arena carve beyond its plan");
+        T* p = reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + offset_);
+        offset_ += bytes;
+        return p;
+    }
+
+    size_t size_bytes() const { return size_; }
+
+private:
+    static constexpr size_t kAlign = 64;
+    static size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+    void* base_ = nullptr;
+    size_t planned_ = 0;
+    size_t size_ = 0;
+    size_t offset_ = 0;
+};
+
+}  // namespace lazyllm_edge

@@ -1,0 +1,113 @@
+#include "runtime/prune_schedule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace lazyllm_edge {
+namespace {
+
+[[noreturn]] void bad(const std::string& message) { throw_error(ErrorCode::invalid_argument, message); }
+
+// Presets as fractions of depth, so they transfer between models: (relative layer, keep fraction).
+// Values chosen with benchmarks/longctx.py on the default model (see the closing notes of the LazyLLM issue).
+struct RelativeStage {
+    double depth;
+    float keep;
+};
+const std::vector<RelativeStage>& preset_stages(const std::string& name) {
+    static const std::vector<RelativeStage> balanced = {{0.30, 0.6f}, {0.55, 0.5f}, {0.75, 0.5f}};
+    static const std::vector<RelativeStage> aggressive = {{0.20, 0.45f}, {0.45, 0.4f}, {0.70, 0.4f}};
+    static const std::vector<RelativeStage> none;
+    if (name == "balanced") return balanced;
+    if (name == "aggressive") return aggressive;
+    if (name == "off" || name == "dense" || name.empty()) return none;
+    bad("unknown lazy preset '" + name + "' (expected off, balanced, aggressive or a schedule like '8:0.7,15:0.5')");
+}
+
+int relative_to_layer(double depth, int n_layer) {
+    int layer = static_cast<int>(std::lround(depth * n_layer));
+    return std::min(std::max(layer, 0), n_layer - 2);
+}
+
+}  // namespace
+
+void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
+    int previous = -1;
+    for (const PruneStage& s : lazy.schedule) {
+        if (s.layer < 0 || s.layer >= n_layer)
+            bad("prune layer " + std::to_string(s.layer) + " is out of range [0, " + std::to_string(n_layer) + ")");
+        if (s.layer <= previous) bad("prune layers must be strictly increasing");
+        if (!(s.keep_fraction > 0.0f && s.keep_fraction <= 1.0f))
+            bad("keep_fraction must be in (0, 1], got " + std::to_string(s.keep_fraction));
+        previous = s.layer;
+    }
+}
+
+LazyConfig lazy_preset(const std::string& name, int n_layer) {
+    LazyConfig config;
+    for (const RelativeStage& s : preset_stages(name)) {
+        PruneStage stage{relative_to_layer(s.depth, n_layer), s.keep};
+        if (config.schedule.empty() || stage.layer > config.schedule.back().layer) config.schedule.push_back(stage);
+    }
+    return config;
+}
+
+LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
+    if (spec.find(':') == std::string::npos) return lazy_preset(spec, n_layer);
+    LazyConfig config;
+    std::stringstream in(spec);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        auto colon = item.find(':');
+        if (colon == std::string::npos) bad("bad lazy schedule item '" + item + "' (expected layer:keep)");
+        std::string layer_text = item.substr(0, colon), keep_text = item.substr(colon + 1);
+        char* end = nullptr;
+        double layer = std::strtod(layer_text.c_str(), &end);
+        if (end == layer_text.c_str() || *end != '\0') bad("bad layer in lazy schedule item '" + item + "'");
+        double keep = std::strtod(keep_text.c_str(), &end);
+        if (end == keep_text.c_str() || *end != '\0') bad("bad keep fraction in lazy schedule item '" + item + "'");
+        // A layer written with a decimal point below 1 is a relative depth.
+        bool relative = layer_text.find('.') != std::string::npos;
+        if (relative && !(layer >= 0.0 && layer < 1.0)) bad("relative depth must be in [0, 1): '" + item + "'");
+        int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
+        if (!relative && layer != std::floor(layer)) bad("layer must be an integer: '" + item + "'");
+        config.schedule.push_back({l, static_cast<float>(keep)});
+    }
+    validate_lazy_config(config, n_layer);
+    return config;
+}
+
+std::vector<float> keep_fraction_per_layer(const LazyConfig& lazy, int n_layer) {
+    std::vector<float> keep(static_cast<size_t>(n_layer), 1.0f);
+    for (const PruneStage& s : lazy.schedule)
+        if (s.layer >= 0 && s.layer < n_layer) keep[s.layer] = s.keep_fraction;
+    return keep;
+}
+
+int tokens_to_keep(int n_active, float keep_fraction) {
+    if (keep_fraction >= 1.0f) return n_active;
+    int n = static_cast<int>(std::ceil(static_cast<double>(keep_fraction) * n_active));
+    return std::min(std::max(n, 1), n_active);
+}
+
+int select_most_important(const int32_t* positions, const float* importance, int n, int n_keep,
+                          int32_t always_keep, int32_t* order, int32_t* kept) {
+    if (n_keep >= n) {
+        std::copy(positions, positions + n, kept);
+        return n;
+    }
+    for (int i = 0; i < n; ++i) order[i] = i;
+    auto more_important = [&](int32_t a, int32_t b) {
+        const bool a_forced = positions[a] == always_keep, b_forced = positions[b] == always_keep;
+        if (a_forced != b_forced) return a_forced;
+        if (importance[a] != importance[b]) return importance[a] > importance[b];
+        return a < b;  // positions are sorted, so a lower index is an earlier position
+    };
+    std::nth_element(order, order + n_keep, order + n, more_important);
+    std::sort(order, order + n_keep);  // back to position order
+    for (int i = 0; i < n_keep; ++i) kept[i] = positions[order[i]];
+    return n_keep;
+}
+
+}  // namespace lazyllm_edge

@@ -1,0 +1,158 @@
+// lazyllm_edge C++ API: load a GGUF model, run sessions with an optional LazyLLM prune schedule,
+// sample tokens. Errors are reported by throwing lazyllm_edge::Error (see ErrorCode).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../../cpp/core_error.h"
+
+namespace lazyllm_edge {
+
+class Tokenizer;
+struct ModelImpl;
+struct SessionImpl;
+
+struct ModelParams {
+    int n_threads = 0;          // 0 = number of physical cores
+    std::string backend = "cpu";
+    bool use_mmap = true;
+};
+
+struct ModelInfo {
+    std::string architecture;   // "llama", "qwen2", ...
+    std::string name;
+    int n_layer = 0;
+    int d_model = 0;
+    int n_head = 0;
+    int n_head_kv = 0;
+    int head_dim = 0;
+    int ffn_dim = 0;
+    int n_vocab = 0;
+    int n_ctx_train = 0;
+    std::string chat_template;
+};
+
+class Model {
+public:
+    // Error(model_load) for a missing/corrupt/unsupported file.
+    static std::shared_ptr<Model> load(const std::string& path, const ModelParams& params = {});
+    ~Model();
+    const ModelInfo& info() const;
+    const Tokenizer& tokenizer() const;
+    const ModelParams& params() const;
+    ModelImpl& impl() const { return *impl_; }
+
+private:
+    Model() = default;
+    std::unique_ptr<ModelImpl> impl_;
+};
+
+// One stage of a prune schedule: after computing `layer`, keep the `keep_fraction` most attended
+// tokens of the active set (by the last token's attention at that layer).
+struct PruneStage {
+    int layer = 0;
+    float keep_fraction = 1.0f;
+};
+
+struct LazyConfig {
+    std::vector<PruneStage> schedule;  // empty = dense
+    bool prune_decode = true;          // also prune during one-token (decode) steps
+    bool enabled() const { return !schedule.empty(); }
+};
+
+struct SessionParams {
+    int n_ctx = 4096;
+    LazyConfig lazy;
+};
+
+struct SessionStats {
+    int n_prompt_tokens = 0;            // tokens fed by the last multi-token append
+    double ttft_s = 0;                  // time of the last prefill (append of >1 token), seconds
+    double prefill_tokens_per_s = 0;
+    double decode_tokens_per_s = 0;     // over one-token appends since the last prefill
+    int n_decode_tokens = 0;
+    double decode_time_s = 0;
+    std::vector<int> layer_kv_tokens;   // per layer: context tokens that have KV there
+    int64_t prefill_pairs_computed = 0; // (token, layer) pairs computed in the last prefill
+    int64_t prefill_pairs_dense = 0;    // what dense would have computed
+    int64_t total_pairs_computed = 0;   // since reset
+    int64_t total_pairs_dense = 0;
+    int64_t revived_tokens = 0;         // since reset: (token, layer) pairs resumed from the aux cache
+    int64_t recomputed_pairs = 0;       // invariant counter: pairs computed twice (must stay 0)
+};
+
+class Session {
+public:
+    // Allocates the KV cache, aux cache and scratch once; Error(out_of_memory / invalid_argument).
+    Session(std::shared_ptr<Model> model, const SessionParams& params);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    void reset();
+    // Feeds tokens after those already cached. Returns the last position's logits (n_vocab floats, valid
+    // until the next call). With all_logits, writes (n, n_vocab) into `all_logits_out` (dense only).
+    const float* append(const int32_t* ids, int n, float* all_logits_out = nullptr);
+    int n_past() const;
+    int n_ctx() const;
+    const std::vector<int32_t>& tokens() const;
+    const SessionStats& stats() const;
+    const LazyConfig& lazy_config() const;
+    void set_lazy_config(const LazyConfig& lazy);  // validated; takes effect at the next append
+    const std::shared_ptr<Model>& model() const;
+
+    // Last importance vector computed (debug/tests): positions and scores at the given pruning layer.
+    struct ImportanceRecord {
+        int layer = -1;
+        std::vector<int32_t> positions;
+        std::vector<float> scores;
+    };
+    void set_record_importance(bool on);  // keep the importance vectors of the next appends
+    const std::vector<ImportanceRecord>& last_importance() const;
+    // Hidden state stored in the aux cache for a position, or empty when it has none; and its layer.
+    std::vector<float> aux_hidden(int position, int* layer) const;
+    int token_frontier(int position) const;  // number of layers with KV for that position
+    // Copies K and V (fp32) of one (layer, position); false when absent.
+    bool read_kv(int layer, int position, float* k_out, float* v_out) const;
+
+private:
+    std::unique_ptr<SessionImpl> impl_;
+};
+
+// Validates a schedule for a model with n_layer layers; Error(invalid_argument) naming the problem.
+void validate_lazy_config(const LazyConfig& lazy, int n_layer);
+// Named presets ("off", "balanced", "aggressive") scaled to the model depth.
+LazyConfig lazy_preset(const std::string& name, int n_layer);
+// Parses "off" | preset name | "8:0.7,15:0.5" (layer:keep) | "0.27:0.7,..." (relative depth in [0,1)).
+LazyConfig parse_lazy_spec(const std::string& spec, int n_layer);
+
+struct SamplingParams {
+    float temperature = 0.8f;   // <= 0: greedy
+    int top_k = 40;             // <= 0: off
+    float top_p = 0.95f;        // 1: off
+    float min_p = 0.05f;        // 0: off
+    float repeat_penalty = 1.0f;
+    int repeat_last_n = 64;
+    uint64_t seed = 0;
+    bool has_seed = false;      // false: seeded from the clock
+};
+
+void validate_sampling_params(const SamplingParams& p);
+
+class Sampler {
+public:
+    Sampler(const SamplingParams& params, int n_vocab);
+    // Picks the next token from logits (n_vocab), given the recent tokens for the repeat penalty.
+    int32_t sample(const float* logits, const int32_t* recent, int n_recent);
+
+private:
+    SamplingParams params_;
+    uint64_t rng_state_;
+    std::vector<std::pair<float, int32_t>> candidates_;  // (logit, id), sized n_vocab once
+    std::vector<float> penalized_;
+};
+
+}  // namespace lazyllm_edge
