@@ -19,6 +19,8 @@ void dequantize_row_unchecked(GgmlType type, const void* src, float* dst, int64_
 namespace avx2 {
 void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows, int64_t K,
               float* y, int64_t ldy);
+bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
+                int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
 }
 #endif
 
@@ -113,6 +115,30 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
     const uint8_t* wbytes = static_cast<const uint8_t*>(w.data);
     const GgmlType type = w.type;
     const size_t row_bytes = w.row_bytes;
+
+#if defined(__x86_64__)
+    // Decode on Q4_0/Q4_1/Q8_0: dequantize in registers (no scratch round trip), rows split over threads.
+    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 &&
+        (type == GgmlType::Q4_0 || type == GgmlType::Q4_1 || type == GgmlType::Q8_0)) {
+        const int64_t nb = n_in / 32;
+        pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
+            float* xsum = nullptr;
+            if (type == GgmlType::Q4_1) {  // per-thread block sums of x (n_tok * n_in adds, negligible)
+                xsum = t_scratch.get(static_cast<size_t>(n_tok * nb));
+                for (int64_t t = 0; t < n_tok; ++t)
+                    for (int64_t b = 0; b < nb; ++b) {
+                        const float* p = x + t * n_in + b * 32;
+                        float s = 0.0f;
+                        for (int j = 0; j < 32; ++j) s += p[j];
+                        xsum[t * nb + b] = s;
+                    }
+            }
+            avx2::gemv_fused(static_cast<uint32_t>(type), x, n_in, n_tok, wbytes + static_cast<size_t>(r0) * row_bytes,
+                             row_bytes, r1 - r0, n_in, xsum, y + r0, n_out);
+        });
+        return;
+    }
+#endif
 
     pool.parallel_for(static_cast<long>(n_tiles), [&](long tile_begin, long tile_end, int) {
         float* scratch = direct ? nullptr : t_scratch.get(static_cast<size_t>(tile_rows * n_in));
