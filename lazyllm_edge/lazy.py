@@ -1,0 +1,65 @@
+"""LazyLLM configuration: a prune schedule of (layer, keep_fraction) stages plus decode pruning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple, Union
+
+from . import _core
+
+PRESETS = ("off", "balanced", "aggressive")
+
+
+@dataclass(frozen=True)
+class LazyConfig:
+    """A prune schedule.
+
+    ``schedule``: (layer, keep_fraction) stages, layers strictly increasing; after computing ``layer`` the
+    ``keep_fraction`` most attended tokens of the active set stay active. A float layer in [0, 1) is a
+    relative depth (``0.3`` = 30 % of the model's layers). ``prune_decode``: prune in decode steps too.
+    """
+
+    schedule: Tuple[Tuple[Union[int, float], float], ...] = field(default_factory=tuple)
+    prune_decode: bool = True
+    preset_name: Optional[str] = None  # set by LazyConfig.preset(); the schedule then comes from the model depth
+
+    @staticmethod
+    def preset(name: str, prune_decode: bool = True) -> "LazyConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown lazy preset '{name}' (expected one of {', '.join(PRESETS)})")
+        return LazyConfig(prune_decode=prune_decode, preset_name=name)
+
+    def resolve(self, n_layer: int):
+        """Absolute [(layer, keep)] for a model with n_layer layers (validated: raises ValueError)."""
+        if self.preset_name is not None:
+            return _core.lazy_preset(self.preset_name, n_layer)
+        out = []
+        for stage in self.schedule:
+            if not isinstance(stage, (tuple, list)) or len(stage) != 2:
+                raise ValueError(f"schedule stage {stage!r} is not a (layer, keep_fraction) pair")
+            layer, keep = stage
+            if isinstance(layer, bool) or not isinstance(layer, (int, float)):
+                raise ValueError(f"layer {layer!r} is not a number")
+            if isinstance(layer, float):
+                if not 0.0 <= layer < 1.0:
+                    raise ValueError(f"relative depth {layer} must be in [0, 1)")
+                layer = min(max(int(round(layer * n_layer)), 0), n_layer - 2)
+            out.append((int(layer), float(keep)))
+        _core.validate_lazy(out, n_layer)
+        return out
+
+
+LazyLike = Union[None, str, LazyConfig, Sequence[Tuple[Union[int, float], float]]]
+
+
+def resolve_lazy(lazy: LazyLike, n_layer: int):
+    """Turns any accepted form into ([(layer, keep)], prune_decode)."""
+    if lazy is None or lazy is False:
+        return [], True
+    if isinstance(lazy, str):
+        return _core.parse_lazy_spec(lazy, n_layer), True
+    if isinstance(lazy, LazyConfig):
+        return lazy.resolve(n_layer), lazy.prune_decode
+    if isinstance(lazy, (list, tuple)):
+        return LazyConfig(schedule=tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in lazy)).resolve(n_layer), True
+    raise ValueError(f"lazy must be a preset name, a schedule string, a LazyConfig or a list of stages, not {type(lazy).__name__}")
