@@ -43,7 +43,7 @@ std::vector<uint8_t> random_weights(GgmlType type, int64_t n_in, int64_t n_out, 
     return w;
 }
 
-void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok) {
+void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok, bool quiet = false) {
     std::mt19937 rng(42);
     std::vector<uint8_t> wdata = random_weights(type, n_in, n_out, rng);
     std::vector<float> x(static_cast<size_t>(n_tok * n_in)), y(static_cast<size_t>(n_tok * n_out));
@@ -69,6 +69,7 @@ void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
         if (s < best) best = s;
     }
+    if (quiet) return;
     std::printf("%-5s %5lld -> %-6lld n_tok %4lld : %8.3f ms  %7.2f GFLOP/s  %6.2f GB/s weights\n", ggml_type_name(type),
                 static_cast<long long>(n_in), static_cast<long long>(n_out), static_cast<long long>(n_tok), best * 1e3,
                 flop / best * 1e-9, wdata.size() / best * 1e-9);
@@ -80,6 +81,7 @@ int main(int argc, char** argv) {
     const int n_threads = argc > 1 ? std::atoi(argv[1]) : 2;
     ThreadPool pool(n_threads);
     std::printf("isa %s, %d threads\n", active_isa() == CpuIsa::avx2 ? "avx2" : "scalar", n_threads);
+    bench(pool, GgmlType::Q4_1, 576, 1536, 1, true);  // warm up threads and clocks
     for (int64_t n_tok : {1, 512}) {
         bench(pool, GgmlType::Q4_1, 576, 1536, n_tok);
         bench(pool, GgmlType::Q4_1, 1536, 576, n_tok);
