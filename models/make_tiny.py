@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Writes tiny random GGUF models for tests (no download needed).
+
+    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+
+The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
+so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
+fp32 arrays for NumPy reference implementations.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def gpt2_bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def tiny_vocab():
+    byte_map = gpt2_bytes_to_unicode()
+    tokens = [byte_map[b] for b in range(256)]
+    merges = []
+    for a, b in [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("e", "r"), ("o", "n"), ("Ġ", "a")]:
+        merges.append(f"{a} {b}")
+        tokens.append(a + b)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    types = [1] * len(tokens) + [3] * len(specials)
+    tokens += specials
+    return tokens, merges, types
+
+
+def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0):
+    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model."""
+    tokens, _, _ = tiny_vocab()
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(seed)
+    head_dim = d_model // n_head
+    kv = n_head_kv * head_dim
+
+    def mat(n_out, n_in, scale=None):
+        return (rng.standard_normal((n_out, n_in)) * (scale or 1.0 / np.sqrt(n_in))).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    w = {"token_embd.weight": mat(n_vocab, d_model, 1.0), "output_norm.weight": norm(d_model),
+         "output.weight": mat(n_vocab, d_model)}
+    for l in range(n_layer):
+        b = f"blk.{l}."
+        w[b + "attn_norm.weight"] = norm(d_model)
+        w[b + "attn_q.weight"] = mat(d_model, d_model)
+        w[b + "attn_k.weight"] = mat(kv, d_model)
+        w[b + "attn_v.weight"] = mat(kv, d_model)
+        w[b + "attn_output.weight"] = mat(d_model, d_model)
+        if arch == "qwen2":
+            w[b + "attn_q.bias"] = (0.1 * rng.standard_normal(d_model)).astype(np.float32)
+            w[b + "attn_k.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
+            w[b + "attn_v.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
+        if arch == "qwen3":
+            w[b + "attn_q_norm.weight"] = norm(head_dim)
+            w[b + "attn_k_norm.weight"] = norm(head_dim)
+        w[b + "ffn_norm.weight"] = norm(d_model)
+        w[b + "ffn_gate.weight"] = mat(ffn, d_model)
+        w[b + "ffn_up.weight"] = mat(ffn, d_model)
+        w[b + "ffn_down.weight"] = mat(d_model, ffn)
+    hp = dict(arch=arch, n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, ffn=ffn,
+              head_dim=head_dim, n_vocab=n_vocab, rope_base=10000.0, eps=1e-5, n_ctx=512)
+    return hp, w
+
+
+def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, **dims):
+    import gguf
+
+    hp, weights = tiny_model_weights(arch, n_layer, seed=seed, **dims)
+    tokens, merges, types = tiny_vocab()
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-{arch}")
+    writer.add_block_count(hp["n_layer"])
+    writer.add_context_length(hp["n_ctx"])
+    writer.add_embedding_length(hp["d_model"])
+    writer.add_feed_forward_length(hp["ffn"])
+    writer.add_head_count(hp["n_head"])
+    writer.add_head_count_kv(hp["n_head_kv"])
+    writer.add_rope_freq_base(hp["rope_base"])
+    writer.add_layer_norm_rms_eps(hp["eps"])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("smollm" if arch == "llama" else "qwen2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(len(tokens) - 3)
+    writer.add_eos_token_id(len(tokens) - 1)
+    writer.add_add_bos_token(False)
+    writer.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    qtype = getattr(gguf.GGMLQuantizationType, weight_type)
+    for name, arr in weights.items():
+        if arr.ndim == 2 and weight_type != "F32":
+            if weight_type == "F16":
+                writer.add_tensor(name, arr.astype(np.float16))
+            else:
+                q = gguf.quants.quantize(arr, qtype)
+                writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, arr)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return hp, weights
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2", "qwen3"])
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--type", default="F32")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    write_tiny_model(Path(a.out), a.arch, a.layers, a.type, a.seed)
+    print(a.out)
+
+
+if __name__ == "__main__":
+    main()
