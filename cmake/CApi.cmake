@@ -4,11 +4,19 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
+# Inside the wheel everything goes under the package directory: lazyllm_edge/{lib,include}.
+if(SKBUILD)
+  set(LE_LIBDIR lazyllm_edge/lib)
+  set(LE_INCLUDEDIR lazyllm_edge/include)
+else()
+  set(LE_LIBDIR ${CMAKE_INSTALL_LIBDIR})
+  set(LE_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 add_library(lazyllm_edge SHARED cpp/api/c_api.cpp cpp/api/c_api_guard.cpp)
 add_library(lazyllm_edge::lazyllm_edge ALIAS lazyllm_edge)
 target_link_libraries(lazyllm_edge PRIVATE lazyllm_edge_core)
 target_include_directories(lazyllm_edge
-  PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+  PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${LE_INCLUDEDIR}>
   PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/cpp)
 target_compile_options(lazyllm_edge PRIVATE -Wall -Wextra -Wno-unused-parameter -fvisibility=hidden -fvisibility-inlines-hidden)
 # The version script hides everything but le_* (libstdc++ template instantiations would leak otherwise)
@@ -19,14 +27,6 @@ set_target_properties(lazyllm_edge PROPERTIES
   VERSION ${PROJECT_VERSION} SOVERSION 1 LINK_DEPENDS ${LAZYLLM_EDGE_EXPORTS_MAP}
   C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden)
 
-# Inside the wheel everything goes under the package directory: lazyllm_edge/{lib,include}.
-if(SKBUILD)
-  set(LE_LIBDIR lazyllm_edge/lib)
-  set(LE_INCLUDEDIR lazyllm_edge/include)
-else()
-  set(LE_LIBDIR ${CMAKE_INSTALL_LIBDIR})
-  set(LE_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR})
-endif()
 set(LE_CMAKEDIR ${LE_LIBDIR}/cmake/lazyllm_edge)
 
 install(TARGETS lazyllm_edge EXPORT lazyllm_edgeTargets
