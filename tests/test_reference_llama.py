@@ -73,7 +73,7 @@ def test_greedy_generation_reproduces_llama_cpp_start(default_generator):
 
 def test_kv_cache_decode_equals_recompute(default_model_path):
     """Decoding one token at a time with the KV cache gives the logits of recomputing the whole
-    sequence from scratch (a second Generator, no cache reuse): |diff| <= 2e-3 (fp16 KV, different
+    sequence from scratch (a second Generator, no cache reuse): |diff| <= 5e-3 (fp16 KV, different
     summation order) and the same argmax at every step."""
     import lazyllm_edge
 
@@ -84,7 +84,7 @@ def test_kv_cache_decode_equals_recompute(default_model_path):
     for step in range(16):
         full = scratch.logits(seq)[-1]
         assert int(np.argmax(full)) == int(np.argmax(logits)), f"argmax differs at step {step}"
-        np.testing.assert_allclose(logits, full, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(logits, full, atol=5e-3, rtol=0)
         nxt = int(np.argmax(logits))
         seq.append(nxt)
         logits = incremental.append([nxt])

@@ -41,12 +41,14 @@ void ThreadPool::run(TaskFn fn, void* context) {
     }
     wake_.notify_all();
     fn(context, 0, n_threads_);
-    // spin for the stragglers, then yield: with more threads than free cores (several sessions at once) a
-    // descheduled worker must get the core back instead of watching the caller spin
-    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-        if (spin < 20000) LLE_PAUSE();
-        else std::this_thread::yield();
+    // Spin briefly for the stragglers, then sleep until the last one signals: with more threads than free
+    // cores (several sessions, other processes) a spinning caller would steal the core a worker needs.
+    for (int spin = 0; spin < kSpinIterations; ++spin) {
+        if (pending_.load(std::memory_order_acquire) == 0) return;
+        LLE_PAUSE();
     }
+    std::unique_lock<std::mutex> lock(done_mutex_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -54,7 +56,7 @@ void ThreadPool::worker_loop(int index) {
     for (;;) {
         // Spin a while for the next task (forward passes issue many in a row), then sleep.
         unsigned gen = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < 200000; ++spin) {
+        for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
             LLE_PAUSE();
             gen = generation_.load(std::memory_order_acquire);
         }
@@ -66,7 +68,10 @@ void ThreadPool::worker_loop(int index) {
         seen = gen;
         if (stopping_.load()) return;
         task_(task_context_, index, n_threads_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            std::lock_guard<std::mutex> lock(done_mutex_);  // pairs with the caller's wait: no lost wake-up
+            done_.notify_one();
+        }
     }
 }
 

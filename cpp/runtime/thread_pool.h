@@ -50,6 +50,10 @@ private:
     std::atomic<bool> stopping_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
+    std::mutex done_mutex_;
+    std::condition_variable done_;           // the last worker of a run() signals the caller
+    // ~0.1 ms of spinning covers the gaps between the kernels of one forward pass; past that, sleep.
+    static constexpr int kSpinIterations = 1 << 13;
 };
 
 // Number of physical cores (falls back to hardware_concurrency).
