@@ -46,3 +46,21 @@ def test_vs_llamacpp_parse():
                      ("ttft", 4096, 0), ("rss", 8192, 0)]
     with pytest.raises(SystemExit):
         vs_llamacpp.parse_tests("ttft64@d3")
+
+
+def test_vs_llamacpp_tiny(tiny_model, tmp_path, capsys):
+    pytest.importorskip("llama_cpp")
+    import vs_llamacpp
+
+    path, _, _ = tiny_model
+    out = tmp_path / "vs.json"
+    rc = vs_llamacpp.main(["--model", str(path), "--threads", "1", "--reps", "2", "--tests", "pp32,tg4@d16,ttft32,rss256",
+                           "--rss-prefill", "16", "--cooldown", "0", "--lazy", "1:0.5", "--json", str(out)])
+    assert rc == 0
+    assert "ttft32 (lazy=1:0.5)" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["top1_agree"] is True
+    by = {r["test"]: r for r in doc["results"]}
+    assert set(by) == {"pp32", "tg4@d16", "ttft32 (dense)", "ttft32 (lazy=1:0.5)", "rss256"}
+    assert len(by["pp32"]["ours_samples"]) == 2 and len(by["pp32"]["theirs_samples"]) == 2
+    assert by["rss256"]["ours"] > 0 and by["rss256"]["theirs"] > 0
