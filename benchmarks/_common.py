@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run from a checkout without installing: python benchmarks/xxx.py
+# Run from a checkout with the dev build (python benchmarks/xxx.py): use the checkout's package when it has its
+# extension built there; otherwise the installed lazyllm_edge.
+if any((REPO / "lazyllm_edge").glob("_core*")) and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_MODEL_FILE = Path.home() / ".cache" / "lazyllm_edge" / "SmolLM2-135M-Instruct.Q4_1.gguf"
