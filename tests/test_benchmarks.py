@@ -1,0 +1,66 @@
+"""Smoke tests of the benchmark harnesses on the tiny generated model (seconds)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+
+def test_bench_tiny(tiny_model, tmp_path, capsys):
+    import bench
+
+    path, _, _ = tiny_model
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--model", str(path), "--threads", "1", "--reps", "2", "--tests", "pp32,tg4,tg2@d16,kv48",
+                     "--kv-steps", "4", "--kv-recompute-steps", "2", "--json", str(out)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "pp32" in table and "tg2@d16" in table and "no cache" in table and "faster with the cache" in table
+    doc = json.loads(out.read_text())
+    assert doc["threads"] == 1 and doc["reps"] == 2
+    by = {r["test"]: r for r in doc["results"]}
+    assert set(by) == {"pp32", "tg4", "tg2@d16", "kv48"}
+    for r in doc["results"]:
+        assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0
+    kv = by["kv48"]
+    assert kv["recompute_avg_ts"] > 0 and kv["speedup"] == pytest.approx(kv["avg_ts"] / kv["recompute_avg_ts"])
+
+
+def test_bench_bad_test_name():
+    import bench
+
+    with pytest.raises(SystemExit):
+        bench.parse_tests("pp12,xx3")
+    assert [t.name for t in bench.parse_tests("pp512, tg64,tg32@d4096,kv1024")] == ["pp512", "tg64", "tg32@d4096", "kv1024"]
+
+
+def test_vs_llamacpp_parse():
+    import vs_llamacpp
+
+    names = [(t.kind, t.n, t.depth) for t in vs_llamacpp.parse_tests(vs_llamacpp.FULL_TESTS)]
+    assert names == [("pp", 512, 0), ("pp", 2048, 0), ("pp", 4096, 0), ("tg", 64, 0), ("tg", 32, 4096),
+                     ("ttft", 4096, 0), ("rss", 8192, 0)]
+    with pytest.raises(SystemExit):
+        vs_llamacpp.parse_tests("ttft64@d3")
+
+
+def test_vs_llamacpp_tiny(tiny_model, tmp_path, capsys):
+    pytest.importorskip("llama_cpp")
+    import vs_llamacpp
+
+    path, _, _ = tiny_model
+    out = tmp_path / "vs.json"
+    rc = vs_llamacpp.main(["--model", str(path), "--threads", "1", "--reps", "2", "--tests", "pp32,tg4@d16,ttft32,rss256",
+                           "--rss-prefill", "16", "--cooldown", "0", "--lazy", "1:0.5", "--json", str(out)])
+    assert rc == 0
+    assert "ttft32 (lazy=1:0.5)" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["top1_agree"] is True
+    by = {r["test"]: r for r in doc["results"]}
+    assert set(by) == {"pp32", "tg4@d16", "ttft32 (dense)", "ttft32 (lazy=1:0.5)", "rss256"}
+    assert len(by["pp32"]["ours_samples"]) == 2 and len(by["pp32"]["theirs_samples"]) == 2
+    assert by["rss256"]["ours"] > 0 and by["rss256"]["theirs"] > 0
