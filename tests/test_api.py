@@ -192,7 +192,7 @@ def test_gguf_version_2_and_alignment(tmp_path, tiny_model):
 
     p64 = tmp_path / "a64.gguf"
     w = gguf.GGUFWriter(str(p64), "llama")
-    w.add_uint32("general.alignment", 64)
+    w.add_custom_alignment(64)
     w.add_tensor("a", np.ones(5, dtype=np.float32))
     w.add_tensor("b", np.ones(7, dtype=np.float32))
     w.write_header_to_file()
