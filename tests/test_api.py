@@ -252,3 +252,23 @@ def test_models_fetch_verifies_cached_file(default_model_path):
     assert models.fetch("smollm2-135m") == default_model_path  # cached and checksum-verified: no download
     with pytest.raises(KeyError):
         models.fetch("no-such-model")
+
+
+def test_ctrl_c_stops_generation_cleanly(default_model_path):
+    """SIGINT during a generation raises KeyboardInterrupt in the caller (between tokens or right after the
+    native step), and the Generator stays usable with a consistent cache."""
+    script = f"""
+import os, signal, lazyllm_edge
+g = lazyllm_edge.Generator({str(default_model_path)!r}, n_ctx=512)
+try:
+    for i, piece in enumerate(g.generate("Write a very long story about the sea.", max_tokens=400, temperature=0)):
+        if i == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted after", g.n_past)
+print("again:", "".join(p.text for p in g.generate("The capital of France is", max_tokens=4, temperature=0)))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "interrupted after" in r.stdout and "Paris" in r.stdout.split("again:")[1]
