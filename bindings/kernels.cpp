@@ -69,7 +69,7 @@ WeightMatrix make_weight(uint32_t type_id, const nb::bytes& w, int64_t n_in, int
 }
 
 FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-                      const std::string& isa, int n_threads, bool reference) {
+                      const std::string& isa, int n_threads, bool reference, bool int8_reference = false) {
     WeightMatrix m = make_weight(type_id, w, n_in, n_out);
     if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
     const int64_t n_tok = static_cast<int64_t>(x.shape(0));
@@ -78,7 +78,9 @@ FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_
     FloatArray out = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(n_out), true, &y);
     {
         nb::gil_scoped_release release;
-        if (reference) {
+        if (int8_reference) {
+            matmul_int8_reference(m, x.data(), n_tok, y);
+        } else if (reference) {
             matmul_reference(m, x.data(), n_tok, y);
         } else {
             IsaScope scope(want);
@@ -137,4 +139,50 @@ void register_kernels(nb::module_& m) {
            const std::string& isa, int n_threads) { return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, true); },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
         nb::arg("isa") = "scalar", nb::arg("n_threads") = 1, "Scalar single-thread reference matmul.");
+
+    k.def(
+        "matmul_int8_reference",
+        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x) {
+            if (type_id != 2 && type_id != 3 && type_id != 8) throw nb::value_error("Q4_0, Q4_1 or Q8_0 only");
+            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, true, true);
+        },
+        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
+        "Scalar reference of the int8 decode path (x quantized to int8 blocks of 32, integer block dots).");
+
+    k.def(
+        "matmul_uses_int8",
+        [](uint32_t type_id, int64_t n_tok, const std::string& isa) {
+            checked_traits(type_id);
+            IsaScope scope(parse_isa(isa));
+            return matmul_uses_int8(static_cast<GgmlType>(type_id), n_tok);
+        },
+        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 decode path.");
+
+    k.def(
+        "quantize_q8_1",
+        [](const nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>& x, const std::string& isa) {
+            const int64_t n = static_cast<int64_t>(x.shape(0));
+            if (n % 32 != 0) throw nb::value_error("length must be a multiple of 32");
+            const CpuIsa want = parse_isa(isa);
+            float* q;
+            float* d;
+            float* s;
+            FloatArray qa = new_array(1, static_cast<size_t>(n), false, &q);
+            FloatArray da = new_array(1, static_cast<size_t>(n / 32), false, &d);
+            FloatArray sa = new_array(1, static_cast<size_t>(n / 32), false, &s);
+            {
+                nb::gil_scoped_release release;
+                std::unique_ptr<int8_t[]> qi(new int8_t[n > 0 ? n : 1]);
+                if (want == CpuIsa::scalar) {
+                    quantize_row_q8_1_reference(x.data(), n, qi.get(), d, s);
+                } else {
+                    IsaScope scope(want);
+                    quantize_row_q8_1(x.data(), n, qi.get(), d, s);
+                }
+                for (int64_t i = 0; i < n; ++i) q[i] = qi[i];
+            }
+            return nb::make_tuple(qa, da, sa);
+        },
+        nb::arg("x"), nb::arg("isa") = "best",
+        "Int8 activation quantization: (q as float32, d, s) per block of 32 ('scalar' = reference).");
 }

@@ -134,6 +134,79 @@ def check_against_truth(y, x, w, label, rel=3e-5):
     assert np.all(err <= rel * scale + 1e-30), f"{label}: worst relative-to-|x||w| error {worst:.3g} > {rel}"
 
 
+# ---- int8 decode path (n_tok <= 4, AVX2, Q4_0/Q4_1/Q8_0): x quantized to int8 blocks of 32 ----
+INT8_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+
+
+def int8_bound(x, w):
+    """Elementwise bound on |y_int8 - x @ W^T| from activation rounding. Per 32-block with a = max|x|:
+    q = round(x * 127 / a) is off by <= 1/2, i.e. |x - (a/127) q| <= min(|x|, a/254) (q = 0 when |x| <= a/254);
+    storing d = a/127 in fp16 adds |q| * |d - fp16(d)| <= 127 * (a/127) * 2^-11 (2^-10 here, for margin).
+    The integer block dots are exact, so the rest is fp32 accumulation (covered by the callers' 3e-5 term)."""
+    x64 = x.astype(np.float64)
+    blocks = np.abs(x64).reshape(x.shape[0], -1, 32)
+    a = blocks.max(axis=2, keepdims=True)
+    e = (np.minimum(blocks, a / 254.0) + a * 2.0**-10).reshape(x.shape)
+    return e @ np.abs(w.astype(np.float64)).T
+
+
+def check_int8_against_truth(y, x, w, label):
+    """Rigorous bound above plus fp32 slack, and the looser headline figure: <= 1e-2 of |x| @ |W|^T."""
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    truth = x64 @ w64.T
+    scale = np.abs(x64) @ np.abs(w64).T
+    err = np.abs(y.astype(np.float64) - truth)
+    assert np.all(err <= int8_bound(x, w) + 3e-5 * scale + 1e-30), f"{label}: int8 bound exceeded"
+    worst = float((err / (scale + 1e-30)).max())
+    assert worst <= 1e-2, f"{label}: worst relative-to-|x||w| error {worst:.3g} > 1e-2"
+
+
+def test_quantize_q8_1():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(32 * 12).astype(np.float32)
+    x[32:64] = 0.0  # an all-zero block: d = s = 0
+    x[64:96] *= 1e-3
+    x[100] = 50.0  # an outlier block
+    x[128:160] = rng.integers(-126, 126, 32) + 0.5  # amax 127 -> id = 1: exact halfway cases
+    x[128] = 127.0
+    q, d, s = K.quantize_q8_1(x, isa="scalar")
+    assert np.all(np.abs(q) <= 127) and np.array_equal(q, np.round(q))
+    a = np.abs(x.astype(np.float64)).reshape(-1, 32).max(axis=1)
+    assert np.array_equal(d, (a / 127).astype(np.float32).astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(s, d * q.reshape(-1, 32).sum(axis=1, dtype=np.float64).astype(np.float32))
+    assert d[1] == 0 and s[1] == 0 and np.all(q[32:64] == 0)
+    np.testing.assert_array_equal(q[128:160], np.round(x[128:160]))  # round half to even
+    xr = (d.astype(np.float64)[:, None] * q.reshape(-1, 32)).ravel()
+    assert np.all(np.abs(xr - x) <= np.repeat(a / 254 + a * 2.0**-10, 32))
+    if HAS_AVX2:
+        for u, v in zip((q, d, s), K.quantize_q8_1(x, isa="avx2")):
+            assert np.array_equal(u.view(np.uint32), v.view(np.uint32)), "AVX2 quantization differs from scalar"
+
+
+@pytest.mark.parametrize("name", INT8_TYPES)
+@pytest.mark.parametrize("n_in,n_out", [(576, 1536), (1536, 576), (576, 200), (64, 7)])
+def test_matmul_int8(name, n_in, n_out):
+    rng = np.random.default_rng(n_in + n_out + INT8_TYPES.index(name))
+    data, _ = make_weights(name, n_out, n_in, rng)
+    tid = int(qtype(name))
+    w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
+    for n_tok in (1, 2, 3, 4, 9):
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        x[0, :32] *= 1e-4  # a block of tiny values next to normal ones
+        ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
+        check_int8_against_truth(ref8, x, w, f"{name} int8 reference n_tok={n_tok}")
+        ref = K.matmul_reference(tid, data, n_in, n_out, x)
+        scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+        assert np.all(np.abs(ref8.astype(np.float64) - ref) <= int8_bound(x, w) + 6e-5 * scale + 1e-30)
+        if not HAS_AVX2 or n_tok > 4:
+            continue
+        for threads in (1, 2, 3):
+            y = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=threads)
+            # Same integers and products as the reference; only the fp32 summation order differs.
+            err = np.abs(y.astype(np.float64) - ref8)
+            assert np.all(err <= 2e-6 * scale + 1e-30), f"{name} AVX2 vs int8 reference: {float((err / scale).max()):.3g}"
+
+
 @pytest.mark.parametrize("name,n_in,n_out", MATMUL_CASES)
 def test_matmul(name, n_in, n_out):
     rng = np.random.default_rng(n_in * 7 + n_out + TYPES.index(name))
@@ -147,12 +220,18 @@ def test_matmul(name, n_in, n_out):
         assert ref.shape == (n_tok, n_out) and ref.dtype == np.float32
         check_against_truth(ref, x, w, f"{name} reference n_tok={n_tok}")
         for isa in isas:
+            int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)
+            assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4)
             for threads in (1, 2, 3):
                 y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                 assert y.shape == (n_tok, n_out)
+                scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+                if int8:  # int8 activations: the activation-rounding bound instead of fp32 rounding
+                    check_int8_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
+                    assert np.all(np.abs(y.astype(np.float64) - ref) <= int8_bound(x, w) + 6e-5 * scale + 1e-30)
+                    continue
                 check_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                 # Optimized vs reference: both within the bound above, so within twice of it of each other.
-                scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)
 
 

@@ -22,6 +22,7 @@ bool dequantize_row(uint32_t type, const void* src, float* dst, int64_t n);
 float dot_f32(const float* x, const float* y, int64_t n);
 void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n);
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s);
 }  // namespace avx2
 #endif
 
@@ -339,6 +340,30 @@ float dot_f32(const float* x, const float* y, int64_t n) {
     }
     for (; i < n; ++i) s0 += x[i] * y[i];
     return (s0 + s1) + (s2 + s3);
+}
+
+void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+    for (int64_t b = 0; b < n / QK; ++b, x += QK, q += QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QK; ++j) {
+            const int v = static_cast<int>(std::nearbyint(x[j] * id));  // round half to even, like vroundps
+            q[j] = static_cast<int8_t>(v);
+            sum += v;
+        }
+        const float dr = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
+        d[b] = dr;
+        s[b] = dr * static_cast<float>(sum);
+    }
+}
+
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+#if defined(__x86_64__)
+    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_1(x, n, q, d, s);
+#endif
+    quantize_row_q8_1_reference(x, n, q, d, s);
 }
 
 }  // namespace lazyllm_edge

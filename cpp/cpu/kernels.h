@@ -28,4 +28,11 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);  // 
 float dot_f32_reference(const float* x, const float* y, int64_t n);
 float dot_f32(const float* x, const float* y, int64_t n);
 
+// Activation quantization for the int8 decode path (ggml's block_q8_1 math, unpacked): n (a multiple of
+// 32) floats -> per 32-block int8 q[32] = round-half-even(x * 127/amax), scale d = amax/127 rounded
+// through fp16 (kept as fp32), and s = d * sum(q) in fp32 (ggml keeps s in fp16; fp32 is more exact).
+// The AVX2 version is bit-identical to the reference.
+void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s);
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s);  // active ISA
+
 }  // namespace lazyllm_edge

@@ -264,96 +264,131 @@ inline void micro_rows(const float* x, int64_t ldx, const float* w, int64_t ldw,
 }
 
 
-// ---- fused decode (few tokens): dequantize in registers and accumulate, no scratch round trip ----
-// Per 32-element block: sum_j w_j x_j = d * sum_j q_j x_j (+ m * sum_j x_j for Q4_1), with q_j exact
-// small integers in fp32. Type ids: 2 = Q4_0, 3 = Q4_1, 8 = Q8_0.
+// ---- int8 decode (few tokens): activations pre-quantized to Q8_1-style blocks (quantize_row_q8_1) ----
+// Per 32-block (ggml_vec_dot_q4_1_q8_1 / ggml_vec_dot_q8_0_q8_0): sum_j w_j x_j ~= d_w d_x sum_j q_w q_x
+// (+ m_w s_x for Q4_1), the integer dot with vpmaddubsw/vpmaddwd. Type ids: 2 = Q4_0, 3 = Q4_1, 8 = Q8_0.
+
+// 8 int32 lanes of pairwise sums of u8 a * s8 b over 32 bytes (no overflow: |a|,|b| <= 128/127).
+inline __m256 mul_sum_us8(__m256i a, __m256i b) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+}
+// Signed x signed: move the sign of a onto b (ggml's mul_sum_i8_pairs_float).
+inline __m256 mul_sum_i8(__m256i a, __m256i b) {
+    return mul_sum_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+template <int TYPE>
+inline __m256i load_wq(const uint8_t* b) {
+    if (TYPE == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+    if (TYPE == 3) return unpack_nibbles_32(b + 4);
+    return _mm256_sub_epi8(unpack_nibbles_32(b + 2), _mm256_set1_epi8(8));
+}
+
 template <int MT, int TYPE>
-void gemv_fused_t(const float* x, int64_t ldx, const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t K,
-                  const float* xsum, float* y, int64_t ldy) {
+void gemv_q8_t(const int8_t* qx, const float* dx, const float* sx, int64_t K, const uint8_t* w, size_t row_bytes,
+               int64_t n_rows, float* y, int64_t ldy) {
+    constexpr int BB = TYPE == 8 ? 34 : TYPE == 3 ? 20 : 18;  // block bytes
     const int64_t nb = K / 32;
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m128i off8 = _mm_set1_epi8(8);
     for (int64_t r = 0; r < n_rows; ++r) {
         const uint8_t* b = w + static_cast<size_t>(r) * row_bytes;
-        __m256 acc[MT];
-        float macc[MT];
+        __m256 acc0[MT], acc1[MT];  // even / odd blocks: two independent FMA chains
+        float summs[MT];
         for (int t = 0; t < MT; ++t) {
-            acc[t] = _mm256_setzero_ps();
-            macc[t] = 0.0f;
+            acc0[t] = _mm256_setzero_ps();
+            acc1[t] = _mm256_setzero_ps();
+            summs[t] = 0.0f;
         }
-        for (int64_t i = 0; i < nb; ++i) {
-            __m256 q0, q1, q2, q3;
-            float d, m = 0.0f;
-            if (TYPE == 8) {
-                d = h2f(b);
-                const __m128i* p = reinterpret_cast<const __m128i*>(b + 2);
-                const __m128i v0 = _mm_loadu_si128(p), v1 = _mm_loadu_si128(p + 1);
-                q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
-                q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8)));
-                q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
-                q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8)));
-                b += 34;
-            } else {
-                d = h2f(b);
-                const uint8_t* qs = b + (TYPE == 3 ? 4 : 2);
-                if (TYPE == 3) m = h2f(b + 2);
-                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-                if (TYPE == 2) {
-                    lo = _mm_sub_epi8(lo, off8);
-                    hi = _mm_sub_epi8(hi, off8);
-                }
-                q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-                q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
-                q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-                q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-                b += (TYPE == 3 ? 20 : 18);
-            }
-            const __m256 dv = _mm256_set1_ps(d);
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2, b += 2 * BB) {
+            const float dw0 = h2f(b), dw1 = h2f(b + BB);
+            const __m256i qw0 = load_wq<TYPE>(b), qw1 = load_wq<TYPE>(b + BB);
             for (int t = 0; t < MT; ++t) {
-                const float* xt = x + t * ldx + i * 32;
-                __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xt));
-                __m256 s2 = _mm256_mul_ps(q1, _mm256_loadu_ps(xt + 8));
-                s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xt + 16), s);
-                s2 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xt + 24), s2);
-                acc[t] = _mm256_fmadd_ps(dv, _mm256_add_ps(s, s2), acc[t]);
-                if (TYPE == 3) macc[t] += m * xsum[t * nb + i];
+                const int8_t* xq = qx + t * K + i * 32;
+                const __m256i qy0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+                const __m256i qy1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+                const __m256 p0 = TYPE == 3 ? mul_sum_us8(qw0, qy0) : mul_sum_i8(qw0, qy0);
+                const __m256 p1 = TYPE == 3 ? mul_sum_us8(qw1, qy1) : mul_sum_i8(qw1, qy1);
+                acc0[t] = _mm256_fmadd_ps(p0, _mm256_set1_ps(dw0 * dx[t * nb + i]), acc0[t]);
+                acc1[t] = _mm256_fmadd_ps(p1, _mm256_set1_ps(dw1 * dx[t * nb + i + 1]), acc1[t]);
+                if (TYPE == 3) summs[t] += h2f(b + 2) * sx[t * nb + i] + h2f(b + BB + 2) * sx[t * nb + i + 1];
             }
         }
-        for (int t = 0; t < MT; ++t) y[t * ldy + r] = hsum(acc[t]) + macc[t];
+        for (; i < nb; ++i, b += BB) {
+            const float dw = h2f(b);
+            const __m256i qw = load_wq<TYPE>(b);
+            for (int t = 0; t < MT; ++t) {
+                const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + t * K + i * 32));
+                const __m256 p = TYPE == 3 ? mul_sum_us8(qw, qy) : mul_sum_i8(qw, qy);
+                acc0[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * dx[t * nb + i]), acc0[t]);
+                if (TYPE == 3) summs[t] += h2f(b + 2) * sx[t * nb + i];
+            }
+        }
+        for (int t = 0; t < MT; ++t) y[t * ldy + r] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + summs[t];
     }
 }
 
 template <int TYPE>
-void gemv_fused_type(const float* x, int64_t ldx, int64_t n_tok, const uint8_t* w, size_t row_bytes, int64_t n_rows,
-                     int64_t K, const float* xsum, float* y, int64_t ldy) {
+void gemv_q8_type(const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K, const uint8_t* w,
+                  size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
     switch (n_tok) {
-        case 1: gemv_fused_t<1, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
-        case 2: gemv_fused_t<2, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
-        case 3: gemv_fused_t<3, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
-        case 4: gemv_fused_t<4, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
+        case 1: gemv_q8_t<1, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
+        case 2: gemv_q8_t<2, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
+        case 3: gemv_q8_t<3, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
+        case 4: gemv_q8_t<4, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
         default: break;
     }
 }
 
 }  // namespace
 
-// Fused decode for n_tok <= 4 on Q4_0 / Q4_1 / Q8_0 rows; false for other types/shapes (caller falls back).
-// xsum: per token, the sum of each 32-element block of x (needed for Q4_1 only; n_tok x K/32).
-bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
-                int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy) {
+// Bit-identical to quantize_row_q8_1_reference (same products, round-half-even, same fp16 rounding of d).
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < n / 32; ++b, x += 32, q += 32) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+               v3 = _mm256_loadu_ps(x + 24);
+        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        constexpr int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), rnd));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), rnd));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), rnd));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), rnd));
+        const __m256i isum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(isum), _mm256_extracti128_si256(isum, 1));
+        s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+        const int sum = _mm_cvtsi128_si32(s4);
+        i0 = _mm256_packs_epi32(i0, i1);
+        i2 = _mm256_packs_epi32(i2, i3);
+        i0 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i0, i2), perm);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), i0);
+        const float dr = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+        d[b] = dr;
+        s[b] = dr * static_cast<float>(sum);
+    }
+}
+
+// Int8 decode for n_tok <= 4 on Q4_0 / Q4_1 / Q8_0 rows; false for other types/shapes (caller falls back).
+// qx: n_tok x K int8 (row stride K); dx, sx: n_tok x K/32 block scales and sums (sx needed for Q4_1 only).
+bool gemv_q8(uint32_t type, const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K,
+             const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
     if (n_tok < 1 || n_tok > 4 || K % 32 != 0) return false;
     const uint8_t* wb = static_cast<const uint8_t*>(w);
     switch (type) {
-        case 2: gemv_fused_type<2>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
-        case 3: gemv_fused_type<3>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
-        case 8: gemv_fused_type<8>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
+        case 2: gemv_q8_type<2>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
+        case 3: gemv_q8_type<3>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
+        case 8: gemv_q8_type<8>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
         default: return false;
     }
 }
 
-namespace {
-}  // namespace
 
 bool dequantize_row(uint32_t type, const void* src, float* dst, int64_t n) {
     const uint8_t* b = static_cast<const uint8_t*>(src);

@@ -3,6 +3,7 @@
 #include "cpu/matmul.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,8 @@ void dequantize_row_unchecked(GgmlType type, const void* src, float* dst, int64_
 namespace avx2 {
 void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows, int64_t K,
               float* y, int64_t ldy);
-bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
-                int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
+bool gemv_q8(uint32_t type, const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K,
+             const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
 }
 #endif
 
@@ -46,6 +47,47 @@ struct Scratch {
     }
 };
 thread_local Scratch t_scratch;
+
+// Activations quantized for the int8 decode path (caller thread only; read by all workers during one call).
+// Grow-only like Scratch: allocated on first use, reused by every later call of this thread.
+struct QuantizedX {
+    int64_t n_tok = 0, K = 0, nb = 0;
+    int8_t* q = nullptr;  // n_tok x K
+    float* d = nullptr;   // n_tok x nb
+    float* s = nullptr;   // n_tok x nb
+};
+struct QScratch {
+    uint8_t* data = nullptr;
+    size_t capacity = 0;  // bytes
+    ~QScratch() { std::free(data); }
+    QuantizedX quantize(const float* x, int64_t n_tok, int64_t K) {
+        QuantizedX r;
+        r.n_tok = n_tok;
+        r.K = K;
+        r.nb = K / 32;
+        const size_t qbytes = (static_cast<size_t>(n_tok * K) + 63) / 64 * 64;
+        const size_t fbytes = (static_cast<size_t>(n_tok * r.nb) * sizeof(float) + 63) / 64 * 64;
+        const size_t need = qbytes + 2 * fbytes;
+        if (need > capacity) {
+            std::free(data);
+            data = static_cast<uint8_t*>(std::aligned_alloc(64, need));
+            if (!data) {
+                capacity = 0;
+                throw_error(ErrorCode::out_of_memory, "matmul: cannot allocate int8 scratch");
+            }
+            capacity = need;
+        }
+        r.q = reinterpret_cast<int8_t*>(data);
+        r.d = reinterpret_cast<float*>(data + qbytes);
+        r.s = reinterpret_cast<float*>(data + qbytes + fbytes);
+        for (int64_t t = 0; t < n_tok; ++t)
+            quantize_row_q8_1(x + t * K, K, r.q + t * K, r.d + t * r.nb, r.s + t * r.nb);
+        return r;
+    }
+};
+thread_local QScratch t_qscratch;
+
+bool int8_type(GgmlType t) { return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q8_0; }
 
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
                      int64_t K, float* y, int64_t ldy) {
@@ -117,24 +159,13 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
     const size_t row_bytes = w.row_bytes;
 
 #if defined(__x86_64__)
-    // Decode on Q4_0/Q4_1/Q8_0: dequantize in registers (no scratch round trip), rows split over threads.
-    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 &&
-        (type == GgmlType::Q4_0 || type == GgmlType::Q4_1 || type == GgmlType::Q8_0)) {
-        const int64_t nb = n_in / 32;
+    // Decode on Q4_0/Q4_1/Q8_0: quantize x once to int8 blocks, then integer dot products per 32-block
+    // against the weight codes (as ggml does); rows split over threads.
+    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type)) {
+        const QuantizedX qx = t_qscratch.quantize(x, n_tok, n_in);
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
-            float* xsum = nullptr;
-            if (type == GgmlType::Q4_1) {  // per-thread block sums of x (n_tok * n_in adds, negligible)
-                xsum = t_scratch.get(static_cast<size_t>(n_tok * nb));
-                for (int64_t t = 0; t < n_tok; ++t)
-                    for (int64_t b = 0; b < nb; ++b) {
-                        const float* p = x + t * n_in + b * 32;
-                        float s = 0.0f;
-                        for (int j = 0; j < 32; ++j) s += p[j];
-                        xsum[t * nb + b] = s;
-                    }
-            }
-            avx2::gemv_fused(static_cast<uint32_t>(type), x, n_in, n_tok, wbytes + static_cast<size_t>(r0) * row_bytes,
-                             row_bytes, r1 - r0, n_in, xsum, y + r0, n_out);
+            avx2::gemv_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, n_tok, n_in,
+                          wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
         });
         return;
     }
@@ -171,6 +202,48 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
     for (int64_t o = 0; o < w.n_out; ++o) {
         dequantize_row_reference(w.type, wbytes + static_cast<size_t>(o) * w.row_bytes, row.data(), w.n_in);
         for (int64_t t = 0; t < n_tok; ++t) y[t * w.n_out + o] = dot_f32_reference(x + t * w.n_in, row.data(), w.n_in);
+    }
+}
+
+bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
+    return n_tok >= 1 && n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type);
+}
+
+void matmul_int8_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {
+    validate(w, n_tok);
+    if (!int8_type(w.type)) throw_error(ErrorCode::unsupported, "matmul_int8_reference: Q4_0, Q4_1 or Q8_0 only");
+    const int64_t K = w.n_in, nb = K / 32;
+    std::vector<int8_t> q(static_cast<size_t>(K));
+    std::vector<float> d(static_cast<size_t>(nb)), s(static_cast<size_t>(nb));
+    const uint8_t* wbytes = static_cast<const uint8_t*>(w.data);
+    const size_t bb = w.type == GgmlType::Q8_0 ? 34 : w.type == GgmlType::Q4_1 ? 20 : 18;
+    for (int64_t t = 0; t < n_tok; ++t) {
+        quantize_row_q8_1_reference(x + t * K, K, q.data(), d.data(), s.data());
+        for (int64_t o = 0; o < w.n_out; ++o) {
+            const uint8_t* b = wbytes + static_cast<size_t>(o) * w.row_bytes;
+            float acc = 0.0f, summs = 0.0f;
+            for (int64_t i = 0; i < nb; ++i, b += bb) {
+                uint16_t h;
+                std::memcpy(&h, b, 2);
+                const float dw = fp16_to_fp32(h);
+                const int8_t* qy = q.data() + i * 32;
+                int sumi = 0;
+                if (w.type == GgmlType::Q8_0) {
+                    for (int j = 0; j < 32; ++j) sumi += static_cast<int8_t>(b[2 + j]) * qy[j];
+                } else {
+                    const uint8_t* qs = b + (w.type == GgmlType::Q4_1 ? 4 : 2);
+                    const int off = w.type == GgmlType::Q4_1 ? 0 : 8;
+                    for (int j = 0; j < 16; ++j)
+                        sumi += ((qs[j] & 0x0F) - off) * qy[j] + ((qs[j] >> 4) - off) * qy[j + 16];
+                }
+                acc += (dw * d[static_cast<size_t>(i)]) * static_cast<float>(sumi);
+                if (w.type == GgmlType::Q4_1) {
+                    std::memcpy(&h, b + 2, 2);
+                    summs += fp16_to_fp32(h) * s[static_cast<size_t>(i)];
+                }
+            }
+            y[t * w.n_out + o] = acc + summs;
+        }
     }
 }
 

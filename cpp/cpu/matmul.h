@@ -26,4 +26,12 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
 // Same result computed by the scalar reference path (dequantize row, dot in fp32), single thread.
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
 
+// True where matmul() takes the int8 decode path: Q4_0/Q4_1/Q8_0 weights, 1 <= n_tok <= 4, AVX2 active.
+// That path quantizes each x row to int8 blocks of 32 (quantize_row_q8_1) and does integer block dots,
+// so its error vs the fp32 product is dominated by activation rounding (<= amax_block/254 per element).
+bool matmul_uses_int8(GgmlType type, int64_t n_tok);
+
+// Scalar reference of the int8 path (same math, plain C++), single thread, any n_tok; Q4_0/Q4_1/Q8_0 only.
+void matmul_int8_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
+
 }  // namespace lazyllm_edge
