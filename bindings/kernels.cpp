@@ -158,6 +158,10 @@ void register_kernels(nb::module_& m) {
         },
         nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 decode path.");
 
+    k.def("set_int8_decode", [](bool on) { set_matmul_int8(on); },
+          "Process-wide: use the int8 decode matmul path (Q4_0/Q4_1/Q8_0, n_tok <= 4, AVX2); default on.");
+    k.def("int8_decode_enabled", [] { return matmul_int8_enabled(); });
+
     k.def(
         "quantize_q8_1",
         [](const nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>& x, const std::string& isa) {

@@ -221,7 +221,7 @@ def test_matmul(name, n_in, n_out):
         check_against_truth(ref, x, w, f"{name} reference n_tok={n_tok}")
         for isa in isas:
             int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)
-            assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4)
+            assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4 and K.int8_decode_enabled())
             for threads in (1, 2, 3):
                 y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                 assert y.shape == (n_tok, n_out)
@@ -229,7 +229,11 @@ def test_matmul(name, n_in, n_out):
                 if int8:  # int8 activations: the activation-rounding bound instead of fp32 rounding
                     check_int8_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                     assert np.all(np.abs(y.astype(np.float64) - ref) <= int8_bound(x, w) + 6e-5 * scale + 1e-30)
-                    continue
+                    K.set_int8_decode(False)  # the fp32 decode path it replaces, still used when switched off
+                    try:
+                        y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
+                    finally:
+                        K.set_int8_decode(True)
                 check_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                 # Optimized vs reference: both within the bound above, so within twice of it of each other.
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)

@@ -71,21 +71,38 @@ def test_greedy_generation_reproduces_llama_cpp_start(default_generator):
     assert out[:4] == greedy[:4]
 
 
-def test_kv_cache_decode_equals_recompute(default_model_path):
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32_decode", "int8_decode"])
+def test_kv_cache_decode_equals_recompute(default_model_path, int8):
     """Decoding one token at a time with the KV cache gives the logits of recomputing the whole
     sequence from scratch (a second Generator, no cache reuse): |diff| <= 5e-3 (fp16 KV, different
-    summation order) and the same argmax at every step."""
+    summation order) and the same argmax at every step. That is with decode on the fp32 matmul path (the
+    one prefill uses); with the default int8 decode path (activations rounded to int8 per 32-block, as
+    llama.cpp does) decode and prefill differ by that rounding, so only argmax and |diff| <= 1.0 hold (seen: 0.68)."""
     import lazyllm_edge
+    from lazyllm_edge import _core
 
+    K = _core.kernels
+    saved = K.int8_decode_enabled()
+    K.set_int8_decode(int8)
+    try:
+        _kv_cache_check(lazyllm_edge, default_model_path, 1.0 if int8 else 5e-3)
+    finally:
+        K.set_int8_decode(saved)
+
+
+def _kv_cache_check(lazyllm_edge, default_model_path, atol):
     incremental = lazyllm_edge.Generator(str(default_model_path), n_ctx=256)
     scratch = lazyllm_edge.Generator(str(default_model_path), n_ctx=256)
     seq = incremental.tokenize("The history of the printing press begins in")
     logits = incremental.append(seq)
+    worst = 0.0
     for step in range(16):
         full = scratch.logits(seq)[-1]
         assert int(np.argmax(full)) == int(np.argmax(logits)), f"argmax differs at step {step}"
-        np.testing.assert_allclose(logits, full, atol=5e-3, rtol=0)
+        worst = max(worst, float(np.abs(logits - full).max()))
+        np.testing.assert_allclose(logits, full, atol=atol, rtol=0)
         nxt = int(np.argmax(logits))
         seq.append(nxt)
         logits = incremental.append([nxt])
+    print(f"max |decode - recompute| = {worst:.4g}")
     assert incremental.n_past == len(seq)

@@ -264,6 +264,78 @@ inline void micro_rows(const float* x, int64_t ldx, const float* w, int64_t ldw,
 }
 
 
+// ---- fused fp32 decode (few tokens; used when the int8 path is switched off): dequantize in registers ----
+// Per 32-element block: sum_j w_j x_j = d * sum_j q_j x_j (+ m * sum_j x_j for Q4_1), with q_j exact
+// small integers in fp32. Type ids: 2 = Q4_0, 3 = Q4_1, 8 = Q8_0.
+template <int MT, int TYPE>
+void gemv_fused_t(const float* x, int64_t ldx, const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t K,
+                  const float* xsum, float* y, int64_t ldy) {
+    const int64_t nb = K / 32;
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i off8 = _mm_set1_epi8(8);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const uint8_t* b = w + static_cast<size_t>(r) * row_bytes;
+        __m256 acc[MT];
+        float macc[MT];
+        for (int t = 0; t < MT; ++t) {
+            acc[t] = _mm256_setzero_ps();
+            macc[t] = 0.0f;
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+            __m256 q0, q1, q2, q3;
+            float d, m = 0.0f;
+            if (TYPE == 8) {
+                d = h2f(b);
+                const __m128i* p = reinterpret_cast<const __m128i*>(b + 2);
+                const __m128i v0 = _mm_loadu_si128(p), v1 = _mm_loadu_si128(p + 1);
+                q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
+                q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8)));
+                q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
+                q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8)));
+                b += 34;
+            } else {
+                d = h2f(b);
+                const uint8_t* qs = b + (TYPE == 3 ? 4 : 2);
+                if (TYPE == 3) m = h2f(b + 2);
+                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                if (TYPE == 2) {
+                    lo = _mm_sub_epi8(lo, off8);
+                    hi = _mm_sub_epi8(hi, off8);
+                }
+                q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+                q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+                q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+                q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+                b += (TYPE == 3 ? 20 : 18);
+            }
+            const __m256 dv = _mm256_set1_ps(d);
+            for (int t = 0; t < MT; ++t) {
+                const float* xt = x + t * ldx + i * 32;
+                __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xt));
+                __m256 s2 = _mm256_mul_ps(q1, _mm256_loadu_ps(xt + 8));
+                s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xt + 16), s);
+                s2 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xt + 24), s2);
+                acc[t] = _mm256_fmadd_ps(dv, _mm256_add_ps(s, s2), acc[t]);
+                if (TYPE == 3) macc[t] += m * xsum[t * nb + i];
+            }
+        }
+        for (int t = 0; t < MT; ++t) y[t * ldy + r] = hsum(acc[t]) + macc[t];
+    }
+}
+
+template <int TYPE>
+void gemv_fused_type(const float* x, int64_t ldx, int64_t n_tok, const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                     int64_t K, const float* xsum, float* y, int64_t ldy) {
+    switch (n_tok) {
+        case 1: gemv_fused_t<1, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
+        case 2: gemv_fused_t<2, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
+        case 3: gemv_fused_t<3, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
+        case 4: gemv_fused_t<4, TYPE>(x, ldx, w, row_bytes, n_rows, K, xsum, y, ldy); break;
+        default: break;
+    }
+}
+
 // ---- int8 decode (few tokens): activations pre-quantized to Q8_1-style blocks (quantize_row_q8_1) ----
 // Per 32-block (ggml_vec_dot_q4_1_q8_1 / ggml_vec_dot_q8_0_q8_0): sum_j w_j x_j ~= d_w d_x sum_j q_w q_x
 // (+ m_w s_x for Q4_1), the integer dot with vpmaddubsw/vpmaddwd. Type ids: 2 = Q4_0, 3 = Q4_1, 8 = Q8_0.
@@ -340,6 +412,21 @@ void gemv_q8_type(const int8_t* qx, const float* dx, const float* sx, int64_t n_
 }
 
 }  // namespace
+
+// Fused decode for n_tok <= 4 on Q4_0 / Q4_1 / Q8_0 rows; false for other types/shapes (caller falls back).
+// xsum: per token, the sum of each 32-element block of x (needed for Q4_1 only; n_tok x K/32).
+bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
+                int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy) {
+    if (n_tok < 1 || n_tok > 4 || K % 32 != 0) return false;
+    const uint8_t* wb = static_cast<const uint8_t*>(w);
+    switch (type) {
+        case 2: gemv_fused_type<2>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
+        case 3: gemv_fused_type<3>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
+        case 8: gemv_fused_type<8>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
+        default: return false;
+    }
+}
+
 
 // Bit-identical to quantize_row_q8_1_reference (same products, round-half-even, same fp16 rounding of d).
 void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s) {

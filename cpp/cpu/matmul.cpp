@@ -2,6 +2,7 @@
 // The AVX2 micro-kernels live in kernels_avx2.cpp (namespace avx2); this file is baseline x86-64.
 #include "cpu/matmul.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,6 +21,8 @@ void dequantize_row_unchecked(GgmlType type, const void* src, float* dst, int64_
 namespace avx2 {
 void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows, int64_t K,
               float* y, int64_t ldy);
+bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
+                int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
 bool gemv_q8(uint32_t type, const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K,
              const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
 }
@@ -88,6 +91,12 @@ struct QScratch {
 thread_local QScratch t_qscratch;
 
 bool int8_type(GgmlType t) { return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q8_0; }
+
+bool int8_from_env() {
+    const char* e = std::getenv("LAZYLLM_EDGE_INT8_DECODE");
+    return !(e && e[0] == '0' && e[1] == '\0');
+}
+std::atomic<bool> g_int8{int8_from_env()};
 
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
                      int64_t K, float* y, int64_t ldy) {
@@ -161,11 +170,31 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
 #if defined(__x86_64__)
     // Decode on Q4_0/Q4_1/Q8_0: quantize x once to int8 blocks, then integer dot products per 32-block
     // against the weight codes (as ggml does); rows split over threads.
-    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type)) {
+    if (matmul_uses_int8(type, n_tok)) {
         const QuantizedX qx = t_qscratch.quantize(x, n_tok, n_in);
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
             avx2::gemv_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, n_tok, n_in,
                           wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
+        });
+        return;
+    }
+    // int8 path switched off: fp32 fused decode (dequantize in registers, no scratch round trip).
+    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type)) {
+        const int64_t nb = n_in / 32;
+        pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
+            float* xsum = nullptr;
+            if (type == GgmlType::Q4_1) {  // per-thread block sums of x (n_tok * n_in adds, negligible)
+                xsum = t_scratch.get(static_cast<size_t>(n_tok * nb));
+                for (int64_t t = 0; t < n_tok; ++t)
+                    for (int64_t b = 0; b < nb; ++b) {
+                        const float* p = x + t * n_in + b * 32;
+                        float s = 0.0f;
+                        for (int j = 0; j < 32; ++j) s += p[j];
+                        xsum[t * nb + b] = s;
+                    }
+            }
+            avx2::gemv_fused(static_cast<uint32_t>(type), x, n_in, n_tok, wbytes + static_cast<size_t>(r0) * row_bytes,
+                             row_bytes, r1 - r0, n_in, xsum, y + r0, n_out);
         });
         return;
     }
@@ -206,8 +235,12 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 }
 
 bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
-    return n_tok >= 1 && n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type);
+    return n_tok >= 1 && n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type) &&
+           g_int8.load(std::memory_order_relaxed);
 }
+
+void set_matmul_int8(bool on) { g_int8.store(on, std::memory_order_relaxed); }
+bool matmul_int8_enabled() { return g_int8.load(std::memory_order_relaxed); }
 
 void matmul_int8_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {
     validate(w, n_tok);

@@ -30,6 +30,10 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 // That path quantizes each x row to int8 blocks of 32 (quantize_row_q8_1) and does integer block dots,
 // so its error vs the fp32 product is dominated by activation rounding (<= amax_block/254 per element).
 bool matmul_uses_int8(GgmlType type, int64_t n_tok);
+// Process-wide switch for that path (default on; LAZYLLM_EDGE_INT8_DECODE=0 in the environment turns it off
+// at start-up). Off: decode uses the fp32 path, numerically matching prefill (for A/B and exactness tests).
+void set_matmul_int8(bool on);
+bool matmul_int8_enabled();
 
 // Scalar reference of the int8 path (same math, plain C++), single thread, any n_tok; Q4_0/Q4_1/Q8_0 only.
 void matmul_int8_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
