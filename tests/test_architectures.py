@@ -71,3 +71,28 @@ def test_unknown_architecture_is_named(tmp_path):
     write_tiny_model(path, "mamba", 2, "F32")
     with pytest.raises(lazyllm_edge.ModelLoadError, match="mamba"):
         lazyllm_edge.Generator(str(path))
+
+
+def test_sliding_layer_ranks_only_the_window(tiny):
+    """gemma3: a stage on a sliding layer ranks the tokens inside the last token's window; the tokens
+    before it get no attention there by construction and stay active (the global layer 5 sees them)."""
+    arch, gen, hp, _ = tiny
+    if arch != "gemma3":
+        pytest.skip("sliding window only in gemma3")
+    ids = _ids(30, hp["n_vocab"], seed=4)
+    window = hp["sliding_window"]
+    gen.set_lazy([(1, 0.5)])  # layer 1 slides
+    gen.reset()
+    gen.session.set_record_importance(True)
+    gen.append(ids)
+    (layer, positions, scores), = gen.session.importance
+    assert layer == 1
+    assert list(positions) == list(range(30 - window, 30))
+    assert abs(sum(scores) - 1.0) < 1e-4  # a softmax over the window only
+    for p in range(30 - window):  # out-of-window tokens kept: computed through every layer
+        assert gen.session.token_frontier(p) == hp["n_layer"]
+    dropped = [p for p in range(30 - window, 30) if gen.session.token_frontier(p) == 2]
+    assert len(dropped) == window // 2
+    gen.session.set_record_importance(False)
+    gen.set_lazy(None)
+    gen.reset()
