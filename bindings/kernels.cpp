@@ -96,6 +96,8 @@ void register_kernels(nb::module_& m) {
 
     k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+    k.def("set_active_isa", [](const std::string& isa) { set_active_isa(parse_isa(isa)); },
+          "Process-wide: which kernels the engine dispatches to ('scalar', 'avx2'/'best'); clamped to the CPU.");
 
     k.def(
         "dequantize",

@@ -87,7 +87,8 @@ std::vector<float> keep_fraction_per_layer(const LazyConfig& lazy, int n_layer) 
 
 int tokens_to_keep(int n_active, float keep_fraction) {
     if (keep_fraction >= 1.0f) return n_active;
-    int n = static_cast<int>(std::ceil(static_cast<double>(keep_fraction) * n_active));
+    // ceil, with slack for the float keep fraction (0.4f * 30 = 12.0000002 must keep 12)
+    int n = static_cast<int>(std::ceil(static_cast<double>(keep_fraction) * n_active - 1e-4));
     return std::min(std::max(n, 1), n_active);
 }
 

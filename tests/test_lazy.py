@@ -1,0 +1,158 @@
+"""LazyLLM dynamic token pruning: exact invariants of the engine (cpp/cpu/cpu_forward.cpp)."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lazyllm_edge
+from lazy_reference import forward_lazy, layer_kv
+
+
+def prompt_ids(n, seed=0, vocab=267):
+    return np.random.default_rng(seed).integers(0, vocab - 3, size=n).tolist()
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    path, hp, weights = tiny_model
+    return lazyllm_edge.Generator(str(path), n_ctx=512), hp, weights
+
+
+def test_keep_all_is_bit_identical_to_dense(default_model_path):
+    """Keep fraction 1.0 at every stage: same bits as the dense path, in prefill and in decode."""
+    dense = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024)
+    lazy = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy=[(3, 1.0), (10, 1.0), (20, 1.0)])
+    ids = dense.tokenize("A long time ago, in a quiet village by the sea, there lived an old fisherman who " * 6)
+    a, b = dense.append(ids), lazy.append(ids)
+    assert np.array_equal(a, b)
+    for _ in range(8):
+        t = int(np.argmax(a))
+        a, b = dense.append([t]), lazy.append([t])
+        assert np.array_equal(a, b)
+    assert lazy.stats["total_pairs_computed"] == lazy.stats["total_pairs_dense"]
+
+
+def test_importance_matches_numpy_reference(tiny):
+    gen, hp, w = tiny
+    ids = prompt_ids(40, seed=1)
+    schedule = [(1, 0.5), (2, 0.5)]
+    gen.set_lazy(schedule)
+    gen.reset()
+    gen.session.set_record_importance(True)
+    logits = gen.append(ids)
+    gen.session.set_record_importance(False)
+    ref_logits, ref_records = forward_lazy(hp, w, ids, schedule)
+    got = gen.session.importance
+    assert [r[0] for r in got] == [r[0] for r in ref_records] == [1, 2]
+    for (layer, positions, scores), (_, ref_positions, ref_scores) in zip(got, ref_records):
+        assert positions == ref_positions.tolist(), f"active set differs at layer {layer}"
+        np.testing.assert_allclose(scores, ref_scores, rtol=2e-3, atol=1e-6)
+        assert abs(sum(scores) - 1.0) < 1e-4  # a probability distribution averaged over heads
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=2e-3 * np.abs(ref_logits).max())
+    st_ = gen.stats
+    # 40 tokens: layers 0,1 all; then 20; then 10 for layer 3
+    assert st_["prefill_pairs_computed"] == 40 + 40 + 20 + 10
+    assert st_["layer_kv_tokens"] == [40, 40, 20, 10]
+    gen.set_lazy(None)
+
+
+def test_pruned_token_is_revived_from_aux_cache_at_its_layer(tiny):
+    """A token dropped after layer 1 in prefill holds h[2] in the aux cache; when a decode step selects it
+    again it is computed from layer 2 on (not from layer 0), and its layer-2 KV equals a direct computation
+    from the saved hidden state."""
+    gen, hp, w = tiny
+    ids = prompt_ids(30, seed=2)
+    gen.set_lazy([(1, 0.4)])
+    gen.reset()
+    gen.append(ids)
+    dropped = [p for p in range(len(ids)) if gen.session.token_frontier(p) == 2]
+    assert len(dropped) == 30 - 12
+    saved = {p: gen.session.aux_hidden(p) for p in dropped}
+    assert all(layer == 2 and h.shape == (hp["d_model"],) for layer, h in saved.values())
+    kv0_before = {p: gen.session.read_kv(0, p) for p in dropped}
+    # a decode step whose selection keeps everything: all dropped tokens are selected again
+    gen.set_lazy([(1, 1.0)])
+    gen.append([5])
+    stats = gen.stats
+    assert stats["revived_tokens"] == len(dropped)
+    assert stats["recomputed_pairs"] == 0
+    for p in dropped:
+        assert gen.session.token_frontier(p) == hp["n_layer"]
+        k0, v0 = gen.session.read_kv(0, p)
+        assert np.array_equal(k0, kv0_before[p][0]) and np.array_equal(v0, kv0_before[p][1])  # layer 0 untouched
+        k2, v2 = gen.session.read_kv(2, p)
+        k_ref, v_ref = layer_kv(hp, w, 2, saved[p][1][None, :].astype(np.float64), [p])
+        np.testing.assert_allclose(k2, k_ref[0], rtol=0, atol=2e-3 * max(1.0, np.abs(k_ref).max()))
+        np.testing.assert_allclose(v2, v_ref[0], rtol=0, atol=2e-3 * max(1.0, np.abs(v_ref).max()))
+        layer, h = gen.session.aux_hidden(p)
+        assert layer == hp["n_layer"] and h.size == 0  # fully computed: no aux entry left
+    # pairs: prefill 30+30+12+12, decode 4 for the new token + 2 layers for each revived token
+    assert stats["total_pairs_computed"] == (30 + 30 + 12 + 12) + 4 + 2 * len(dropped)
+    assert stats["total_pairs_computed"] <= stats["total_pairs_dense"]
+    gen.set_lazy(None)
+
+
+def test_at_most_once_over_long_decode(default_model_path):
+    gen = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy="aggressive")
+    text = "The committee met on Tuesday to discuss the budget, the schedule and the new building. " * 12
+    pieces = list(gen.generate(text, max_tokens=96, temperature=0.7, seed=3))
+    st_ = gen.stats
+    assert st_["recomputed_pairs"] == 0
+    assert st_["total_pairs_computed"] <= st_["total_pairs_dense"]
+    assert st_["prefill_fraction_computed"] < 0.7
+    assert len(pieces) > 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_schedules_never_exceed_dense(tiny, data):
+    gen, hp, _ = tiny
+    n_layer = hp["n_layer"]
+    layers = sorted(data.draw(st.sets(st.integers(0, n_layer - 1), min_size=1, max_size=n_layer)))
+    schedule = [(l, data.draw(st.floats(0.05, 1.0))) for l in layers]
+    prune_decode = data.draw(st.booleans())
+    n_prompt = data.draw(st.integers(2, 60))
+    n_decode = data.draw(st.integers(0, 12))
+    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode))
+    gen.reset()
+    logits = gen.append(prompt_ids(n_prompt, seed=n_prompt))
+    for _ in range(n_decode):
+        if data.draw(st.booleans()):  # switch schedules between steps too
+            gen.set_lazy([(l, data.draw(st.floats(0.05, 1.0))) for l in layers])
+        logits = gen.append([int(np.argmax(logits))])
+        assert np.isfinite(logits).all()
+    st_ = gen.stats
+    assert st_["recomputed_pairs"] == 0
+    assert st_["total_pairs_computed"] <= st_["total_pairs_dense"]
+    assert st_["layer_kv_tokens"][0] == n_prompt + n_decode  # every token has layer 0
+    assert all(a >= b for a, b in zip(st_["layer_kv_tokens"], st_["layer_kv_tokens"][1:]))
+    gen.set_lazy(None)
+
+
+def test_config_validation(tiny):
+    gen, hp, _ = tiny
+    for bad in ([(5, 0.5)], [(2, 0.5), (1, 0.5)], [(1, 0.0)], [(1, 1.5)], [(-1, 0.5)], "nonsense", "1:0.5,x:2"):
+        with pytest.raises(ValueError):
+            gen.set_lazy(bad)
+    with pytest.raises(ValueError):
+        lazyllm_edge.Generator(str(gen.path), n_ctx=64, lazy=[(9, 0.5)])
+    with pytest.raises(ValueError):
+        lazyllm_edge.LazyConfig.preset("fastest")
+    gen.set_lazy("1:0.5,2:0.5")
+    assert gen.session.lazy[0] == [(1, 0.5), (2, 0.5)]
+    gen.set_lazy(lazyllm_edge.LazyConfig.preset("balanced"))
+    assert len(gen.session.lazy[0]) >= 1
+    gen.set_lazy("off")
+    assert gen.session.lazy[0] == []
+
+
+def test_presets_scale_with_depth():
+    from lazyllm_edge import _core
+
+    for n_layer in (4, 24, 30, 36):
+        for name in ("balanced", "aggressive"):
+            sched = _core.lazy_preset(name, n_layer)
+            _core.validate_lazy(sched, n_layer)
+            assert all(0 <= l < n_layer - 1 for l, _ in sched)
+    assert _core.lazy_preset("off", 30) == []

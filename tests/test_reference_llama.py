@@ -1,0 +1,91 @@
+"""The default model (SmolLM2-135M Q4_1, llama arch) against llama.cpp's own output
+(../shared/reference/smollm2-135m-instruct-q4_1): per-position logits agreement, teacher-forced greedy
+agreement, and the KV-cache invariant (decode with the cache == recomputing without it)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DEFAULT_REFERENCE, reference_root
+
+
+def log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def reference():
+    root = reference_root() / DEFAULT_REFERENCE
+    prompts = json.loads((root / "prompts.json").read_text(encoding="utf-8"))
+    return prompts, np.load(root / "logits.npz")
+
+
+PROMPTS, REF = reference()
+NAMES = [p["name"] for p in PROMPTS]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logits_agree_with_llama_cpp(default_generator, name):
+    ids = REF[f"{name}.ids"].tolist()
+    top1_ref, top5_ref, logp5_ref = REF[f"{name}.top1"], REF[f"{name}.top5"], REF[f"{name}.logp_top5"]
+    logits = default_generator.logits(ids)
+    assert logits.shape == (len(ids), default_generator.n_vocab) and logits.dtype == np.float32
+    logp = log_softmax(logits.astype(np.float64))
+    top1 = logits.argmax(axis=1)
+    agreement = (top1 == top1_ref).mean()
+    margin = logp5_ref[:, 0] - logp5_ref[:, 1]
+    confident = margin > 0.5
+    delta = np.abs(logp[np.arange(len(ids)), top5_ref[:, 0]] - logp5_ref[:, 0])
+    print(f"{name}: n={len(ids)} top1={agreement:.4f} median|dlogp|={np.median(delta):.4f}")
+    assert agreement >= 0.94
+    mismatched = np.flatnonzero(confident & (top1 != top1_ref))
+    print(f"{name}: confident positions {confident.sum()}, disagreeing {mismatched.tolist()}")
+    # Exact for the short prompts. On the 2.2k-token licence two of 1619 confident positions (2102: margin
+    # 1.18 nats, ' Version' vs ','; 1961: 0.61) flip; emulating llama.cpp's q8 activations and fp16 Q/P
+    # rounding in attention did not change them, so they stay a known, bounded difference.
+    assert len(mismatched) <= (0 if len(ids) < 1024 else 2), "disagrees where llama.cpp's margin > 0.5 nats"
+    assert np.median(delta) <= 0.06
+    # the last position's full logits too
+    last_ref = REF[f"{name}.last_logits"]
+    assert np.corrcoef(logits[-1], last_ref)[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_forced_greedy_agrees(default_generator, name):
+    ids = REF[f"{name}.ids"].tolist()
+    greedy = REF[f"{name}.greedy"].tolist()
+    logits = default_generator.logits(ids + greedy)
+    predicted = logits[len(ids) - 1: len(ids) - 1 + len(greedy)].argmax(axis=1)
+    agreement = (predicted == np.array(greedy)).mean()
+    print(f"{name}: greedy agreement {agreement:.4f} over {len(greedy)} steps")
+    assert agreement >= 0.95
+
+
+def test_greedy_generation_reproduces_llama_cpp_start(default_generator):
+    """Free-running greedy decoding follows llama.cpp's continuation until the first near-tie."""
+    name = "short_en"
+    ids = REF[f"{name}.ids"].tolist()
+    greedy = REF[f"{name}.greedy"].tolist()
+    out = [p.token for p in default_generator.generate(ids, max_tokens=8, temperature=0)]
+    assert out[:4] == greedy[:4]
+
+
+def test_kv_cache_decode_equals_recompute(default_model_path):
+    """Decoding one token at a time with the KV cache gives the logits of recomputing the whole
+    sequence from scratch (a second Generator, no cache reuse): |diff| <= 2e-3 (fp16 KV, different
+    summation order) and the same argmax at every step."""
+    import lazyllm_edge
+
+    incremental = lazyllm_edge.Generator(str(default_model_path), n_ctx=256)
+    scratch = lazyllm_edge.Generator(str(default_model_path), n_ctx=256)
+    seq = incremental.tokenize("The history of the printing press begins in")
+    logits = incremental.append(seq)
+    for step in range(16):
+        full = scratch.logits(seq)[-1]
+        assert int(np.argmax(full)) == int(np.argmax(logits)), f"argmax differs at step {step}"
+        np.testing.assert_allclose(logits, full, atol=2e-3, rtol=0)
+        nxt = int(np.argmax(logits))
+        seq.append(nxt)
+        logits = incremental.append([nxt])
+    assert incremental.n_past == len(seq)
