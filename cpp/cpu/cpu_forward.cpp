@@ -146,12 +146,10 @@ int prune_after_layer(SessionImpl& s, int l, int n_active, int* n_compute, int32
     const ModelHparams& hp = *s.hp;
     Workspace& ws = s.ws;
     const int d = hp.d_model;
-    // On a sliding-window layer the last token's attention covers only its window, so that is all it can
-    // rank: the keep fraction applies to the in-window tokens, and the tokens before the window are kept
-    // (importance +inf) — the last token gave them no attention here only because it could not, and
-    // dropping them would also hide them from the global layers that follow. Stages on global layers
-    // rank everything. (A pruned token costs nothing on any layer; one outside every window of the
-    // computed tokens would add nothing to a sliding layer's output anyway.)
+    // On a sliding-window layer the last token's attention covers only its window, so only the window is
+    // ranked and the keep fraction applies to it. Tokens before the window are kept (importance +inf):
+    // their zero attention there says nothing about them, and dropping them would hide them from the
+    // global layers that follow. Stages on global layers rank the whole active set.
     int first = 0;  // index into the active set of the first token the last token attends to at l
     if (hp.is_sliding(l))
         first = static_cast<int>(std::lower_bound(ws.active_positions, ws.active_positions + n_active,
