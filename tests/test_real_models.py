@@ -28,6 +28,9 @@ KNOWN_GAPS = {
     ("gemma3-270m", "short_en", "median_dlogp"): 0.07,
     ("gemma3-270m", "seed_zh", "median_dlogp"): 0.07,
     ("gemma3-270m", "chat", "top1"): 0.93,
+    # 1 of ~2000 confident positions; agreement past the 512-token window (top-1 0.964) matches the
+    # short prompts', so the sliding window itself is right.
+    ("gemma3-270m", "license_long", "confident_top1"): 0.998,
     ("qwen2.5-coder-0.5b", "code", "greedy"): 0.93,
     ("qwen2.5-coder-0.5b", "license_long", "greedy"): 0.89,
 }
