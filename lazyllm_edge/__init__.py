@@ -6,9 +6,24 @@
         print(piece.text, end="", flush=True)
 """
 
-from ._core import ContextFullError, ModelLoadError, UnsupportedError
-from .generator import Generator, Piece
-from .lazy import LazyConfig, PRESETS
+import importlib
 
 __all__ = ["Generator", "Piece", "LazyConfig", "PRESETS", "ModelLoadError", "ContextFullError", "UnsupportedError"]
 __version__ = "0.1.0"
+
+# Names are resolved on first use, so `python -m lazyllm_edge.models fetch` works before (or without) the
+# native extension, e.g. from a source checkout.
+_HOME = {"Generator": "generator", "Piece": "generator", "LazyConfig": "lazy", "PRESETS": "lazy",
+         "ModelLoadError": "_core", "ContextFullError": "_core", "UnsupportedError": "_core"}
+
+
+def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lazyllm_edge' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

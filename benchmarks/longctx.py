@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Same as `python -m lazyllm_edge.eval` (LazyLLM schedules vs dense on ../shared/eval/longctx-dev.jsonl)."""
+import sys
+
+from lazyllm_edge.eval import main
+
+sys.exit(main())
