@@ -116,9 +116,7 @@ void register_session(nb::module_& m) {
             "append_and_sample",
             [](Session& s, const std::vector<int32_t>& ids, Sampler& sampler) {
                 nb::gil_scoped_release release;
-                const float* logits = s.append(ids.data(), static_cast<int>(ids.size()));
-                const auto& t = s.tokens();
-                return sampler.sample(logits, t.data(), static_cast<int>(t.size()));
+                return s.append_and_sample(ids.data(), static_cast<int>(ids.size()), sampler);
             },
             nb::arg("ids"), nb::arg("sampler"))
         .def_prop_ro("n_past", &Session::n_past)

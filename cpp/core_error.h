@@ -15,6 +15,7 @@ enum class ErrorCode : int {
     cancelled = 5,         // generation stopped from outside
     unsupported = 6,       // feature not available (e.g. backend not built)
     internal = 7,
+    busy = 8,              // the object is being used by another thread
 };
 
 class Error : public std::runtime_error {

@@ -4,6 +4,7 @@ session interface (reset / append / n_past / stats) for evaluation harnesses."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -67,8 +68,14 @@ class Generator:
     ``Generator(path=None, n_ctx=4096, n_threads=None, lazy=None)``: ``path=None`` uses the default model
     (``python -m lazyllm_edge.models fetch smollm2-135m``). ``lazy``: None/"off", "balanced", "aggressive",
     a spec like ``"8:0.7,15:0.5"``, a list of (layer, keep) stages, or a :class:`LazyConfig`.
-    One Generator is not meant for concurrent use from several threads; calls are serialised by the GIL
-    except for the compute, and a second thread entering while one computes gets a RuntimeError.
+    Threads: Generators are independent (the compute runs without the GIL), so one Generator per thread
+    runs at full speed; give each ``n_threads`` = cores / number of Generators. One Generator used from two
+    threads at once is refused, never corrupted: the thread entering while another computes gets a
+    RuntimeError, and a generate()/chat() started while another generation of the same Generator is being
+    iterated makes that older iterator raise RuntimeError at its next step.
+    Model files: with ``use_mmap=True`` deleting or renaming the file while loaded is safe; truncating or
+    rewriting it in place is not (SIGBUS or changed weights). Use ``use_mmap=False`` for files that may be
+    replaced in place. A too large ``n_ctx`` raises MemoryError here, not later.
     """
 
     def __init__(self, path: Optional[Union[str, os.PathLike]] = None, n_ctx: int = 4096, n_threads: Optional[int] = None,
@@ -92,7 +99,7 @@ class Generator:
         self.session = _core.Session(self.model, n_ctx=n_ctx, schedule=schedule, prune_decode=prune_decode)
         self.n_ctx = n_ctx
         self.finish_reason: Optional[str] = None
-        self._busy = False
+        self._busy = threading.Lock()
         self._generation = 0
 
     # ---- tokenizer ----
@@ -205,12 +212,13 @@ class Generator:
 
         class _Guard:
             def __enter__(self):
-                if gen._busy:
+                # a non-blocking acquire is atomic, so two threads cannot both get in (the native session
+                # refuses a second thread too)
+                if not gen._busy.acquire(blocking=False):
                     raise RuntimeError("this Generator is already computing in another thread; use one Generator per thread")
-                gen._busy = True
 
             def __exit__(self, *exc):
-                gen._busy = False
+                gen._busy.release()
                 return False
 
         return _Guard()

@@ -9,6 +9,10 @@
 
 #include "core_error.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace lazyllm_edge {
 
 #if defined(__x86_64__)
@@ -26,8 +30,10 @@ namespace {
 CpuIsa detect() {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return CpuIsa::avx2;
+    // F16C through cpuid (leaf 1, ECX): clang's __builtin_cpu_supports does not know "f16c"
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return CpuIsa::avx2;
 #endif
     return CpuIsa::scalar;
 }

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "core_error.h"
+#include "runtime/memory_limit.h"
 
 namespace lazyllm_edge {
 
@@ -25,10 +26,18 @@ public:
         base_ = nullptr;
         offset_ = 0;
         if (planned_ == 0) return;
+        // refuse up front what the machine cannot hold: overcommit would let posix_memalign succeed and
+        // the OOM killer end the process at the first long prompt
+        const size_t avail = available_memory_bytes();
+        if (planned_ > avail)
+            throw_error(ErrorCode::out_of_memory, std::string("the ") + what + " needs " + std::to_string(planned_ >> 20) +
+                                                      " MiB but only " + std::to_string(avail >> 20) +
+                                                      " MiB of memory are available (try a smaller n_ctx)");
         if (posix_memalign(&base_, kAlign, planned_) != 0 || base_ == nullptr)
             throw_error(ErrorCode::out_of_memory, std::string("cannot allocate ") + std::to_string(planned_ >> 20) +
                                                       " MiB for the " + what + " (try a smaller n_ctx)");
         size_ = planned_;
+        commit_pages(base_, size_);  // back every page now, so running out shows here and not mid-generation
     }
 
     template <class T>

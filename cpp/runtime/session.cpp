@@ -125,6 +125,7 @@ Session::~Session() = default;
 
 void Session::reset() {
     SessionImpl& s = *impl_;
+    SessionUse use(s);
     s.tokens.clear();
     std::fill(s.kv_cache.frontier, s.kv_cache.frontier + s.n_ctx, 0);
     s.stats = SessionStats();
@@ -132,8 +133,10 @@ void Session::reset() {
     s.importance_log.clear();
 }
 
-const float* Session::append(const int32_t* ids, int n, float* all_logits_out) {
-    SessionImpl& s = *impl_;
+namespace {
+
+// Session::append without the in-use guard (the callers hold it).
+const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all_logits_out) {
     if (n <= 0) throw_error(ErrorCode::invalid_argument, "append needs at least one token");
     if (static_cast<int64_t>(s.tokens.size()) + n > s.n_ctx)
         throw_error(ErrorCode::context_full, "context is full: " + std::to_string(s.tokens.size()) + " cached + " +
@@ -177,6 +180,20 @@ const float* Session::append(const int32_t* ids, int n, float* all_logits_out) {
     return logits;
 }
 
+}  // namespace
+
+const float* Session::append(const int32_t* ids, int n, float* all_logits_out) {
+    SessionUse use(*impl_);
+    return append_tokens(*impl_, ids, n, all_logits_out);
+}
+
+int32_t Session::append_and_sample(const int32_t* ids, int n, Sampler& sampler) {
+    SessionUse use(*impl_);  // held across both, so no other thread's append can replace the logits in between
+    const float* logits = append_tokens(*impl_, ids, n, nullptr);
+    const std::vector<int32_t>& t = impl_->tokens;
+    return sampler.sample(logits, t.data(), static_cast<int>(t.size()));
+}
+
 int Session::n_past() const { return static_cast<int>(impl_->tokens.size()); }
 int Session::n_ctx() const { return impl_->n_ctx; }
 const std::vector<int32_t>& Session::tokens() const { return impl_->tokens; }
@@ -185,6 +202,7 @@ const LazyConfig& Session::lazy_config() const { return impl_->lazy; }
 const std::shared_ptr<Model>& Session::model() const { return impl_->model; }
 
 void Session::set_lazy_config(const LazyConfig& lazy) {
+    SessionUse use(*impl_);
     validate_lazy_config(lazy, impl_->hp->n_layer);
     impl_->lazy = lazy;
     impl_->keep_per_layer = keep_fraction_per_layer(lazy, impl_->hp->n_layer);

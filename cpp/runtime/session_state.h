@@ -1,5 +1,6 @@
 // Everything a session owns: KV cache, aux cache, working buffers, all carved from one arena.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <vector>
@@ -71,6 +72,23 @@ struct SessionImpl {
     SessionStats stats;
     std::vector<Session::ImportanceRecord> importance_log;
     bool record_importance = false;
+    std::atomic<bool> busy{false};  // set while a call mutates the session (see SessionUse)
+};
+
+// Marks the session in use for one call; a second thread entering meanwhile gets Error(busy) instead of
+// racing on the caches.
+class SessionUse {
+public:
+    explicit SessionUse(SessionImpl& s) : s_(s) {
+        if (s_.busy.exchange(true, std::memory_order_acquire))
+            throw_error(ErrorCode::busy, "this session is already in use by another thread (use one session per thread)");
+    }
+    ~SessionUse() { s_.busy.store(false, std::memory_order_release); }
+    SessionUse(const SessionUse&) = delete;
+    SessionUse& operator=(const SessionUse&) = delete;
+
+private:
+    SessionImpl& s_;
 };
 
 // Runs the layers over the new tokens (already appended to s.tokens) with the session's lazy config.

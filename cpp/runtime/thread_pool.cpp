@@ -41,7 +41,12 @@ void ThreadPool::run(TaskFn fn, void* context) {
     }
     wake_.notify_all();
     fn(context, 0, n_threads_);
-    while (pending_.load(std::memory_order_acquire) != 0) LLE_PAUSE();
+    // spin for the stragglers, then yield: with more threads than free cores (several sessions at once) a
+    // descheduled worker must get the core back instead of watching the caller spin
+    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+        if (spin < 20000) LLE_PAUSE();
+        else std::this_thread::yield();
+    }
 }
 
 void ThreadPool::worker_loop(int index) {

@@ -12,6 +12,7 @@
 namespace lazyllm_edge {
 
 class Tokenizer;
+class Sampler;
 struct ModelImpl;
 struct SessionImpl;
 
@@ -95,7 +96,11 @@ public:
     void reset();
     // Feeds tokens after those already cached. Returns the last position's logits (n_vocab floats, valid
     // until the next call). With all_logits, writes (n, n_vocab) into `all_logits_out` (dense only).
+    // A session is used by one thread at a time: a call made while another thread is inside append/reset/
+    // set_lazy_config/append_and_sample throws Error(busy) and leaves the session untouched.
     const float* append(const int32_t* ids, int n, float* all_logits_out = nullptr);
+    // append() then sampler.sample() on its logits and the context, as one call (nothing can interleave).
+    int32_t append_and_sample(const int32_t* ids, int n, Sampler& sampler);
     int n_past() const;
     int n_ctx() const;
     const std::vector<int32_t>& tokens() const;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# CI step: install liblazyllm_edge (cmake --install), build examples/embed_c against the installed CMake
+# package, run the chat on a tiny generated model (a normal session and one interrupted with SIGINT), and
+# check that the library exports the C API only. Bounded: ~2-4 min with a cold ccache on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+B=$ROOT/build/ci-embed
+PREFIX=$B/prefix
+command -v ninja >/dev/null || pip install -q ninja
+command -v cmake >/dev/null || pip install -q cmake
+python3 -c "import gguf, numpy" 2>/dev/null || pip install -q gguf numpy
+GEN=(-G Ninja)
+
+echo "== build + install the library"
+cmake -S . -B "$B/lib" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PREFIX" >/dev/null
+cmake --build "$B/lib" --target lazyllm_edge
+rm -rf "$PREFIX"
+cmake --install "$B/lib" --component Unspecified >/dev/null
+test -f "$PREFIX/include/lazyllm_edge/lazyllm_edge.h"
+ls "$PREFIX"/lib*/liblazyllm_edge.so* "$PREFIX"/lib*/cmake/lazyllm_edge/lazyllm_edgeConfig.cmake
+
+echo "== exported symbols: le_* only"
+LIB=$(ls "$PREFIX"/lib*/liblazyllm_edge.so | head -1)
+BAD=$(nm -D --defined-only "$LIB" | awk '$2 ~ /[TtWwDdBbVvRr]/ && $3 !~ /^le_/ {print $3}' | grep -v '^LAZYLLM_EDGE_1$' || true)
+if [ -n "$BAD" ]; then echo "unexpected exported symbols:"; echo "$BAD"; exit 1; fi
+nm -D --defined-only "$LIB" | grep -c ' le_' | xargs echo "  le_* symbols:"
+
+echo "== build examples/embed_c against the installed package"
+cmake -S examples/embed_c -B "$B/app" "${GEN[@]}" -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$B/app"
+APP=$B/app/le_chat
+
+echo "== run on a tiny model"
+MODEL=$B/tiny-llama.gguf
+python3 models/make_tiny.py "$MODEL" >/dev/null
+OUT=$(printf 'hello there\nand again\n/quit\n' | timeout 60 "$APP" "$MODEL" --max-tokens 12 --temp 0 --system "Be brief.")
+echo "$OUT"
+[ "$(grep -c '^\[' <<<"$OUT")" -eq 2 ] || { echo "expected two replies"; exit 1; }
+
+echo "== interrupt a long reply with SIGINT; the chat goes on"
+FIFO=$B/stdin.fifo
+rm -f "$FIFO" && mkfifo "$FIFO"
+timeout 120 "$APP" "$MODEL" --max-tokens -1 --ctx 60000 --temp 1.5 --seed 1 <"$FIFO" >"$B/interrupt.out" 2>&1 &
+PID=$!
+exec 3>"$FIFO"
+echo "tell me a long story" >&3
+sleep 1.5
+kill -INT "$PID"
+sleep 0.5
+echo "/quit" >&3
+exec 3>&-
+wait "$PID"
+tail -c 300 "$B/interrupt.out"; echo
+grep -q ', interrupted\]' "$B/interrupt.out" || { echo "the reply was not interrupted"; exit 1; }
+echo "embed_example: OK"

@@ -1,0 +1,385 @@
+// The C API (include/lazyllm_edge/lazyllm_edge.h): a thin layer over the C++ API. Every entry point runs
+// inside capi::guarded, so exceptions become status codes and the message goes to le_last_error().
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/c_api_guard.h"
+#include "api/chat_format.h"
+#include "lazyllm_edge/lazyllm_edge.h"
+#include "lazyllm_edge/lazyllm_edge.hpp"
+#include "tokenizer/tokenizer.h"
+
+using namespace lazyllm_edge;
+using namespace lazyllm_edge::capi;
+
+struct le_model {
+    std::shared_ptr<Model> model;
+};
+
+struct le_session {
+    std::shared_ptr<Model> model;        // keeps the weights alive after le_model_free
+    std::unique_ptr<Session> session;
+    std::atomic<bool> busy{false};       // held for a whole C call: generate spans many appends
+    std::atomic<bool> cancel{false};     // lock-free, so le_session_cancel is async-signal-safe
+    const float* logits = nullptr;       // of the last feed; nullptr when nothing was fed since reset
+    std::unique_ptr<Sampler> sampler;    // kept across calls so a seeded stream continues, not restarts
+    SamplingParams sampler_params;
+};
+
+namespace {
+
+// Marks the C session in use for one call; a concurrent caller gets LE_ERR_BUSY.
+class CallUse {
+public:
+    explicit CallUse(le_session* s) : s_(require(s, "session")) {
+        if (s_->busy.exchange(true, std::memory_order_acquire))
+            fail(LE_ERR_BUSY, "this session is already in use by another thread (use one session per thread)");
+    }
+    ~CallUse() { s_->busy.store(false, std::memory_order_release); }
+
+private:
+    le_session* s_;
+};
+
+const Model& model_of(const le_model* m) { return *require(require(m, "model")->model.get(), "model"); }
+
+ModelParams to_model_params(const le_model_params* p) {
+    ModelParams out;
+    if (!p) return out;
+    check_struct_version(p->api_version, "le_model_params");
+    out.n_threads = p->n_threads;
+    out.backend = p->backend ? p->backend : "cpu";
+    out.use_mmap = p->use_mmap != 0;
+    return out;
+}
+
+SamplingParams to_sampling_params(const le_sampling_params* p) {
+    SamplingParams out;
+    if (!p) return out;
+    check_struct_version(p->api_version, "le_sampling_params");
+    out.temperature = p->temperature;
+    out.top_k = p->top_k;
+    out.top_p = p->top_p;
+    out.min_p = p->min_p;
+    out.repeat_penalty = p->repeat_penalty;
+    out.repeat_last_n = p->repeat_last_n;
+    out.seed = p->seed;
+    out.has_seed = p->has_seed != 0;
+    return out;
+}
+
+bool same_params(const SamplingParams& a, const SamplingParams& b) {
+    return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&
+           a.repeat_penalty == b.repeat_penalty && a.repeat_last_n == b.repeat_last_n && a.seed == b.seed &&
+           a.has_seed == b.has_seed;
+}
+
+// The session's sampler for these params: reused while they stay the same, rebuilt (reseeded) otherwise.
+Sampler& sampler_for(le_session* s, const le_sampling_params* params) {
+    SamplingParams p = to_sampling_params(params);
+    if (!s->sampler || !same_params(p, s->sampler_params)) {
+        s->sampler = std::make_unique<Sampler>(p, s->model->info().n_vocab);
+        s->sampler_params = p;
+    }
+    return *s->sampler;
+}
+
+const float* require_logits(const le_session* s) {
+    if (!s->logits) fail(LE_ERR_INVALID_ARGUMENT, "nothing was fed since the session was created or reset: feed a prompt first");
+    return s->logits;
+}
+
+int32_t sample_next(le_session* s, Sampler& sampler) {
+    const std::vector<int32_t>& ctx = s->session->tokens();
+    return sampler.sample(require_logits(s), ctx.data(), static_cast<int>(ctx.size()));
+}
+
+LazyConfig to_lazy(const le_session_params& p, int n_layer) {
+    LazyConfig lazy;
+    if (p.lazy) {
+        lazy = parse_lazy_spec(p.lazy, n_layer);
+    } else if (p.n_schedule > 0) {
+        require(p.schedule, "schedule");
+        for (size_t i = 0; i < p.n_schedule; ++i) lazy.schedule.push_back({p.schedule[i].layer, p.schedule[i].keep_fraction});
+    }
+    lazy.prune_decode = p.prune_decode != 0;
+    return lazy;
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t le_api_version(void) { return LE_API_VERSION; }
+
+le_status le_check_abi(uint32_t header_version) {
+    return guarded([&] { check_struct_version(header_version, "the caller"); });
+}
+
+const char* le_last_error(void) { return last_error_message(); }
+
+const char* le_status_name(le_status status) {
+    switch (status) {
+        case LE_OK: return "ok";
+        case LE_ERR_MODEL_LOAD: return "model_load";
+        case LE_ERR_INVALID_ARGUMENT: return "invalid_argument";
+        case LE_ERR_OUT_OF_MEMORY: return "out_of_memory";
+        case LE_ERR_CONTEXT_FULL: return "context_full";
+        case LE_ERR_CANCELLED: return "cancelled";
+        case LE_ERR_UNSUPPORTED: return "unsupported";
+        case LE_ERR_INTERNAL: return "internal";
+        case LE_ERR_BUSY: return "busy";
+        case LE_ERR_ABI: return "abi";
+        case LE_ERR_BUFFER_TOO_SMALL: return "buffer_too_small";
+    }
+    return "unknown";
+}
+
+// ---- model ----
+
+le_status le_model_load(const char* path, const le_model_params* params, le_model** out) {
+    return guarded([&] {
+        require(out, "out");
+        *out = nullptr;
+        require(path, "path");
+        auto handle = std::make_unique<le_model>();
+        handle->model = Model::load(path, to_model_params(params));
+        *out = handle.release();
+    });
+}
+
+void le_model_free(le_model* model) { delete model; }
+
+le_status le_model_describe(const le_model* model, le_model_info* out) {
+    return guarded([&] {
+        const Model& m = model_of(model);
+        require(out, "out");
+        const ModelInfo& i = m.info();
+        out->architecture = i.architecture.c_str();
+        out->name = i.name.c_str();
+        out->chat_template = i.chat_template.c_str();
+        out->n_layer = i.n_layer;
+        out->d_model = i.d_model;
+        out->n_head = i.n_head;
+        out->n_head_kv = i.n_head_kv;
+        out->head_dim = i.head_dim;
+        out->ffn_dim = i.ffn_dim;
+        out->n_vocab = i.n_vocab;
+        out->n_ctx_train = i.n_ctx_train;
+        out->n_threads = m.params().n_threads;
+        out->bos_id = m.tokenizer().bos_id();
+        out->eos_id = m.tokenizer().eos_id();
+    });
+}
+
+// ---- tokenizer ----
+
+le_status le_tokenize(const le_model* model, const char* text, size_t text_len, int add_special, int parse_special,
+                      le_token* out, size_t cap, size_t* n_out) {
+    return guarded([&] {
+        const Model& m = model_of(model);
+        require(n_out, "n_out");
+        if (text_len > 0) require(text, "text");
+        const std::vector<int32_t> ids =
+            m.tokenizer().encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0);
+        *n_out = ids.size();
+        if (cap < ids.size())
+            fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
+        if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
+    });
+}
+
+le_status le_detokenize(const le_model* model, const le_token* ids, size_t n, int render_special, char* buf, size_t cap,
+                        size_t* len) {
+    return guarded([&] {
+        const Model& m = model_of(model);
+        if (n > 0) require(ids, "ids");
+        write_text(m.tokenizer().decode(ids, n, render_special != 0), buf, cap, len);
+    });
+}
+
+le_status le_token_to_piece(const le_model* model, le_token id, int render_special, char* buf, size_t cap, size_t* len) {
+    return guarded([&] { write_text(model_of(model).tokenizer().token_to_piece(id, render_special != 0), buf, cap, len); });
+}
+
+le_status le_token_is_end_of_generation(const le_model* model, le_token id, int* out) {
+    return guarded([&] {
+        const Tokenizer& t = model_of(model).tokenizer();
+        require(out, "out");
+        if (id < 0 || id >= t.n_vocab()) fail(LE_ERR_INVALID_ARGUMENT, "token id " + std::to_string(id) + " is out of range");
+        *out = t.is_end_of_generation(id) ? 1 : 0;
+    });
+}
+
+le_status le_chat_render(const le_model* model, const le_chat_message* messages, size_t n, char* buf, size_t cap,
+                         size_t* len) {
+    return guarded([&] {
+        const Model& m = model_of(model);
+        if (n > 0) require(messages, "messages");
+        std::vector<ChatMessage> msgs;
+        for (size_t i = 0; i < n; ++i)
+            msgs.push_back({require(messages[i].role, "role"), require(messages[i].content, "content")});
+        write_text(render_chat(m.info().chat_template, msgs), buf, cap, len);
+    });
+}
+
+// ---- session ----
+
+le_status le_session_create(le_model* model, const le_session_params* params, le_session** out) {
+    return guarded([&] {
+        require(out, "out");
+        *out = nullptr;
+        model_of(model);
+        le_session_params p;
+        le_session_params_init(&p);
+        if (params) {
+            check_struct_version(params->api_version, "le_session_params");
+            p = *params;
+        }
+        SessionParams sp;
+        sp.n_ctx = p.n_ctx;
+        sp.lazy = to_lazy(p, model->model->info().n_layer);
+        auto handle = std::make_unique<le_session>();
+        handle->model = model->model;
+        handle->session = std::make_unique<Session>(model->model, sp);
+        *out = handle.release();
+    });
+}
+
+void le_session_free(le_session* session) { delete session; }
+
+le_status le_session_reset(le_session* session) {
+    return guarded([&] {
+        CallUse use(session);
+        session->session->reset();
+        session->logits = nullptr;
+        session->sampler.reset();  // a seeded sampler restarts with the conversation
+    });
+}
+
+le_status le_session_feed_tokens(le_session* session, const le_token* ids, size_t n) {
+    return guarded([&] {
+        CallUse use(session);
+        if (n == 0) fail(LE_ERR_INVALID_ARGUMENT, "feed needs at least one token");
+        require(ids, "ids");
+        if (n > static_cast<size_t>(session->session->n_ctx()))
+            fail(LE_ERR_CONTEXT_FULL, std::to_string(n) + " tokens exceed n_ctx " + std::to_string(session->session->n_ctx()));
+        session->logits = session->session->append(ids, static_cast<int>(n));
+    });
+}
+
+le_status le_session_feed_text(le_session* session, const char* text, size_t text_len, int add_special, int parse_special) {
+    return guarded([&] {
+        CallUse use(session);
+        if (text_len > 0) require(text, "text");
+        const std::vector<int32_t> ids = session->model->tokenizer().encode(std::string_view(text ? text : "", text_len),
+                                                                            add_special != 0, parse_special != 0);
+        if (ids.empty()) fail(LE_ERR_INVALID_ARGUMENT, "the text gives no tokens");
+        if (ids.size() > static_cast<size_t>(session->session->n_ctx()))
+            fail(LE_ERR_CONTEXT_FULL, "the text has " + std::to_string(ids.size()) + " tokens, more than n_ctx " +
+                                          std::to_string(session->session->n_ctx()));
+        session->logits = session->session->append(ids.data(), static_cast<int>(ids.size()));
+    });
+}
+
+le_status le_session_sample(le_session* session, const le_sampling_params* params, le_token* out) {
+    return guarded([&] {
+        CallUse use(session);
+        require(out, "out");
+        *out = sample_next(session, sampler_for(session, params));
+    });
+}
+
+le_status le_session_generate(le_session* session, const le_sampling_params* params, int32_t max_tokens,
+                              le_piece_callback callback, void* user_data, le_finish_reason* finish, int32_t* n_generated) {
+    le_finish_reason reason = LE_FINISH_NONE;
+    int32_t n = 0;
+    le_status st = guarded([&] {
+        CallUse use(session);
+        Session& s = *session->session;
+        Sampler& sampler = sampler_for(session, params);
+        require_logits(session);
+        StreamingDetokenizer detok(session->model->tokenizer());
+        int32_t token = -1;
+        for (;;) {
+            // a cancel is consumed by the generate that sees it
+            if (session->cancel.exchange(false, std::memory_order_acq_rel)) {
+                reason = LE_FINISH_CANCELLED;
+                break;
+            }
+            if (max_tokens >= 0 && n >= max_tokens) {
+                reason = LE_FINISH_LENGTH;
+                break;
+            }
+            token = sample_next(session, sampler);
+            if (session->model->tokenizer().is_end_of_generation(token)) {
+                reason = LE_FINISH_STOP;
+                break;
+            }
+            const std::string piece = detok.push(token);
+            ++n;
+            const bool stop = callback && callback(piece.data(), piece.size(), token, user_data) != 0;
+            if (s.n_past() >= s.n_ctx()) {  // no room to feed the token: the context ends here
+                reason = LE_FINISH_LENGTH;
+                break;
+            }
+            // feed what was shown, so the context matches the text and a later generate continues it
+            session->logits = s.append(&token, 1);
+            if (stop) {
+                reason = LE_FINISH_STOP;
+                break;
+            }
+        }
+        const std::string rest = detok.flush();
+        if (!rest.empty() && callback) callback(rest.data(), rest.size(), token, user_data);
+    });
+    if (finish) *finish = reason;
+    if (n_generated) *n_generated = n;
+    return st;
+}
+
+le_status le_session_cancel(le_session* session) {
+    // no le_last_error update here: thread-local access is not async-signal-safe
+    if (!session) return LE_ERR_INVALID_ARGUMENT;
+    session->cancel.store(true, std::memory_order_release);
+    return LE_OK;
+}
+
+le_status le_session_get_stats(const le_session* session, le_session_stats* out) {
+    return guarded([&] {
+        auto* s = const_cast<le_session*>(session);
+        CallUse use(s);  // stats are written by feeds: read them when none runs
+        require(out, "out");
+        const Session& ss = *s->session;
+        const SessionStats& st = ss.stats();
+        out->n_past = ss.n_past();
+        out->n_ctx = ss.n_ctx();
+        out->n_prompt_tokens = st.n_prompt_tokens;
+        out->ttft_s = st.ttft_s;
+        out->prefill_tokens_per_s = st.prefill_tokens_per_s;
+        out->decode_tokens_per_s = st.decode_tokens_per_s;
+        out->n_decode_tokens = st.n_decode_tokens;
+        out->decode_time_s = st.decode_time_s;
+        out->prefill_pairs_computed = st.prefill_pairs_computed;
+        out->prefill_pairs_dense = st.prefill_pairs_dense;
+        out->total_pairs_computed = st.total_pairs_computed;
+        out->total_pairs_dense = st.total_pairs_dense;
+    });
+}
+
+le_status le_session_layer_tokens(const le_session* session, int32_t* out, size_t cap, size_t* n_out) {
+    return guarded([&] {
+        auto* s = const_cast<le_session*>(session);
+        CallUse use(s);
+        require(n_out, "n_out");
+        const std::vector<int>& layers = s->session->stats().layer_kv_tokens;
+        *n_out = layers.size();
+        if (cap < layers.size())
+            fail(LE_ERR_BUFFER_TOO_SMALL, "buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(layers.size()));
+        std::copy(layers.begin(), layers.end(), require(out, "out"));
+    });
+}
+
+}  // extern "C"
