@@ -20,8 +20,10 @@ struct Preset {
     bool prune_decode;  // decode-step pruning cost passkey accuracy in the evaluation: presets prune prefill only
 };
 const Preset& preset_stages(const std::string& name) {
-    static const Preset balanced = {{{0.30, 0.6f}, {0.55, 0.5f}, {0.75, 0.5f}}, false};
-    static const Preset aggressive = {{{0.20, 0.45f}, {0.45, 0.4f}, {0.70, 0.4f}}, false};
+    // On the 30-layer default model: balanced = 4:0.5,12:0.5,20:0.5 (~40 % of prompt pairs computed),
+    // aggressive = 2:0.3,8:0.5,16:0.5 (~23 %).
+    static const Preset balanced = {{{0.13, 0.5f}, {0.40, 0.5f}, {0.67, 0.5f}}, false};
+    static const Preset aggressive = {{{0.07, 0.3f}, {0.27, 0.5f}, {0.53, 0.5f}}, false};
     static const Preset none = {{}, true};
     if (name == "balanced") return balanced;
     if (name == "aggressive") return aggressive;
