@@ -57,18 +57,14 @@ nb::dict stats_dict(const Session& s) {
 }  // namespace
 
 void register_session(nb::module_& m) {
-    m.def("lazy_preset", [](const std::string& name, int n_layer) {
-        LazyConfig c = lazy_preset(name, n_layer);
+    // (schedule, prune_decode) of a preset or of a spec string
+    auto as_python = [](const LazyConfig& c) {
         std::vector<std::pair<int, float>> out;
         for (auto& s : c.schedule) out.push_back({s.layer, s.keep_fraction});
-        return out;
-    });
-    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) {
-        LazyConfig c = parse_lazy_spec(spec, n_layer);
-        std::vector<std::pair<int, float>> out;
-        for (auto& s : c.schedule) out.push_back({s.layer, s.keep_fraction});
-        return out;
-    });
+        return std::make_pair(out, c.prune_decode);
+    };
+    m.def("lazy_preset", [as_python](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
+    m.def("parse_lazy_spec", [as_python](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
     m.def("validate_lazy", [](const std::vector<std::pair<int, float>>& schedule, int n_layer) {
         validate_lazy_config(make_lazy(schedule, true), n_layer);
     });

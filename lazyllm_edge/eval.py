@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import Generator
-from .lazy import resolve_lazy
+from .lazy import LazyConfig, resolve_lazy
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=None, help="skip tasks with approx_tokens above this")
     ap.add_argument("--max-continuation", type=int, default=64, help="continuation tokens scored per fidelity task")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-prune-decode", action="store_true")
+    ap.add_argument("--prune-decode", choices=["schedule", "on", "off"], default="schedule",
+                    help="decode-step pruning: as each schedule says (presets: off; explicit schedules: on), or forced")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None, help="plot: TTFT speedup vs accuracy/fidelity, token use per layer")
     args = ap.parse_args(argv)
@@ -83,9 +84,10 @@ def main(argv=None) -> int:
         names.insert(0, "off")
     schedules = {}
     for name in names:
-        sched, _ = resolve_lazy(name.replace(";", ","), gen.n_layer)
-        from .lazy import LazyConfig
-        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=not args.no_prune_decode)
+        sched, decode = resolve_lazy(name.replace(";", ","), gen.n_layer)
+        if args.prune_decode != "schedule":
+            decode = args.prune_decode == "on"
+        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=decode)
     results = {name: [] for name in names}
     t_start = time.time()
     for task in tasks:
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
         speedups = [dense_ttft[r["id"]] / r["ttft_s"] for r in rs if r["ttft_s"] > 0]
         speedups_long = [dense_ttft[r["id"]] / r["ttft_s"] for r in long_ if r["ttft_s"] > 0]
         rows.append(dict(
-            schedule=name, stages=[list(s) for s in schedules[name].schedule],
+            schedule=name, stages=[list(s) for s in schedules[name].schedule], prune_decode=schedules[name].prune_decode,
             passkey_accuracy=100.0 * sum(r["correct"] for r in pk) / len(pk) if pk else None,
             passkey_accuracy_le_1700=(100.0 * sum(r["correct"] for r in pk if r["prompt_tokens"] <= 1700) /
                                       max(1, sum(1 for r in pk if r["prompt_tokens"] <= 1700))) if pk else None,

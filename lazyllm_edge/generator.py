@@ -177,7 +177,12 @@ class Generator:
         return self._stream(ids, opts, sampler, lazy)
 
     def chat(self, messages: Iterable[dict], **kwargs) -> Iterator[Piece]:
-        """Renders `messages` ([{"role", "content"}, ...]) with the GGUF's chat template and generates the reply."""
+        """Renders `messages` ([{"role", "content"}, ...]) with the model's chat template (the GGUF's, or the
+        architecture's default when the file has none) and generates the reply."""
+        return self.generate(self.chat_ids(messages), **kwargs)
+
+    def chat_ids(self, messages: Iterable[dict]) -> List[int]:
+        """Token ids of the rendered chat prompt, assistant turn opened, BOS exactly once where the model uses it."""
         from .chat import render_chat
 
         prompt = render_chat(self.chat_template, list(messages), bos_token=self._piece(self.model.bos_id),
@@ -186,7 +191,7 @@ class Generator:
         bos = self.model.bos_id
         if len(ids) >= 2 and ids[0] == bos and ids[1] == bos:  # template wrote BOS and the tokenizer added one
             ids = ids[1:]
-        return self.generate(ids, **kwargs)
+        return ids
 
     def _piece(self, token: int) -> str:
         if token < 0:

@@ -20,19 +20,20 @@ class LazyConfig:
     """
 
     schedule: Tuple[Tuple[Union[int, float], float], ...] = field(default_factory=tuple)
-    prune_decode: bool = True
+    prune_decode: Optional[bool] = None  # None: the preset's choice, True for an explicit schedule
     preset_name: Optional[str] = None  # set by LazyConfig.preset(); the schedule then comes from the model depth
 
     @staticmethod
-    def preset(name: str, prune_decode: bool = True) -> "LazyConfig":
+    def preset(name: str, prune_decode: Optional[bool] = None) -> "LazyConfig":
         if name not in PRESETS:
             raise ValueError(f"unknown lazy preset '{name}' (expected one of {', '.join(PRESETS)})")
         return LazyConfig(prune_decode=prune_decode, preset_name=name)
 
     def resolve(self, n_layer: int):
-        """Absolute [(layer, keep)] for a model with n_layer layers (validated: raises ValueError)."""
+        """([(layer, keep)], prune_decode) for a model with n_layer layers (validated: raises ValueError)."""
         if self.preset_name is not None:
-            return _core.lazy_preset(self.preset_name, n_layer)
+            schedule, decode = _core.lazy_preset(self.preset_name, n_layer)
+            return schedule, decode if self.prune_decode is None else self.prune_decode
         out = []
         for stage in self.schedule:
             if not isinstance(stage, (tuple, list)) or len(stage) != 2:
@@ -46,7 +47,7 @@ class LazyConfig:
                 layer = min(max(int(round(layer * n_layer)), 0), n_layer - 2)
             out.append((int(layer), float(keep)))
         _core.validate_lazy(out, n_layer)
-        return out
+        return out, True if self.prune_decode is None else self.prune_decode
 
 
 LazyLike = Union[None, str, LazyConfig, Sequence[Tuple[Union[int, float], float]]]
@@ -57,9 +58,10 @@ def resolve_lazy(lazy: LazyLike, n_layer: int):
     if lazy is None or lazy is False:
         return [], True
     if isinstance(lazy, str):
-        return _core.parse_lazy_spec(lazy, n_layer), True
+        schedule, decode = _core.parse_lazy_spec(lazy, n_layer)
+        return list(schedule), decode
     if isinstance(lazy, LazyConfig):
-        return lazy.resolve(n_layer), lazy.prune_decode
+        return lazy.resolve(n_layer)
     if isinstance(lazy, (list, tuple)):
-        return LazyConfig(schedule=tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in lazy)).resolve(n_layer), True
+        return LazyConfig(schedule=tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in lazy)).resolve(n_layer)
     raise ValueError(f"lazy must be a preset name, a schedule string, a LazyConfig or a list of stages, not {type(lazy).__name__}")

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes tiny random GGUF models for tests (no download needed).
 
-    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+
+Any other --arch name writes a llama-shaped file under that architecture (for "unsupported" tests).
+gemma3 files get a sliding window of 8 tokens (every 6th layer global) so short prompts exercise it.
 
 The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
 so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
@@ -68,15 +71,20 @@ def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=
             w[b + "attn_q.bias"] = (0.1 * rng.standard_normal(d_model)).astype(np.float32)
             w[b + "attn_k.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
             w[b + "attn_v.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
-        if arch == "qwen3":
+        if arch in ("qwen3", "gemma3"):
             w[b + "attn_q_norm.weight"] = norm(head_dim)
             w[b + "attn_k_norm.weight"] = norm(head_dim)
+        if arch == "gemma3":
+            w[b + "post_attention_norm.weight"] = norm(d_model)
+            w[b + "post_ffw_norm.weight"] = norm(d_model)
         w[b + "ffn_norm.weight"] = norm(d_model)
         w[b + "ffn_gate.weight"] = mat(ffn, d_model)
         w[b + "ffn_up.weight"] = mat(ffn, d_model)
         w[b + "ffn_down.weight"] = mat(d_model, ffn)
     hp = dict(arch=arch, n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, ffn=ffn,
               head_dim=head_dim, n_vocab=n_vocab, rope_base=10000.0, eps=1e-5, n_ctx=512)
+    if arch == "gemma3":
+        hp.update(rope_base=1e6, sliding_window=8, sliding_window_pattern=6, rope_base_local=10000.0)
     return hp, w
 
 
@@ -95,6 +103,8 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, *
     writer.add_head_count_kv(hp["n_head_kv"])
     writer.add_rope_freq_base(hp["rope_base"])
     writer.add_layer_norm_rms_eps(hp["eps"])
+    if arch == "gemma3":
+        writer.add_sliding_window(hp["sliding_window"])
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("smollm" if arch == "llama" else "qwen2")
     writer.add_token_list(tokens)
@@ -125,7 +135,7 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, *
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2", "qwen3"])
+    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3 (or any name: llama-shaped)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--type", default="F32")
     ap.add_argument("--seed", type=int, default=0)

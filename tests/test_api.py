@@ -236,7 +236,7 @@ def test_default_model_resolution(default_model_path, tmp_path):
     assert models.model_path("smollm2-135m").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     env = dict(os.environ, LAZYLLM_EDGE_CACHE=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", "import lazyllm_edge; lazyllm_edge.Generator()"], env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=tmp_path)  # not the checkout: import the installed package
     assert r.returncode != 0 and "models fetch smollm2-135m" in r.stderr
     r = subprocess.run([_cli(), "-p", "x"], env=env, capture_output=True, text=True)
     assert r.returncode == 1 and "models fetch smollm2-135m" in r.stderr
@@ -254,7 +254,7 @@ def test_models_fetch_verifies_cached_file(default_model_path):
         models.fetch("no-such-model")
 
 
-def test_ctrl_c_stops_generation_cleanly(default_model_path):
+def test_ctrl_c_stops_generation_cleanly(default_model_path, tmp_path):
     """SIGINT during a generation raises KeyboardInterrupt in the caller (between tokens or right after the
     native step), and the Generator stays usable with a consistent cache."""
     script = f"""
@@ -269,6 +269,6 @@ except KeyboardInterrupt:
     print("interrupted after", g.n_past)
 print("again:", "".join(p.text for p in g.generate("The capital of France is", max_tokens=4, temperature=0)))
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "interrupted after" in r.stdout and "Paris" in r.stdout.split("again:")[1]

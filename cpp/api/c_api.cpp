@@ -104,7 +104,7 @@ LazyConfig to_lazy(const le_session_params& p, int n_layer) {
         require(p.schedule, "schedule");
         for (size_t i = 0; i < p.n_schedule; ++i) lazy.schedule.push_back({p.schedule[i].layer, p.schedule[i].keep_fraction});
     }
-    lazy.prune_decode = p.prune_decode != 0;
+    if (p.prune_decode >= 0) lazy.prune_decode = p.prune_decode != 0;
     return lazy;
 }
 

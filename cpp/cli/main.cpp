@@ -37,7 +37,7 @@ void usage(FILE* out) {
                  "      --seed N          random seed\n"
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
-                 "      --no-prune-decode prune in prefill only\n"
+                 "      --no-prune-decode prune in prefill only (the presets already do)\n"
                  "  -h, --help\n");
 }
 
@@ -50,7 +50,7 @@ bool file_exists(const std::string& p) {
 
 int main(int argc, char** argv) {
     std::string model_path, prompt, lazy_spec = "off";
-    bool have_prompt = false, chat = false, prune_decode = true;
+    bool have_prompt = false, chat = false, no_prune_decode = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
     SamplingParams sp;
     try {
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
             else if (a == "--seed") sp.seed = std::stoull(next()), sp.has_seed = true;
             else if (a == "--chat") chat = true;
             else if (a == "--lazy") lazy_spec = next();
-            else if (a == "--no-prune-decode") prune_decode = false;
+            else if (a == "--no-prune-decode") no_prune_decode = true;
             else if (a == "-h" || a == "--help") {
                 usage(stdout);
                 return 0;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
         SessionParams params;
         params.n_ctx = n_ctx;
         params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer);
-        params.lazy.prune_decode = prune_decode;
+        if (no_prune_decode) params.lazy.prune_decode = false;
         Session session(model, params);
         Sampler sampler(sp, model->info().n_vocab);
 

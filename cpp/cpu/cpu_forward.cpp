@@ -10,6 +10,7 @@
 //    the top keep_fraction stay active. Dropped tokens that were computed at l park h[l+1] in the aux cache.
 //  - frontier only grows, one layer per computation: each (token, layer) pair is computed at most once.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/attention.h"
@@ -145,16 +146,26 @@ int prune_after_layer(SessionImpl& s, int l, int n_active, int* n_compute, int32
     const ModelHparams& hp = *s.hp;
     Workspace& ws = s.ws;
     const int d = hp.d_model;
-    last_token_importance(ws.last_q, s.kv_cache.k_at(l, 0, hp.kv_dim()), ws.active_positions, n_active, hp.n_head,
-                          hp.n_head_kv, hp.head_dim, hp.attention_scale, ws.importance_scores, ws.importance);
-    if (s.record_importance) {
+    // On a sliding-window layer the last token's attention covers only its window, so only the window is
+    // ranked and the keep fraction applies to it. Tokens before the window are kept (importance +inf):
+    // their zero attention there says nothing about them, and dropping them would hide them from the
+    // global layers that follow. Stages on global layers rank the whole active set.
+    int first = 0;  // index into the active set of the first token the last token attends to at l
+    if (hp.is_sliding(l))
+        first = static_cast<int>(std::lower_bound(ws.active_positions, ws.active_positions + n_active,
+                                                  last_pos - hp.sliding_window + 1) - ws.active_positions);
+    last_token_importance(ws.last_q, s.kv_cache.k_at(l, 0, hp.kv_dim()), ws.active_positions + first, n_active - first,
+                          hp.n_head, hp.n_head_kv, hp.head_dim, hp.attention_scale, ws.importance_scores,
+                          ws.importance + first);
+    std::fill(ws.importance, ws.importance + first, INFINITY);
+    if (s.record_importance) {  // the ranked (in-window) tokens only
         Session::ImportanceRecord rec;
         rec.layer = l;
-        rec.positions.assign(ws.active_positions, ws.active_positions + n_active);
-        rec.scores.assign(ws.importance, ws.importance + n_active);
+        rec.positions.assign(ws.active_positions + first, ws.active_positions + n_active);
+        rec.scores.assign(ws.importance + first, ws.importance + n_active);
         s.importance_log.push_back(std::move(rec));
     }
-    const int n_keep = tokens_to_keep(n_active, s.keep_per_layer[l]);
+    const int n_keep = first + tokens_to_keep(n_active - first, s.keep_per_layer[l]);
     const int n_kept = select_most_important(ws.active_positions, ws.importance, n_active, n_keep, last_pos,
                                              ws.order, ws.kept_positions);
     // compact the compute rows to the kept ones (both lists sorted by position)
@@ -186,7 +197,15 @@ void output_logits(SessionImpl& s, const float* hidden, int n, float* logits) {
             for (long r = b; r < e; ++r)
                 rms_norm(hidden + (c0 + r) * static_cast<int64_t>(d), s.m->output_norm, ws.norm + r * d, d, hp.rms_eps);
         });
-        matmul(s.m->output, ws.norm, nb, logits + static_cast<int64_t>(c0) * hp.n_vocab, *s.pool);
+        float* out = logits + static_cast<int64_t>(c0) * hp.n_vocab;  // (nb, n_vocab)
+        matmul(s.m->output, ws.norm, nb, out, *s.pool);
+        // final logit soft-capping (gemma2-style; only when the metadata asks for it)
+        if (hp.final_logit_softcap > 0) {
+            const float cap = hp.final_logit_softcap;
+            s.pool->parallel_for(nb, [&](long b, long e, int) {
+                for (float* y = out + b * hp.n_vocab; y < out + e * hp.n_vocab; ++y) *y = cap * std::tanh(*y / cap);
+            });
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "api/chat_format.h"
 #include "cpu/kernels.h"
 
 namespace lazyllm_edge {
@@ -144,12 +145,19 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
 
     if (hp.arch == Architecture::gemma3) {
+        // As llama.cpp's gemma3 graph: embeddings scaled by sqrt(d_model); 5 of every 6 layers attend
+        // over a sliding window with RoPE base 10000 (unscaled), the 6th is global with the metadata base.
         hp.embedding_scale = std::sqrt(static_cast<float>(hp.d_model));
         hp.sliding_window = optional_dim(f, p + "attention.sliding_window", 0, 0, 1 << 24);
-        hp.sliding_window_pattern = 6;
+        hp.sliding_window_pattern = optional_dim(f, p + "attention.sliding_window_pattern", 6, 1, 1024);
         hp.rope_freq_base_local = 10000.0f;
         hp.gelu_ffn = true;
+        // The converter stores Gemma's (1 + w) norm weights already shifted (checked: attn_norm ~ 13).
+        hp.norm_plus_one = true;
         hp.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-6));
+        // query_pre_attn_scalar: head_dim, except the 27B model (62 layers) which uses d_model / n_head.
+        if (hp.n_layer == 62) hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.d_model / hp.n_head));
+        hp.final_logit_softcap = static_cast<float>(f.get_float(p + "final_logit_softcapping", 0.0));
     }
 
     model->tokenizer = std::make_unique<Tokenizer>(read_tokenizer_vocab(f));
@@ -205,6 +213,8 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     info.n_vocab = hp.n_vocab;
     info.n_ctx_train = hp.n_ctx_train;
     info.chat_template = f.get_string("tokenizer.chat_template");
+    // Some conversions (gemma-3-270m) carry no template; use the architecture's own turn format.
+    if (info.chat_template.empty()) info.chat_template = default_chat_template(arch);
     return model;
 }
 

@@ -37,7 +37,8 @@ struct ModelHparams {
     int sliding_window_pattern = 0; // every Nth layer (index % N == N-1) is global; others are local
     float rope_freq_base_local = 10000.0f;
     bool gelu_ffn = false;          // GELU-gated FFN instead of SwiGLU
-    bool norm_plus_one = false;     // RMSNorm weight is (1 + w)  [folded into the weights at load]
+    bool norm_plus_one = false;     // RMSNorm weight is (1 + w)  [folded into the weights by the converter]
+    float final_logit_softcap = 0;  // > 0: logits = cap * tanh(logits / cap)
     bool is_sliding(int layer) const {
         return sliding_window > 0 && sliding_window_pattern > 0 && (layer % sliding_window_pattern) != sliding_window_pattern - 1;
     }

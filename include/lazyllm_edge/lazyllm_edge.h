@@ -133,7 +133,7 @@ typedef struct le_session_params {
     const char* lazy;
     const le_prune_stage* schedule;
     size_t n_schedule;
-    int32_t prune_decode;  /* 1: prune in decode steps too */
+    int32_t prune_decode;  /* 1: prune in decode steps too, 0: prefill only, -1: as the preset says (presets: 0; schedules: 1) */
 } le_session_params;
 
 static inline void le_session_params_init(le_session_params* p) {
@@ -142,7 +142,7 @@ static inline void le_session_params_init(le_session_params* p) {
     p->lazy = NULL;
     p->schedule = NULL;
     p->n_schedule = 0;
-    p->prune_decode = 1;
+    p->prune_decode = -1;
 }
 
 typedef struct le_sampling_params {

@@ -1,0 +1,140 @@
+"""NumPy fp32 reference forward pass, written from the architectures' definitions (not from the engine).
+
+    hp, w = load_gguf(path)          # or make_tiny.tiny_model_weights(...)
+    logits = forward(hp, w, ids)     # (n, n_vocab) float32
+
+Weights: GGUF tensor names -> fp32 arrays, matrices shaped (n_out, n_in), vectors (n,). hp: the dict of
+make_tiny.tiny_model_weights (arch, n_layer, d_model, n_head, n_head_kv, head_dim, n_vocab, rope_base,
+eps; optional rope_neox, attention_scale) plus, for gemma3, sliding_window, sliding_window_pattern,
+rope_base_local.
+
+Architectures:
+- llama:  RMSNorm -> q,k,v -> RoPE (NORM: adjacent pairs) -> causal GQA -> o; RMSNorm -> SwiGLU FFN.
+- qwen2:  llama + q/k/v biases, RoPE NEOX (pairs i, i + d/2).
+- qwen3:  llama + per-head RMSNorm of q and k before RoPE, RoPE NEOX, no biases.
+- gemma3: embeddings * sqrt(d_model); qwen3-style q/k norms; RMSNorm after attention and after the FFN
+          (before each residual add); GELU(tanh)-gated FFN; sliding-window attention on layers
+          l % pattern != pattern - 1 with their own RoPE base. Norm weights are stored with the +1 folded in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rms_norm(x, w, eps):
+    """x: (..., n); normalised over the last axis, times w."""
+    x = x.astype(np.float64)
+    y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return (y * w).astype(np.float32)
+
+
+def rope(x, positions, base, neox, rope_dim=None):
+    """x: (n, heads, head_dim) rotated by position; NORM rotates (2i, 2i+1), NEOX rotates (i, i + rope_dim/2)."""
+    n, _, hd = x.shape
+    rd = rope_dim or hd
+    inv = base ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)           # (rd/2)
+    ang = np.asarray(positions, dtype=np.float64)[:, None] * inv[None, :]  # (n, rd/2)
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    out = x.astype(np.float64).copy()
+    if neox:
+        a, b = out[..., : rd // 2].copy(), out[..., rd // 2: rd].copy()
+        out[..., : rd // 2] = a * c - b * s
+        out[..., rd // 2: rd] = a * s + b * c
+    else:
+        a, b = out[..., 0:rd:2].copy(), out[..., 1:rd:2].copy()
+        out[..., 0:rd:2] = a * c - b * s
+        out[..., 1:rd:2] = a * s + b * c
+    return out.astype(np.float32)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def attention(q, k, v, n_head_kv, scale, window=0):
+    """q: (n, H, hd), k/v: (n, Hkv, hd); causal (and within `window` positions when > 0). -> (n, H*hd)."""
+    n, H, hd = q.shape
+    group = H // n_head_kv
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    mask = j <= i
+    if window > 0:
+        mask &= j > i - window
+    out = np.empty((n, H, hd), dtype=np.float64)
+    for h in range(H):
+        kh, vh = k[:, h // group].astype(np.float64), v[:, h // group].astype(np.float64)
+        s = (q[:, h].astype(np.float64) @ kh.T) * scale                   # (n, n)
+        s = np.where(mask, s, -np.inf)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        out[:, h] = (p / p.sum(axis=1, keepdims=True)) @ vh
+    return out.reshape(n, H * hd).astype(np.float32)
+
+
+def forward(hp, w, ids):
+    """Logits (n, n_vocab) for token ids at positions 0..n-1."""
+    arch = hp["arch"]
+    L, d, H, Hkv, hd, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["n_head_kv"], hp["head_dim"], hp["eps"]
+    gemma = arch == "gemma3"
+    neox = hp.get("rope_neox", arch != "llama")
+    scale = hp.get("attention_scale", 1.0 / np.sqrt(hd))
+    ids = np.asarray(ids)
+    n = len(ids)
+    pos = np.arange(n)
+    x = w["token_embd.weight"][ids].astype(np.float32)                     # (n, d)
+    if gemma:
+        x = x * np.float32(np.sqrt(d))
+    for l in range(L):
+        b = f"blk.{l}."
+        sliding = gemma and hp.get("sliding_window", 0) > 0 and l % hp["sliding_window_pattern"] != hp["sliding_window_pattern"] - 1
+        base = hp.get("rope_base_local", 10000.0) if sliding else hp["rope_base"]
+        h = rms_norm(x, w[b + "attn_norm.weight"], eps)
+        q, k, v = h @ w[b + "attn_q.weight"].T, h @ w[b + "attn_k.weight"].T, h @ w[b + "attn_v.weight"].T
+        if b + "attn_q.bias" in w:
+            q, k, v = q + w[b + "attn_q.bias"], k + w[b + "attn_k.bias"], v + w[b + "attn_v.bias"]
+        q, k, v = q.reshape(n, H, hd), k.reshape(n, Hkv, hd), v.reshape(n, Hkv, hd)
+        if b + "attn_q_norm.weight" in w:
+            q, k = rms_norm(q, w[b + "attn_q_norm.weight"], eps), rms_norm(k, w[b + "attn_k_norm.weight"], eps)
+        q, k = rope(q, pos, base, neox), rope(k, pos, base, neox)
+        a = attention(q, k, v, Hkv, scale, hp["sliding_window"] if sliding else 0)
+        a = a @ w[b + "attn_output.weight"].T
+        if gemma:
+            a = rms_norm(a, w[b + "post_attention_norm.weight"], eps)
+        x = x + a
+        h = rms_norm(x, w[b + "ffn_norm.weight"], eps)
+        g, u = h @ w[b + "ffn_gate.weight"].T, h @ w[b + "ffn_up.weight"].T
+        f = ((gelu_tanh(g) if gemma else silu(g)) * u) @ w[b + "ffn_down.weight"].T
+        if gemma:
+            f = rms_norm(f, w[b + "post_ffw_norm.weight"], eps)
+        x = x + f
+    x = rms_norm(x, w["output_norm.weight"], eps)
+    out = w.get("output.weight", w["token_embd.weight"])
+    return (x @ out.T).astype(np.float32)
+
+
+def load_gguf(path):
+    """(hp, weights) of a GGUF file, every tensor dequantized to fp32 with gguf-py (slow for big files)."""
+    import gguf
+
+    r = gguf.GGUFReader(str(path))
+    arch = str(r.fields["general.architecture"].contents())
+
+    def meta(key, default=None):
+        f = r.fields.get(f"{arch}.{key}")
+        return default if f is None else f.contents()
+
+    w = {}
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type)
+        w[t.name] = np.asarray(a, dtype=np.float32).reshape(tuple(int(s) for s in reversed(t.shape)) if len(t.shape) > 1 else -1)
+    d, H = int(meta("embedding_length")), int(meta("attention.head_count"))
+    hp = dict(arch=arch, n_layer=int(meta("block_count")), d_model=d, n_head=H,
+              n_head_kv=int(meta("attention.head_count_kv", H)), head_dim=int(meta("attention.key_length", d // H)),
+              n_vocab=w["token_embd.weight"].shape[0], rope_base=float(meta("rope.freq_base", 10000.0)),
+              eps=float(meta("attention.layer_norm_rms_epsilon", 1e-6 if arch == "gemma3" else 1e-5)))
+    if arch == "gemma3":
+        hp.update(sliding_window=int(meta("attention.sliding_window", 0)), sliding_window_pattern=6, rope_base_local=10000.0)
+    return hp, w
