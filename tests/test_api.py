@@ -82,7 +82,10 @@ def test_generation_stops_at_context_end(tiny_model):
 
 
 def test_chat_uses_template(default_generator):
-    reply = "".join(p.text for p in default_generator.chat([{"role": "user", "content": "What is the capital of France?"}],
+    # "What is the capital of France?" alone is a 0.04-nat near-tie at the first token ('L' vs 'The'), which the
+    # int8 decode path's activation rounding can flip; this wording has a clear answer on both paths.
+    question = "What is the capital of France? Answer in one sentence."
+    reply = "".join(p.text for p in default_generator.chat([{"role": "user", "content": question}],
                                                             max_tokens=24, temperature=0))
     assert "Paris" in reply
     assert default_generator.finish_reason in ("stop", "length")
