@@ -265,7 +265,7 @@ import os, signal, lazyllm_edge
 g = lazyllm_edge.Generator({str(default_model_path)!r}, n_ctx=512)
 try:
     for i, piece in enumerate(g.generate("Count: 1, 2, 3, 4,", max_tokens=400, temperature=0)):
-        if i == 3:
+        if i == 0:
             os.kill(os.getpid(), signal.SIGINT)
     print("not interrupted")
 except KeyboardInterrupt:
