@@ -262,6 +262,7 @@ def test_ctrl_c_stops_generation_cleanly(default_model_path, tmp_path):
     native step), and the Generator stays usable with a consistent cache."""
     script = f"""
 import os, signal, lazyllm_edge
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a parent run in the background may ignore SIGINT
 g = lazyllm_edge.Generator({str(default_model_path)!r}, n_ctx=512)
 try:
     for i, piece in enumerate(g.generate("Count: 1, 2, 3, 4,", max_tokens=400, temperature=0)):
