@@ -41,7 +41,11 @@ echo "$OUT"
 echo "== interrupt a long reply with SIGINT; the chat goes on"
 FIFO=$B/stdin.fifo
 rm -f "$FIFO" && mkfifo "$FIFO"
-timeout 120 "$APP" "$MODEL" --max-tokens -1 --ctx 60000 --temp 1.5 --seed 1 <"$FIFO" >"$B/interrupt.out" 2>&1 &
+# A reply on the tiny random model can hit end-of-turn within milliseconds, so interrupt a real model's
+# story when it is cached (CI fetches it first); the tiny model's reply only works when it happens to be long.
+LONG_MODEL=$(python3 -m lazyllm_edge.models path smollm2-135m 2>/dev/null || true)
+[ -f "$LONG_MODEL" ] || LONG_MODEL=$MODEL
+timeout 120 "$APP" "$LONG_MODEL" --max-tokens -1 --ctx 4096 --temp 1.5 --seed 1 <"$FIFO" >"$B/interrupt.out" 2>&1 &
 PID=$!
 exec 3>"$FIFO"
 echo "tell me a long story" >&3
