@@ -5,7 +5,7 @@
 
 passkey tasks: the user message goes through the chat template, greedy generation (24 tokens), correct when
 the answer appears in the reply. fidelity tasks: the document is prefilled, then the continuation is fed
-token by token (teacher forcing, decode pruning as configured); at every continuation position the
+token by token (teacher forcing; decode pruning on unless --fidelity-prune-decode says otherwise); at every continuation position the
 next-token distribution is compared with the dense engine's: mean KL(dense || lazy) and top-1 agreement.
 TTFT is the prefill time of the same prompt for every schedule, measured in this run.
 """
@@ -60,8 +60,18 @@ def teacher_forced_logprobs(gen: Generator, prefix, continuation, schedule):
     return log_softmax(np.stack(rows)), prefill, total
 
 
+def default_tasks_path() -> Path:
+    """../shared/eval/longctx-dev.jsonl next to a source checkout, or under the working directory or its parent."""
+    rel = Path("shared") / "eval" / "longctx-dev.jsonl"
+    bases = [Path(__file__).resolve().parents[1].parent, Path.cwd(), Path.cwd().parent]
+    for base in bases:
+        if (base / rel).is_file():
+            return base / rel
+    return bases[0] / rel
+
+
 def main(argv=None) -> int:
-    default_tasks = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "longctx-dev.jsonl"
+    default_tasks = default_tasks_path()
     ap = argparse.ArgumentParser(prog="python -m lazyllm_edge.eval", description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=Path, default=default_tasks)
     ap.add_argument("--model", default=None, help="GGUF path (default: the default model)")
@@ -72,7 +82,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-continuation", type=int, default=64, help="continuation tokens scored per fidelity task")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--prune-decode", choices=["schedule", "on", "off"], default="schedule",
-                    help="decode-step pruning: as each schedule says (presets: off; explicit schedules: on), or forced")
+                    help="decode-step pruning while generating passkey answers: as each schedule says, or forced")
+    ap.add_argument("--fidelity-prune-decode", choices=["schedule", "on", "off"], default="on",
+                    help="decode-step pruning over the teacher-forced fidelity continuation (default on: every "
+                         "continuation token is a pruned decode step, the strictest reading of the schedule)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None, help="plot: TTFT speedup vs accuracy/fidelity, token use per layer")
     args = ap.parse_args(argv)
@@ -82,12 +95,12 @@ def main(argv=None) -> int:
     names = [s.strip() for s in args.schedules.split(",") if s.strip()]
     if "off" not in names:
         names.insert(0, "off")
-    schedules = {}
+    schedules, fidelity_schedules = {}, {}
     for name in names:
         sched, decode = resolve_lazy(name.replace(";", ","), gen.n_layer)
-        if args.prune_decode != "schedule":
-            decode = args.prune_decode == "on"
-        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=decode)
+        pick = lambda mode: decode if mode == "schedule" else mode == "on"
+        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.prune_decode))
+        fidelity_schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.fidelity_prune_decode))
     results = {name: [] for name in names}
     t_start = time.time()
     for task in tasks:
@@ -110,7 +123,7 @@ def main(argv=None) -> int:
             prefix = full[:n_prefix]
             dense_lp = None
             for name in names:
-                lp, prefill, total = teacher_forced_logprobs(gen, prefix, continuation, schedules[name])
+                lp, prefill, total = teacher_forced_logprobs(gen, prefix, continuation, fidelity_schedules[name])
                 if dense_lp is None:
                     dense_lp = lp
                 kl = float((np.exp(dense_lp) * (dense_lp - lp)).sum(axis=1).mean())
@@ -135,6 +148,7 @@ def main(argv=None) -> int:
         speedups_long = [dense_ttft[r["id"]] / r["ttft_s"] for r in long_ if r["ttft_s"] > 0]
         rows.append(dict(
             schedule=name, stages=[list(s) for s in schedules[name].schedule], prune_decode=schedules[name].prune_decode,
+            fidelity_prune_decode=fidelity_schedules[name].prune_decode,
             passkey_accuracy=100.0 * sum(r["correct"] for r in pk) / len(pk) if pk else None,
             passkey_accuracy_le_1700=(100.0 * sum(r["correct"] for r in pk if r["prompt_tokens"] <= 1700) /
                                       max(1, sum(1 for r in pk if r["prompt_tokens"] <= 1700))) if pk else None,

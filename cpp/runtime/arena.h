@@ -21,7 +21,12 @@ public:
     template <class T>
     void reserve(int64_t count) { planned_ += round_up(sizeof(T) * static_cast<size_t>(count)); }
 
-    void allocate(const char* what) {
+    // Bytes planned so far (a prefix of the block, for allocate's commit_bytes).
+    size_t planned_bytes() const { return planned_; }
+
+    // commit_bytes: how much of the block (from its start) to back with pages now; the rest is backed on
+    // first touch. Default: all of it.
+    void allocate(const char* what, size_t commit_bytes = SIZE_MAX) {
         std::free(base_);
         base_ = nullptr;
         offset_ = 0;
@@ -37,7 +42,8 @@ public:
             throw_error(ErrorCode::out_of_memory, std::string("cannot allocate ") + std::to_string(planned_ >> 20) +
                                                       " MiB for the " + what + " (try a smaller n_ctx)");
         size_ = planned_;
-        commit_pages(base_, size_);  // back every page now, so running out shows here and not mid-generation
+        // back the committed prefix now, so running out shows here and not mid-generation
+        commit_pages(base_, commit_bytes < size_ ? commit_bytes : size_);
     }
 
     template <class T>

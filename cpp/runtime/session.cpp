@@ -63,6 +63,9 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     a.reserve<uint16_t>(kv_elems);
     a.reserve<uint16_t>(kv_elems);
     a.reserve<int32_t>(n_ctx);
+    // The KV cache is backed up front; the buffers after it fill in proportion to the prompt (aux cache,
+    // prefill hidden rows) and are backed on first touch, so a large n_ctx costs memory only for its KV.
+    const size_t commit_bytes = a.planned_bytes();
     a.reserve<float>(n_ctx * d);  // aux cache
     a.reserve<float>(n_ctx * d);  // hidden
     for (int i = 0; i < 4; ++i) a.reserve<int32_t>(n_ctx);
@@ -80,10 +83,11 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     a.reserve<float>(ub * ff);
     a.reserve<float>(att);
     a.reserve<float>(qd);
+    const bool has_local_rope = hp.sliding_window > 0;
     a.reserve<float>(n_ctx * hp.rope_dim);
-    a.reserve<float>(n_ctx * hp.rope_dim);
+    a.reserve<float>(has_local_rope ? n_ctx * hp.rope_dim : 0);
     a.reserve<float>(hp.n_vocab);
-    a.allocate("session (KV cache, aux cache, work buffers)");
+    a.allocate("session (KV cache, aux cache, work buffers)", commit_bytes);
 
     s.kv_cache.k = a.carve<uint16_t>(kv_elems);
     s.kv_cache.v = a.carve<uint16_t>(kv_elems);
@@ -112,11 +116,12 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     ws.attention_scratch = a.carve<float>(att);
     ws.last_q = a.carve<float>(qd);
     ws.rope_global = a.carve<float>(n_ctx * hp.rope_dim);
-    ws.rope_local = a.carve<float>(n_ctx * hp.rope_dim);
+    ws.rope_local = has_local_rope ? a.carve<float>(n_ctx * hp.rope_dim) : ws.rope_global;
     ws.logits = a.carve<float>(hp.n_vocab);
 
     build_rope_table(ws.rope_global, s.n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, s.m->rope_freqs);
-    build_rope_table(ws.rope_local, s.n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
+    if (has_local_rope)
+        build_rope_table(ws.rope_local, s.n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
     s.tokens.reserve(static_cast<size_t>(n_ctx));
     reset();
 }
