@@ -143,11 +143,14 @@ void register_kernels(nb::module_& m) {
     k.def(
         "matmul_int8_reference",
         [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x) {
-            if (type_id != 2 && type_id != 3 && type_id != 8) throw nb::value_error("Q4_0, Q4_1 or Q8_0 only");
+            switch (type_id) {
+                case 2: case 3: case 6: case 7: case 8: case 12: case 13: case 14: break;
+                default: throw nb::value_error("Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K only");
+            }
             return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, true, true);
         },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
-        "Scalar reference of the int8 decode path (x quantized to int8 blocks of 32, integer block dots).");
+        "Scalar reference of the int8 matmul path (x quantized to Q8_0/Q8_1/Q8_K blocks, integer block dots).");
 
     k.def(
         "matmul_uses_int8",
@@ -156,11 +159,15 @@ void register_kernels(nb::module_& m) {
             IsaScope scope(parse_isa(isa));
             return matmul_uses_int8(static_cast<GgmlType>(type_id), n_tok);
         },
-        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 decode path.");
+        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 path.");
 
-    k.def("set_int8_decode", [](bool on) { set_matmul_int8(on); },
-          "Process-wide: use the int8 decode matmul path (Q4_0/Q4_1/Q8_0, n_tok <= 4, AVX2); default on.");
-    k.def("int8_decode_enabled", [] { return matmul_int8_enabled(); });
+    k.def("set_int8", [](bool on) { set_matmul_int8(on); },
+          "Process-wide: use the int8 matmul path (llama.cpp's activation quantization; quantized weights, AVX2); "
+          "default on (LAZYLLM_EDGE_INT8=0 turns it off at start-up).");
+    k.def("int8_enabled", [] { return matmul_int8_enabled(); });
+    // Older names of the same switch (it covered decode only once).
+    k.def("set_int8_decode", [](bool on) { set_matmul_int8(on); }, "Alias of set_int8.");
+    k.def("int8_decode_enabled", [] { return matmul_int8_enabled(); }, "Alias of int8_enabled.");
 
     k.def(
         "quantize_q8_1",
@@ -188,5 +195,35 @@ void register_kernels(nb::module_& m) {
             return nb::make_tuple(qa, da, sa);
         },
         nb::arg("x"), nb::arg("isa") = "best",
-        "Int8 activation quantization: (q as float32, d, s) per block of 32 ('scalar' = reference).");
+        "Q8_1 activation quantization: (q as float32, d, s) per block of 32 ('scalar' = reference).");
+
+    k.def(
+        "quantize_q8_K",
+        [](const nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>& x, const std::string& isa) {
+            const int64_t n = static_cast<int64_t>(x.shape(0));
+            if (n % 256 != 0) throw nb::value_error("length must be a multiple of 256");
+            const CpuIsa want = parse_isa(isa);
+            float* q;
+            float* d;
+            float* bs;
+            FloatArray qa = new_array(1, static_cast<size_t>(n), false, &q);
+            FloatArray da = new_array(1, static_cast<size_t>(n / 256), false, &d);
+            FloatArray ba = new_array(1, static_cast<size_t>(n / 16), false, &bs);
+            {
+                nb::gil_scoped_release release;
+                std::unique_ptr<int8_t[]> qi(new int8_t[n > 0 ? n : 1]);
+                std::unique_ptr<int16_t[]> bi(new int16_t[n > 0 ? n / 16 : 1]);
+                if (want == CpuIsa::scalar) {
+                    quantize_row_q8_K_reference(x.data(), n, qi.get(), d, bi.get());
+                } else {
+                    IsaScope scope(want);
+                    quantize_row_q8_K(x.data(), n, qi.get(), d, bi.get());
+                }
+                for (int64_t i = 0; i < n; ++i) q[i] = qi[i];
+                for (int64_t i = 0; i < n / 16; ++i) bs[i] = bi[i];
+            }
+            return nb::make_tuple(qa, da, ba);
+        },
+        nb::arg("x"), nb::arg("isa") = "best",
+        "Q8_K activation quantization: (q as float32, d per 256, bsums per 16 as float32) ('scalar' = reference).");
 }

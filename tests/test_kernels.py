@@ -134,48 +134,109 @@ def check_against_truth(y, x, w, label, rel=3e-5):
     assert np.all(err <= rel * scale + 1e-30), f"{label}: worst relative-to-|x||w| error {worst:.3g} > {rel}"
 
 
-# ---- int8 decode path (n_tok <= 4, AVX2, Q4_0/Q4_1/Q8_0): x quantized to int8 blocks of 32 ----
-INT8_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+# ---- int8 path (AVX2, quantized weights, any n_tok): x quantized as llama.cpp does, integer block dots ----
+# Activation format per weight type (ggml's vec_dot_type): Q8_0/Q8_1 blocks of 32 (fp16 scale), Q8_K blocks
+# of 256 (fp32 scale).
+INT8_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+INT8_TOKENS = (1, 3, 4, 5, 17, 64)
 
 
-def int8_bound(x, w):
-    """Elementwise bound on |y_int8 - x @ W^T| from activation rounding. Per 32-block with a = max|x|:
+def act_block(name):
+    return 256 if name in K_QUANTS else 32
+
+
+def int8_bound(x, w, name, mins=None):
+    """Elementwise bound on |y_int8 - x @ W^T| from activation rounding. Per block with a = max|x|:
     q = round(x * 127 / a) is off by <= 1/2, i.e. |x - (a/127) q| <= min(|x|, a/254) (q = 0 when |x| <= a/254);
-    storing d = a/127 in fp16 adds |q| * |d - fp16(d)| <= 127 * (a/127) * 2^-11 (2^-10 here, for margin).
-    The integer block dots are exact, so the rest is fp32 accumulation (covered by the callers' 3e-5 term)."""
+    Q8_0/Q8_1 store d = a/127 in fp16, adding |q| * |d - fp16(d)| <= 127 * (a/127) * 2^-11 (2^-10 here, for
+    margin); Q8_K keeps d in fp32 (2^-20 covers it). Q4_1/Q5_1 also use Q8_1's fp16 block sum s = d * sum(q):
+    |m_w| * 2^-11 * |s| more per block (mins: (n_out, K/32) weight mins). The integer block dots are exact,
+    so the rest is fp32 accumulation (covered by the callers' slack term)."""
+    bs, fp16 = act_block(name), name not in K_QUANTS
     x64 = x.astype(np.float64)
-    blocks = np.abs(x64).reshape(x.shape[0], -1, 32)
+    blocks = np.abs(x64).reshape(x.shape[0], -1, bs)
     a = blocks.max(axis=2, keepdims=True)
-    e = (np.minimum(blocks, a / 254.0) + a * 2.0**-10).reshape(x.shape)
-    return e @ np.abs(w.astype(np.float64)).T
+    e = (np.minimum(blocks, a / 254.0) + a * (2.0**-10 if fp16 else 2.0**-20)).reshape(x.shape)
+    bound = e @ np.abs(w.astype(np.float64)).T
+    if mins is not None:
+        s = np.abs(x64).reshape(x.shape[0], -1, 32).sum(axis=2) * (1 + 2.0**-9)  # >= |s|
+        bound += 2.0**-11 * s @ np.abs(mins).T
+    return bound
 
 
-def check_int8_against_truth(y, x, w, label):
+def weight_mins(name, data, n_out, n_in):
+    """Per-block mins m (fp16 at byte 2) of Q4_1/Q5_1 rows, (n_out, n_in/32); None for other types."""
+    if name not in ("Q4_1", "Q5_1"):
+        return None
+    _, ts = block_geometry(name)
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, ts)
+    return raw[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(n_out, n_in // 32)
+
+
+def check_int8_against_truth(y, x, w, name, label, mins=None):
     """Rigorous bound above plus fp32 slack, and the looser headline figure: <= 1e-2 of |x| @ |W|^T."""
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     truth = x64 @ w64.T
     scale = np.abs(x64) @ np.abs(w64).T
     err = np.abs(y.astype(np.float64) - truth)
-    assert np.all(err <= int8_bound(x, w) + 3e-5 * scale + 1e-30), f"{label}: int8 bound exceeded"
+    assert np.all(err <= int8_bound(x, w, name, mins) + 3e-5 * scale + 1e-30), f"{label}: int8 bound exceeded"
     worst = float((err / (scale + 1e-30)).max())
     assert worst <= 1e-2, f"{label}: worst relative-to-|x||w| error {worst:.3g} > 1e-2"
 
 
+def np_quantize_q8_1(x):
+    """ggml's AVX2 quantize_row_q8_1 in NumPy float32 arithmetic: (q, d, s) per block of 32."""
+    b = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(b).max(axis=1)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        iscale = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(b * iscale[:, None]).astype(np.int32)  # np.rint: round half to even, like vroundps
+    f16 = lambda v: v.astype(np.float16).astype(np.float32)
+    return q.ravel(), f16(d), f16(d * q.sum(axis=1).astype(np.float32))
+
+
+def np_quantize_q8_K(x):
+    """ggml's quantize_row_q8_K_ref in NumPy float32 arithmetic: (q, d, bsums) per block of 256."""
+    b = x.astype(np.float32).reshape(-1, 256)
+    first = np.abs(b).argmax(axis=1)  # first element of largest magnitude
+    mx = b[np.arange(len(b)), first]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iscale = (np.float32(-127) / mx).astype(np.float32)
+        q = np.minimum(np.rint(b * iscale[:, None]), 127)
+        d = (np.float32(1) / iscale).astype(np.float32)
+    zero = mx == 0
+    q[zero], d[zero] = 0, 0
+    q = q.astype(np.int32)
+    return q.ravel(), d, q.reshape(-1, 16).sum(axis=1)
+
+
+def awkward_activations(rng, n, block):
+    """Normal values plus the cases the quantizers must get right: an all-zero block, tiny values, an outlier,
+    exact halfway cases (amax 127 gives scale 1), ties for the largest magnitude of either sign."""
+    x = rng.standard_normal(n).astype(np.float32)
+    x[block:2 * block] = 0.0
+    x[2 * block:3 * block] *= 1e-3
+    x[3 * block + 5] = 50.0
+    h = slice(4 * block, 5 * block)
+    x[h] = rng.integers(-126, 126, block) + 0.5
+    x[4 * block] = 127.0
+    x[5 * block + 3], x[5 * block + 9] = -8.0, 8.0  # the first one (negative) decides Q8_K's sign
+    x[6 * block + 1], x[6 * block + 2] = 8.0, -8.0
+    return x
+
+
 def test_quantize_q8_1():
     rng = np.random.default_rng(5)
-    x = rng.standard_normal(32 * 12).astype(np.float32)
-    x[32:64] = 0.0  # an all-zero block: d = s = 0
-    x[64:96] *= 1e-3
-    x[100] = 50.0  # an outlier block
-    x[128:160] = rng.integers(-126, 126, 32) + 0.5  # amax 127 -> id = 1: exact halfway cases
-    x[128] = 127.0
+    x = awkward_activations(rng, 32 * 12, 32)
     q, d, s = K.quantize_q8_1(x, isa="scalar")
-    assert np.all(np.abs(q) <= 127) and np.array_equal(q, np.round(q))
-    a = np.abs(x.astype(np.float64)).reshape(-1, 32).max(axis=1)
-    assert np.array_equal(d, (a / 127).astype(np.float32).astype(np.float16).astype(np.float32))
-    np.testing.assert_array_equal(s, d * q.reshape(-1, 32).sum(axis=1, dtype=np.float64).astype(np.float32))
+    nq, nd, ns = np_quantize_q8_1(x)
+    np.testing.assert_array_equal(q, nq)
+    np.testing.assert_array_equal(d, nd)
+    np.testing.assert_array_equal(s, ns)
     assert d[1] == 0 and s[1] == 0 and np.all(q[32:64] == 0)
     np.testing.assert_array_equal(q[128:160], np.round(x[128:160]))  # round half to even
+    a = np.abs(x.astype(np.float64)).reshape(-1, 32).max(axis=1)
     xr = (d.astype(np.float64)[:, None] * q.reshape(-1, 32)).ravel()
     assert np.all(np.abs(xr - x) <= np.repeat(a / 254 + a * 2.0**-10, 32))
     if HAS_AVX2:
@@ -183,28 +244,128 @@ def test_quantize_q8_1():
             assert np.array_equal(u.view(np.uint32), v.view(np.uint32)), "AVX2 quantization differs from scalar"
 
 
+def test_quantize_q8_K():
+    rng = np.random.default_rng(6)
+    x = awkward_activations(rng, 256 * 8, 256)
+    q, d, bsums = K.quantize_q8_K(x, isa="scalar")
+    nq, nd, nb = np_quantize_q8_K(x)
+    np.testing.assert_array_equal(q, nq)
+    np.testing.assert_array_equal(d, nd)
+    np.testing.assert_array_equal(bsums, nb)
+    assert d[1] == 0 and np.all(q[256:512] == 0) and np.all(bsums[16:32] == 0)
+    assert d[5] > 0 and d[6] < 0  # sign of the first largest element (-8 in block 5, +8 in block 6)
+    assert np.all(np.abs(q) <= 127)
+    a = np.abs(x.astype(np.float64)).reshape(-1, 256).max(axis=1)
+    xr = (d.astype(np.float64)[:, None] * q.reshape(-1, 256)).ravel()
+    assert np.all(np.abs(xr - x) <= np.repeat(a / 254 * (1 + 1e-6), 256))
+    if HAS_AVX2:
+        for u, v in zip((q, d, bsums), K.quantize_q8_K(x, isa="avx2")):
+            assert np.array_equal(u.view(np.uint32), v.view(np.uint32)), "AVX2 quantization differs from scalar"
+
+
+INT8_SHAPES = [(576, 40), (1536, 17), (64, 7), (640, 1)]
+
+
 @pytest.mark.parametrize("name", INT8_TYPES)
-@pytest.mark.parametrize("n_in,n_out", [(576, 1536), (1536, 576), (576, 200), (64, 7)])
+@pytest.mark.parametrize("n_in,n_out", INT8_SHAPES)
 def test_matmul_int8(name, n_in, n_out):
+    """Scalar reference against the float64 product (activation-rounding bound), the AVX2 kernels against the
+    scalar reference (same integers, only the fp32 summation order differs), for several token counts, thread
+    counts and odd row counts; and a token's result does not depend on the batch or thread split."""
+    if name in K_QUANTS:
+        n_in = max(256, n_in // 256 * 256)
     rng = np.random.default_rng(n_in + n_out + INT8_TYPES.index(name))
     data, _ = make_weights(name, n_out, n_in, rng)
     tid = int(qtype(name))
     w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
-    for n_tok in (1, 2, 3, 4, 9):
+    mins = weight_mins(name, data, n_out, n_in)
+    for n_tok in INT8_TOKENS:
         x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
         x[0, :32] *= 1e-4  # a block of tiny values next to normal ones
         ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
-        check_int8_against_truth(ref8, x, w, f"{name} int8 reference n_tok={n_tok}")
-        ref = K.matmul_reference(tid, data, n_in, n_out, x)
-        scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-        assert np.all(np.abs(ref8.astype(np.float64) - ref) <= int8_bound(x, w) + 6e-5 * scale + 1e-30)
-        if not HAS_AVX2 or n_tok > 4:
+        check_int8_against_truth(ref8, x, w, name, f"{name} int8 reference n_tok={n_tok}", mins)
+        if not HAS_AVX2:
             continue
+        assert K.matmul_uses_int8(tid, n_tok, isa="avx2") == K.int8_enabled()
+        scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+        single = np.stack([K.matmul(tid, data, n_in, n_out, x[t:t + 1], isa="avx2", n_threads=1)[0] for t in range(n_tok)])
         for threads in (1, 2, 3):
             y = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=threads)
-            # Same integers and products as the reference; only the fp32 summation order differs.
             err = np.abs(y.astype(np.float64) - ref8)
             assert np.all(err <= 2e-6 * scale + 1e-30), f"{name} AVX2 vs int8 reference: {float((err / scale).max()):.3g}"
+            assert np.array_equal(y.view(np.uint32), single.view(np.uint32)), f"{name}: batch/thread split changed bits"
+
+
+def ggml_cpu():
+    """ctypes handles on the ggml CPU library that ships with llama-cpp-python (the engine of the reference
+    outputs), or None when it is not installed."""
+    try:
+        import llama_cpp
+    except Exception:  # noqa: BLE001 - any import failure means: not available
+        return None
+    import ctypes
+    import os
+
+    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    try:
+        base = ctypes.CDLL(os.path.join(lib, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        cpu = ctypes.CDLL(os.path.join(lib, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return None
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+    p = ctypes.c_void_p
+    for fn, res, args in [("ggml_init", p, [InitParams]), ("ggml_new_tensor_2d", p, [p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
+                          ("ggml_mul_mat", p, [p, p, p]), ("ggml_new_graph", p, [p]), ("ggml_build_forward_expand", None, [p, p]),
+                          ("ggml_get_data", p, [p]), ("ggml_free", None, [p])]:
+        getattr(base, fn).restype, getattr(base, fn).argtypes = res, args
+    cpu.ggml_graph_compute_with_ctx.restype, cpu.ggml_graph_compute_with_ctx.argtypes = ctypes.c_int, [p, p, ctypes.c_int]
+
+    def mul_mat(tid, wbytes, n_in, n_out, x):
+        ctx = base.ggml_init(InitParams(64 << 20, None, False))
+        try:
+            wt = base.ggml_new_tensor_2d(ctx, tid, n_in, n_out)
+            xt = base.ggml_new_tensor_2d(ctx, 0, n_in, x.shape[0])  # F32
+            ctypes.memmove(base.ggml_get_data(wt), wbytes, len(wbytes))
+            xc = np.ascontiguousarray(x, dtype=np.float32)
+            ctypes.memmove(base.ggml_get_data(xt), xc.ctypes.data, xc.nbytes)
+            yt = base.ggml_mul_mat(ctx, wt, xt)
+            graph = base.ggml_new_graph(ctx)
+            base.ggml_build_forward_expand(graph, yt)
+            assert cpu.ggml_graph_compute_with_ctx(ctx, graph, 1) == 0
+            y = np.empty((x.shape[0], n_out), dtype=np.float32)
+            ctypes.memmove(y.ctypes.data, base.ggml_get_data(yt), y.nbytes)
+            return y
+        finally:
+            base.ggml_free(ctx)
+
+    return mul_mat
+
+
+@needs_avx2
+@pytest.mark.parametrize("name", INT8_TYPES)
+def test_matmul_int8_matches_ggml(name):
+    """The int8 path reproduces ggml-cpu's own mul_mat (llama-cpp-python's library) to fp32 summation-order
+    noise (seen: <= 2e-7 of |x| @ |W|^T), where the exact fp32 product differs by ~1e-3."""
+    mul_mat = ggml_cpu()
+    if mul_mat is None:
+        pytest.skip("llama-cpp-python (ggml's CPU library) is not installed")
+    rng = np.random.default_rng(40 + INT8_TYPES.index(name))
+    n_in, n_out = (512, 40) if name in K_QUANTS else (576, 40)
+    data, _ = make_weights(name, n_out, n_in, rng)
+    tid = int(qtype(name))
+    w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
+    for n_tok in (1, 5, 80):  # ggml's vec_dot (and, for K-quants from 64 tokens, its tiled GEMM)
+        x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10, (n_tok, 1))).astype(np.float32)
+        x[:, 7] += 3.0
+        want = mul_mat(tid, data, n_in, n_out, x).astype(np.float64)
+        scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+        for label, y in [("avx2", K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=2)),
+                         ("reference", K.matmul_int8_reference(tid, data, n_in, n_out, x))]:
+            worst = float((np.abs(y - want) / scale).max())
+            assert worst <= 1e-6, f"{name} {label} n_tok={n_tok}: {worst:.3g} of |x||w| from ggml"
 
 
 @pytest.mark.parametrize("name,n_in,n_out", MATMUL_CASES)
@@ -221,22 +382,33 @@ def test_matmul(name, n_in, n_out):
         check_against_truth(ref, x, w, f"{name} reference n_tok={n_tok}")
         for isa in isas:
             int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)
-            assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4 and K.int8_decode_enabled())
+            assert int8 == (isa == "avx2" and name in INT8_TYPES and K.int8_enabled())
             for threads in (1, 2, 3):
                 y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                 assert y.shape == (n_tok, n_out)
                 scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
                 if int8:  # int8 activations: the activation-rounding bound instead of fp32 rounding
-                    check_int8_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
-                    assert np.all(np.abs(y.astype(np.float64) - ref) <= int8_bound(x, w) + 6e-5 * scale + 1e-30)
-                    K.set_int8_decode(False)  # the fp32 decode path it replaces, still used when switched off
+                    mins = weight_mins(name, data, n_out, n_in)
+                    check_int8_against_truth(y, x, w, name, f"{name} {isa} threads={threads} n_tok={n_tok}", mins)
+                    K.set_int8(False)  # the fp32 path it replaces, still used when switched off
                     try:
                         y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                     finally:
-                        K.set_int8_decode(True)
+                        K.set_int8(True)
                 check_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                 # Optimized vs reference: both within the bound above, so within twice of it of each other.
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)
+
+
+def test_int8_switch_aliases():
+    saved = K.int8_enabled()
+    try:
+        K.set_int8_decode(False)
+        assert not K.int8_enabled() and not K.int8_decode_enabled()
+        K.set_int8(True)
+        assert K.int8_decode_enabled()
+    finally:
+        K.set_int8(saved)
 
 
 def test_matmul_avx2_skip_reason():

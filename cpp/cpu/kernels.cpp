@@ -22,7 +22,8 @@ bool dequantize_row(uint32_t type, const void* src, float* dst, int64_t n);
 float dot_f32(const float* x, const float* y, int64_t n);
 void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n);
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
-void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s);
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum);
+void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums);
 }  // namespace avx2
 #endif
 
@@ -342,28 +343,71 @@ float dot_f32(const float* x, const float* y, int64_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum) {
     for (int64_t b = 0; b < n / QK; ++b, x += QK, q += QK) {
+        // block scale from the largest magnitude
         float amax = 0.0f;
         for (int j = 0; j < QK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+        const float dr = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        // codes: round half to even, like vroundps / vcvtps2dq
         int sum = 0;
         for (int j = 0; j < QK; ++j) {
-            const int v = static_cast<int>(std::nearbyint(x[j] * id));  // round half to even, like vroundps
+            const int v = static_cast<int>(std::nearbyint(x[j] * id));
             q[j] = static_cast<int8_t>(v);
             sum += v;
         }
-        const float dr = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
-        d[b] = dr;
-        s[b] = dr * static_cast<float>(sum);
+        // stored scale and sum go through fp16, as in block_q8_1
+        d[b] = fp16_to_fp32(fp32_to_fp16(dr));
+        s[b] = fp16_to_fp32(fp32_to_fp16(dr * static_cast<float>(sum)));
+        if (isum) isum[b] = sum;
     }
 }
 
-void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_1(x, n, q, d, s);
+    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_1(x, n, q, d, s, isum);
 #endif
-    quantize_row_q8_1_reference(x, n, q, d, s);
+    quantize_row_q8_1_reference(x, n, q, d, s, isum);
+}
+
+void quantize_row_q8_K_reference(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums) {
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K, q += QK_K, bsums += QK_K / 16) {
+        // the signed value of the first element of largest magnitude
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; ++j) {
+            if (std::fabs(x[j]) > amax) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            d[b] = 0.0f;
+            std::memset(q, 0, QK_K);
+            std::memset(bsums, 0, sizeof(int16_t) * (QK_K / 16));
+            continue;
+        }
+        // codes: round half to even (ggml's nearest_int), clamped to 127
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; ++j) {
+            const int v = static_cast<int>(std::nearbyint(iscale * x[j]));
+            q[j] = static_cast<int8_t>(v < 127 ? v : 127);
+        }
+        // sums of 16 codes, for the weight mins / offsets
+        for (int g = 0; g < QK_K / 16; ++g) {
+            int sum = 0;
+            for (int j = 0; j < 16; ++j) sum += q[16 * g + j];
+            bsums[g] = static_cast<int16_t>(sum);
+        }
+        d[b] = 1.0f / iscale;
+    }
+}
+
+void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums) {
+#if defined(__x86_64__)
+    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_K(x, n, q, d, bsums);
+#endif
+    quantize_row_q8_K_reference(x, n, q, d, bsums);
 }
 
 }  // namespace lazyllm_edge

@@ -28,11 +28,21 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);  // 
 float dot_f32_reference(const float* x, const float* y, int64_t n);
 float dot_f32(const float* x, const float* y, int64_t n);
 
-// Activation quantization for the int8 decode path (ggml's block_q8_1 math, unpacked): n (a multiple of
-// 32) floats -> per 32-block int8 q[32] = round-half-even(x * 127/amax), scale d = amax/127 rounded
-// through fp16 (kept as fp32), and s = d * sum(q) in fp32 (ggml keeps s in fp16; fp32 is more exact).
-// The AVX2 version is bit-identical to the reference.
-void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s);
-void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s);  // active ISA
+// Activation quantization as llama.cpp's CPU backend does it before a matmul against quantized weights
+// (ggml's vec_dot_type of the weight type). The AVX2 versions are bit-identical to the references.
+//
+// Q8_0 / Q8_1 (ggml's AVX2 quantize_row_q8_0 / _q8_1; Q8_0 is Q8_1 without s): per block of 32, with
+// amax = max|x| and d = amax/127 in fp32: q[j] = round-half-even(x[j] * (127/amax)), the stored scale is
+// fp16(d) (returned as fp32), and s = fp16(d * sum(q)) (fp32 product of the unrounded d, as ggml does);
+// isum (optional, may be null) gets the exact sum(q). n is a multiple of 32; q has n entries, d, s, isum n/32.
+void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum = nullptr);
+void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum = nullptr);  // active ISA
+
+// Q8_K (ggml's quantize_row_q8_K_ref, which x86 uses): per block of 256, max = the signed x of largest |x|
+// (first such), iscale = -127/max, q[j] = min(127, round-half-even(iscale * x[j])), d = 1/iscale (fp32,
+// negative when max > 0: d*q is what counts), bsums[g] = sum of q over the g-th run of 16. An all-zero
+// block gives d = 0 and q = bsums = 0. n is a multiple of 256; q has n entries, d n/256, bsums n/16.
+void quantize_row_q8_K_reference(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums);
+void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums);  // active ISA
 
 }  // namespace lazyllm_edge

@@ -7,16 +7,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/simd_avx2.h"
+
 namespace lazyllm_edge {
 namespace avx2 {
 
 namespace {
-
-inline float h2f(const uint8_t* p) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 // 8 signed bytes (low half of v) -> 8 floats.
 inline __m256 i8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
@@ -49,23 +45,6 @@ inline void store_i8x32_mulsub(__m256i q, __m256 d, __m256 m, float* y) {
     _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(d, i8_to_f32(_mm_srli_si128(lo, 8))), m));
     _mm256_storeu_ps(y + 16, _mm256_sub_ps(_mm256_mul_ps(d, i8_to_f32(hi)), m));
     _mm256_storeu_ps(y + 24, _mm256_sub_ps(_mm256_mul_ps(d, i8_to_f32(_mm_srli_si128(hi, 8))), m));
-}
-
-// 16 packed nibble bytes -> 32 bytes: low nibbles in bytes 0..15, high nibbles in 16..31 (ggml order).
-inline __m256i unpack_nibbles_32(const uint8_t* qs) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    const __m128i m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
-
-// 32 bits -> 32 bytes, byte i = 0xFF where bit i is set (ggml's bytes_from_bits_32).
-inline __m256i bytes_from_bits_32(const uint8_t* x) {
-    uint32_t x32;
-    std::memcpy(&x32, x, 4);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000);
-    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x32)), shuf);
-    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
-    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
 }
 
 void deq_q4_0(const uint8_t* b, float* y, int64_t nb) {
@@ -107,18 +86,6 @@ void deq_q8_0(const uint8_t* b, float* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, b += 34, y += 32) {
         const __m256 d = _mm256_set1_ps(h2f(b));
         store_i8x32_mul(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)), d, y);
-    }
-}
-
-// Unpacks the 8 (scale, min) 6-bit pairs of a Q4_K/Q5_K block.
-inline void k4_scales(const uint8_t* q, uint8_t* sc, uint8_t* mn) {
-    for (int j = 0; j < 4; ++j) {
-        sc[j] = q[j] & 63;
-        mn[j] = q[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; ++j) {
-        sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
 
@@ -209,13 +176,6 @@ void deq_bf16(const uint8_t* b, float* y, int64_t n) {
         const uint32_t u = static_cast<uint32_t>(h) << 16;
         std::memcpy(y + i, &u, 4);
     }
-}
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 // Register-blocked block of MT tokens x MR weight rows: y[t][r] = dot(x_t, w_r) over K.
@@ -336,81 +296,6 @@ void gemv_fused_type(const float* x, int64_t ldx, int64_t n_tok, const uint8_t* 
     }
 }
 
-// ---- int8 decode (few tokens): activations pre-quantized to Q8_1-style blocks (quantize_row_q8_1) ----
-// Per 32-block (ggml_vec_dot_q4_1_q8_1 / ggml_vec_dot_q8_0_q8_0): sum_j w_j x_j ~= d_w d_x sum_j q_w q_x
-// (+ m_w s_x for Q4_1), the integer dot with vpmaddubsw/vpmaddwd. Type ids: 2 = Q4_0, 3 = Q4_1, 8 = Q8_0.
-
-// 8 int32 lanes of pairwise sums of u8 a * s8 b over 32 bytes (no overflow: |a|,|b| <= 128/127).
-inline __m256 mul_sum_us8(__m256i a, __m256i b) {
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
-}
-// Signed x signed: move the sign of a onto b (ggml's mul_sum_i8_pairs_float).
-inline __m256 mul_sum_i8(__m256i a, __m256i b) {
-    return mul_sum_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
-template <int TYPE>
-inline __m256i load_wq(const uint8_t* b) {
-    if (TYPE == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-    if (TYPE == 3) return unpack_nibbles_32(b + 4);
-    return _mm256_sub_epi8(unpack_nibbles_32(b + 2), _mm256_set1_epi8(8));
-}
-
-template <int MT, int TYPE>
-void gemv_q8_t(const int8_t* qx, const float* dx, const float* sx, int64_t K, const uint8_t* w, size_t row_bytes,
-               int64_t n_rows, float* y, int64_t ldy) {
-    constexpr int BB = TYPE == 8 ? 34 : TYPE == 3 ? 20 : 18;  // block bytes
-    const int64_t nb = K / 32;
-    for (int64_t r = 0; r < n_rows; ++r) {
-        const uint8_t* b = w + static_cast<size_t>(r) * row_bytes;
-        __m256 acc0[MT], acc1[MT];  // even / odd blocks: two independent FMA chains
-        float summs[MT];
-        for (int t = 0; t < MT; ++t) {
-            acc0[t] = _mm256_setzero_ps();
-            acc1[t] = _mm256_setzero_ps();
-            summs[t] = 0.0f;
-        }
-        int64_t i = 0;
-        for (; i + 2 <= nb; i += 2, b += 2 * BB) {
-            const float dw0 = h2f(b), dw1 = h2f(b + BB);
-            const __m256i qw0 = load_wq<TYPE>(b), qw1 = load_wq<TYPE>(b + BB);
-            for (int t = 0; t < MT; ++t) {
-                const int8_t* xq = qx + t * K + i * 32;
-                const __m256i qy0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-                const __m256i qy1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
-                const __m256 p0 = TYPE == 3 ? mul_sum_us8(qw0, qy0) : mul_sum_i8(qw0, qy0);
-                const __m256 p1 = TYPE == 3 ? mul_sum_us8(qw1, qy1) : mul_sum_i8(qw1, qy1);
-                acc0[t] = _mm256_fmadd_ps(p0, _mm256_set1_ps(dw0 * dx[t * nb + i]), acc0[t]);
-                acc1[t] = _mm256_fmadd_ps(p1, _mm256_set1_ps(dw1 * dx[t * nb + i + 1]), acc1[t]);
-                if (TYPE == 3) summs[t] += h2f(b + 2) * sx[t * nb + i] + h2f(b + BB + 2) * sx[t * nb + i + 1];
-            }
-        }
-        for (; i < nb; ++i, b += BB) {
-            const float dw = h2f(b);
-            const __m256i qw = load_wq<TYPE>(b);
-            for (int t = 0; t < MT; ++t) {
-                const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + t * K + i * 32));
-                const __m256 p = TYPE == 3 ? mul_sum_us8(qw, qy) : mul_sum_i8(qw, qy);
-                acc0[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * dx[t * nb + i]), acc0[t]);
-                if (TYPE == 3) summs[t] += h2f(b + 2) * sx[t * nb + i];
-            }
-        }
-        for (int t = 0; t < MT; ++t) y[t * ldy + r] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + summs[t];
-    }
-}
-
-template <int TYPE>
-void gemv_q8_type(const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K, const uint8_t* w,
-                  size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    switch (n_tok) {
-        case 1: gemv_q8_t<1, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
-        case 2: gemv_q8_t<2, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
-        case 3: gemv_q8_t<3, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
-        case 4: gemv_q8_t<4, TYPE>(qx, dx, sx, K, w, row_bytes, n_rows, y, ldy); break;
-        default: break;
-    }
-}
-
 }  // namespace
 
 // Fused decode for n_tok <= 4 on Q4_0 / Q4_1 / Q8_0 rows; false for other types/shapes (caller falls back).
@@ -423,55 +308,6 @@ bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const
         case 2: gemv_fused_type<2>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
         case 3: gemv_fused_type<3>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
         case 8: gemv_fused_type<8>(x, ldx, n_tok, wb, row_bytes, n_rows, K, xsum, y, ldy); return true;
-        default: return false;
-    }
-}
-
-
-// Bit-identical to quantize_row_q8_1_reference (same products, round-half-even, same fp16 rounding of d).
-void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int64_t b = 0; b < n / 32; ++b, x += 32, q += 32) {
-        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
-               v3 = _mm256_loadu_ps(x + 24);
-        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        const float amax = _mm_cvtss_f32(m);
-        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        constexpr int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), rnd));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), rnd));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), rnd));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), rnd));
-        const __m256i isum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(isum), _mm256_extracti128_si256(isum, 1));
-        s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
-        const int sum = _mm_cvtsi128_si32(s4);
-        i0 = _mm256_packs_epi32(i0, i1);
-        i2 = _mm256_packs_epi32(i2, i3);
-        i0 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i0, i2), perm);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), i0);
-        const float dr = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
-        d[b] = dr;
-        s[b] = dr * static_cast<float>(sum);
-    }
-}
-
-// Int8 decode for n_tok <= 4 on Q4_0 / Q4_1 / Q8_0 rows; false for other types/shapes (caller falls back).
-// qx: n_tok x K int8 (row stride K); dx, sx: n_tok x K/32 block scales and sums (sx needed for Q4_1 only).
-bool gemv_q8(uint32_t type, const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K,
-             const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    if (n_tok < 1 || n_tok > 4 || K % 32 != 0) return false;
-    const uint8_t* wb = static_cast<const uint8_t*>(w);
-    switch (type) {
-        case 2: gemv_q8_type<2>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
-        case 3: gemv_q8_type<3>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
-        case 8: gemv_q8_type<8>(qx, dx, sx, n_tok, K, wb, row_bytes, n_rows, y, ldy); return true;
         default: return false;
     }
 }

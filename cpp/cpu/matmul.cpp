@@ -23,8 +23,8 @@ void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_
               float* y, int64_t ldy);
 bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
                 int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
-bool gemv_q8(uint32_t type, const int8_t* qx, const float* dx, const float* sx, int64_t n_tok, int64_t K,
-             const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
+bool gemm_q8(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum, const int16_t* bsums,
+             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
 }
 #endif
 
@@ -51,26 +51,55 @@ struct Scratch {
 };
 thread_local Scratch t_scratch;
 
-// Activations quantized for the int8 decode path (caller thread only; read by all workers during one call).
-// Grow-only like Scratch: allocated on first use, reused by every later call of this thread.
-struct QuantizedX {
-    int64_t n_tok = 0, K = 0, nb = 0;
-    int8_t* q = nullptr;  // n_tok x K
-    float* d = nullptr;   // n_tok x nb
-    float* s = nullptr;   // n_tok x nb
+// How llama.cpp quantizes the activations for a weight type (ggml's vec_dot_type): Q8_0 for Q4_0, Q5_0
+// and Q8_0, Q8_1 for Q4_1 and Q5_1 (Q8_0 plus block sums; one layout serves both), Q8_K for the K-quants.
+// Other types (F32, F16, BF16) keep fp32 activations.
+enum class ActFormat { none, q8_1, q8_K };
+
+ActFormat int8_format(GgmlType t) {
+    switch (t) {
+        case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
+            return ActFormat::q8_1;
+        case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: return ActFormat::q8_K;
+        default: return ActFormat::none;
+    }
+}
+
+// n_tok rows of K activations quantized in one of those formats.
+struct Q8Rows {
+    int8_t* q = nullptr;       // (n_tok, K) codes
+    float* d = nullptr;        // (n_tok, K/32) block scales, or (n_tok, K/256) for Q8_K
+    float* s = nullptr;        // (n_tok, K/32) Q8_1 sums (fp16-rounded, as ggml); null for Q8_K
+    int32_t* isum = nullptr;   // (n_tok, K/32) exact code sums; null for Q8_K
+    int16_t* bsums = nullptr;  // (n_tok, K/16) Q8_K sums; null for Q8_1
 };
+
+// Quantizes one token row of x (K floats) into row t of r.
+void quantize_row(const float* x, int64_t K, ActFormat f, const Q8Rows& r, int64_t t, bool reference) {
+    if (f == ActFormat::q8_K) {
+        auto fn = reference ? quantize_row_q8_K_reference : quantize_row_q8_K;
+        fn(x, K, r.q + t * K, r.d + t * (K / 256), r.bsums + t * (K / 16));
+    } else {
+        auto fn = reference ? quantize_row_q8_1_reference : quantize_row_q8_1;
+        fn(x, K, r.q + t * K, r.d + t * (K / 32), r.s + t * (K / 32), r.isum ? r.isum + t * (K / 32) : nullptr);
+    }
+}
+
+// Grow-only, 64-byte aligned buffer for quantized activations (one per calling thread; the pool's workers
+// fill and read it during one matmul). Allocated on first use, reused by every later call.
 struct QScratch {
     uint8_t* data = nullptr;
     size_t capacity = 0;  // bytes
     ~QScratch() { std::free(data); }
-    QuantizedX quantize(const float* x, int64_t n_tok, int64_t K) {
-        QuantizedX r;
-        r.n_tok = n_tok;
-        r.K = K;
-        r.nb = K / 32;
-        const size_t qbytes = (static_cast<size_t>(n_tok * K) + 63) / 64 * 64;
-        const size_t fbytes = (static_cast<size_t>(n_tok * r.nb) * sizeof(float) + 63) / 64 * 64;
-        const size_t need = qbytes + 2 * fbytes;
+
+    // Carves the Q8Rows arrays for n_tok rows of K out of the buffer.
+    Q8Rows layout(int64_t n_tok, int64_t K, ActFormat f) {
+        auto round64 = [](size_t n) { return (n + 63) / 64 * 64; };
+        const size_t n = static_cast<size_t>(n_tok);
+        const size_t qbytes = round64(n * static_cast<size_t>(K));
+        const size_t dbytes = round64(n * static_cast<size_t>(K / 32) * sizeof(float));  // also fits K/256, and isum
+        const size_t xbytes = f == ActFormat::q8_K ? round64(n * static_cast<size_t>(K / 16) * sizeof(int16_t)) : 2 * dbytes;
+        const size_t need = qbytes + dbytes + xbytes;
         if (need > capacity) {
             std::free(data);
             data = static_cast<uint8_t*>(std::aligned_alloc(64, need));
@@ -80,21 +109,42 @@ struct QScratch {
             }
             capacity = need;
         }
+        Q8Rows r;
         r.q = reinterpret_cast<int8_t*>(data);
         r.d = reinterpret_cast<float*>(data + qbytes);
-        r.s = reinterpret_cast<float*>(data + qbytes + fbytes);
-        for (int64_t t = 0; t < n_tok; ++t)
-            quantize_row_q8_1(x + t * K, K, r.q + t * K, r.d + t * r.nb, r.s + t * r.nb);
+        if (f == ActFormat::q8_K) {
+            r.bsums = reinterpret_cast<int16_t*>(data + qbytes + dbytes);
+        } else {
+            r.s = reinterpret_cast<float*>(data + qbytes + dbytes);
+            r.isum = reinterpret_cast<int32_t*>(data + qbytes + 2 * dbytes);
+        }
+        return r;
+    }
+
+    // Quantizes x (n_tok, K); rows split over the pool when there are enough of them.
+    Q8Rows quantize(const float* x, int64_t n_tok, int64_t K, ActFormat f, ThreadPool& pool) {
+        const Q8Rows r = layout(n_tok, K, f);
+        if (n_tok < 8) {
+            for (int64_t t = 0; t < n_tok; ++t) quantize_row(x + t * K, K, f, r, t, false);
+        } else {
+            pool.parallel_for(static_cast<long>(n_tok), [&](long t0, long t1, int) {
+                for (long t = t0; t < t1; ++t) quantize_row(x + t * K, K, f, r, t, false);
+            });
+        }
         return r;
     }
 };
 thread_local QScratch t_qscratch;
 
-bool int8_type(GgmlType t) { return t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q8_0; }
+bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 
+// LAZYLLM_EDGE_INT8=0 (or the older LAZYLLM_EDGE_INT8_DECODE=0) switches the int8 path off at start-up.
 bool int8_from_env() {
-    const char* e = std::getenv("LAZYLLM_EDGE_INT8_DECODE");
-    return !(e && e[0] == '0' && e[1] == '\0');
+    for (const char* name : {"LAZYLLM_EDGE_INT8", "LAZYLLM_EDGE_INT8_DECODE"}) {
+        const char* e = std::getenv(name);
+        if (e && e[0] == '0' && e[1] == '\0') return false;
+    }
+    return true;
 }
 std::atomic<bool> g_int8{int8_from_env()};
 
@@ -168,18 +218,18 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
     const size_t row_bytes = w.row_bytes;
 
 #if defined(__x86_64__)
-    // Decode on Q4_0/Q4_1/Q8_0: quantize x once to int8 blocks, then integer dot products per 32-block
-    // against the weight codes (as ggml does); rows split over threads.
+    // Quantized weights (as llama.cpp): quantize x once per call, then integer block dots; rows split over threads.
     if (matmul_uses_int8(type, n_tok)) {
-        const QuantizedX qx = t_qscratch.quantize(x, n_tok, n_in);
+        const Q8Rows qx = t_qscratch.quantize(x, n_tok, n_in, int8_format(type), pool);
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
-            avx2::gemv_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, n_tok, n_in,
+            avx2::gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
                           wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
         });
         return;
     }
     // int8 path switched off: fp32 fused decode (dequantize in registers, no scratch round trip).
-    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type)) {
+    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 &&
+        (type == GgmlType::Q4_0 || type == GgmlType::Q4_1 || type == GgmlType::Q8_0)) {
         const int64_t nb = n_in / 32;
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
             float* xsum = nullptr;
@@ -235,47 +285,157 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 }
 
 bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
-    return n_tok >= 1 && n_tok <= 4 && active_isa() == CpuIsa::avx2 && int8_type(type) &&
-           g_int8.load(std::memory_order_relaxed);
+    return n_tok >= 1 && active_isa() == CpuIsa::avx2 && int8_type(type) && g_int8.load(std::memory_order_relaxed);
 }
 
 void set_matmul_int8(bool on) { g_int8.store(on, std::memory_order_relaxed); }
 bool matmul_int8_enabled() { return g_int8.load(std::memory_order_relaxed); }
 
+namespace {
+
+// Integer codes of one 32-block (w_j = d * q_j, or d * q_j + m for Q4_1/Q5_1), following the dequantizers.
+void block32_codes(GgmlType type, const uint8_t* b, int* q, float* d, float* m) {
+    uint16_t h;
+    std::memcpy(&h, b, 2);
+    *d = fp16_to_fp32(h);
+    *m = 0.0f;
+    if (type == GgmlType::Q4_1 || type == GgmlType::Q5_1) {
+        std::memcpy(&h, b + 2, 2);
+        *m = fp16_to_fp32(h);
+    }
+    uint32_t qh = 0;
+    if (type == GgmlType::Q5_0) std::memcpy(&qh, b + 2, 4);
+    if (type == GgmlType::Q5_1) std::memcpy(&qh, b + 4, 4);
+    switch (type) {
+        case GgmlType::Q8_0:
+            for (int j = 0; j < 32; ++j) q[j] = static_cast<int8_t>(b[2 + j]);
+            return;
+        case GgmlType::Q4_0: case GgmlType::Q4_1: {
+            const uint8_t* qs = b + (type == GgmlType::Q4_0 ? 2 : 4);
+            const int off = type == GgmlType::Q4_0 ? 8 : 0;
+            for (int j = 0; j < 16; ++j) {
+                q[j] = (qs[j] & 0x0F) - off;
+                q[j + 16] = (qs[j] >> 4) - off;
+            }
+            return;
+        }
+        default: {  // Q5_0, Q5_1
+            const uint8_t* qs = b + (type == GgmlType::Q5_0 ? 6 : 8);
+            const int off = type == GgmlType::Q5_0 ? 16 : 0;
+            for (int j = 0; j < 16; ++j) {
+                q[j] = ((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - off;
+                q[j + 16] = ((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - off;
+            }
+            return;
+        }
+    }
+}
+
+// One row of a 32-block type against one Q8_1 row (ggml_vec_dot_q4_0_q8_0 etc.): sum over blocks of
+// (d_w * d_x) * integer dot, plus m_w * s_x for Q4_1/Q5_1.
+float dot_row_b32(GgmlType type, const uint8_t* b, size_t block_bytes, const int8_t* qx, const float* dx, const float* sx,
+                  int64_t nb) {
+    float acc = 0.0f, summs = 0.0f;
+    int q[32];
+    for (int64_t i = 0; i < nb; ++i, b += block_bytes) {
+        float d, m;
+        block32_codes(type, b, q, &d, &m);
+        int sumi = 0;
+        for (int j = 0; j < 32; ++j) sumi += q[j] * qx[i * 32 + j];
+        acc += (d * dx[i]) * static_cast<float>(sumi);
+        summs += m * sx[i];
+    }
+    return acc + summs;
+}
+
+// Integer codes of one 256-superblock with per-run integer scales: Q4_K/Q5_K w_j = d*sc[j/32]*q_j - dmin*mn[j/32]
+// (sc, mn: 8 entries); Q6_K w_j = d*sc[j/16]*q_j with q_j in [-32, 31] (sc: 16 entries, dmin = 0, no mn).
+void superblock_codes(GgmlType type, const uint8_t* b, int* q, int* sc, int* mn, float* d, float* dmin) {
+    uint16_t h;
+    if (type == GgmlType::Q6_K) {
+        std::memcpy(&h, b + 208, 2);
+        *d = fp16_to_fp32(h);
+        *dmin = 0.0f;
+        const uint8_t* ql = b;
+        const uint8_t* qh = b + 128;
+        for (int n = 0; n < 2; ++n, ql += 64, qh += 32, q += 128)
+            for (int l = 0; l < 32; ++l) {
+                q[l] = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            }
+        for (int g = 0; g < 16; ++g) sc[g] = static_cast<int8_t>(b[192 + g]);
+        return;
+    }
+    std::memcpy(&h, b, 2);
+    *d = fp16_to_fp32(h);
+    std::memcpy(&h, b + 2, 2);
+    *dmin = fp16_to_fp32(h);
+    const uint8_t* s = b + 4;
+    for (int j = 0; j < 8; ++j) {  // ggml's get_scale_min_k4
+        sc[j] = j < 4 ? (s[j] & 63) : ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        mn[j] = j < 4 ? (s[j + 4] & 63) : ((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+    const bool q5 = type == GgmlType::Q5_K;
+    const uint8_t* qh = b + 16;
+    const uint8_t* qs = b + (q5 ? 48 : 16);
+    for (int j = 0; j < 4; ++j, qs += 32)
+        for (int l = 0; l < 32; ++l) {
+            q[64 * j + l] = (qs[l] & 0xF) + ((q5 && ((qh[l] >> (2 * j)) & 1)) ? 16 : 0);
+            q[64 * j + 32 + l] = (qs[l] >> 4) + ((q5 && ((qh[l] >> (2 * j + 1)) & 1)) ? 16 : 0);
+        }
+}
+
+// One row of a K-quant type against one Q8_K row (ggml_vec_dot_q4_K_q8_K etc.): per superblock
+// (d_x d_w) * sum(scale * integer dot) - (d_x dmin_w) * sum(min * code sums).
+float dot_row_k(GgmlType type, const uint8_t* b, size_t block_bytes, const int8_t* qx, const float* dx,
+                const int16_t* bsums, int64_t nb) {
+    float acc = 0.0f;
+    int q[256], sc[16], mn[8];
+    const int run = type == GgmlType::Q6_K ? 16 : 32;  // codes per scale
+    for (int64_t i = 0; i < nb; ++i, b += block_bytes) {
+        float d, dmin;
+        superblock_codes(type, b, q, sc, mn, &d, &dmin);
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 256; j += run) {
+            int dot = 0;
+            for (int l = 0; l < run; ++l) dot += q[j + l] * qx[i * 256 + j + l];
+            sumi += sc[j / run] * dot;
+        }
+        if (type != GgmlType::Q6_K)
+            for (int j = 0; j < 8; ++j) summ += mn[j] * (bsums[i * 16 + 2 * j] + bsums[i * 16 + 2 * j + 1]);
+        acc += (dx[i] * d) * static_cast<float>(sumi) - (dx[i] * dmin) * static_cast<float>(summ);
+    }
+    return acc;
+}
+
+}  // namespace
+
 void matmul_int8_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {
     validate(w, n_tok);
-    if (!int8_type(w.type)) throw_error(ErrorCode::unsupported, "matmul_int8_reference: Q4_0, Q4_1 or Q8_0 only");
-    const int64_t K = w.n_in, nb = K / 32;
+    const ActFormat f = int8_format(w.type);
+    if (f == ActFormat::none)
+        throw_error(ErrorCode::unsupported, "matmul_int8_reference: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K only");
+    const int64_t K = w.n_in;
+    const GgmlTypeTraits& tr = ggml_traits(w.type);
+    const int64_t nb = K / tr.block_size;
+    // one token row at a time, quantized by the reference quantizer
     std::vector<int8_t> q(static_cast<size_t>(K));
-    std::vector<float> d(static_cast<size_t>(nb)), s(static_cast<size_t>(nb));
+    std::vector<float> d(static_cast<size_t>(K / 32)), s(static_cast<size_t>(K / 32));
+    std::vector<int16_t> bsums(static_cast<size_t>(K / 16));
+    Q8Rows r;
+    r.q = q.data();
+    r.d = d.data();
+    r.s = s.data();
+    r.bsums = bsums.data();
     const uint8_t* wbytes = static_cast<const uint8_t*>(w.data);
-    const size_t bb = w.type == GgmlType::Q8_0 ? 34 : w.type == GgmlType::Q4_1 ? 20 : 18;
     for (int64_t t = 0; t < n_tok; ++t) {
-        quantize_row_q8_1_reference(x + t * K, K, q.data(), d.data(), s.data());
+        quantize_row(x + t * K, K, f, r, 0, true);
         for (int64_t o = 0; o < w.n_out; ++o) {
-            const uint8_t* b = wbytes + static_cast<size_t>(o) * w.row_bytes;
-            float acc = 0.0f, summs = 0.0f;
-            for (int64_t i = 0; i < nb; ++i, b += bb) {
-                uint16_t h;
-                std::memcpy(&h, b, 2);
-                const float dw = fp16_to_fp32(h);
-                const int8_t* qy = q.data() + i * 32;
-                int sumi = 0;
-                if (w.type == GgmlType::Q8_0) {
-                    for (int j = 0; j < 32; ++j) sumi += static_cast<int8_t>(b[2 + j]) * qy[j];
-                } else {
-                    const uint8_t* qs = b + (w.type == GgmlType::Q4_1 ? 4 : 2);
-                    const int off = w.type == GgmlType::Q4_1 ? 0 : 8;
-                    for (int j = 0; j < 16; ++j)
-                        sumi += ((qs[j] & 0x0F) - off) * qy[j] + ((qs[j] >> 4) - off) * qy[j + 16];
-                }
-                acc += (dw * d[static_cast<size_t>(i)]) * static_cast<float>(sumi);
-                if (w.type == GgmlType::Q4_1) {
-                    std::memcpy(&h, b + 2, 2);
-                    summs += fp16_to_fp32(h) * s[static_cast<size_t>(i)];
-                }
-            }
-            y[t * w.n_out + o] = acc + summs;
+            const uint8_t* row = wbytes + static_cast<size_t>(o) * w.row_bytes;
+            y[t * w.n_out + o] = f == ActFormat::q8_K ? dot_row_k(w.type, row, tr.type_size, r.q, r.d, r.bsums, nb)
+                                                      : dot_row_b32(w.type, row, tr.type_size, r.q, r.d, r.s, nb);
         }
     }
 }
