@@ -7,6 +7,7 @@ void register_errors(nb::module_& m);
 void register_model(nb::module_& m);
 void register_session(nb::module_& m);
 void register_kernels(nb::module_& m);
+void register_attention(nb::module_& m);
 void register_gguf(nb::module_& m);
 
 NB_MODULE(_core, m) {
@@ -15,5 +16,6 @@ NB_MODULE(_core, m) {
     register_model(m);
     register_session(m);
     register_kernels(m);
+    register_attention(m);
     register_gguf(m);
 }

@@ -1,20 +1,249 @@
 #include "cpu/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "cpu/kernels.h"
 #include "runtime/thread_pool.h"
 
 namespace lazyllm_edge {
+namespace {
+
+#ifndef TUNE_TILE_ROWS
+#define TUNE_TILE_ROWS 48
+#endif
+#ifndef TUNE_BLOCK
+#define TUNE_BLOCK 4096
+#endif
+constexpr int kTileRows = TUNE_TILE_ROWS;          // rows (queries x heads of a group) of one tile, at least one query
+constexpr int kTargetTasks = 32;       // split key ranges until there are about this many tasks ...
+constexpr int kMinChunkKeys = 256;     // ... but never into chunks shorter than this
+constexpr int kMaxPartialRows = 256;   // bound on (tasks x chunks x rows) of split partial results
+
+int64_t round_up16(int64_t n) { return (n + 15) & ~int64_t{15}; }
+
+int tile_queries(int group) { return std::max(1, kTileRows / group); }
+
+// Rows of the largest tile and the floats of one thread's private scratch for it: m, l, acc + tile kernel.
+int tile_rows_max(int group) { return tile_queries(group) * group; }
+int64_t private_floats(int group, int head_dim) {
+    const int rows = tile_rows_max(group);
+    return 2 * round_up16(rows) + round_up16(static_cast<int64_t>(rows) * head_dim) +
+           attention_tile_scratch_floats(rows, head_dim);
+}
+// Floats of the shared region holding the split partials (m, l, acc per row).
+int64_t partial_floats(int head_dim) { return kMaxPartialRows * static_cast<int64_t>(head_dim + 2); }
+
+// Key indices [lo, hi) some query of [q0, q0 + n) may see.
+void tile_span(const AttentionParams& p, int q0, int n, int* lo, int* hi) {
+    *lo = INT32_MAX;
+    *hi = 0;
+    for (int t = q0; t < q0 + n; ++t) {
+        *lo = std::min(*lo, p.attend_begin ? p.attend_begin[t] : 0);
+        *hi = std::max(*hi, p.attend_end[t]);
+    }
+    if (*hi < *lo) *hi = *lo;
+}
+
+// Output row of tile row r: query q0 + r / group, head kv_head * group + r % group.
+float* out_row(const AttentionParams& p, int q0, int kv_head, int group, int r) {
+    return p.out + (static_cast<int64_t>(q0 + r / group) * p.n_head + kv_head * group + r % group) * p.head_dim;
+}
+
+}  // namespace
+
+int attention_block_keys(int head_dim) { return std::clamp((TUNE_BLOCK / head_dim) & ~15, 16, 128); }
+
+int64_t attention_tile_scratch_floats(int rows, int head_dim) {
+    const int64_t bk = attention_block_keys(head_dim);
+    // queries (rows, hd) + K block (hd, bk) + V block (bk, hd) + scores (rows, bk) + alpha (rows)
+    return round_up16(static_cast<int64_t>(rows) * head_dim) + 2 * round_up16(bk * head_dim) +
+           round_up16(rows * bk) + round_up16(rows) + 16;
+}
 
 int64_t attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim) {
     const int group = n_head / n_head_kv;
-    // scores (group, n_ctx) + accumulators (group, head_dim) + one converted K/V row (head_dim)
-    return static_cast<int64_t>(group) * n_ctx + static_cast<int64_t>(group) * head_dim + head_dim + 64;
+    // the reference: scores (group, n_ctx) + accumulators (group, head_dim) + one converted K/V row (head_dim)
+    const int64_t reference = static_cast<int64_t>(group) * n_ctx + static_cast<int64_t>(group) * head_dim + head_dim + 64;
+    // the flash path: thread 0 also holds the shared partials (the layout is partials, then one private part per thread)
+    const int64_t flash = partial_floats(head_dim) + private_floats(group, head_dim);
+    return std::max(reference, flash);
 }
 
-void attention_task_scalar(const AttentionParams& p, int t, int g, float* scratch) {
+void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
+    const int group = p.n_head / p.n_head_kv;
+    const int hd = p.head_dim;
+    const int kv_dim = p.n_head_kv * hd;
+    const int rows = tile.n_queries * group;
+    const int bk = attention_block_keys(hd);
+    float* s = scratch;                                       // (rows, bk) scores, then probabilities
+    float* alpha = s + static_cast<int64_t>(rows) * bk;       // (rows) rescale of acc for this block
+    float* kv = alpha + rows;                                 // (hd) one converted K or V row
+    const float* q = p.q + (static_cast<int64_t>(tile.q0) * p.n_head + tile.kv_head * group) * hd;
+    const int64_t q_stride = static_cast<int64_t>(p.n_head) * hd;  // between the tile's queries
+    const int64_t head_off = static_cast<int64_t>(tile.kv_head) * hd;
+    const float scale2 = p.scale * kLog2e;
+
+    // empty accumulators
+    for (int r = 0; r < rows; ++r) {
+        tile.m[r] = -INFINITY;
+        tile.l[r] = 0.0f;
+        for (int d = 0; d < hd; ++d) tile.acc[static_cast<int64_t>(r) * hd + d] = 0.0f;
+    }
+    for (int j0 = tile.key_begin; j0 < tile.key_end; j0 += bk) {
+        const int nb = std::min(bk, tile.key_end - j0);
+        const int32_t* pos = p.kv_positions + j0;
+        // scores in base 2: s[r][j] = scale * log2(e) * q_r . K_j
+        for (int j = 0; j < nb; ++j) {
+            const uint16_t* k = p.k_cache + static_cast<int64_t>(pos[j]) * kv_dim + head_off;
+            for (int d = 0; d < hd; ++d) kv[d] = fp16_to_fp32(k[d]);
+            for (int r = 0; r < rows; ++r) {
+                const float* qr = q + (r / group) * q_stride + (r % group) * hd;
+                float dot = 0.0f;
+                for (int d = 0; d < hd; ++d) dot += qr[d] * kv[d];
+                s[static_cast<int64_t>(r) * bk + j] = dot * scale2;
+            }
+        }
+        // online softmax: per row, only the keys its query sees; others get probability 0
+        for (int r = 0; r < rows; ++r) {
+            const int t = tile.q0 + r / group;
+            const int a = std::max((p.attend_begin ? p.attend_begin[t] : 0) - j0, 0);
+            const int b = std::min(p.attend_end[t] - j0, nb);
+            float* sr = s + static_cast<int64_t>(r) * bk;
+            float mx = -INFINITY;
+            for (int j = a; j < b; ++j) mx = std::max(mx, sr[j]);
+            const float m_new = std::max(tile.m[r], mx);
+            float sum = 0.0f;
+            for (int j = 0; j < nb; ++j) {
+                sr[j] = (j >= a && j < b) ? std::exp2(sr[j] - m_new) : 0.0f;
+                sum += sr[j];
+            }
+            alpha[r] = a < b ? std::exp2(tile.m[r] - m_new) : 1.0f;
+            tile.l[r] = tile.l[r] * alpha[r] + sum;
+            tile.m[r] = m_new;
+        }
+        // acc = acc * alpha + P . V
+        for (int r = 0; r < rows; ++r)
+            for (int d = 0; d < hd; ++d) tile.acc[static_cast<int64_t>(r) * hd + d] *= alpha[r];
+        for (int j = 0; j < nb; ++j) {
+            const uint16_t* v = p.v_cache + static_cast<int64_t>(pos[j]) * kv_dim + head_off;
+            for (int d = 0; d < hd; ++d) kv[d] = fp16_to_fp32(v[d]);
+            for (int r = 0; r < rows; ++r) {
+                const float w = s[static_cast<int64_t>(r) * bk + j];
+                float* acc = tile.acc + static_cast<int64_t>(r) * hd;
+                for (int d = 0; d < hd; ++d) acc[d] += w * kv[d];
+            }
+        }
+    }
+}
+
+void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPool& pool) {
+    if (p.n_q <= 0) return;
+    const int group = p.n_head / p.n_head_kv;
+    const int hd = p.head_dim;
+    const int bk = attention_block_keys(hd);
+    const int tq = tile_queries(group);
+    const int n_tiles = (p.n_q + tq - 1) / tq;
+    const int n_tasks = n_tiles * p.n_head_kv;
+    const int rows_max = std::min(tq, p.n_q) * group;
+    const bool avx2 = active_isa() == CpuIsa::avx2;
+
+    // Too few tasks for the threads (decode): split every task's keys into `chunks` pieces, a count that
+    // depends on the inputs only, bounded by the partials region and a minimum chunk length.
+    int chunks = 1;
+    if (n_tasks < kTargetTasks) {
+        int max_span = 0;
+        for (int i = 0; i < n_tiles; ++i) {
+            int lo, hi;
+            tile_span(p, i * tq, std::min(tq, p.n_q - i * tq), &lo, &hi);
+            max_span = std::max(max_span, hi - lo);
+        }
+        chunks = std::min({(max_span + kMinChunkKeys - 1) / kMinChunkKeys, (kTargetTasks + n_tasks - 1) / n_tasks,
+                           kMaxPartialRows / (n_tasks * rows_max)});
+        chunks = std::max(chunks, 1);
+    }
+    const int64_t slot = static_cast<int64_t>(rows_max) * (hd + 2);  // one partial: m, l, acc
+    float* partials = scratch;                                        // (n_tasks, chunks) slots
+    float* private_base = scratch + partial_floats(hd);
+    const int64_t per_thread = private_floats(group, hd);
+
+    // Tasks (tile, kv head, chunk) are taken in order from a shared counter, the last tiles (most keys) first.
+    std::atomic<int> next{0};
+    const int n_work = n_tasks * chunks;
+    pool.run([&](int thread, int) {
+        float* mine = private_base + per_thread * thread;
+        float* m = mine;                               // (rows) for unsplit tasks
+        float* l = m + round_up16(rows_max);           // (rows)
+        float* acc = l + round_up16(rows_max);         // (rows, hd)
+        float* tile_scratch = acc + round_up16(static_cast<int64_t>(rows_max) * hd);
+        for (int w = next.fetch_add(1, std::memory_order_relaxed); w < n_work; w = next.fetch_add(1, std::memory_order_relaxed)) {
+            const int tile_index = n_tiles - 1 - w / (p.n_head_kv * chunks);
+            const int g = w / chunks % p.n_head_kv, c = w % chunks;
+            AttentionTile tile;
+            tile.q0 = tile_index * tq;
+            tile.n_queries = std::min(tq, p.n_q - tile.q0);
+            tile.kv_head = g;
+            // this chunk of the tile's key span, in whole blocks
+            int lo, hi;
+            tile_span(p, tile.q0, tile.n_queries, &lo, &hi);
+            const int chunk_len = ((hi - lo + chunks - 1) / chunks + bk - 1) / bk * bk;
+            tile.key_begin = std::min(lo + c * chunk_len, hi);
+            tile.key_end = std::min(tile.key_begin + chunk_len, hi);
+            if (chunks == 1) {
+                tile.m = m;
+                tile.l = l;
+                tile.acc = acc;
+            } else {
+                float* part = partials + (static_cast<int64_t>(tile_index * p.n_head_kv + g) * chunks + c) * slot;
+                tile.m = part;
+                tile.l = part + rows_max;
+                tile.acc = part + 2 * rows_max;
+            }
+            if (avx2) attention_tile_avx2(p, tile, tile_scratch);
+            else attention_tile_scalar(p, tile, tile_scratch);
+            if (chunks > 1) continue;
+            // out = acc / l (a query that sees no key gets zeros)
+            for (int r = 0; r < tile.n_queries * group; ++r) {
+                float* o = out_row(p, tile.q0, g, group, r);
+                const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+                for (int d = 0; d < hd; ++d) o[d] = acc[static_cast<int64_t>(r) * hd + d] * inv;
+            }
+        }
+    });
+    if (chunks == 1) return;
+
+    // Merge the chunks of each (tile, kv head) with log-sum-exp (base 2), in chunk order.
+    pool.parallel_for(n_tasks, [&](long begin, long end, int) {
+        for (long task = begin; task < end; ++task) {
+            const int tile_index = static_cast<int>(task / p.n_head_kv), g = static_cast<int>(task % p.n_head_kv);
+            const int q0 = tile_index * tq, rows = std::min(tq, p.n_q - q0) * group;
+            const float* parts = partials + task * chunks * slot;
+            for (int r = 0; r < rows; ++r) {
+                float mx = -INFINITY;
+                for (int c = 0; c < chunks; ++c) mx = std::max(mx, parts[c * slot + r]);
+                float* o = out_row(p, q0, g, group, r);
+                for (int d = 0; d < hd; ++d) o[d] = 0.0f;
+                if (mx == -INFINITY) continue;
+                float sum = 0.0f;
+                for (int c = 0; c < chunks; ++c) {
+                    const float* part = parts + c * slot;
+                    const float m_c = part[r];
+                    if (m_c == -INFINITY) continue;
+                    const float w = std::exp2(m_c - mx);
+                    sum += w * part[rows_max + r];
+                    const float* a = part + 2 * rows_max + static_cast<int64_t>(r) * hd;
+                    for (int d = 0; d < hd; ++d) o[d] += w * a[d];
+                }
+                const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                for (int d = 0; d < hd; ++d) o[d] *= inv;
+            }
+        }
+    });
+}
+
+// One (query, kv-head group) with an exact softmax over a row of scores: the reference.
+static void attention_task_reference(const AttentionParams& p, int t, int g, float* scratch) {
     const int group = p.n_head / p.n_head_kv;
     const int hd = p.head_dim;
     const int kv_dim = p.n_head_kv * hd;
@@ -52,23 +281,9 @@ void attention_task_scalar(const AttentionParams& p, int t, int g, float* scratc
     }
 }
 
-void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool) {
-    const int64_t per_thread = attention_scratch_floats(n_ctx, p.n_head, p.n_head_kv, p.head_dim);
-    const bool avx2 = active_isa() == CpuIsa::avx2;
-    const int64_t n_tasks = static_cast<int64_t>(p.n_q) * p.n_head_kv;
-    pool.parallel_for(n_tasks, [&](long begin, long end, int thread) {
-        float* s = scratch + per_thread * thread;
-        for (long task = begin; task < end; ++task) {
-            const int t = static_cast<int>(task / p.n_head_kv), g = static_cast<int>(task % p.n_head_kv);
-            if (avx2) attention_task_avx2(p, t, g, s);
-            else attention_task_scalar(p, t, g, s);
-        }
-    });
-}
-
 void attention_reference(const AttentionParams& p, float* scratch) {
     for (int t = 0; t < p.n_q; ++t)
-        for (int g = 0; g < p.n_head_kv; ++g) attention_task_scalar(p, t, g, scratch);
+        for (int g = 0; g < p.n_head_kv; ++g) attention_task_reference(p, t, g, scratch);
 }
 
 void last_token_importance(const float* q, const uint16_t* k_cache, const int32_t* kv_positions, int n,

@@ -1,5 +1,12 @@
 // Causal multi-head attention (GQA) of a set of query tokens over an fp16 KV cache indexed by
 // position, restricted to the active positions a query may see.
+//
+// The optimized path is flash-style: a tile of consecutive queries times the query heads of one kv head
+// (they share K/V) walks the keys in blocks with an online softmax, so each converted K/V block is reused
+// by every row of the tile from L1. When there are too few (tile, kv head) tasks to keep the threads busy
+// (decode), each task's key range is also split into chunks whose partial results are merged with
+// log-sum-exp. Tiling and splitting depend only on the inputs, never on the thread count, so the same inputs
+// give bit-identical outputs whatever the number of threads.
 #pragma once
 #include <cstdint>
 
@@ -22,13 +29,13 @@ struct AttentionParams {
     float* out = nullptr;                 // (n_q, n_head * head_dim)
 };
 
-// Floats of scratch each thread needs for a context of n_ctx positions.
+// Floats of scratch each thread needs for a context of n_ctx positions (covers attention_reference too).
 int64_t attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim);
 
 // scratch: pool.size() * attention_scratch_floats(...) floats.
 void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool);
 
-// Scalar reference, single thread (tests). scratch as for one thread.
+// Scalar reference, single thread, exact softmax per (query, head) (tests). scratch as for one thread.
 void attention_reference(const AttentionParams& p, float* scratch);
 
 // Softmax probabilities the query `q` (n_head * head_dim) gives each of kv_positions[0, n), averaged over
@@ -37,8 +44,34 @@ void last_token_importance(const float* q, const uint16_t* k_cache, const int32_
                            int n_head, int n_head_kv, int head_dim, float scale, float* scores_scratch,
                            float* importance);
 
-// One (query, kv-head group) task; implementations per ISA.
-void attention_task_scalar(const AttentionParams& p, int query, int kv_head, float* scratch);
-void attention_task_avx2(const AttentionParams& p, int query, int kv_head, float* scratch);
+// ---- internals shared by attention.cpp and the per-ISA tile kernels ----
+
+// Keys per block of the online softmax: a multiple of 16 with one converted K or V block (block_keys *
+// head_dim floats) around 16 KiB, so K, V, the query tile and the scores stay in L1/L2.
+int attention_block_keys(int head_dim);
+
+// One task: queries [q0, q0 + n_queries) times the `group` query heads of kv head `kv_head`, over the key
+// indices [key_begin, key_end) of kv_positions (each query further limited to its attend_begin/attend_end).
+// Rows are r = query_in_tile * group + head_in_group (R = n_queries * group rows).
+struct AttentionTile {
+    int q0 = 0;
+    int n_queries = 0;
+    int kv_head = 0;
+    int key_begin = 0;
+    int key_end = 0;
+    // Scores are kept in base 2: x = q.k * scale * log2(e), so exp(q.k * scale - c) = exp2(x - c').
+    float* m = nullptr;    // (R) out: max of x over the keys seen (-inf: none)
+    float* l = nullptr;    // (R) out: sum of exp2(x - m)
+    float* acc = nullptr;  // (R, head_dim) out: sum of exp2(x - m) * V, unnormalized
+};
+
+constexpr float kLog2e = 1.44269504088896341f;
+
+// Floats of scratch attention_tile_* needs for R rows.
+int64_t attention_tile_scratch_floats(int rows, int head_dim);
+
+// Runs one tile with an online softmax over key blocks; implementations per ISA.
+void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch);
+void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch);
 
 }  // namespace lazyllm_edge

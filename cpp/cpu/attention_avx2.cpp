@@ -1,14 +1,21 @@
-// AVX2/FMA/F16C attention task: scores with fp16 K converted once per key for the whole GQA group,
-// exact softmax with a vectorized exp, then P·V with fp16 V converted once per key.
+// AVX2/FMA/F16C attention tile: per block of keys, K is converted from fp16 and transposed once (so the
+// scores are 4 rows x 16 keys register tiles of broadcast-q FMAs), V is converted once, then an online
+// softmax per row and P.V as 4 rows x 16 dims register tiles. Every row of the tile reuses the block from L1.
 #include "cpu/attention.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace lazyllm_edge {
 namespace {
+
+// Register tiles are arrays indexed by a compile-time row count: unrolled fully so they stay in registers
+// (GCC only does that by itself at -O3).
+#define LLE_UNROLL _Pragma("GCC unroll 8")
 
 inline float horizontal_sum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -24,103 +31,257 @@ inline float horizontal_max(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// exp(x) for x <= 0 ranges used by softmax; Cephes polynomial, ~1 ulp.
-inline __m256 exp_ps(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), x);
-    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+// 2^x for the x <= 0 of softmax (x < -125 gives 2^-125): x = n + f with |f| <= 1/2, 2^f by its degree-6
+// Taylor polynomial (relative error ~1e-7), 2^n added to the exponent bits.
+inline __m256 exp2_ps(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-125.0f));
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(x, n);
+    __m256 y = _mm256_set1_ps(1.5403530393381606e-4f);
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.3333558146428443e-3f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(9.6181291076284772e-3f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.5504108664821580e-2f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.4022650695910071e-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(6.9314718055994531e-1f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+}
+
+inline __m256 load_half8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
+// In-place 8x8 transpose: r[i][j] -> r[j][i].
+inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// s (NR, bk) = q (NR, hd) . kt (hd, bk) for keys [0, nb16): NR rows x 16 keys of accumulators.
+template <int NR>
+void score_rows(const float* q, const float* kt, float* s, int hd, int bk, int nb16) {
+    for (int j = 0; j < nb16; j += 16) {
+        __m256 a0[NR], a1[NR];
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; ++d) {
+            const __m256 k0 = _mm256_loadu_ps(kt + static_cast<int64_t>(d) * bk + j);
+            const __m256 k1 = _mm256_loadu_ps(kt + static_cast<int64_t>(d) * bk + j + 8);
+            LLE_UNROLL
+            for (int r = 0; r < NR; ++r) {
+                const __m256 qv = _mm256_broadcast_ss(q + r * hd + d);
+                a0[r] = _mm256_fmadd_ps(qv, k0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(qv, k1, a1[r]);
+            }
+        }
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            _mm256_storeu_ps(s + r * bk + j, a0[r]);
+            _mm256_storeu_ps(s + r * bk + j + 8, a1[r]);
+        }
+    }
+}
+
+// acc (NR, hd) = acc * alpha + P (NR, bk) . vf (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
+template <int NR>
+void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+    int d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        __m256 a0[NR], a1[NR];
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            const __m256 al = _mm256_set1_ps(alpha[r]);
+            a0[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d), al);
+            a1[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d + 8), al);
+        }
+        for (int j = 0; j < nb; ++j) {
+            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
+            const __m256 v1 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d + 8);
+            LLE_UNROLL
+            for (int r = 0; r < NR; ++r) {
+                const __m256 w = _mm256_broadcast_ss(pr + r * bk + j);
+                a0[r] = _mm256_fmadd_ps(w, v0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(w, v1, a1[r]);
+            }
+        }
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            _mm256_storeu_ps(acc + r * hd + d, a0[r]);
+            _mm256_storeu_ps(acc + r * hd + d + 8, a1[r]);
+        }
+    }
+    if (d < hd) {  // hd % 16 == 8
+        __m256 a0[NR];
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) a0[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d), _mm256_set1_ps(alpha[r]));
+        for (int j = 0; j < nb; ++j) {
+            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
+            LLE_UNROLL
+            for (int r = 0; r < NR; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(pr + r * bk + j), v0, a0[r]);
+        }
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) _mm256_storeu_ps(acc + r * hd + d, a0[r]);
+    }
+}
+
+// s = qs . kt and acc = acc * alpha + P . vf for all rows: groups of 4 rows and a tail of 1-3.
+#ifndef TUNE_NR
+#define TUNE_NR 4
+#endif
+constexpr int kRowTile = TUNE_NR;  // rows per register tile
+
+// s = qs . kt and acc = acc * alpha + P . vf for all rows: register tiles of kRowTile rows, then the rest.
+void score_all(int rows, const float* qs, const float* kt, float* s, int hd, int bk, int nb16) {
+    int r = 0;
+    for (; r + kRowTile <= rows; r += kRowTile)
+        score_rows<kRowTile>(qs + static_cast<int64_t>(r) * hd, kt, s + static_cast<int64_t>(r) * bk, hd, bk, nb16);
+    const float* q = qs + static_cast<int64_t>(r) * hd;
+    float* sr = s + static_cast<int64_t>(r) * bk;
+    switch (rows - r) {
+        case 5: score_rows<5>(q, kt, sr, hd, bk, nb16); break;
+        case 4: score_rows<4>(q, kt, sr, hd, bk, nb16); break;
+        case 3: score_rows<3>(q, kt, sr, hd, bk, nb16); break;
+        case 2: score_rows<2>(q, kt, sr, hd, bk, nb16); break;
+        case 1: score_rows<1>(q, kt, sr, hd, bk, nb16); break;
+        default: break;
+    }
+}
+
+void pv_all(int rows, const float* s, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+    int r = 0;
+    for (; r + kRowTile <= rows; r += kRowTile)
+        pv_rows<kRowTile>(s + static_cast<int64_t>(r) * bk, alpha + r, vf, acc + static_cast<int64_t>(r) * hd, hd, bk, nb);
+    const float* pr = s + static_cast<int64_t>(r) * bk;
+    float* ar = acc + static_cast<int64_t>(r) * hd;
+    switch (rows - r) {
+        case 5: pv_rows<5>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 4: pv_rows<4>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 3: pv_rows<3>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 2: pv_rows<2>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 1: pv_rows<1>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        default: break;
+    }
 }
 
 }  // namespace
 
-void attention_task_avx2(const AttentionParams& p, int t, int g, float* scratch) {
+void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
     const int hd = p.head_dim;
-    if (hd % 8 != 0) return attention_task_scalar(p, t, g, scratch);
+    if (hd % 8 != 0) return attention_tile_scalar(p, tile, scratch);
     const int group = p.n_head / p.n_head_kv;
     const int kv_dim = p.n_head_kv * hd;
-    const int nv = hd / 8;
-    const int begin = p.attend_begin ? p.attend_begin[t] : 0;
-    const int n = p.attend_end[t] - begin;
-    const int32_t* positions = p.kv_positions + begin;
-    float* scores = scratch;                                          // (group, n)
-    float* acc = scratch + static_cast<int64_t>(group) * n;           // (group, hd)
-    float* row = acc + static_cast<int64_t>(group) * hd;              // (hd) converted K or V row
-    const float* q = p.q + (static_cast<int64_t>(t) * p.n_head + g * group) * hd;  // (group, hd)
+    const int rows = tile.n_queries * group;
+    const int bk = attention_block_keys(hd);
+    const int64_t rows_hd = static_cast<int64_t>(rows) * hd;
+    float* qs = scratch;                                   // (rows, hd) the tile's query rows
+    float* kt = qs + ((rows_hd + 15) & ~int64_t{15});      // (hd, bk) K block, fp32, transposed
+    float* vf = kt + static_cast<int64_t>(hd) * bk;         // (bk, hd) V block, fp32
+    float* s = vf + static_cast<int64_t>(bk) * hd;          // (rows, bk) scores, then probabilities
+    float* alpha = s + static_cast<int64_t>(rows) * bk;     // (rows) rescale of acc for this block
+    const uint16_t* k_head = p.k_cache + static_cast<int64_t>(tile.kv_head) * hd;
+    const uint16_t* v_head = p.v_cache + static_cast<int64_t>(tile.kv_head) * hd;
 
-    // scores[h][j] = scale * q_h · K_j
-    for (int j = 0; j < n; ++j) {
-        const uint16_t* k = p.k_cache + static_cast<int64_t>(positions[j]) * kv_dim + g * hd;
-        if (j + 2 < n) _mm_prefetch(reinterpret_cast<const char*>(p.k_cache + static_cast<int64_t>(positions[j + 2]) * kv_dim + g * hd), _MM_HINT_T0);
-        for (int c = 0; c < nv; ++c)
-            _mm256_storeu_ps(row + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 8 * c))));
-        for (int h = 0; h < group; ++h) {
-            const float* qh = q + h * hd;
-            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-            int c = 0;
-            for (; c + 1 < nv; c += 2) {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * c), _mm256_loadu_ps(row + 8 * c), s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * c + 8), _mm256_loadu_ps(row + 8 * c + 8), s1);
+    // gather the tile's query rows (query-major: the group's heads of one query are contiguous)
+    for (int i = 0; i < tile.n_queries; ++i)
+        std::memcpy(qs + static_cast<int64_t>(i) * group * hd,
+                    p.q + (static_cast<int64_t>(tile.q0 + i) * p.n_head + tile.kv_head * group) * hd,
+                    sizeof(float) * group * hd);
+    // empty accumulators
+    for (int r = 0; r < rows; ++r) {
+        tile.m[r] = -INFINITY;
+        tile.l[r] = 0.0f;
+    }
+    std::fill(tile.acc, tile.acc + rows_hd, 0.0f);
+
+    for (int j0 = tile.key_begin; j0 < tile.key_end; j0 += bk) {
+        const int nb = std::min(bk, tile.key_end - j0);
+        const int nb16 = (nb + 15) & ~15;
+        const int32_t* pos = p.kv_positions + j0;
+        const int n_next = std::min(bk, tile.key_end - j0 - nb);  // keys of the next block, prefetched now
+
+        // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0
+        for (int j = 0; j < nb16; j += 8) {
+            const uint16_t* krow[8];
+            for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
+            for (int i = 0; i < 8 && j + i < n_next; ++i)
+                for (int d = 0; d < hd; d += 32) prefetch(k_head + static_cast<int64_t>(pos[nb + j + i]) * kv_dim + d);
+            for (int d = 0; d < hd; d += 8) {
+                __m256 x[8];
+                for (int i = 0; i < 8; ++i) x[i] = krow[i] ? load_half8(krow[i] + d) : _mm256_setzero_ps();
+                transpose8(x);
+                for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<int64_t>(d + i) * bk + j, x[i]);
             }
-            if (c < nv) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * c), _mm256_loadu_ps(row + 8 * c), s0);
-            scores[static_cast<int64_t>(h) * n + j] = horizontal_sum(_mm256_add_ps(s0, s1)) * p.scale;
         }
-    }
+        // V block -> vf (nb, hd)
+        for (int j = 0; j < nb; ++j) {
+            const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
+            if (j < n_next)
+                for (int d = 0; d < hd; d += 32) prefetch(v_head + static_cast<int64_t>(pos[nb + j]) * kv_dim + d);
+            for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
+        }
 
-    // softmax over each head's row (unnormalized; divided at the end)
-    float inv_sum[64];
-    for (int h = 0; h < group; ++h) {
-        float* s = scores + static_cast<int64_t>(h) * n;
-        __m256 vmax = _mm256_set1_ps(-INFINITY);
-        int j = 0;
-        for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-        float mx = horizontal_max(vmax);
-        for (; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
-        const __m256 vm = _mm256_set1_ps(mx);
-        __m256 vsum = _mm256_setzero_ps();
-        j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-            _mm256_storeu_ps(s + j, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        float sum = horizontal_sum(vsum);
-        for (; j < n; ++j) {
-            s[j] = std::exp(s[j] - mx);
-            sum += s[j];
-        }
-        inv_sum[h] = n > 0 ? 1.0f / sum : 0.0f;
-        for (int d = 0; d < hd; ++d) acc[h * hd + d] = 0.0f;
-    }
+        // raw scores s = qs . kt
+        score_all(rows, qs, kt, s, hd, bk, nb16);
 
-    // acc_h += p_hj * V_j
-    for (int j = 0; j < n; ++j) {
-        const uint16_t* v = p.v_cache + static_cast<int64_t>(positions[j]) * kv_dim + g * hd;
-        if (j + 2 < n) _mm_prefetch(reinterpret_cast<const char*>(p.v_cache + static_cast<int64_t>(positions[j + 2]) * kv_dim + g * hd), _MM_HINT_T0);
-        for (int c = 0; c < nv; ++c)
-            _mm256_storeu_ps(row + 8 * c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + 8 * c))));
-        for (int h = 0; h < group; ++h) {
-            const __m256 w = _mm256_set1_ps(scores[static_cast<int64_t>(h) * n + j]);
-            float* a = acc + h * hd;
-            for (int c = 0; c < nv; ++c)
-                _mm256_storeu_ps(a + 8 * c, _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8 * c), _mm256_loadu_ps(a + 8 * c)));
+        // online softmax in base 2 (x = score * scale * log2 e): per row, the keys its query sees, the new
+        // running max, probabilities exp2(x - m) (0 for keys it does not see), the sum, the rescale of acc
+        const __m256 scale = _mm256_set1_ps(p.scale * kLog2e);
+        for (int r = 0; r < rows; ++r) {
+            const int t = tile.q0 + r / group;
+            const int a = std::max((p.attend_begin ? p.attend_begin[t] : 0) - j0, 0);
+            const int b = std::min(p.attend_end[t] - j0, nb);
+            float* sr = s + static_cast<int64_t>(r) * bk;
+            if (a >= b) {  // nothing visible in this block
+                std::fill(sr, sr + nb, 0.0f);
+                alpha[r] = 1.0f;
+                continue;
+            }
+            const __m256i va = _mm256_set1_epi32(a), vb = _mm256_set1_epi32(b);
+            // lanes j + i with a <= j + i < b (only vectors crossing a or b need it)
+            auto visible = [&](int j) {
+                const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(va, idx), _mm256_cmpgt_epi32(vb, idx)));
+            };
+            __m256 vmax = _mm256_set1_ps(-INFINITY);
+            for (int j = 0; j < nb; j += 8) {
+                __m256 x = _mm256_mul_ps(_mm256_loadu_ps(sr + j), scale);
+                if (j < a || j + 8 > b) x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, visible(j));
+                _mm256_storeu_ps(sr + j, x);
+                vmax = _mm256_max_ps(vmax, x);
+            }
+            const float m_old = tile.m[r], m_new = std::max(m_old, horizontal_max(vmax));
+            const __m256 vm = _mm256_set1_ps(m_new);
+            __m256 vsum = _mm256_setzero_ps();
+            for (int j = 0; j < nb; j += 8) {
+                __m256 e = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vm));
+                if (j < a || j + 8 > b) e = _mm256_and_ps(e, visible(j));
+                _mm256_storeu_ps(sr + j, e);
+                vsum = _mm256_add_ps(vsum, e);
+            }
+            alpha[r] = m_old == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(m_old - m_new)));
+            tile.l[r] = tile.l[r] * alpha[r] + horizontal_sum(vsum);
+            tile.m[r] = m_new;
         }
-    }
-    for (int h = 0; h < group; ++h) {
-        float* out = p.out + (static_cast<int64_t>(t) * p.n_head + g * group + h) * hd;
-        const __m256 inv = _mm256_set1_ps(inv_sum[h]);
-        for (int c = 0; c < nv; ++c) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(_mm256_loadu_ps(acc + h * hd + 8 * c), inv));
+
+        // acc = acc * alpha + P . vf
+        pv_all(rows, s, alpha, vf, tile.acc, hd, bk, nb);
     }
 }
 
@@ -128,6 +289,8 @@ void attention_task_avx2(const AttentionParams& p, int t, int g, float* scratch)
 
 #else
 namespace lazyllm_edge {
-void attention_task_avx2(const AttentionParams& p, int t, int g, float* scratch) { attention_task_scalar(p, t, g, scratch); }
+void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
+    attention_tile_scalar(p, tile, scratch);
+}
 }  // namespace lazyllm_edge
 #endif

@@ -1,0 +1,86 @@
+// Test hook for the attention kernels: `_core.kernels.attention` (optimized or scalar reference).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/attention.h"
+#include "cpu/kernels.h"
+#include "runtime/thread_pool.h"
+
+namespace nb = nanobind;
+using namespace lazyllm_edge;
+
+namespace {
+
+using FloatArray = nb::ndarray<nb::numpy, float>;
+using Matrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using HalfMatrix = nb::ndarray<const uint16_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using IndexVector = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+FloatArray run_attention(const Matrix& q, const HalfMatrix& k, const HalfMatrix& v, const IndexVector& positions,
+                         const IndexVector& begin, const IndexVector& end, int n_head, int n_head_kv, float scale,
+                         const std::string& isa, int n_threads, bool reference) {
+    const int64_t n_q = static_cast<int64_t>(q.shape(0)), n_ctx = static_cast<int64_t>(k.shape(0));
+    const int64_t n_pos = static_cast<int64_t>(positions.shape(0));
+    if (n_head < 1 || n_head_kv < 1 || n_head % n_head_kv != 0) throw nb::value_error("n_head must be a multiple of n_head_kv");
+    if (q.shape(1) % n_head != 0) throw nb::value_error("q must have shape (n_q, n_head * head_dim)");
+    const int64_t hd = static_cast<int64_t>(q.shape(1)) / n_head;
+    if (k.shape(1) != n_head_kv * hd || v.shape(0) != k.shape(0) || v.shape(1) != k.shape(1))
+        throw nb::value_error("k and v must have shape (n_ctx, n_head_kv * head_dim)");
+    if (begin.shape(0) != q.shape(0) || end.shape(0) != q.shape(0)) throw nb::value_error("attend_begin/attend_end need n_q entries");
+    for (int64_t i = 0; i < n_pos; ++i)
+        if (positions.data()[i] < 0 || positions.data()[i] >= n_ctx || (i && positions.data()[i] <= positions.data()[i - 1]))
+            throw nb::value_error("kv_positions must be increasing and inside [0, n_ctx)");
+    for (int64_t t = 0; t < n_q; ++t)
+        if (begin.data()[t] < 0 || end.data()[t] > n_pos) throw nb::value_error("attend ranges must lie inside kv_positions");
+    if (isa != "scalar" && isa != "avx2" && isa != "best") throw nb::value_error("isa: 'scalar', 'avx2' or 'best'");
+
+    float* out = new float[n_q * n_head * hd > 0 ? n_q * n_head * hd : 1];
+    nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    FloatArray result(out, {static_cast<size_t>(n_q), static_cast<size_t>(n_head * hd)}, owner);
+    {
+        nb::gil_scoped_release release;
+        AttentionParams p;
+        p.q = q.data();
+        p.k_cache = k.data();
+        p.v_cache = v.data();
+        p.kv_positions = positions.data();
+        p.attend_begin = begin.data();
+        p.attend_end = end.data();
+        p.n_q = static_cast<int>(n_q);
+        p.n_head = n_head;
+        p.n_head_kv = n_head_kv;
+        p.head_dim = static_cast<int>(hd);
+        p.scale = scale;
+        p.out = out;
+        const int threads = n_threads < 1 ? 1 : n_threads;
+        const int64_t per_thread = attention_scratch_floats(static_cast<int>(n_pos > 0 ? n_pos : 1), n_head, n_head_kv, p.head_dim);
+        std::vector<float> scratch(static_cast<size_t>(per_thread * (reference ? 1 : threads)));
+        if (reference) {
+            attention_reference(p, scratch.data());
+        } else {
+            const CpuIsa saved = active_isa();
+            set_active_isa(isa == "scalar" ? CpuIsa::scalar : detected_isa());
+            ThreadPool pool(threads);
+            attention(p, scratch.data(), static_cast<int>(n_pos), pool);
+            set_active_isa(saved);
+        }
+    }
+    return result;
+}
+
+}  // namespace
+
+void register_attention(nb::module_& m) {
+    nb::module_ k = nb::borrow<nb::module_>(m.attr("kernels"));
+    k.def("attention", &run_attention, nb::arg("q"), nb::arg("k_cache"), nb::arg("v_cache"), nb::arg("kv_positions"),
+          nb::arg("attend_begin"), nb::arg("attend_end"), nb::arg("n_head"), nb::arg("n_head_kv"), nb::arg("scale"),
+          nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("reference") = false,
+          "Attention of q (n_q, n_head*hd) over fp16 K/V (n_ctx, n_head_kv*hd, as uint16 bits) at kv_positions, query t "
+          "seeing kv_positions[attend_begin[t]:attend_end[t]]. reference=True: the scalar exact-softmax reference "
+          "(one thread); else the tiled online-softmax kernels ('scalar' or 'avx2'/'best') on n_threads threads.");
+}
