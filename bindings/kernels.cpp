@@ -165,6 +165,10 @@ void register_kernels(nb::module_& m) {
           "Process-wide: use the int8 matmul path (llama.cpp's activation quantization; quantized weights, AVX2); "
           "default on (LAZYLLM_EDGE_INT8=0 turns it off at start-up).");
     k.def("int8_enabled", [] { return matmul_int8_enabled(); });
+    k.def("set_int8_prefill", [](bool on) { set_matmul_int8_prefill(on); },
+          "Process-wide: prefill (more than 4 tokens) on the int8 path too; default off "
+          "(LAZYLLM_EDGE_INT8_PREFILL=1 turns it on at start-up).");
+    k.def("int8_prefill_enabled", [] { return matmul_int8_prefill_enabled(); });
     // Older names of the same switch (it covered decode only once).
     k.def("set_int8_decode", [](bool on) { set_matmul_int8(on); }, "Alias of set_int8.");
     k.def("int8_decode_enabled", [] { return matmul_int8_enabled(); }, "Alias of int8_enabled.");

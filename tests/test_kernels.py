@@ -263,6 +263,15 @@ def test_quantize_q8_K():
             assert np.array_equal(u.view(np.uint32), v.view(np.uint32)), "AVX2 quantization differs from scalar"
 
 
+@pytest.fixture(autouse=True)
+def _int8_prefill_on():
+    """The int8 kernels are held to their references at every token count, so prefill goes through them too."""
+    saved = K.int8_prefill_enabled()
+    K.set_int8_prefill(True)
+    yield
+    K.set_int8_prefill(saved)
+
+
 INT8_SHAPES = [(576, 40), (1536, 17), (64, 7), (640, 1)]
 
 
@@ -398,6 +407,19 @@ def test_matmul(name, n_in, n_out):
                 check_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                 # Optimized vs reference: both within the bound above, so within twice of it of each other.
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)
+
+
+def test_int8_prefill_switch():
+    saved = K.int8_prefill_enabled()
+    tid = 3  # Q4_1
+    try:
+        K.set_int8_prefill(False)
+        assert not K.matmul_uses_int8(tid, 64, isa="avx2")
+        assert K.matmul_uses_int8(tid, 1, isa="avx2") == (HAS_AVX2 and K.int8_enabled())
+        K.set_int8_prefill(True)
+        assert K.matmul_uses_int8(tid, 64, isa="avx2") == (HAS_AVX2 and K.int8_enabled())
+    finally:
+        K.set_int8_prefill(saved)
 
 
 def test_int8_switch_aliases():

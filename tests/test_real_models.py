@@ -20,28 +20,18 @@ MODELS = {"gemma3-270m": "gemma-3-270m-q4_k_m", "qwen2.5-coder-0.5b": "qwen2.5-c
 TOP1, CONFIDENT_TOP1, MEDIAN_DLOGP, GREEDY = 0.94, 1.0, 0.06, 0.95
 
 # Where this engine misses the bars above against llama.cpp, the looser bound that guards against
-# regressions, and why. The engine's matmuls quantize activations as llama.cpp's do (Q8_0/Q8_1/Q8_K) and
-# reproduce ggml-cpu's mul_mat to ~2e-7 given the same inputs (tests/test_kernels.py checks it against
-# llama-cpp-python's library), but the other ops are not bit-identical to llama.cpp's (attention: llama.cpp
-# rounds Q and the softmax probabilities to fp16, 3e-4..8e-4 of the attention output apart; gemma's GELU:
-# llama.cpp looks it up in an fp16 table, ~2e-3 apart). Int8 rounding turns such small input differences
-# into whole-code flips, so the two engines' rounding noise is not shared and near-ties go either way:
-# reordering the fp32 sums inside one K-quant matmul (~1e-7) moved qwen license_long greedy between 0.90
-# and 0.96 and gemma chat top-1 between 0.92 and 0.95. The misses: top-1 where llama.cpp's margin is small
-# (median ~0.1 nats), greedy steps with logit gaps <= 0.15, a handful of confident positions just over the
-# 0.5 margin (listed), and short_en's median over 6 positions. gemma-3-270m amplifies the noise (norm
-# weights up to ~300, 640-wide residual).
+# regressions, and why. The engine equals the exact fp32 NumPy reference (tests/numpy_reference.py) to
+# ~6e-3 in the logits on these models; llama.cpp rounds activations to 8 bits (Q8_0 / Q8_K) inside its
+# quantized dot products and Q/softmax to fp16 in attention. gemma-3-270m amplifies that noise (norm
+# weights up to ~300, 640-wide residual), and the greedy misses are near-ties (logit gaps < 0.11).
 KNOWN_GAPS = {
-    ("gemma3-270m", "short_en", "median_dlogp"): 0.09,
-    ("gemma3-270m", "chat", "top1"): 0.91,
-    ("gemma3-270m", "seed_zh", "top1"): 0.91,
+    ("gemma3-270m", "short_en", "median_dlogp"): 0.07,
     ("gemma3-270m", "seed_zh", "median_dlogp"): 0.07,
-    ("gemma3-270m", "seed_zh", "confident_top1"): 0.98,  # 1 of 77: llama.cpp margin 0.55, ours 0.18 the other way
-    ("gemma3-270m", "code", "confident_top1"): 0.997,  # 1 of ~500: margin 0.51
-    # 4 of ~2000 confident positions, all past token 2200 (margins 0.6..1.4); agreement past the 512-token
-    # window (top-1 0.96) matches the short prompts', so the sliding window itself is right.
-    ("gemma3-270m", "license_long", "confident_top1"): 0.997,
-    ("qwen2.5-coder-0.5b", "license_long", "confident_top1"): 0.998,  # 1 of ~1700: margin 0.71, ours 0.03
+    ("gemma3-270m", "chat", "top1"): 0.93,
+    # 1 of ~2000 confident positions; agreement past the 512-token window (top-1 0.964) matches the
+    # short prompts', so the sliding window itself is right.
+    ("gemma3-270m", "license_long", "confident_top1"): 0.998,
+    ("qwen2.5-coder-0.5b", "code", "greedy"): 0.93,
     ("qwen2.5-coder-0.5b", "license_long", "greedy"): 0.89,
 }
 

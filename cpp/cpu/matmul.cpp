@@ -148,6 +148,15 @@ bool int8_from_env() {
 }
 std::atomic<bool> g_int8{int8_from_env()};
 
+// Prefill (more than 4 tokens) on the int8 path too: faster, but int8 rounding noise that is not llama.cpp's
+// own (attention and the other ops are not bit-identical to it) lowers agreement with llama.cpp's logits,
+// so prefill stays exact fp32 unless LAZYLLM_EDGE_INT8_PREFILL=1 or set_matmul_int8_prefill(true).
+bool int8_prefill_from_env() {
+    const char* e = std::getenv("LAZYLLM_EDGE_INT8_PREFILL");
+    return e && e[0] == '1' && e[1] == '\0';
+}
+std::atomic<bool> g_int8_prefill{int8_prefill_from_env()};
+
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
                      int64_t K, float* y, int64_t ldy) {
     for (int64_t t = 0; t < n_tok; ++t)
@@ -285,8 +294,12 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 }
 
 bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
-    return n_tok >= 1 && active_isa() == CpuIsa::avx2 && int8_type(type) && g_int8.load(std::memory_order_relaxed);
+    return n_tok >= 1 && (n_tok <= 4 || g_int8_prefill.load(std::memory_order_relaxed)) &&
+           active_isa() == CpuIsa::avx2 && int8_type(type) && g_int8.load(std::memory_order_relaxed);
 }
+
+void set_matmul_int8_prefill(bool on) { g_int8_prefill.store(on, std::memory_order_relaxed); }
+bool matmul_int8_prefill_enabled() { return g_int8_prefill.load(std::memory_order_relaxed); }
 
 void set_matmul_int8(bool on) { g_int8.store(on, std::memory_order_relaxed); }
 bool matmul_int8_enabled() { return g_int8.load(std::memory_order_relaxed); }
