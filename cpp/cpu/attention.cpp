@@ -179,7 +179,7 @@ void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPo
         float* tile_scratch = acc + round_up16(static_cast<int64_t>(rows_max) * hd);
         for (int w = next.fetch_add(1, std::memory_order_relaxed); w < n_work; w = next.fetch_add(1, std::memory_order_relaxed)) {
             const int tile_index = n_tiles - 1 - w / (p.n_head_kv * chunks);
-            const int g = w / chunks % p.n_head_kv, c = w % chunks;
+            const int g = w % p.n_head_kv, c = w / p.n_head_kv % chunks;  // neighbouring tasks share K/V rows
             AttentionTile tile;
             tile.q0 = tile_index * tq;
             tile.n_queries = std::min(tq, p.n_q - tile.q0);

@@ -52,7 +52,10 @@ inline __m256 load_half8(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+#ifndef TUNE_HINT
+#define TUNE_HINT _MM_HINT_T0
+#endif
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), TUNE_HINT); }
 
 // In-place 8x8 transpose: r[i][j] -> r[j][i].
 inline void transpose8(__m256 r[8]) {
@@ -214,14 +217,25 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
         const int nb = std::min(bk, tile.key_end - j0);
         const int nb16 = (nb + 15) & ~15;
         const int32_t* pos = p.kv_positions + j0;
-        const int n_next = std::min(bk, tile.key_end - j0 - nb);  // keys of the next block, prefetched now
+#ifndef TUNE_PF
+#define TUNE_PF 1
+#endif
+        // prefetch the K and V rows of the block kPrefetchBlocks ahead
+        {
+            const int f0 = j0 + TUNE_PF * bk, f1 = std::min(f0 + bk, tile.key_end);
+            for (int j = f0; j < f1; ++j) {
+                const int64_t off = static_cast<int64_t>(p.kv_positions[j]) * kv_dim;
+                for (int d = 0; d < hd; d += 32) {
+                    prefetch(k_head + off + d);
+                    prefetch(v_head + off + d);
+                }
+            }
+        }
 
         // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0
         for (int j = 0; j < nb16; j += 8) {
             const uint16_t* krow[8];
             for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
-            for (int i = 0; i < 8 && j + i < n_next; ++i)
-                for (int d = 0; d < hd; d += 32) prefetch(k_head + static_cast<int64_t>(pos[nb + j + i]) * kv_dim + d);
             for (int d = 0; d < hd; d += 8) {
                 __m256 x[8];
                 for (int i = 0; i < 8; ++i) x[i] = krow[i] ? load_half8(krow[i] + d) : _mm256_setzero_ps();
@@ -232,8 +246,6 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
         // V block -> vf (nb, hd)
         for (int j = 0; j < nb; ++j) {
             const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
-            if (j < n_next)
-                for (int d = 0; d < hd; d += 32) prefetch(v_head + static_cast<int64_t>(pos[nb + j]) * kv_dim + d);
             for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
         }
 

@@ -21,57 +21,81 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_.store(true);
-        generation_.fetch_add(1);
+        job_.store(pack_job(++generation_, 0), std::memory_order_release);  // a job with nothing to claim
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::run(TaskFn fn, void* context) {
-    if (n_threads_ == 1) {
-        fn(context, 0, 1);
+    struct Context {
+        TaskFn fn;
+        void* context;
+        int n;
+    } ctx{fn, context, n_threads_};
+    dispatch([](void* c, int chunk, int) { const Context& x = *static_cast<Context*>(c); x.fn(x.context, chunk, x.n); },
+             &ctx, n_threads_);
+}
+
+void ThreadPool::dispatch(ChunkFn fn, void* context, int n_chunks) {
+    if (n_chunks <= 0) return;
+    if (n_threads_ == 1 || n_chunks == 1 || n_chunks > kMaxChunks) {  // nothing to share: no wake-ups
+        for (int c = 0; c < n_chunks; ++c) fn(context, c, 0);
         return;
     }
-    task_ = fn;
-    task_context_ = context;
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    // publish the job, then open its chunks to the workers
+    fn_ = fn;
+    context_ = context;
+    finished_.store(0, std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_release);
+        job_.store(pack_job(++generation_, n_chunks), std::memory_order_release);
     }
     wake_.notify_all();
-    fn(context, 0, n_threads_);
-    // Spin briefly for the stragglers, then sleep until the last one signals: with more threads than free
-    // cores (several sessions, other processes) a spinning caller would steal the core a worker needs.
+    run_chunks(0);
+    // Spin briefly for chunks still running on other threads, then sleep until the last one signals: with
+    // more threads than free cores a spinning caller would steal the core a worker needs.
     for (int spin = 0; spin < kSpinIterations; ++spin) {
-        if (pending_.load(std::memory_order_acquire) == 0) return;
+        if (finished_.load(std::memory_order_acquire) == n_chunks) return;
         LLE_PAUSE();
     }
     std::unique_lock<std::mutex> lock(done_mutex_);
-    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    all_done_.wait(lock, [&] { return finished_.load(std::memory_order_acquire) == n_chunks; });
+}
+
+void ThreadPool::run_chunks(int thread) {
+    uint64_t job = job_.load(std::memory_order_acquire);
+    for (;;) {
+        // A chunk is claimed by moving the counter in the job word (generation, chunk count and counter are
+        // one atomic): a job published meanwhile makes the exchange fail, so a claimed chunk always belongs
+        // to the job whose fn_/context_ are read below (that job cannot finish, and no other be published,
+        // before the chunk is done).
+        const int n = static_cast<int>(job >> 16 & 0xffff);
+        const int chunk = static_cast<int>(job & 0xffff);
+        if (chunk >= n) return;
+        if (!job_.compare_exchange_weak(job, job + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        fn_(context_, chunk, thread);
+        if (finished_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+            std::lock_guard<std::mutex> lock(done_mutex_);  // pairs with the caller's wait: no lost wake-up
+            all_done_.notify_one();
+        }
+        job = job_.load(std::memory_order_acquire);
+    }
 }
 
 void ThreadPool::worker_loop(int index) {
-    unsigned seen = 0;
+    uint32_t seen = 0;  // generation of the last job this worker looked at
     for (;;) {
-        // Spin a while for the next task (forward passes issue many in a row), then sleep.
-        unsigned gen = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-            LLE_PAUSE();
-            gen = generation_.load(std::memory_order_acquire);
-        }
-        if (gen == seen) {
+        // Spin a while for the next job (forward passes issue many in a row), then sleep.
+        auto generation = [&] { return static_cast<uint32_t>(job_.load(std::memory_order_acquire) >> 32); };
+        for (int spin = 0; generation() == seen && spin < kSpinIterations; ++spin) LLE_PAUSE();
+        if (generation() == seen) {
             std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-            gen = generation_.load(std::memory_order_acquire);
+            wake_.wait(lock, [&] { return generation() != seen; });
         }
-        seen = gen;
         if (stopping_.load()) return;
-        task_(task_context_, index, n_threads_);
-        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-            std::lock_guard<std::mutex> lock(done_mutex_);  // pairs with the caller's wait: no lost wake-up
-            done_.notify_one();
-        }
+        seen = generation();
+        run_chunks(index);
     }
 }
 
