@@ -405,7 +405,7 @@ void superblock_codes(GgmlType type, const uint8_t* b, int* q, int* sc, int* mn,
 float dot_row_k(GgmlType type, const uint8_t* b, size_t block_bytes, const int8_t* qx, const float* dx,
                 const int16_t* bsums, int64_t nb) {
     float acc = 0.0f;
-    int q[256], sc[16], mn[8];
+    int q[256], sc[16], mn[8] = {};  // mn: Q4_K/Q5_K only
     const int run = type == GgmlType::Q6_K ? 16 : 32;  // codes per scale
     for (int64_t i = 0; i < nb; ++i, b += block_bytes) {
         float d, dmin;
