@@ -101,9 +101,23 @@ void score_rows(const float* q, const float* kt, float* s, int hd, int bk, int n
     }
 }
 
-// acc (NR, hd) = acc * alpha + P (NR, bk) . vf (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
-template <int NR>
-void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+// Where P.V reads V: the block converted to fp32 once (many rows), or straight from the fp16 cache when one
+// register tile covers all rows (each element is then converted once either way).
+struct VBlock {
+    const float* vf;  // (nb, hd)
+    int hd;
+    __m256 load(int j, int d) const { return _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d); }
+};
+struct VCache {
+    const uint16_t* v_head;  // V of this kv head at position 0
+    const int32_t* pos;      // (nb) positions of the block
+    int64_t kv_dim;
+    __m256 load(int j, int d) const { return load_half8(v_head + pos[j] * kv_dim + d); }
+};
+
+// acc (NR, hd) = acc * alpha + P (NR, bk) . V (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
+template <int NR, class V>
+void pv_rows(const float* pr, const float* alpha, const V& v, float* acc, int hd, int bk, int nb) {
     int d = 0;
     for (; d + 16 <= hd; d += 16) {
         __m256 a0[NR], a1[NR];
@@ -114,8 +128,7 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
             a1[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d + 8), al);
         }
         for (int j = 0; j < nb; ++j) {
-            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
-            const __m256 v1 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d + 8);
+            const __m256 v0 = v.load(j, d), v1 = v.load(j, d + 8);
             LLE_UNROLL
             for (int r = 0; r < NR; ++r) {
                 const __m256 w = _mm256_broadcast_ss(pr + r * bk + j);
@@ -134,7 +147,7 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
         LLE_UNROLL
         for (int r = 0; r < NR; ++r) a0[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d), _mm256_set1_ps(alpha[r]));
         for (int j = 0; j < nb; ++j) {
-            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
+            const __m256 v0 = v.load(j, d);
             LLE_UNROLL
             for (int r = 0; r < NR; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(pr + r * bk + j), v0, a0[r]);
         }
@@ -143,7 +156,6 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
     }
 }
 
-// s = qs . kt and acc = acc * alpha + P . vf for all rows: groups of 4 rows and a tail of 1-3.
 constexpr int kRowTile = 4;  // rows per register tile
 
 // s = qs . kt and acc = acc * alpha + P . vf for all rows: register tiles of kRowTile rows, then the rest.
@@ -163,18 +175,19 @@ void score_all(int rows, const float* qs, const float* kt, float* s, int hd, int
     }
 }
 
-void pv_all(int rows, const float* s, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+template <class V>
+void pv_all(int rows, const float* s, const float* alpha, const V& v, float* acc, int hd, int bk, int nb) {
     int r = 0;
     for (; r + kRowTile <= rows; r += kRowTile)
-        pv_rows<kRowTile>(s + static_cast<int64_t>(r) * bk, alpha + r, vf, acc + static_cast<int64_t>(r) * hd, hd, bk, nb);
+        pv_rows<kRowTile>(s + static_cast<int64_t>(r) * bk, alpha + r, v, acc + static_cast<int64_t>(r) * hd, hd, bk, nb);
     const float* pr = s + static_cast<int64_t>(r) * bk;
     float* ar = acc + static_cast<int64_t>(r) * hd;
     switch (rows - r) {
-        case 5: pv_rows<5>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 4: pv_rows<4>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 3: pv_rows<3>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 2: pv_rows<2>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 1: pv_rows<1>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 5: pv_rows<5>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 4: pv_rows<4>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 3: pv_rows<3>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 2: pv_rows<2>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 1: pv_rows<1>(pr, alpha + r, v, ar, hd, bk, nb); break;
         default: break;
     }
 }
@@ -207,8 +220,9 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
             for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<int64_t>(d + i) * bk + j, x[i]);
         }
     }
-    // V block -> vf (nb, hd)
-    for (int j = 0; j < nb; ++j) {
+    // V block -> vf (nb, hd), unless one register tile covers the rows (decode: P.V reads the cache)
+    const bool convert_v = rows > kRowTile;
+    for (int j = 0; convert_v && j < nb; ++j) {
         const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
         for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
     }
@@ -256,8 +270,9 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
         m[r] = m_new;
     }
 
-    // acc = acc * alpha + P . vf
-    pv_all(rows, s, alpha, vf, acc, hd, bk, nb);
+    // acc = acc * alpha + P . V
+    if (convert_v) pv_all(rows, s, alpha, VBlock{vf, hd}, acc, hd, bk, nb);
+    else pv_all(rows, s, alpha, VCache{v_head, pos, kv_dim}, acc, hd, bk, nb);
 }
 
 // The query rows of kv head g in the tile -> qs (rows, hd) (query-major: a group's heads are contiguous).
