@@ -209,8 +209,18 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     float* s = vf + static_cast<int64_t>(bk) * hd;          // (rows, bk) scores, then probabilities
     float* alpha = s + static_cast<int64_t>(rows) * bk;     // (rows) rescale of acc for this block
 
-    // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0
+    // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0.
+    // Meanwhile this head's K and V rows of the next block are prefetched, a few per step: spread over the
+    // block they keep loads in flight without stalling on a burst.
+    const int n_next = std::min(bk, tile.key_end - j0 - bk);  // keys of the next block (blocks start j0 + bk)
     for (int j = 0; j < nb16; j += 8) {
+        for (int i = j; i < std::min(j + 8, n_next); ++i) {
+            const int64_t off = static_cast<int64_t>(pos[bk + i]) * kv_dim;
+            for (int d = 0; d < hd; d += 32) {
+                prefetch(k_head + off + d);
+                prefetch(v_head + off + d);
+            }
+        }
         const uint16_t* krow[8];
         for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
         for (int d = 0; d < hd; d += 8) {
@@ -289,7 +299,6 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
     const int hd = p.head_dim;
     if (hd % 8 != 0) return attention_tile_scalar(p, tile, scratch);
     const int group = p.n_head / p.n_head_kv;
-    const int kv_dim = p.n_head_kv * hd;
     const int rows = tile.n_queries * group;
     const int bk = attention_block_keys(hd);
     const int64_t rows_hd = static_cast<int64_t>(rows) * hd;
@@ -305,14 +314,6 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
     // blocks of keys, each for every kv head of the tile while its K/V rows are in cache
     for (int j0 = tile.key_begin; j0 < tile.key_end; j0 += bk) {
         const int nb = std::min(bk, tile.key_end - j0);
-        // prefetch the tile's part of the K and V rows of the next block
-        for (int j = j0 + bk; j < std::min(j0 + 2 * bk, tile.key_end); ++j) {
-            const int64_t off = static_cast<int64_t>(p.kv_positions[j]) * kv_dim + static_cast<int64_t>(tile.kv_head) * hd;
-            for (int d = 0; d < tile.n_kv_heads * hd; d += 32) {
-                prefetch(p.k_cache + off + d);
-                prefetch(p.v_cache + off + d);
-            }
-        }
         for (int h = 0; h < tile.n_kv_heads; ++h) {
             if (tile.n_kv_heads > 1) gather_queries(p, tile, tile.kv_head + h, qs);
             tile_block(p, tile, tile.kv_head + h, j0, nb, qs, tile.m + h * rows, tile.l + h * rows,
