@@ -4,9 +4,10 @@
 // The optimized path is flash-style: a tile of consecutive queries times the query heads of one kv head
 // (they share K/V) walks the keys in blocks with an online softmax, so each converted K/V block is reused
 // by every row of the tile from L1. When there are too few (tile, kv head) tasks to keep the threads busy
-// (decode), each task's key range is also split into chunks whose partial results are merged with
-// log-sum-exp. Tiling and splitting depend only on the inputs, never on the thread count, so the same inputs
-// give bit-identical outputs whatever the number of threads.
+// (decode), the keys are split into chunks instead, a task covering every kv head of one chunk (so it
+// streams whole K/V rows), and the partial results are merged with log-sum-exp. Tiling and splitting depend
+// only on the inputs, never on the thread count, so the same inputs give bit-identical outputs whatever the
+// number of threads.
 #pragma once
 #include <cstdint>
 
