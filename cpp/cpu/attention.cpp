@@ -10,16 +10,10 @@
 namespace lazyllm_edge {
 namespace {
 
-#ifndef TUNE_TILE_ROWS
-#define TUNE_TILE_ROWS 48
-#endif
-#ifndef TUNE_BLOCK
-#define TUNE_BLOCK 4096
-#endif
-constexpr int kTileRows = TUNE_TILE_ROWS;          // rows (queries x heads of a group) of one tile, at least one query
-constexpr int kTargetTasks = 32;       // split key ranges until there are about this many tasks ...
-constexpr int kMinChunkKeys = 256;     // ... but never into chunks shorter than this
-constexpr int kMaxPartialRows = 256;   // bound on (tasks x chunks x rows) of split partial results
+constexpr int kTileRows = 48;         // rows (queries x query heads of one kv head) of a tile, at least one query
+constexpr int kTargetTasks = 32;      // split key ranges when there are fewer (tile, kv head) tasks than this ...
+constexpr int kMinChunkKeys = 256;    // ... but never into chunks shorter than this
+constexpr int kMaxPartialRows = 256;  // bound on (tiles x chunks x rows of all kv heads) of split partial results
 
 int64_t round_up16(int64_t n) { return (n + 15) & ~int64_t{15}; }
 
@@ -53,7 +47,7 @@ float* out_row(const AttentionParams& p, int q0, int kv_head, int group, int r) 
 
 }  // namespace
 
-int attention_block_keys(int head_dim) { return std::clamp((TUNE_BLOCK / head_dim) & ~15, 16, 128); }
+int attention_block_keys(int head_dim) { return std::clamp((4096 / head_dim) & ~15, 16, 128); }
 
 int64_t attention_tile_scratch_floats(int rows, int head_dim) {
     const int64_t bk = attention_block_keys(head_dim);
@@ -71,7 +65,10 @@ int64_t attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_
     return std::max(reference, flash);
 }
 
-void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
+namespace {
+
+// attention_tile_scalar for one kv head (tile.n_kv_heads == 1).
+void tile_one_head_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
     const int group = p.n_head / p.n_head_kv;
     const int hd = p.head_dim;
     const int kv_dim = p.n_head_kv * hd;
@@ -138,6 +135,21 @@ void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, 
     }
 }
 
+}  // namespace
+
+void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
+    const int rows = tile.n_queries * (p.n_head / p.n_head_kv);
+    for (int h = 0; h < tile.n_kv_heads; ++h) {
+        AttentionTile one = tile;
+        one.kv_head = tile.kv_head + h;
+        one.n_kv_heads = 1;
+        one.m = tile.m + h * rows;
+        one.l = tile.l + h * rows;
+        one.acc = tile.acc + static_cast<int64_t>(h) * rows * p.head_dim;
+        tile_one_head_scalar(p, one, scratch);
+    }
+}
+
 void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPool& pool) {
     if (p.n_q <= 0) return;
     const int group = p.n_head / p.n_head_kv;
@@ -145,32 +157,37 @@ void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPo
     const int bk = attention_block_keys(hd);
     const int tq = tile_queries(group);
     const int n_tiles = (p.n_q + tq - 1) / tq;
-    const int n_tasks = n_tiles * p.n_head_kv;
-    const int rows_max = std::min(tq, p.n_q) * group;
+    const int rows_max = std::min(tq, p.n_q) * group;  // rows of one kv head in the largest tile
     const bool avx2 = active_isa() == CpuIsa::avx2;
 
-    // Too few tasks for the threads (decode): split every task's keys into `chunks` pieces, a count that
-    // depends on the inputs only, bounded by the partials region and a minimum chunk length.
+    // Enough (tile, kv head) tasks for the threads (prefill): one task each, over the tile's whole key span.
+    // Too few (decode): tasks are (tile, chunk of its keys) for all kv heads at once, so that a task streams
+    // whole K/V rows; the chunk count depends on the inputs only, bounded by the partials region and a
+    // minimum chunk length, and chunks are merged with log-sum-exp.
     int chunks = 1;
-    if (n_tasks < kTargetTasks) {
+    if (n_tiles * p.n_head_kv < kTargetTasks) {
         int max_span = 0;
         for (int i = 0; i < n_tiles; ++i) {
             int lo, hi;
             tile_span(p, i * tq, std::min(tq, p.n_q - i * tq), &lo, &hi);
             max_span = std::max(max_span, hi - lo);
         }
-        chunks = std::min({(max_span + kMinChunkKeys - 1) / kMinChunkKeys, (kTargetTasks + n_tasks - 1) / n_tasks,
-                           kMaxPartialRows / (n_tasks * rows_max)});
+        chunks = std::min({(max_span + kMinChunkKeys - 1) / kMinChunkKeys, (kTargetTasks + n_tiles - 1) / n_tiles,
+                           kMaxPartialRows / (n_tiles * rows_max * p.n_head_kv)});
         chunks = std::max(chunks, 1);
     }
-    const int64_t slot = static_cast<int64_t>(rows_max) * (hd + 2);  // one partial: m, l, acc
-    float* partials = scratch;                                        // (n_tasks, chunks) slots
+    const bool split = chunks > 1;
+    const int heads_per_task = split ? p.n_head_kv : 1;
+    const int head_sets = p.n_head_kv / heads_per_task;
+    const int rows_split = rows_max * p.n_head_kv;                  // rows of one split partial
+    const int64_t slot = static_cast<int64_t>(rows_split) * (hd + 2);  // one partial: m, l, acc
+    float* partials = scratch;                                      // (n_tiles, chunks) slots
     float* private_base = scratch + partial_floats(hd);
     const int64_t per_thread = private_floats(group, hd);
 
-    // Tasks (tile, kv head, chunk) are taken in order from a shared counter, the last tiles (most keys) first.
+    // Tasks (tile, head set, chunk) are taken in order from a shared counter, the last tiles (most keys) first.
     std::atomic<int> next{0};
-    const int n_work = n_tasks * chunks;
+    const int n_work = n_tiles * head_sets * chunks;
     pool.run([&](int thread, int) {
         float* mine = private_base + per_thread * thread;
         float* m = mine;                               // (rows) for unsplit tasks
@@ -178,61 +195,63 @@ void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPo
         float* acc = l + round_up16(rows_max);         // (rows, hd)
         float* tile_scratch = acc + round_up16(static_cast<int64_t>(rows_max) * hd);
         for (int w = next.fetch_add(1, std::memory_order_relaxed); w < n_work; w = next.fetch_add(1, std::memory_order_relaxed)) {
-            const int tile_index = n_tiles - 1 - w / (p.n_head_kv * chunks);
-            const int g = w % p.n_head_kv, c = w / p.n_head_kv % chunks;  // neighbouring tasks share K/V rows
+            const int tile_index = n_tiles - 1 - w / (head_sets * chunks);
+            const int c = w / head_sets % chunks;
             AttentionTile tile;
             tile.q0 = tile_index * tq;
             tile.n_queries = std::min(tq, p.n_q - tile.q0);
-            tile.kv_head = g;
+            tile.kv_head = w % head_sets * heads_per_task;
+            tile.n_kv_heads = heads_per_task;
             // this chunk of the tile's key span, in whole blocks
             int lo, hi;
             tile_span(p, tile.q0, tile.n_queries, &lo, &hi);
             const int chunk_len = ((hi - lo + chunks - 1) / chunks + bk - 1) / bk * bk;
             tile.key_begin = std::min(lo + c * chunk_len, hi);
             tile.key_end = std::min(tile.key_begin + chunk_len, hi);
-            if (chunks == 1) {
+            if (split) {
+                float* part = partials + (static_cast<int64_t>(tile_index) * chunks + c) * slot;
+                tile.m = part;
+                tile.l = part + rows_split;
+                tile.acc = part + 2 * rows_split;
+            } else {
                 tile.m = m;
                 tile.l = l;
                 tile.acc = acc;
-            } else {
-                float* part = partials + (static_cast<int64_t>(tile_index * p.n_head_kv + g) * chunks + c) * slot;
-                tile.m = part;
-                tile.l = part + rows_max;
-                tile.acc = part + 2 * rows_max;
             }
             if (avx2) attention_tile_avx2(p, tile, tile_scratch);
             else attention_tile_scalar(p, tile, tile_scratch);
-            if (chunks > 1) continue;
+            if (split) continue;
             // out = acc / l (a query that sees no key gets zeros)
             for (int r = 0; r < tile.n_queries * group; ++r) {
-                float* o = out_row(p, tile.q0, g, group, r);
+                float* o = out_row(p, tile.q0, tile.kv_head, group, r);
                 const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
                 for (int d = 0; d < hd; ++d) o[d] = acc[static_cast<int64_t>(r) * hd + d] * inv;
             }
         }
     });
-    if (chunks == 1) return;
+    if (!split) return;
 
     // Merge the chunks of each (tile, kv head) with log-sum-exp (base 2), in chunk order.
-    pool.parallel_for(n_tasks, [&](long begin, long end, int) {
+    pool.parallel_for(static_cast<long>(n_tiles) * p.n_head_kv, [&](long begin, long end, int) {
         for (long task = begin; task < end; ++task) {
             const int tile_index = static_cast<int>(task / p.n_head_kv), g = static_cast<int>(task % p.n_head_kv);
             const int q0 = tile_index * tq, rows = std::min(tq, p.n_q - q0) * group;
-            const float* parts = partials + task * chunks * slot;
+            const float* parts = partials + static_cast<int64_t>(tile_index) * chunks * slot;
             for (int r = 0; r < rows; ++r) {
+                const int i = g * rows + r;  // row in the partials, which hold every kv head of the tile
                 float mx = -INFINITY;
-                for (int c = 0; c < chunks; ++c) mx = std::max(mx, parts[c * slot + r]);
+                for (int c = 0; c < chunks; ++c) mx = std::max(mx, parts[c * slot + i]);
                 float* o = out_row(p, q0, g, group, r);
                 for (int d = 0; d < hd; ++d) o[d] = 0.0f;
                 if (mx == -INFINITY) continue;
                 float sum = 0.0f;
                 for (int c = 0; c < chunks; ++c) {
                     const float* part = parts + c * slot;
-                    const float m_c = part[r];
+                    const float m_c = part[i];
                     if (m_c == -INFINITY) continue;
                     const float w = std::exp2(m_c - mx);
-                    sum += w * part[rows_max + r];
-                    const float* a = part + 2 * rows_max + static_cast<int64_t>(r) * hd;
+                    sum += w * part[rows_split + i];
+                    const float* a = part + 2 * rows_split + static_cast<int64_t>(i) * hd;
                     for (int d = 0; d < hd; ++d) o[d] += w * a[d];
                 }
                 const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;

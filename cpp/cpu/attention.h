@@ -4,9 +4,10 @@
 // The optimized path is flash-style: a tile of consecutive queries times the query heads of one kv head
 // (they share K/V) walks the keys in blocks with an online softmax, so each converted K/V block is reused
 // by every row of the tile from L1. When there are too few (tile, kv head) tasks to keep the threads busy
-// (decode), each task's key range is also split into chunks whose partial results are merged with
-// log-sum-exp. Tiling and splitting depend only on the inputs, never on the thread count, so the same inputs
-// give bit-identical outputs whatever the number of threads.
+// (decode), the keys are split into chunks instead, a task covering every kv head of one chunk (so it
+// streams whole K/V rows), and the partial results are merged with log-sum-exp. Tiling and splitting depend
+// only on the inputs, never on the thread count, so the same inputs give bit-identical outputs whatever the
+// number of threads.
 #pragma once
 #include <cstdint>
 
@@ -50,27 +51,31 @@ void last_token_importance(const float* q, const uint16_t* k_cache, const int32_
 // head_dim floats) around 16 KiB, so K, V, the query tile and the scores stay in L1/L2.
 int attention_block_keys(int head_dim);
 
-// One task: queries [q0, q0 + n_queries) times the `group` query heads of kv head `kv_head`, over the key
-// indices [key_begin, key_end) of kv_positions (each query further limited to its attend_begin/attend_end).
-// Rows are r = query_in_tile * group + head_in_group (R = n_queries * group rows).
+// One task: queries [q0, q0 + n_queries) times the query heads of kv heads [kv_head, kv_head + n_kv_heads),
+// over the key indices [key_begin, key_end) of kv_positions (each query further limited to its
+// attend_begin/attend_end). Per kv head, rows are r = query_in_tile * group + head_in_group (R = n_queries *
+// group rows); m, l and acc hold n_kv_heads such sets of rows, one after the other.
+// Scores are kept in base 2: x = q.k * scale * log2(e), so exp(q.k * scale - c) = exp2(x - c').
 struct AttentionTile {
     int q0 = 0;
     int n_queries = 0;
     int kv_head = 0;
+    int n_kv_heads = 1;
     int key_begin = 0;
     int key_end = 0;
-    // Scores are kept in base 2: x = q.k * scale * log2(e), so exp(q.k * scale - c) = exp2(x - c').
-    float* m = nullptr;    // (R) out: max of x over the keys seen (-inf: none)
-    float* l = nullptr;    // (R) out: sum of exp2(x - m)
-    float* acc = nullptr;  // (R, head_dim) out: sum of exp2(x - m) * V, unnormalized
+    float* m = nullptr;    // (n_kv_heads, R) out: max of x over the keys seen (-inf: none)
+    float* l = nullptr;    // (n_kv_heads, R) out: sum of exp2(x - m)
+    float* acc = nullptr;  // (n_kv_heads, R, head_dim) out: sum of exp2(x - m) * V, unnormalized
 };
 
 constexpr float kLog2e = 1.44269504088896341f;
 
-// Floats of scratch attention_tile_* needs for R rows.
+// Floats of scratch attention_tile_* needs for R rows (per kv head).
 int64_t attention_tile_scratch_floats(int rows, int head_dim);
 
-// Runs one tile with an online softmax over key blocks; implementations per ISA.
+// Runs one tile with an online softmax over key blocks, each block for all the tile's kv heads in turn
+// (their K/V rows share cache lines); implementations per ISA. Each head's result depends only on its own
+// rows and keys.
 void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, float* scratch);
 void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch);
 

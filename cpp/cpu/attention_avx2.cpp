@@ -1,6 +1,8 @@
-// AVX2/FMA/F16C attention tile: per block of keys, K is converted from fp16 and transposed once (so the
-// scores are 4 rows x 16 keys register tiles of broadcast-q FMAs), V is converted once, then an online
-// softmax per row and P.V as 4 rows x 16 dims register tiles. Every row of the tile reuses the block from L1.
+// AVX2/FMA/F16C attention tile: per block of keys and kv head, K is converted from fp16 and transposed once
+// (so the scores are 4 rows x 16 keys register tiles of broadcast-q FMAs), V is converted once, then an
+// online softmax per row and P.V as 4 rows x 16 dims register tiles: every row of the tile reuses the
+// converted block from L1. A tile with several kv heads (decode) runs each block for all of them in turn, so
+// the K/V rows are streamed once, whole.
 #include "cpu/attention.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)
@@ -52,10 +54,7 @@ inline __m256 load_half8(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-#ifndef TUNE_HINT
-#define TUNE_HINT _MM_HINT_T0
-#endif
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), TUNE_HINT); }
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 // In-place 8x8 transpose: r[i][j] -> r[j][i].
 inline void transpose8(__m256 r[8]) {
@@ -102,9 +101,23 @@ void score_rows(const float* q, const float* kt, float* s, int hd, int bk, int n
     }
 }
 
-// acc (NR, hd) = acc * alpha + P (NR, bk) . vf (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
-template <int NR>
-void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+// Where P.V reads V: the block converted to fp32 once (many rows), or straight from the fp16 cache when one
+// register tile covers all rows (each element is then converted once either way).
+struct VBlock {
+    const float* vf;  // (nb, hd)
+    int hd;
+    __m256 load(int j, int d) const { return _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d); }
+};
+struct VCache {
+    const uint16_t* v_head;  // V of this kv head at position 0
+    const int32_t* pos;      // (nb) positions of the block
+    int64_t kv_dim;
+    __m256 load(int j, int d) const { return load_half8(v_head + pos[j] * kv_dim + d); }
+};
+
+// acc (NR, hd) = acc * alpha + P (NR, bk) . V (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
+template <int NR, class V>
+void pv_rows(const float* pr, const float* alpha, const V& v, float* acc, int hd, int bk, int nb) {
     int d = 0;
     for (; d + 16 <= hd; d += 16) {
         __m256 a0[NR], a1[NR];
@@ -115,8 +128,7 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
             a1[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d + 8), al);
         }
         for (int j = 0; j < nb; ++j) {
-            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
-            const __m256 v1 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d + 8);
+            const __m256 v0 = v.load(j, d), v1 = v.load(j, d + 8);
             LLE_UNROLL
             for (int r = 0; r < NR; ++r) {
                 const __m256 w = _mm256_broadcast_ss(pr + r * bk + j);
@@ -135,7 +147,7 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
         LLE_UNROLL
         for (int r = 0; r < NR; ++r) a0[r] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * hd + d), _mm256_set1_ps(alpha[r]));
         for (int j = 0; j < nb; ++j) {
-            const __m256 v0 = _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d);
+            const __m256 v0 = v.load(j, d);
             LLE_UNROLL
             for (int r = 0; r < NR; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(pr + r * bk + j), v0, a0[r]);
         }
@@ -144,11 +156,7 @@ void pv_rows(const float* pr, const float* alpha, const float* vf, float* acc, i
     }
 }
 
-// s = qs . kt and acc = acc * alpha + P . vf for all rows: groups of 4 rows and a tail of 1-3.
-#ifndef TUNE_NR
-#define TUNE_NR 4
-#endif
-constexpr int kRowTile = TUNE_NR;  // rows per register tile
+constexpr int kRowTile = 4;  // rows per register tile
 
 // s = qs . kt and acc = acc * alpha + P . vf for all rows: register tiles of kRowTile rows, then the rest.
 void score_all(int rows, const float* qs, const float* kt, float* s, int hd, int bk, int nb16) {
@@ -167,20 +175,122 @@ void score_all(int rows, const float* qs, const float* kt, float* s, int hd, int
     }
 }
 
-void pv_all(int rows, const float* s, const float* alpha, const float* vf, float* acc, int hd, int bk, int nb) {
+template <class V>
+void pv_all(int rows, const float* s, const float* alpha, const V& v, float* acc, int hd, int bk, int nb) {
     int r = 0;
     for (; r + kRowTile <= rows; r += kRowTile)
-        pv_rows<kRowTile>(s + static_cast<int64_t>(r) * bk, alpha + r, vf, acc + static_cast<int64_t>(r) * hd, hd, bk, nb);
+        pv_rows<kRowTile>(s + static_cast<int64_t>(r) * bk, alpha + r, v, acc + static_cast<int64_t>(r) * hd, hd, bk, nb);
     const float* pr = s + static_cast<int64_t>(r) * bk;
     float* ar = acc + static_cast<int64_t>(r) * hd;
     switch (rows - r) {
-        case 5: pv_rows<5>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 4: pv_rows<4>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 3: pv_rows<3>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 2: pv_rows<2>(pr, alpha + r, vf, ar, hd, bk, nb); break;
-        case 1: pv_rows<1>(pr, alpha + r, vf, ar, hd, bk, nb); break;
+        case 5: pv_rows<5>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 4: pv_rows<4>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 3: pv_rows<3>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 2: pv_rows<2>(pr, alpha + r, v, ar, hd, bk, nb); break;
+        case 1: pv_rows<1>(pr, alpha + r, v, ar, hd, bk, nb); break;
         default: break;
     }
+}
+
+// One block of keys [j0, j0 + nb) for the rows of kv head g: m, l, acc (rows) of that head are updated.
+void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int j0, int nb, const float* qs,
+                float* m, float* l, float* acc, float* scratch) {
+    const int hd = p.head_dim;
+    const int group = p.n_head / p.n_head_kv;
+    const int kv_dim = p.n_head_kv * hd;
+    const int rows = tile.n_queries * group;
+    const int bk = attention_block_keys(hd);
+    const int nb16 = (nb + 15) & ~15;
+    const int32_t* pos = p.kv_positions + j0;
+    const uint16_t* k_head = p.k_cache + static_cast<int64_t>(g) * hd;
+    const uint16_t* v_head = p.v_cache + static_cast<int64_t>(g) * hd;
+    float* kt = scratch;                                    // (hd, bk) K block, fp32, transposed
+    float* vf = kt + static_cast<int64_t>(hd) * bk;         // (bk, hd) V block, fp32
+    float* s = vf + static_cast<int64_t>(bk) * hd;          // (rows, bk) scores, then probabilities
+    float* alpha = s + static_cast<int64_t>(rows) * bk;     // (rows) rescale of acc for this block
+
+    // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0.
+    // Meanwhile this head's K and V rows of the next block are prefetched, a few per step: spread over the
+    // block they keep loads in flight without stalling on a burst.
+    const int n_next = std::min(bk, tile.key_end - j0 - bk);  // keys of the next block (blocks start j0 + bk)
+    for (int j = 0; j < nb16; j += 8) {
+        for (int i = j; i < std::min(j + 8, n_next); ++i) {
+            const int64_t off = static_cast<int64_t>(pos[bk + i]) * kv_dim;
+            for (int d = 0; d < hd; d += 32) {
+                prefetch(k_head + off + d);
+                prefetch(v_head + off + d);
+            }
+        }
+        const uint16_t* krow[8];
+        for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 x[8];
+            for (int i = 0; i < 8; ++i) x[i] = krow[i] ? load_half8(krow[i] + d) : _mm256_setzero_ps();
+            transpose8(x);
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<int64_t>(d + i) * bk + j, x[i]);
+        }
+    }
+    // V block -> vf (nb, hd), unless one register tile covers the rows (decode: P.V reads the cache)
+    const bool convert_v = rows > kRowTile;
+    for (int j = 0; convert_v && j < nb; ++j) {
+        const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
+        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
+    }
+
+    // raw scores s = qs . kt
+    score_all(rows, qs, kt, s, hd, bk, nb16);
+
+    // online softmax in base 2 (x = score * scale * log2 e): per row, the keys its query sees, the new
+    // running max, probabilities exp2(x - m) (0 for keys it does not see), the sum, the rescale of acc
+    const __m256 scale = _mm256_set1_ps(p.scale * kLog2e);
+    for (int r = 0; r < rows; ++r) {
+        const int t = tile.q0 + r / group;
+        const int a = std::max((p.attend_begin ? p.attend_begin[t] : 0) - j0, 0);
+        const int b = std::min(p.attend_end[t] - j0, nb);
+        float* sr = s + static_cast<int64_t>(r) * bk;
+        if (a >= b) {  // nothing visible in this block
+            std::fill(sr, sr + nb, 0.0f);
+            alpha[r] = 1.0f;
+            continue;
+        }
+        const __m256i va = _mm256_set1_epi32(a), vb = _mm256_set1_epi32(b);
+        // lanes j + i with a <= j + i < b (only vectors crossing a or b need it)
+        auto visible = [&](int j) {
+            const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(va, idx), _mm256_cmpgt_epi32(vb, idx)));
+        };
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        for (int j = 0; j < nb; j += 8) {
+            __m256 x = _mm256_mul_ps(_mm256_loadu_ps(sr + j), scale);
+            if (j < a || j + 8 > b) x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, visible(j));
+            _mm256_storeu_ps(sr + j, x);
+            vmax = _mm256_max_ps(vmax, x);
+        }
+        const float m_old = m[r], m_new = std::max(m_old, horizontal_max(vmax));
+        const __m256 vm = _mm256_set1_ps(m_new);
+        __m256 vsum = _mm256_setzero_ps();
+        for (int j = 0; j < nb; j += 8) {
+            __m256 e = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vm));
+            if (j < a || j + 8 > b) e = _mm256_and_ps(e, visible(j));
+            _mm256_storeu_ps(sr + j, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        alpha[r] = m_old == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(m_old - m_new)));
+        l[r] = l[r] * alpha[r] + horizontal_sum(vsum);
+        m[r] = m_new;
+    }
+
+    // acc = acc * alpha + P . V
+    if (convert_v) pv_all(rows, s, alpha, VBlock{vf, hd}, acc, hd, bk, nb);
+    else pv_all(rows, s, alpha, VCache{v_head, pos, kv_dim}, acc, hd, bk, nb);
+}
+
+// The query rows of kv head g in the tile -> qs (rows, hd) (query-major: a group's heads are contiguous).
+void gather_queries(const AttentionParams& p, const AttentionTile& tile, int g, float* qs) {
+    const int group = p.n_head / p.n_head_kv, hd = p.head_dim;
+    for (int i = 0; i < tile.n_queries; ++i)
+        std::memcpy(qs + static_cast<int64_t>(i) * group * hd,
+                    p.q + (static_cast<int64_t>(tile.q0 + i) * p.n_head + g * group) * hd, sizeof(float) * group * hd);
 }
 
 }  // namespace
@@ -189,111 +299,26 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
     const int hd = p.head_dim;
     if (hd % 8 != 0) return attention_tile_scalar(p, tile, scratch);
     const int group = p.n_head / p.n_head_kv;
-    const int kv_dim = p.n_head_kv * hd;
     const int rows = tile.n_queries * group;
     const int bk = attention_block_keys(hd);
     const int64_t rows_hd = static_cast<int64_t>(rows) * hd;
-    float* qs = scratch;                                   // (rows, hd) the tile's query rows
-    float* kt = qs + ((rows_hd + 15) & ~int64_t{15});      // (hd, bk) K block, fp32, transposed
-    float* vf = kt + static_cast<int64_t>(hd) * bk;         // (bk, hd) V block, fp32
-    float* s = vf + static_cast<int64_t>(bk) * hd;          // (rows, bk) scores, then probabilities
-    float* alpha = s + static_cast<int64_t>(rows) * bk;     // (rows) rescale of acc for this block
-    const uint16_t* k_head = p.k_cache + static_cast<int64_t>(tile.kv_head) * hd;
-    const uint16_t* v_head = p.v_cache + static_cast<int64_t>(tile.kv_head) * hd;
+    float* qs = scratch;                                    // (rows, hd) query rows of one kv head
+    float* block_scratch = qs + ((rows_hd + 15) & ~int64_t{15});
 
-    // gather the tile's query rows (query-major: the group's heads of one query are contiguous)
-    for (int i = 0; i < tile.n_queries; ++i)
-        std::memcpy(qs + static_cast<int64_t>(i) * group * hd,
-                    p.q + (static_cast<int64_t>(tile.q0 + i) * p.n_head + tile.kv_head * group) * hd,
-                    sizeof(float) * group * hd);
-    // empty accumulators
-    for (int r = 0; r < rows; ++r) {
-        tile.m[r] = -INFINITY;
-        tile.l[r] = 0.0f;
-    }
-    std::fill(tile.acc, tile.acc + rows_hd, 0.0f);
+    // empty accumulators, every head of the tile
+    std::fill(tile.m, tile.m + tile.n_kv_heads * rows, -INFINITY);
+    std::fill(tile.l, tile.l + tile.n_kv_heads * rows, 0.0f);
+    std::fill(tile.acc, tile.acc + tile.n_kv_heads * rows_hd, 0.0f);
+    if (tile.n_kv_heads == 1) gather_queries(p, tile, tile.kv_head, qs);
 
+    // blocks of keys, each for every kv head of the tile while its K/V rows are in cache
     for (int j0 = tile.key_begin; j0 < tile.key_end; j0 += bk) {
         const int nb = std::min(bk, tile.key_end - j0);
-        const int nb16 = (nb + 15) & ~15;
-        const int32_t* pos = p.kv_positions + j0;
-#ifndef TUNE_PF
-#define TUNE_PF 1
-#endif
-        // prefetch the K and V rows of the block kPrefetchBlocks ahead
-        {
-            const int f0 = j0 + TUNE_PF * bk, f1 = std::min(f0 + bk, tile.key_end);
-            for (int j = f0; j < f1; ++j) {
-                const int64_t off = static_cast<int64_t>(p.kv_positions[j]) * kv_dim;
-                for (int d = 0; d < hd; d += 32) {
-                    prefetch(k_head + off + d);
-                    prefetch(v_head + off + d);
-                }
-            }
+        for (int h = 0; h < tile.n_kv_heads; ++h) {
+            if (tile.n_kv_heads > 1) gather_queries(p, tile, tile.kv_head + h, qs);
+            tile_block(p, tile, tile.kv_head + h, j0, nb, qs, tile.m + h * rows, tile.l + h * rows,
+                       tile.acc + h * rows_hd, block_scratch);
         }
-
-        // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0
-        for (int j = 0; j < nb16; j += 8) {
-            const uint16_t* krow[8];
-            for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
-            for (int d = 0; d < hd; d += 8) {
-                __m256 x[8];
-                for (int i = 0; i < 8; ++i) x[i] = krow[i] ? load_half8(krow[i] + d) : _mm256_setzero_ps();
-                transpose8(x);
-                for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<int64_t>(d + i) * bk + j, x[i]);
-            }
-        }
-        // V block -> vf (nb, hd)
-        for (int j = 0; j < nb; ++j) {
-            const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
-            for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
-        }
-
-        // raw scores s = qs . kt
-        score_all(rows, qs, kt, s, hd, bk, nb16);
-
-        // online softmax in base 2 (x = score * scale * log2 e): per row, the keys its query sees, the new
-        // running max, probabilities exp2(x - m) (0 for keys it does not see), the sum, the rescale of acc
-        const __m256 scale = _mm256_set1_ps(p.scale * kLog2e);
-        for (int r = 0; r < rows; ++r) {
-            const int t = tile.q0 + r / group;
-            const int a = std::max((p.attend_begin ? p.attend_begin[t] : 0) - j0, 0);
-            const int b = std::min(p.attend_end[t] - j0, nb);
-            float* sr = s + static_cast<int64_t>(r) * bk;
-            if (a >= b) {  // nothing visible in this block
-                std::fill(sr, sr + nb, 0.0f);
-                alpha[r] = 1.0f;
-                continue;
-            }
-            const __m256i va = _mm256_set1_epi32(a), vb = _mm256_set1_epi32(b);
-            // lanes j + i with a <= j + i < b (only vectors crossing a or b need it)
-            auto visible = [&](int j) {
-                const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(va, idx), _mm256_cmpgt_epi32(vb, idx)));
-            };
-            __m256 vmax = _mm256_set1_ps(-INFINITY);
-            for (int j = 0; j < nb; j += 8) {
-                __m256 x = _mm256_mul_ps(_mm256_loadu_ps(sr + j), scale);
-                if (j < a || j + 8 > b) x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, visible(j));
-                _mm256_storeu_ps(sr + j, x);
-                vmax = _mm256_max_ps(vmax, x);
-            }
-            const float m_old = tile.m[r], m_new = std::max(m_old, horizontal_max(vmax));
-            const __m256 vm = _mm256_set1_ps(m_new);
-            __m256 vsum = _mm256_setzero_ps();
-            for (int j = 0; j < nb; j += 8) {
-                __m256 e = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(sr + j), vm));
-                if (j < a || j + 8 > b) e = _mm256_and_ps(e, visible(j));
-                _mm256_storeu_ps(sr + j, e);
-                vsum = _mm256_add_ps(vsum, e);
-            }
-            alpha[r] = m_old == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(m_old - m_new)));
-            tile.l[r] = tile.l[r] * alpha[r] + horizontal_sum(vsum);
-            tile.m[r] = m_new;
-        }
-
-        // acc = acc * alpha + P . vf
-        pv_all(rows, s, alpha, vf, tile.acc, hd, bk, nb);
     }
 }
 
