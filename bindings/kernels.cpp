@@ -2,9 +2,13 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstring>
 #include <memory>
+#include <tuple>
+#include <vector>
 #include <string>
 
 #include "core_error.h"
@@ -161,6 +165,32 @@ void register_kernels(nb::module_& m) {
         },
         nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 path.");
 
+    k.def(
+        "matmul_shared_input",
+        [](const std::vector<std::tuple<uint32_t, nb::bytes, int64_t>>& weights, int64_t n_in, const InputMatrix& x,
+           int n_threads) {
+            if (weights.empty() || weights.size() > static_cast<size_t>(kMaxSharedInput))
+                throw nb::value_error("1 to 3 weights");
+            if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
+            const int64_t n_tok = static_cast<int64_t>(x.shape(0));
+            std::vector<WeightMatrix> ws;
+            for (const auto& [type_id, bytes, n_out] : weights) ws.push_back(make_weight(type_id, bytes, n_in, n_out));
+            nb::list outs;
+            const WeightMatrix* wp[kMaxSharedInput];
+            float* yp[kMaxSharedInput];
+            for (size_t i = 0; i < ws.size(); ++i) {
+                wp[i] = &ws[i];
+                outs.append(new_array(static_cast<size_t>(n_tok), static_cast<size_t>(ws[i].n_out), true, &yp[i]));
+            }
+            {
+                nb::gil_scoped_release release;
+                ThreadPool pool(n_threads < 1 ? 1 : n_threads);
+                matmul_shared_input(wp, yp, static_cast<int>(ws.size()), x.data(), n_tok, pool);
+            }
+            return outs;
+        },
+        nb::arg("weights"), nb::arg("n_in"), nb::arg("x"), nb::arg("n_threads") = 1,
+        "matmul() for several weights [(type_id, weight_bytes, n_out)] that read the same x (one list of outputs).");
     k.def("set_int8", [](bool on) { set_matmul_int8(on); },
           "Process-wide: use the int8 matmul path (llama.cpp's activation quantization; quantized weights, AVX2); "
           "default on (LAZYLLM_EDGE_INT8=0 turns it off at start-up).");

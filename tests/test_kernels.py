@@ -409,6 +409,33 @@ def test_matmul(name, n_in, n_out):
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)
 
 
+@pytest.mark.parametrize("names", [("Q4_1", "Q4_1", "Q4_1"), ("Q4_K", "Q5_0", "Q6_K"), ("Q8_0", "F16"), ("Q5_K", "Q4_K")])
+@pytest.mark.parametrize("n_tok", [1, 3, 9])
+def test_matmul_shared_input(names, n_tok):
+    """q/k/v and gate/up go out as one call (x quantized once per format, one dispatch over all rows): the
+    outputs equal separate matmul() calls bit for bit, with mixed activation formats and odd row counts, and
+    fall back to separate calls when a weight has no int8 path."""
+    n_in = 512
+    rng = np.random.default_rng(len(names) * 10 + n_tok)
+    weights = []
+    for i, name in enumerate(names):
+        n_out = 37 + 64 * i
+        data, _ = make_weights(name, n_out, n_in, rng)
+        weights.append((int(qtype(name)), data, n_out))
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    for threads in (1, 2, 3):
+        outs = K.matmul_shared_input(weights, n_in, x, n_threads=threads)
+        assert len(outs) == len(weights)
+        for (tid, data, n_out), y in zip(weights, outs):
+            expect = K.matmul(tid, data, n_in, n_out, x, isa="best", n_threads=threads)
+            assert y.shape == (n_tok, n_out)
+            assert np.array_equal(y.view(np.uint32), expect.view(np.uint32)), f"{names} {tid}: differs from matmul()"
+    with pytest.raises(ValueError):
+        K.matmul_shared_input([], n_in, x)
+    with pytest.raises(ValueError):
+        K.matmul_shared_input(weights[:1], n_in + 32, x)
+
+
 def test_int8_prefill_switch():
     saved = K.int8_prefill_enabled()
     tid = 3  # Q4_1

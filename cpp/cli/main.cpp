@@ -38,6 +38,7 @@ void usage(FILE* out) {
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
                  "      --no-prune-decode prune in prefill only (the presets already do)\n"
+                 "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
                  "  -h, --help\n");
 }
 
@@ -50,7 +51,7 @@ bool file_exists(const std::string& p) {
 
 int main(int argc, char** argv) {
     std::string model_path, prompt, lazy_spec = "off";
-    bool have_prompt = false, chat = false, no_prune_decode = false;
+    bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
     SamplingParams sp;
     try {
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
             else if (a == "--chat") chat = true;
             else if (a == "--lazy") lazy_spec = next();
             else if (a == "--no-prune-decode") no_prune_decode = true;
+            else if (a == "--ignore-eos") ignore_eos = true;
             else if (a == "-h" || a == "--help") {
                 usage(stdout);
                 return 0;
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
             }
             const auto& ctx = session.tokens();
             int32_t next = sampler.sample(logits, ctx.data(), static_cast<int>(ctx.size()));
-            if (tok.is_end_of_generation(next)) {
+            if (!ignore_eos && tok.is_end_of_generation(next)) {
                 finish = "stop";
                 break;
             }

@@ -67,9 +67,11 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
         for (long r = b; r < e; ++r) rms_norm(x + r * d, w.attn_norm, ws.norm + r * d, d, hp.rms_eps);
     });
     // q, k, v projections
-    matmul(w.wq, ws.norm, nb, ws.q, pool);
-    matmul(w.wk, ws.norm, nb, ws.k, pool);
-    matmul(w.wv, ws.norm, nb, ws.v, pool);
+    {
+        const WeightMatrix* qkv[] = {&w.wq, &w.wk, &w.wv};
+        float* out[] = {ws.q, ws.k, ws.v};
+        matmul_shared_input(qkv, out, 3, ws.norm, nb, pool);
+    }
     // biases, per-head norms, RoPE, then K/V into the cache as fp16
     const float* rope_table = sliding ? ws.rope_local : ws.rope_global;
     pool.parallel_for(nb, [&](long b, long e, int) {
@@ -123,8 +125,11 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
         }
     });
     // gated FFN and residual
-    matmul(w.gate, ws.norm, nb, ws.gate, pool);
-    matmul(w.up, ws.norm, nb, ws.up, pool);
+    {
+        const WeightMatrix* gate_up[] = {&w.gate, &w.up};
+        float* out[] = {ws.gate, ws.up};
+        matmul_shared_input(gate_up, out, 2, ws.norm, nb, pool);
+    }
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
             if (hp.gelu_ffn) geglu(ws.gate + r * ff, ws.up + r * ff, ff);

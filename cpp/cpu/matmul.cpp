@@ -2,6 +2,7 @@
 // The AVX2 micro-kernels live in kernels_avx2.cpp (namespace avx2); this file is baseline x86-64.
 #include "cpu/matmul.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -135,6 +136,7 @@ struct QScratch {
     }
 };
 thread_local QScratch t_qscratch;
+thread_local QScratch t_qscratch2;  // a second activation format in matmul_shared_input
 
 bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 
@@ -281,6 +283,49 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
             }
         }
     });
+}
+
+void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, const float* x, int64_t n_tok,
+                         ThreadPool& pool) {
+    bool fused = n > 1 && n <= kMaxSharedInput;
+    for (int i = 0; fused && i < n; ++i)
+        fused = matmul_uses_int8(w[i]->type, n_tok) && w[i]->n_in == w[0]->n_in && w[i]->n_out > 0;
+    if (!fused) {
+        for (int i = 0; i < n; ++i) matmul(*w[i], x, n_tok, y[i], pool);
+        return;
+    }
+    for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
+    const int64_t n_in = w[0]->n_in;
+#if defined(__x86_64__)
+    // x quantized once per activation format the weights need (at most two: Q8_1 and Q8_K).
+    Q8Rows qx[2];
+    ActFormat formats[2] = {ActFormat::none, ActFormat::none};
+    int which[kMaxSharedInput];
+    int64_t row_begin[kMaxSharedInput + 1] = {0};
+    for (int i = 0; i < n; ++i) {
+        const ActFormat f = int8_format(w[i]->type);
+        int slot = formats[0] == f ? 0 : formats[1] == f ? 1 : formats[0] == ActFormat::none ? 0 : 1;
+        if (formats[slot] == ActFormat::none) {
+            formats[slot] = f;
+            qx[slot] = (slot == 0 ? t_qscratch : t_qscratch2).quantize(x, n_tok, n_in, f, pool);
+        }
+        which[i] = slot;
+        row_begin[i + 1] = row_begin[i] + w[i]->n_out;
+    }
+    // one dispatch over the concatenated rows; a chunk may span two weights
+    pool.parallel_for(static_cast<long>(row_begin[n]), [&](long r0, long r1, int) {
+        for (int i = 0; i < n; ++i) {
+            const int64_t b = std::max<int64_t>(r0, row_begin[i]), e = std::min<int64_t>(r1, row_begin[i + 1]);
+            if (b >= e) continue;
+            const WeightMatrix& wi = *w[i];
+            const Q8Rows& q = qx[which[i]];
+            const int64_t local = b - row_begin[i];
+            avx2::gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
+                          static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
+                          e - b, y[i] + local, wi.n_out);
+        }
+    });
+#endif
 }
 
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {

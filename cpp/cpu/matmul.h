@@ -25,6 +25,13 @@ struct WeightMatrix {
 // Allocates nothing per call beyond grow-only per-thread scratch.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 
+// y[i] (n_tok, w[i].n_out) = x · W[i]^T for n (<= kMaxSharedInput) weights that read the same x (q/k/v, gate/up).
+// The result equals n matmul() calls bit for bit; on the int8 path x is quantized once per activation format
+// and all the weights' rows go out in one dispatch, which saves thread wake-ups per layer in decode.
+constexpr int kMaxSharedInput = 3;
+void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, const float* x, int64_t n_tok,
+                         ThreadPool& pool);
+
 // Same result computed by the scalar reference path (dequantize row, dot in fp32), single thread.
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
 

@@ -93,8 +93,12 @@ void ThreadPool::worker_loop(int index) {
             std::unique_lock<std::mutex> lock(mutex_);
             wake_.wait(lock, [&] { return generation() != seen; });
         }
+        // Read the generation before the stop flag: the destructor sets the flag before it publishes its
+        // (empty) job, so a worker that saw that job's generation also sees the flag. Reading it after the
+        // flag could record the stop job as seen without stopping, and the worker would wait forever.
+        const uint32_t current = generation();
         if (stopping_.load()) return;
-        seen = generation();
+        seen = current;
         run_chunks(index);
     }
 }

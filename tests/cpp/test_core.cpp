@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lazyllm_edge/lazyllm_edge.hpp"
+#include "runtime/thread_pool.h"
 
 using namespace lazyllm_edge;
 
@@ -30,6 +31,21 @@ ErrorCode code_of(F&& f) {
         return e.code();
     }
     return ErrorCode::ok;
+}
+
+// Thread pools created, used and destroyed back to back: every chunk runs exactly once and the destructor
+// never hangs (a worker that woke for the last job while the pool was stopping once missed the stop).
+void test_thread_pool_lifecycle() {
+    for (int round = 0; round < 2000; ++round) {
+        ThreadPool pool(2 + round % 3);
+        std::vector<std::atomic<int>> hits(37);
+        for (int job = 0; job < round % 4; ++job) {
+            pool.parallel_for(static_cast<long>(hits.size()), [&](long b, long e, int) {
+                for (long i = b; i < e; ++i) hits[i].fetch_add(1);
+            });
+        }
+        for (auto& h : hits) CHECK(h.load() == round % 4);
+    }
 }
 
 // Two threads hammer one session with one-token appends: each append either completes or is refused
@@ -94,6 +110,7 @@ int main(int argc, char** argv) {
         ModelParams mp;
         mp.n_threads = 1;
         auto model = Model::load(argv[1], mp);
+        test_thread_pool_lifecycle();
         test_shared_session(model);
         test_limits(model);
     } catch (const std::exception& e) {
