@@ -74,7 +74,7 @@ def check_against_reference(c, isas=ISAS, threads=(1, 2, 3)):
     return ref
 
 
-GQA = [(4, 4), (9, 3), (8, 2), (4, 1)]  # group sizes 1, 3, 4, 4
+GQA = [(4, 4), (6, 3), (9, 3), (8, 2), (4, 1)]  # group sizes 1, 2, 3, 4, 4
 
 
 @pytest.mark.parametrize("hd", [64, 128, 256])

@@ -101,6 +101,52 @@ void score_rows(const float* q, const float* kt, float* s, int hd, int bk, int n
     }
 }
 
+// s (NR, bk) = q (NR, hd) . K for keys [0, nb) read straight from the fp16 cache, 4 keys at a time: each K
+// row is converted in registers and used by all NR rows, and each (row, key) dot is reduced horizontally.
+// For the few rows of decode this beats converting and transposing the block first.
+template <int NR>
+void score_rows_direct(const float* q, const uint16_t* k_head, const int32_t* pos, int64_t kv_dim, float* s, int hd,
+                       int bk, int nb) {
+    int j = 0;
+    for (; j + 4 <= nb; j += 4) {
+        const uint16_t* k0 = k_head + pos[j] * kv_dim;
+        const uint16_t* k1 = k_head + pos[j + 1] * kv_dim;
+        const uint16_t* k2 = k_head + pos[j + 2] * kv_dim;
+        const uint16_t* k3 = k_head + pos[j + 3] * kv_dim;
+        __m256 a[NR][4];
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8) {
+            const __m256 x0 = load_half8(k0 + d), x1 = load_half8(k1 + d), x2 = load_half8(k2 + d), x3 = load_half8(k3 + d);
+            LLE_UNROLL
+            for (int r = 0; r < NR; ++r) {
+                const __m256 qv = _mm256_loadu_ps(q + r * hd + d);
+                a[r][0] = _mm256_fmadd_ps(qv, x0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(qv, x1, a[r][1]);
+                a[r][2] = _mm256_fmadd_ps(qv, x2, a[r][2]);
+                a[r][3] = _mm256_fmadd_ps(qv, x3, a[r][3]);
+            }
+        }
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            // lanes of the four sums -> one (key0..key3) vector
+            const __m256 h01 = _mm256_hadd_ps(a[r][0], a[r][1]), h23 = _mm256_hadd_ps(a[r][2], a[r][3]);
+            const __m256 h = _mm256_hadd_ps(h01, h23);  // (k0 k1 k2 k3) low half + (k0 k1 k2 k3) high half
+            const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(s + r * bk + j, sum);
+        }
+    }
+    for (; j < nb; ++j) {
+        const uint16_t* k = k_head + pos[j] * kv_dim;
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            __m256 a = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + d), load_half8(k + d), a);
+            s[r * bk + j] = horizontal_sum(a);
+        }
+    }
+}
+
 // Where P.V reads V: the block converted to fp32 once (many rows), or straight from the fp16 cache when one
 // register tile covers all rows (each element is then converted once either way).
 struct VBlock {
@@ -213,7 +259,15 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     // Meanwhile this head's K and V rows of the next block are prefetched, a few per step: spread over the
     // block they keep loads in flight without stalling on a burst.
     const int n_next = std::min(bk, tile.key_end - j0 - bk);  // keys of the next block (blocks start j0 + bk)
-    for (int j = 0; j < nb16; j += 8) {
+    const bool convert = rows > kRowTile;  // few rows (decode): K and V are read straight from the cache
+    for (int j = 0; !convert && j < n_next; ++j) {
+        const int64_t off = static_cast<int64_t>(pos[bk + j]) * kv_dim;
+        for (int d = 0; d < hd; d += 32) {
+            prefetch(k_head + off + d);
+            prefetch(v_head + off + d);
+        }
+    }
+    for (int j = 0; convert && j < nb16; j += 8) {
         for (int i = j; i < std::min(j + 8, n_next); ++i) {
             const int64_t off = static_cast<int64_t>(pos[bk + i]) * kv_dim;
             for (int d = 0; d < hd; d += 32) {
@@ -231,14 +285,22 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
         }
     }
     // V block -> vf (nb, hd), unless one register tile covers the rows (decode: P.V reads the cache)
-    const bool convert_v = rows > kRowTile;
-    for (int j = 0; convert_v && j < nb; ++j) {
+    for (int j = 0; convert && j < nb; ++j) {
         const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
         for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
     }
 
-    // raw scores s = qs . kt
-    score_all(rows, qs, kt, s, hd, bk, nb16);
+    // raw scores s = qs . K
+    if (convert) {
+        score_all(rows, qs, kt, s, hd, bk, nb16);
+    } else {
+        switch (rows) {
+            case 4: score_rows_direct<4>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
+            case 3: score_rows_direct<3>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
+            case 2: score_rows_direct<2>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
+            default: score_rows_direct<1>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
+        }
+    }
 
     // online softmax in base 2 (x = score * scale * log2 e): per row, the keys its query sees, the new
     // running max, probabilities exp2(x - m) (0 for keys it does not see), the sum, the rescale of acc
@@ -281,7 +343,7 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     }
 
     // acc = acc * alpha + P . V
-    if (convert_v) pv_all(rows, s, alpha, VBlock{vf, hd}, acc, hd, bk, nb);
+    if (convert) pv_all(rows, s, alpha, VBlock{vf, hd}, acc, hd, bk, nb);
     else pv_all(rows, s, alpha, VCache{v_head, pos, kv_dim}, acc, hd, bk, nb);
 }
 
