@@ -260,7 +260,7 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     // block they keep loads in flight without stalling on a burst.
     const int n_next = std::min(bk, tile.key_end - j0 - bk);  // keys of the next block (blocks start j0 + bk)
     const bool convert = rows > kRowTile;  // few rows (decode): K and V are read straight from the cache
-    for (int j = 0; !convert && j < n_next; ++j) {
+    for (int j = 0; !convert && tile.n_kv_heads == 1 && j < n_next; ++j) {
         const int64_t off = static_cast<int64_t>(pos[bk + j]) * kv_dim;
         for (int d = 0; d < hd; d += 32) {
             prefetch(k_head + off + d);
@@ -347,6 +347,18 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     else pv_all(rows, s, alpha, VCache{v_head, pos, kv_dim}, acc, hd, bk, nb);
 }
 
+// Whole K and V rows (every kv head) of key indices [begin, end) towards L2.
+void prefetch_rows(const AttentionParams& p, int begin, int end) {
+    const int64_t kv_dim = static_cast<int64_t>(p.n_head_kv) * p.head_dim;
+    for (int j = begin; j < end; ++j) {
+        const int64_t off = static_cast<int64_t>(p.kv_positions[j]) * kv_dim;
+        for (int64_t d = 0; d < kv_dim; d += 32) {
+            _mm_prefetch(reinterpret_cast<const char*>(p.k_cache + off + d), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(p.v_cache + off + d), _MM_HINT_T1);
+        }
+    }
+}
+
 // The query rows of kv head g in the tile -> qs (rows, hd) (query-major: a group's heads are contiguous).
 void gather_queries(const AttentionParams& p, const AttentionTile& tile, int g, float* qs) {
     const int group = p.n_head / p.n_head_kv, hd = p.head_dim;
@@ -373,9 +385,14 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
     std::fill(tile.acc, tile.acc + tile.n_kv_heads * rows_hd, 0.0f);
     if (tile.n_kv_heads == 1) gather_queries(p, tile, tile.kv_head, qs);
 
+    // Decode streams whole K/V rows from DRAM: ask for them two blocks ahead (into L2), so that many lines
+    // are in flight at once; the first two blocks of the task are requested up front.
+    const bool stream = tile.n_kv_heads > 1 && rows <= kRowTile;
+    if (stream) prefetch_rows(p, tile.key_begin, std::min(tile.key_begin + 2 * bk, tile.key_end));
     // blocks of keys, each for every kv head of the tile while its K/V rows are in cache
     for (int j0 = tile.key_begin; j0 < tile.key_end; j0 += bk) {
         const int nb = std::min(bk, tile.key_end - j0);
+        if (stream) prefetch_rows(p, std::min(j0 + 2 * bk, tile.key_end), std::min(j0 + 3 * bk, tile.key_end));
         for (int h = 0; h < tile.n_kv_heads; ++h) {
             if (tile.n_kv_heads > 1) gather_queries(p, tile, tile.kv_head + h, qs);
             tile_block(p, tile, tile.kv_head + h, j0, nb, qs, tile.m + h * rows, tile.l + h * rows,
