@@ -233,6 +233,16 @@ def test_cli_prompt_file_chat_lazy_and_errors(default_model_path, tmp_path):
     assert bad.returncode == 2
 
 
+def test_cli_ignore_eos(default_model_path):
+    """A short chat answer stops at end-of-turn; --ignore-eos (for benchmarks, as llama.cpp's) runs to -n."""
+    base = [_cli(), "-m", str(default_model_path), "-p", "What is 2+2?", "--chat", "--temp", "0", "-n", "48", "-t", "1"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "finish: stop" in r.stderr
+    r = subprocess.run(base + ["--ignore-eos"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "generated 48 tokens" in r.stderr and "finish: length" in r.stderr
+
 def test_default_model_resolution(default_model_path, tmp_path):
     from lazyllm_edge import models
 
