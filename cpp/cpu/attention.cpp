@@ -51,7 +51,7 @@ int attention_block_keys(int head_dim) { return std::clamp((4096 / head_dim) & ~
 
 int64_t attention_tile_scratch_floats(int rows, int head_dim) {
     const int64_t bk = attention_block_keys(head_dim);
-    // queries (rows, hd) + K block (hd, bk) + V block (bk, hd) + scores (rows, bk) + alpha (rows)
+    // queries (rows, hd) + K and V blocks (bk, hd) + scores (rows, bk) + alpha (rows); the scalar tile needs less
     return round_up16(static_cast<int64_t>(rows) * head_dim) + 2 * round_up16(bk * head_dim) +
            round_up16(rows * bk) + round_up16(rows) + 16;
 }

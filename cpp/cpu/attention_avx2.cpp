@@ -1,7 +1,7 @@
-// AVX2/FMA/F16C attention tile: per block of keys and kv head, K is converted from fp16 and transposed once
-// (so the scores are 4 rows x 16 keys register tiles of broadcast-q FMAs), V is converted once, then an
-// online softmax per row and P.V as 4 rows x 16 dims register tiles: every row of the tile reuses the
-// converted block from L1. A tile with several kv heads (decode) runs each block for all of them in turn, so
+// AVX2/FMA/F16C attention tile: per block of keys and kv head, the scores are register tiles of up to 4 rows x
+// 4 keys read straight from the fp16 K cache (the same arithmetic per (row, key) whatever the tiling, so decode
+// reproduces prefill bit for bit), V is converted once when several row tiles use it, then an online softmax
+// per row and P.V as 4 rows x 16 dims register tiles. A tile with several kv heads (decode) runs each block for all of them in turn, so
 // the K/V rows are streamed once, whole.
 #include "cpu/attention.h"
 
@@ -56,68 +56,35 @@ inline __m256 load_half8(const uint16_t* p) {
 
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
-// In-place 8x8 transpose: r[i][j] -> r[j][i].
-inline void transpose8(__m256 r[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
+// Where the scores read K and P.V reads V: the block converted to fp32 once (many rows), or straight from the
+// fp16 cache when one register tile covers all rows (each element is then converted once either way). The
+// conversion is exact, so both give the same bits.
+struct BlockRows {
+    const float* rows;  // (nb, hd) fp32
+    int hd;
+    __m256 load(int j, int d) const { return _mm256_loadu_ps(rows + static_cast<int64_t>(j) * hd + d); }
+};
+struct CacheRows {
+    const uint16_t* head;  // K or V of this kv head at position 0, fp16
+    const int32_t* pos;    // (nb) positions of the block
+    int64_t kv_dim;
+    __m256 load(int j, int d) const { return load_half8(head + pos[j] * kv_dim + d); }
+};
 
-// s (NR, bk) = q (NR, hd) . kt (hd, bk) for keys [0, nb16): NR rows x 16 keys of accumulators.
-template <int NR>
-void score_rows(const float* q, const float* kt, float* s, int hd, int bk, int nb16) {
-    for (int j = 0; j < nb16; j += 16) {
-        __m256 a0[NR], a1[NR];
-        LLE_UNROLL
-        for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
-        for (int d = 0; d < hd; ++d) {
-            const __m256 k0 = _mm256_loadu_ps(kt + static_cast<int64_t>(d) * bk + j);
-            const __m256 k1 = _mm256_loadu_ps(kt + static_cast<int64_t>(d) * bk + j + 8);
-            LLE_UNROLL
-            for (int r = 0; r < NR; ++r) {
-                const __m256 qv = _mm256_broadcast_ss(q + r * hd + d);
-                a0[r] = _mm256_fmadd_ps(qv, k0, a0[r]);
-                a1[r] = _mm256_fmadd_ps(qv, k1, a1[r]);
-            }
-        }
-        LLE_UNROLL
-        for (int r = 0; r < NR; ++r) {
-            _mm256_storeu_ps(s + r * bk + j, a0[r]);
-            _mm256_storeu_ps(s + r * bk + j + 8, a1[r]);
-        }
-    }
-}
-
-// s (NR, bk) = q (NR, hd) . K for keys [0, nb) read straight from the fp16 cache, 4 keys at a time: each K
-// row is converted in registers and used by all NR rows, and each (row, key) dot is reduced horizontally.
-// For the few rows of decode this beats converting and transposing the block first.
-template <int NR>
-void score_rows_direct(const float* q, const uint16_t* k_head, const int32_t* pos, int64_t kv_dim, float* s, int hd,
-                       int bk, int nb) {
-    int j = 0;
-    for (; j + 4 <= nb; j += 4) {
-        const uint16_t* k0 = k_head + pos[j] * kv_dim;
-        const uint16_t* k1 = k_head + pos[j + 1] * kv_dim;
-        const uint16_t* k2 = k_head + pos[j + 2] * kv_dim;
-        const uint16_t* k3 = k_head + pos[j + 3] * kv_dim;
+// s (NR, bk) = q (NR, hd) . K for keys [0, nb), 4 keys at a time: each K row is used by all NR rows, and each
+// (row, key) dot is reduced horizontally in a fixed order. A score's bits depend on its q row and key only,
+// not on the tiling or nb, so a query gives the same result alone (decode) or in a batch (prefill).
+template <int NR, class K>
+void score_rows(const float* q, const K& k, float* s, int hd, int bk, int nb) {
+    for (int j = 0; j < nb; j += 4) {
+        // a last group of fewer than 4 keys repeats its last key (s has room: bk is a multiple of 16); those
+        // scores are masked by the softmax
+        const int j1 = std::min(j + 1, nb - 1), j2 = std::min(j + 2, nb - 1), j3 = std::min(j + 3, nb - 1);
         __m256 a[NR][4];
         LLE_UNROLL
         for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8) {
-            const __m256 x0 = load_half8(k0 + d), x1 = load_half8(k1 + d), x2 = load_half8(k2 + d), x3 = load_half8(k3 + d);
+            const __m256 x0 = k.load(j, d), x1 = k.load(j1, d), x2 = k.load(j2, d), x3 = k.load(j3, d);
             LLE_UNROLL
             for (int r = 0; r < NR; ++r) {
                 const __m256 qv = _mm256_loadu_ps(q + r * hd + d);
@@ -136,30 +103,7 @@ void score_rows_direct(const float* q, const uint16_t* k_head, const int32_t* po
             _mm_storeu_ps(s + r * bk + j, sum);
         }
     }
-    for (; j < nb; ++j) {
-        const uint16_t* k = k_head + pos[j] * kv_dim;
-        LLE_UNROLL
-        for (int r = 0; r < NR; ++r) {
-            __m256 a = _mm256_setzero_ps();
-            for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + d), load_half8(k + d), a);
-            s[r * bk + j] = horizontal_sum(a);
-        }
-    }
 }
-
-// Where P.V reads V: the block converted to fp32 once (many rows), or straight from the fp16 cache when one
-// register tile covers all rows (each element is then converted once either way).
-struct VBlock {
-    const float* vf;  // (nb, hd)
-    int hd;
-    __m256 load(int j, int d) const { return _mm256_loadu_ps(vf + static_cast<int64_t>(j) * hd + d); }
-};
-struct VCache {
-    const uint16_t* v_head;  // V of this kv head at position 0
-    const int32_t* pos;      // (nb) positions of the block
-    int64_t kv_dim;
-    __m256 load(int j, int d) const { return load_half8(v_head + pos[j] * kv_dim + d); }
-};
 
 // acc (NR, hd) = acc * alpha + P (NR, bk) . V (nb, hd): NR rows x 16 dims of accumulators (8 for a tail).
 template <int NR, class V>
@@ -204,23 +148,23 @@ void pv_rows(const float* pr, const float* alpha, const V& v, float* acc, int hd
 
 constexpr int kRowTile = 4;  // rows per register tile
 
-// s = qs . kt and acc = acc * alpha + P . vf for all rows: register tiles of kRowTile rows, then the rest.
-void score_all(int rows, const float* qs, const float* kt, float* s, int hd, int bk, int nb16) {
+// s = qs . K for all rows: register tiles of 3 rows (3 x 4 accumulators + 4 K vectors fill the 16 ymm
+// registers; q is read from memory by the FMAs), then the rest.
+template <class K>
+void score_all(int rows, const float* qs, const K& k, float* s, int hd, int bk, int nb) {
     int r = 0;
-    for (; r + kRowTile <= rows; r += kRowTile)
-        score_rows<kRowTile>(qs + static_cast<int64_t>(r) * hd, kt, s + static_cast<int64_t>(r) * bk, hd, bk, nb16);
+    for (; r + 3 <= rows; r += 3)
+        score_rows<3>(qs + static_cast<int64_t>(r) * hd, k, s + static_cast<int64_t>(r) * bk, hd, bk, nb);
     const float* q = qs + static_cast<int64_t>(r) * hd;
     float* sr = s + static_cast<int64_t>(r) * bk;
     switch (rows - r) {
-        case 5: score_rows<5>(q, kt, sr, hd, bk, nb16); break;
-        case 4: score_rows<4>(q, kt, sr, hd, bk, nb16); break;
-        case 3: score_rows<3>(q, kt, sr, hd, bk, nb16); break;
-        case 2: score_rows<2>(q, kt, sr, hd, bk, nb16); break;
-        case 1: score_rows<1>(q, kt, sr, hd, bk, nb16); break;
+        case 2: score_rows<2>(q, k, sr, hd, bk, nb); break;
+        case 1: score_rows<1>(q, k, sr, hd, bk, nb); break;
         default: break;
     }
 }
 
+// acc = acc * alpha + P . V for all rows: register tiles of kRowTile rows, then the rest.
 template <class V>
 void pv_all(int rows, const float* s, const float* alpha, const V& v, float* acc, int hd, int bk, int nb) {
     int r = 0;
@@ -229,8 +173,6 @@ void pv_all(int rows, const float* s, const float* alpha, const V& v, float* acc
     const float* pr = s + static_cast<int64_t>(r) * bk;
     float* ar = acc + static_cast<int64_t>(r) * hd;
     switch (rows - r) {
-        case 5: pv_rows<5>(pr, alpha + r, v, ar, hd, bk, nb); break;
-        case 4: pv_rows<4>(pr, alpha + r, v, ar, hd, bk, nb); break;
         case 3: pv_rows<3>(pr, alpha + r, v, ar, hd, bk, nb); break;
         case 2: pv_rows<2>(pr, alpha + r, v, ar, hd, bk, nb); break;
         case 1: pv_rows<1>(pr, alpha + r, v, ar, hd, bk, nb); break;
@@ -246,61 +188,38 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     const int kv_dim = p.n_head_kv * hd;
     const int rows = tile.n_queries * group;
     const int bk = attention_block_keys(hd);
-    const int nb16 = (nb + 15) & ~15;
     const int32_t* pos = p.kv_positions + j0;
     const uint16_t* k_head = p.k_cache + static_cast<int64_t>(g) * hd;
     const uint16_t* v_head = p.v_cache + static_cast<int64_t>(g) * hd;
-    float* kt = scratch;                                    // (hd, bk) K block, fp32, transposed
-    float* vf = kt + static_cast<int64_t>(hd) * bk;         // (bk, hd) V block, fp32
+    float* kf = scratch;                                    // (bk, hd) K block, fp32
+    float* vf = kf + static_cast<int64_t>(bk) * hd;         // (bk, hd) V block, fp32
     float* s = vf + static_cast<int64_t>(bk) * hd;          // (rows, bk) scores, then probabilities
     float* alpha = s + static_cast<int64_t>(rows) * bk;     // (rows) rescale of acc for this block
 
-    // K block -> kt (hd, nb16): 8 keys x 8 dims at a time, converted and transposed; missing keys are 0.
-    // Meanwhile this head's K and V rows of the next block are prefetched, a few per step: spread over the
-    // block they keep loads in flight without stalling on a burst.
+    // This head's K and V rows of the next block are prefetched (into L1) while this block runs; decode tiles
+    // with several kv heads stream whole rows into L2 instead (attention_tile_avx2).
     const int n_next = std::min(bk, tile.key_end - j0 - bk);  // keys of the next block (blocks start j0 + bk)
-    const bool convert = rows > kRowTile;  // few rows (decode): K and V are read straight from the cache
-    for (int j = 0; !convert && tile.n_kv_heads == 1 && j < n_next; ++j) {
+    for (int j = 0; tile.n_kv_heads == 1 && j < n_next; ++j) {
         const int64_t off = static_cast<int64_t>(pos[bk + j]) * kv_dim;
         for (int d = 0; d < hd; d += 32) {
             prefetch(k_head + off + d);
             prefetch(v_head + off + d);
         }
     }
-    for (int j = 0; convert && j < nb16; j += 8) {
-        for (int i = j; i < std::min(j + 8, n_next); ++i) {
-            const int64_t off = static_cast<int64_t>(pos[bk + i]) * kv_dim;
-            for (int d = 0; d < hd; d += 32) {
-                prefetch(k_head + off + d);
-                prefetch(v_head + off + d);
-            }
-        }
-        const uint16_t* krow[8];
-        for (int i = 0; i < 8; ++i) krow[i] = j + i < nb ? k_head + static_cast<int64_t>(pos[j + i]) * kv_dim : nullptr;
-        for (int d = 0; d < hd; d += 8) {
-            __m256 x[8];
-            for (int i = 0; i < 8; ++i) x[i] = krow[i] ? load_half8(krow[i] + d) : _mm256_setzero_ps();
-            transpose8(x);
-            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + static_cast<int64_t>(d + i) * bk + j, x[i]);
-        }
-    }
-    // V block -> vf (nb, hd), unless one register tile covers the rows (decode: P.V reads the cache)
+    // K and V blocks -> kf, vf (nb, hd) when several register tiles of rows use them; otherwise (decode) the
+    // scores and P.V read the fp16 cache directly
+    const bool convert = rows > kRowTile;
     for (int j = 0; convert && j < nb; ++j) {
-        const uint16_t* v = v_head + static_cast<int64_t>(pos[j]) * kv_dim;
-        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v + d));
+        const int64_t off = static_cast<int64_t>(pos[j]) * kv_dim;
+        for (int d = 0; d < hd; d += 8) {
+            _mm256_storeu_ps(kf + static_cast<int64_t>(j) * hd + d, load_half8(k_head + off + d));
+            _mm256_storeu_ps(vf + static_cast<int64_t>(j) * hd + d, load_half8(v_head + off + d));
+        }
     }
 
     // raw scores s = qs . K
-    if (convert) {
-        score_all(rows, qs, kt, s, hd, bk, nb16);
-    } else {
-        switch (rows) {
-            case 4: score_rows_direct<4>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
-            case 3: score_rows_direct<3>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
-            case 2: score_rows_direct<2>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
-            default: score_rows_direct<1>(qs, k_head, pos, kv_dim, s, hd, bk, nb); break;
-        }
-    }
+    if (convert) score_all(rows, qs, BlockRows{kf, hd}, s, hd, bk, nb);
+    else score_all(rows, qs, CacheRows{k_head, pos, kv_dim}, s, hd, bk, nb);
 
     // online softmax in base 2 (x = score * scale * log2 e): per row, the keys its query sees, the new
     // running max, probabilities exp2(x - m) (0 for keys it does not see), the sum, the rescale of acc
@@ -343,8 +262,8 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
     }
 
     // acc = acc * alpha + P . V
-    if (convert) pv_all(rows, s, alpha, VBlock{vf, hd}, acc, hd, bk, nb);
-    else pv_all(rows, s, alpha, VCache{v_head, pos, kv_dim}, acc, hd, bk, nb);
+    if (convert) pv_all(rows, s, alpha, BlockRows{vf, hd}, acc, hd, bk, nb);
+    else pv_all(rows, s, alpha, CacheRows{v_head, pos, kv_dim}, acc, hd, bk, nb);
 }
 
 // Whole K and V rows (every kv head) of key indices [begin, end) towards L2.
