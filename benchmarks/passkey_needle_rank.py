@@ -1,0 +1,81 @@
+"""Where the passkey's digits rank under LazyLLM's importance, layer by layer (a diagnostic for choosing
+prune schedules; not a test).
+
+Each passkey task's prompt is run dense (a keep fraction of 0.9999 at every layer, so every layer ranks its
+tokens and `Session.importance` records the ranking without dropping any), and for each layer it prints the
+rank of the needle's digit tokens among the active tokens as a fraction: 0.00 = most important, 0.99 = least.
+`first` is the needle's first digit (the token the first answer step needs most), `worst` the worst-ranked
+digit. A stage (layer, keep) keeps a token only if its rank fraction is below `keep`.
+
+    python benchmarks/passkey_needle_rank.py --min-tokens 1536 > benchmarks/results/passkey-needle-rank-smollm2.txt
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+import lazyllm_edge
+from lazyllm_edge import LazyConfig
+from lazyllm_edge.chat import render_chat
+from lazyllm_edge.eval import default_tasks_path
+
+
+def needle_positions(gen, ids, answer):
+    pieces = [gen.detokenize([i]) for i in ids]
+    text = "".join(pieces)
+    start = text.rfind(answer, 0, text.rfind("<|im_start|>assistant") if "<|im_start|>assistant" in text else None)
+    ends = np.cumsum([len(p) for p in pieces])
+    begins = ends - [len(p) for p in pieces]
+    return [i for i in range(len(ids)) if begins[i] < start + len(answer) and ends[i] > start]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="GGUF path (default: the cached SmolLM2-135M-Instruct)")
+    ap.add_argument("--tasks", default=None, help="jsonl (default: ../shared/eval/longctx-dev.jsonl)")
+    ap.add_argument("--min-tokens", type=int, default=1536, help="tasks of at least this approximate length")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
+    n_layer = gen.n_layer
+    path = Path(args.tasks) if args.tasks else default_tasks_path()
+    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tasks = [t for t in tasks if t["kind"] == "passkey" and t["approx_tokens"] >= args.min_tokens]
+    probe = LazyConfig(schedule=tuple((l, 0.9999) for l in range(1, n_layer)), prune_decode=False)
+    first_all, worst_all, layers = [], [], []
+    print("# rank fraction of the needle's digits under the last token's importance, by ranked layer")
+    for task in tasks:
+        prompt = render_chat(gen.chat_template, [{"role": "user", "content": task["user"]}])
+        ids = gen.tokenize(prompt, add_special=True, parse_special=True)
+        needle = needle_positions(gen, ids, task["answer"])
+        gen.set_lazy(probe)
+        gen.session.set_record_importance(True)
+        gen.reset()
+        gen.append(ids)
+        first, worst = [], []
+        layers = [layer for layer, _, _ in gen.session.importance]
+        for layer, positions, scores in gen.session.importance:
+            scores = np.asarray(scores)
+            order = np.argsort(-scores, kind="stable")
+            rank = np.empty(len(scores), dtype=np.int64)
+            rank[order] = np.arange(len(scores))
+            where = {int(p): i for i, p in enumerate(positions)}
+            fr = [rank[where[n]] / len(scores) for n in needle]
+            first.append(fr[0])
+            worst.append(max(fr))
+        gen.session.set_record_importance(False)
+        first_all.append(first)
+        worst_all.append(worst)
+        print(f"{task['id']} ({len(ids)} tokens, needle {task['answer']})")
+        print("  first " + " ".join(f"{v:.2f}" for v in first))
+        print("  worst " + " ".join(f"{v:.2f}" for v in worst))
+    if first_all:
+        print("median over tasks, by layer:")
+        print("  layer " + " ".join(f"{l:4d}" for l in layers))
+        print("  first " + " ".join(f"{v:4.2f}" for v in np.median(first_all, axis=0)))
+        print("  worst " + " ".join(f"{v:4.2f}" for v in np.median(worst_all, axis=0)))
+
+
+if __name__ == "__main__":
+    main()
