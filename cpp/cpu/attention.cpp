@@ -12,7 +12,7 @@ namespace {
 
 constexpr int kTileRows = 48;         // rows (queries x query heads of one kv head) of a tile, at least one query
 constexpr int kTargetTasks = 32;      // split key ranges when there are fewer (tile, kv head) tasks than this ...
-constexpr int kMinChunkKeys = 1024;    // ... but never into chunks shorter than this
+constexpr int kMinChunkKeys = 1024;   // ... but never into chunks shorter than this
 constexpr int kMaxPartialRows = 256;  // bound on (tiles x chunks x rows of all kv heads) of split partial results
 
 int64_t round_up16(int64_t n) { return (n + 15) & ~int64_t{15}; }

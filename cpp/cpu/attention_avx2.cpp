@@ -1,8 +1,8 @@
-// AVX2/FMA/F16C attention tile: per block of keys and kv head, the scores are register tiles of up to 4 rows x
-// 4 keys read straight from the fp16 K cache (the same arithmetic per (row, key) whatever the tiling, so decode
-// reproduces prefill bit for bit), V is converted once when several row tiles use it, then an online softmax
-// per row and P.V as 4 rows x 16 dims register tiles. A tile with several kv heads (decode) runs each block for all of them in turn, so
-// the K/V rows are streamed once, whole.
+// AVX2/FMA/F16C attention tile: per block of keys and kv head, the scores are register tiles of up to 3 rows x
+// 4 keys, K read from the fp16 cache or a converted block (the same arithmetic per (row, key) whatever the
+// tiling, so decode reproduces prefill bit for bit), V is converted once when several row tiles use it, then
+// an online softmax per row and P.V as 4 rows x 16 dims register tiles. A tile with several kv heads (decode)
+// runs each block for all of them in turn, so the K/V rows are streamed once, whole.
 #include "cpu/attention.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)
