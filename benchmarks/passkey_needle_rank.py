@@ -10,21 +10,19 @@ digit. A stage (layer, keep) keeps a token only if its rank fraction is below `k
     python benchmarks/passkey_needle_rank.py --min-tokens 1536 > benchmarks/results/passkey-needle-rank-smollm2.txt
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 import lazyllm_edge
 from lazyllm_edge import LazyConfig
-from lazyllm_edge.chat import render_chat
-from lazyllm_edge.eval import default_tasks_path
+from lazyllm_edge.eval import default_tasks_path, load_tasks, passkey_prompt_ids
 
 
 def needle_positions(gen, ids, answer):
+    """Indices of the tokens that spell the answer (it occurs once, in the hidden sentence)."""
     pieces = [gen.detokenize([i]) for i in ids]
-    text = "".join(pieces)
-    start = text.rfind(answer, 0, text.rfind("<|im_start|>assistant") if "<|im_start|>assistant" in text else None)
+    start = "".join(pieces).find(answer)
     ends = np.cumsum([len(p) for p in pieces])
     begins = ends - [len(p) for p in pieces]
     return [i for i in range(len(ids)) if begins[i] < start + len(answer) and ends[i] > start]
@@ -40,14 +38,12 @@ def main():
     gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
     n_layer = gen.n_layer
     path = Path(args.tasks) if args.tasks else default_tasks_path()
-    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    tasks = [t for t in tasks if t["kind"] == "passkey" and t["approx_tokens"] >= args.min_tokens]
+    tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
     probe = LazyConfig(schedule=tuple((l, 0.9999) for l in range(1, n_layer)), prune_decode=False)
     first_all, worst_all, layers = [], [], []
     print("# rank fraction of the needle's digits under the last token's importance, by ranked layer")
     for task in tasks:
-        prompt = render_chat(gen.chat_template, [{"role": "user", "content": task["user"]}])
-        ids = gen.tokenize(prompt, add_special=True, parse_special=True)
+        ids = passkey_prompt_ids(gen, task)
         needle = needle_positions(gen, ids, task["answer"])
         gen.set_lazy(probe)
         gen.session.set_record_importance(True)

@@ -5,13 +5,11 @@ short ones pass with every schedule), prefill-only pruning as the presets do. Ch
     python benchmarks/passkey_sweep.py --min-tokens 1536 "off|balanced|10:0.4;17:0.6;21:0.5"
 """
 import argparse
-import json
 from pathlib import Path
 
 import lazyllm_edge
 from lazyllm_edge import LazyConfig
-from lazyllm_edge.chat import render_chat
-from lazyllm_edge.eval import default_tasks_path, run_passkey
+from lazyllm_edge.eval import default_tasks_path, load_tasks, passkey_prompt_ids, run_passkey
 from lazyllm_edge.lazy import resolve_lazy
 
 
@@ -25,8 +23,7 @@ def main():
     args = ap.parse_args()
     gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
     path = Path(args.tasks) if args.tasks else default_tasks_path()
-    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    tasks = [t for t in tasks if t["kind"] == "passkey" and t["approx_tokens"] >= args.min_tokens]
+    tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
     names = args.schedules.split("|")
     configs = {}
     for n in names:
@@ -34,8 +31,7 @@ def main():
         configs[n] = LazyConfig(schedule=tuple(schedule), prune_decode=False)
     results = {n: [] for n in names}
     for task in tasks:
-        prompt = render_chat(gen.chat_template, [{"role": "user", "content": task["user"]}])
-        ids = gen.tokenize(prompt, add_special=True, parse_special=True)
+        ids = passkey_prompt_ids(gen, task)
         line = [task["id"]]
         for n in names:
             r = run_passkey(gen, task, ids, configs[n])

@@ -40,6 +40,14 @@ def load_tasks(path: Path, kinds=None, max_tokens=None):
     return tasks
 
 
+def passkey_prompt_ids(gen: Generator, task: dict):
+    """A passkey task's user message through the model's chat template, as token ids."""
+    from .chat import render_chat
+
+    prompt = render_chat(gen.chat_template, [{"role": "user", "content": task["user"]}])
+    return gen.tokenize(prompt, add_special=True, parse_special=True)
+
+
 def run_passkey(gen: Generator, task: dict, ids, schedule) -> dict:
     gen.set_lazy(schedule)
     reply = "".join(p.text for p in gen.generate(ids, max_tokens=24, temperature=0))
@@ -105,10 +113,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     for task in tasks:
         if task["kind"] == "passkey":
-            from .chat import render_chat
-
-            prompt = render_chat(gen.chat_template, [{"role": "user", "content": task["user"]}])
-            ids = gen.tokenize(prompt, add_special=True, parse_special=True)
+            ids = passkey_prompt_ids(gen, task)
             for name in names:
                 r = run_passkey(gen, task, ids, schedules[name])
                 r.update(id=task["id"], kind="passkey")
