@@ -9,6 +9,7 @@ void register_session(nb::module_& m);
 void register_kernels(nb::module_& m);
 void register_attention(nb::module_& m);
 void register_gguf(nb::module_& m);
+void register_ops(nb::module_& m);
 
 NB_MODULE(_core, m) {
     m.doc() = "lazyllm_edge native core";
@@ -18,4 +19,5 @@ NB_MODULE(_core, m) {
     register_kernels(m);
     register_attention(m);
     register_gguf(m);
+    register_ops(m);
 }

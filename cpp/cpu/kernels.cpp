@@ -267,6 +267,27 @@ uint16_t fp32_to_fp16(float f) {
     return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
+float expf_ggml(float x) {
+    // x = n ln2 + b (n rounded to nearest by the 1.5 * 2^23 shift, ln2 in two parts), e^b by a polynomial
+    // in b and b^2, 2^n put into the exponent bits; |n| > 126 takes the scaled path to avoid overflow.
+    const float shift = 0x1.8p23f;
+    const float z = std::fma(x, 0x1.715476p+0f, shift);
+    const float n = z - shift;
+    const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+    const uint32_t e = f32_to_bits(z) << 23;
+    const float k = bits_to_f32(e + f32_to_bits(1.0f));
+    const float u = b * b;
+    const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                      std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                             u, 0x1.ffffecp-1f * b);
+    if (!(std::fabs(n) > 126.0f)) return std::fma(j, k, k);
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = bits_to_f32(g + 0x7f000000u);
+    const float s2 = bits_to_f32(e - g);
+    if (std::fabs(n) > 192.0f) return s1 * s1;
+    return std::fma(s2, j, s2) * s1;
+}
+
 void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n) {
 #if defined(__x86_64__)
     if (active_isa() == CpuIsa::avx2) return avx2::fp16_to_fp32_row(src, dst, n);

@@ -20,6 +20,11 @@ uint16_t fp32_to_fp16(float f);
 void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n);
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 
+// e^x as llama.cpp's CPU backend computes it in softmax and SiLU (ggml_v_expf on AVX2/FMA: a degree-5
+// polynomial of the reduced argument, max error ~1.5 ulp, flushing to 0 below ~-104 and to inf above ~88.4).
+// One value; the AVX2 form (simd_avx2.h) gives the same bits.
+float expf_ggml(float x);
+
 // Dequantizes n elements (a whole number of blocks) of `type` to fp32.
 void dequantize_row_reference(GgmlType type, const void* src, float* dst, int64_t n);
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);  // active ISA

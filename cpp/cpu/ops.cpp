@@ -1,12 +1,52 @@
+// The per-row operations with llama.cpp's CPU arithmetic (ggml-cpu built for AVX2/FMA), so that the values
+// feeding the next 8-bit quantization are the same in both engines.
 #include "cpu/ops.h"
 
 #include <cmath>
+#include <vector>
+
+#include "cpu/kernels.h"
 
 namespace lazyllm_edge {
 
+#if defined(__x86_64__)
+namespace avx2 {
+void apply_rope(float* x, int n_rows, int n_heads, int head_dim, int rope_dim, const int32_t* positions,
+                const float* table, bool neox);
+void swiglu(float* gate, const float* up, int n);
+void geglu(float* gate, const float* up, int n, const uint16_t* gelu_table);
+}  // namespace avx2
+#endif
+
+namespace {
+bool use_avx2() {
+#if defined(__x86_64__)
+    return active_isa() == CpuIsa::avx2;
+#else
+    return false;
+#endif
+}
+
+// ggml_gelu_f32 as GCC compiles it with FMA (1 + a*x*x contracted).
+float gelu_tanh(float x) {
+    const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef_a = 0.044715f;
+    return 0.5f * x * (1.0f + std::tanh(sqrt_2_over_pi * x * std::fma(coef_a * x, x, 1.0f)));
+}
+
+// gelu of every fp16 value, rounded to fp16 (ggml's ggml_table_gelu_f16).
+const uint16_t* gelu_table() {
+    static const std::vector<uint16_t> table = [] {
+        std::vector<uint16_t> t(1 << 16);
+        for (uint32_t i = 0; i < t.size(); ++i) t[i] = fp32_to_fp16(gelu_tanh(fp16_to_fp32(static_cast<uint16_t>(i))));
+        return t;
+    }();
+    return table.data();
+}
+}  // namespace
+
 void rms_norm(const float* x, const float* w, float* y, int n, float eps) {
-    double sum = 0.0;  // double: row sums of squares over thousands of elements
-    for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+    double sum = 0.0;  // ggml: fp32 squares summed in double, in order
+    for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
     const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
     if (w) {
         for (int i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
@@ -34,6 +74,9 @@ void build_rope_table(float* table, int n_positions, int rope_dim, float freq_ba
 
 void apply_rope(float* x, int n_rows, int n_heads, int head_dim, int rope_dim, const int32_t* positions,
                 const float* table, bool neox) {
+#if defined(__x86_64__)
+    if (use_avx2()) return avx2::apply_rope(x, n_rows, n_heads, head_dim, rope_dim, positions, table, neox);
+#endif
     const int n_pairs = rope_dim / 2;
     for (int r = 0; r < n_rows; ++r) {
         const float* cs = table + static_cast<int64_t>(positions[r]) * rope_dim;
@@ -45,26 +88,32 @@ void apply_rope(float* x, int n_rows, int n_heads, int head_dim, int rope_dim, c
                 const int b = neox ? i + n_pairs : 2 * i + 1;
                 const float c = cs[2 * i], s = cs[2 * i + 1];
                 const float x0 = v[a], x1 = v[b];
-                v[a] = x0 * c - x1 * s;
-                v[b] = x0 * s + x1 * c;
+                v[a] = std::fma(x0, c, -(x1 * s));  // ggml's x0*cos - x1*sin as contracted with FMA
+                v[b] = std::fma(x0, s, x1 * c);
             }
         }
     }
 }
 
 void swiglu(float* gate, const float* up, int n) {
+#if defined(__x86_64__)
+    if (use_avx2()) return avx2::swiglu(gate, up, n);
+#endif
     for (int i = 0; i < n; ++i) {
         const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+        gate[i] = g / (1.0f + expf_ggml(-g)) * up[i];
     }
 }
 
 void geglu(float* gate, const float* up, int n) {
-    const float sqrt_2_over_pi = 0.7978845608028654f;
+    const uint16_t* table = gelu_table();
+#if defined(__x86_64__)
+    if (use_avx2()) return avx2::geglu(gate, up, n, table);
+#endif
     for (int i = 0; i < n; ++i) {
         const float g = gate[i];
-        const float gelu = 0.5f * g * (1.0f + std::tanh(sqrt_2_over_pi * g * (1.0f + 0.044715f * g * g)));
-        gate[i] = gelu * up[i];
+        // ggml: the fp16 table inside (-10, 10), the limits outside
+        gate[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g * up[i] : fp16_to_fp32(table[fp32_to_fp16(g)]) * up[i];
     }
 }
 
