@@ -191,6 +191,9 @@ void register_kernels(nb::module_& m) {
         },
         nb::arg("weights"), nb::arg("n_in"), nb::arg("x"), nb::arg("n_threads") = 1,
         "matmul() for several weights [(type_id, weight_bytes, n_out)] that read the same x (one list of outputs).");
+    k.def("set_llama_cpp_numerics", [](bool on) { set_llama_cpp_numerics(on); },
+          "Process-wide: llama.cpp numerics (int8 prefill, ggml's fp32 orders, exact attention) on or off.");
+    k.def("llama_cpp_numerics", [] { return llama_cpp_numerics(); });
     k.def("set_int8", [](bool on) { set_matmul_int8(on); },
           "Process-wide: use the int8 matmul path (llama.cpp's activation quantization; quantized weights, AVX2); "
           "default on (LAZYLLM_EDGE_INT8=0 turns it off at start-up).");

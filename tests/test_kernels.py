@@ -305,6 +305,36 @@ def test_matmul_int8(name, n_in, n_out):
             assert np.array_equal(y.view(np.uint32), single.view(np.uint32)), f"{name}: batch/thread split changed bits"
 
 
+@pytest.mark.skipif(not HAS_AVX2, reason="the llama.cpp order is an AVX2 kernel variant")
+@pytest.mark.parametrize("name", INT8_TYPES)
+def test_matmul_int8_llama_cpp_order(name):
+    """With llama.cpp numerics the int8 kernels sum in ggml's fp32 order (checked bit for bit against
+    llama.cpp's logits in test_llama_cpp_numerics.py): same integers as the int8 reference, so the same bound;
+    the bits do not depend on the thread split (they do on the token count: ggml's gemm and gemv orders)."""
+    n_in, n_out = (512, 24) if name in K_QUANTS else (96, 24)
+    rng = np.random.default_rng(7 + INT8_TYPES.index(name))
+    data, _ = make_weights(name, n_out, n_in, rng)
+    tid = int(qtype(name))
+    w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
+    saved = K.llama_cpp_numerics()
+    K.set_llama_cpp_numerics(True)
+    try:
+        for n_tok in (1, 5, 9):
+            x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+            ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
+            scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+            first = None
+            for threads in (1, 2, 3):
+                y = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=threads)
+                err = np.abs(y.astype(np.float64) - ref8)
+                assert np.all(err <= 2e-6 * scale + 1e-30), f"{name}: {float((err / scale).max()):.3g}"
+                if first is None:
+                    first = y
+                assert np.array_equal(y.view(np.uint32), first.view(np.uint32)), f"{name}: thread split changed bits"
+    finally:
+        K.set_llama_cpp_numerics(saved)
+
+
 def ggml_cpu():
     """ctypes handles on the ggml CPU library that ships with llama-cpp-python (the engine of the reference
     outputs), or None when it is not installed."""

@@ -13,6 +13,7 @@
 
 #include "api/chat_format.h"
 #include "api/model_cache.h"
+#include "cpu/kernels.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "tokenizer/tokenizer.h"
 
@@ -38,6 +39,7 @@ void usage(FILE* out) {
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
                  "      --no-prune-decode prune in prefill only (the presets already do)\n"
+                 "      --numerics MODE   default | llama.cpp (llama.cpp's CPU arithmetic, bit for bit; slower)\n"
                  "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
                  "  -h, --help\n");
 }
@@ -75,6 +77,11 @@ int main(int argc, char** argv) {
             } else if (a == "-n" || a == "--n-predict") n_predict = next_int();
             else if (a == "-t" || a == "--threads") n_threads = next_int();
             else if (a == "-c" || a == "--ctx-size") n_ctx = next_int();
+            else if (a == "--numerics") {
+                const std::string mode = next();
+                if (mode != "default" && mode != "llama.cpp") throw std::invalid_argument("--numerics: default or llama.cpp");
+                lazyllm_edge::set_llama_cpp_numerics(mode == "llama.cpp");
+            }
             else if (a == "--temp") sp.temperature = std::stof(next());
             else if (a == "--top-k") sp.top_k = next_int();
             else if (a == "--top-p") sp.top_p = std::stof(next());

@@ -62,7 +62,7 @@ int64_t attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_
     const int64_t reference = static_cast<int64_t>(group) * n_ctx + static_cast<int64_t>(group) * head_dim + head_dim + 64;
     // the flash path: thread 0 also holds the shared partials (the layout is partials, then one private part per thread)
     const int64_t flash = partial_floats(head_dim) + private_floats(group, head_dim);
-    return std::max(reference, flash);
+    return std::max({reference, flash, attention_llama_cpp_scratch_floats(n_ctx, n_head, n_head_kv, head_dim)});
 }
 
 namespace {
@@ -150,8 +150,9 @@ void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, 
     }
 }
 
-void attention(const AttentionParams& p, float* scratch, int /*n_ctx*/, ThreadPool& pool) {
+void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool) {
     if (p.n_q <= 0) return;
+    if (llama_cpp_numerics()) return attention_llama_cpp(p, scratch, n_ctx, pool);
     const int group = p.n_head / p.n_head_kv;
     const int hd = p.head_dim;
     const int bk = attention_block_keys(hd);

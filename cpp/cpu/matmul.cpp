@@ -25,7 +25,7 @@ void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_
 bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
                 int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
 bool gemm_q8(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum, const int16_t* bsums,
-             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
+             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy, bool llama);
 }
 #endif
 
@@ -232,9 +232,10 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
     // Quantized weights (as llama.cpp): quantize x once per call, then integer block dots; rows split over threads.
     if (matmul_uses_int8(type, n_tok)) {
         const Q8Rows qx = t_qscratch.quantize(x, n_tok, n_in, int8_format(type), pool);
+        const bool llama = llama_cpp_numerics();
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
             avx2::gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
-                          wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
+                          wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out, llama);
         });
         return;
     }
@@ -313,6 +314,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
         row_begin[i + 1] = row_begin[i] + w[i]->n_out;
     }
     // one dispatch over the concatenated rows; a chunk may span two weights
+    const bool llama = llama_cpp_numerics();
     pool.parallel_for(static_cast<long>(row_begin[n]), [&](long r0, long r1, int) {
         for (int i = 0; i < n; ++i) {
             const int64_t b = std::max<int64_t>(r0, row_begin[i]), e = std::min<int64_t>(r1, row_begin[i + 1]);
@@ -322,7 +324,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
             const int64_t local = b - row_begin[i];
             avx2::gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
                           static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
-                          e - b, y[i] + local, wi.n_out);
+                          e - b, y[i] + local, wi.n_out, llama);
         }
     });
 #endif
@@ -339,7 +341,7 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 }
 
 bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
-    return n_tok >= 1 && (n_tok <= 4 || g_int8_prefill.load(std::memory_order_relaxed)) &&
+    return n_tok >= 1 && (n_tok <= 4 || g_int8_prefill.load(std::memory_order_relaxed) || llama_cpp_numerics()) &&
            active_isa() == CpuIsa::avx2 && int8_type(type) && g_int8.load(std::memory_order_relaxed);
 }
 
