@@ -1,9 +1,8 @@
 """llama.cpp numerics (lazyllm_edge.set_numerics("llama.cpp")) against llama.cpp's own logits
 (shared/reference/<model>/logits.npz, CPU, flash attention off, fp16 KV): the prompt logits of SmolLM2 (Q4_1,
-Q8_0) and Qwen2.5-Coder (Q5_0, Q8_0, Q4_K, Q6_K) are equal bit for bit at every position; Gemma 3 matches on
-its 6-token prompt and stays within the agreement bars on the others (a difference not identified yet on
-prompts of more than 6 tokens). The greedy continuations, decoded one token at a time, are not exact (a few
-near-tie steps differ: llama.cpp's decode graph was not reproduced).
+Q8_0), Gemma 3 and Qwen2.5-Coder (Q5_0, Q8_0, Q4_K, Q6_K) are equal bit for bit at every position. The greedy
+continuations, decoded one token at a time, are not all exact (a few near-tie steps differ: something in
+llama.cpp's generation run was not reproduced).
 
 Prompts are evaluated as llama.cpp evaluated them: the prompt alone (in calls of a multiple of 4 tokens, so only
 its last n % 4 tokens take ggml's gemv order, as in llama.cpp's 512-token ubatches), then the greedy
@@ -17,7 +16,7 @@ from conftest import DEFAULT_REFERENCE, cached_model, reference_root
 
 MODELS = {"smollm2-135m": DEFAULT_REFERENCE, "gemma3-270m": "gemma-3-270m-q4_k_m",
           "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct"}
-EXACT = {"smollm2-135m", "qwen2.5-coder-0.5b"}  # every prompt; gemma3-270m: short_en only
+
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -64,11 +63,8 @@ def test_logits_equal_llama_cpp(llama_numerics):
         got = {"top1": float((top1 == z[f"{p}.top1"]).mean()), "max_dlogp": float(dlogp.max()),
                "last_logits_equal": bool(np.array_equal(last, z[f"{p}.last_logits"])), "greedy": float(np.mean(steps))}
         report.append(f"{name}/{p} (n={len(ids)}): " + ", ".join(f"{k} {v}" for k, v in got.items()))
-        if name in EXACT or p == "short_en":
-            # identical logits: the same argmax everywhere, log-probs equal up to the log-softmax's own rounding
-            ok = got["top1"] == 1.0 and got["max_dlogp"] <= 1e-4 and got["last_logits_equal"]
-        else:
-            ok = got["top1"] >= 0.94
+        # identical logits: the same argmax everywhere, log-probs equal up to the log-softmax's own rounding
+        ok = got["top1"] == 1.0 and got["max_dlogp"] <= 1e-4 and got["last_logits_equal"]
         if not ok or got["greedy"] < 0.9:  # seen: >= 0.917
             failures.append(report[-1])
     print("\n".join(report))

@@ -23,6 +23,9 @@
 namespace lazyllm_edge {
 namespace {
 
+// Scale of q.k in the softmax: 1 where the model scales q itself (hp.scale_q).
+float softmax_scale(const ModelHparams& hp) { return hp.scale_q ? 1.0f : hp.attention_scale; }
+
 // Adds the active tokens whose next layer is `layer` but which are not being computed yet (they were
 // pruned earlier and are now selected again) to the compute set, loading their hidden state from the
 // aux cache. Both lists are sorted by position; the merge runs from the back so it can work in place.
@@ -88,6 +91,8 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
                 for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(k + h * hd, w.k_norm, k + h * hd, hd, hp.rms_eps);
             apply_rope(q, 1, hp.n_head, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
             apply_rope(k, 1, hp.n_head_kv, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
+            if (hp.scale_q)
+                for (int i = 0; i < qd; ++i) q[i] *= hp.attention_scale;
             fp32_to_fp16_row(k, s.kv_cache.k_at(l, pos[r], kvd), kvd);
             fp32_to_fp16_row(v, s.kv_cache.v_at(l, pos[r], kvd), kvd);
             // each query sees the active positions <= its own (and, on sliding layers, inside the window)
@@ -112,7 +117,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
     ap.n_head = hp.n_head;
     ap.n_head_kv = hp.n_head_kv;
     ap.head_dim = hd;
-    ap.scale = hp.attention_scale;
+    ap.scale = softmax_scale(hp);
     ap.out = ws.attn_out;
     attention(ap, ws.attention_scratch, s.n_ctx, pool);
     // output projection and residual
@@ -160,7 +165,7 @@ int prune_after_layer(SessionImpl& s, int l, int n_active, int* n_compute, int32
         first = static_cast<int>(std::lower_bound(ws.active_positions, ws.active_positions + n_active,
                                                   last_pos - hp.sliding_window + 1) - ws.active_positions);
     last_token_importance(ws.last_q, s.kv_cache.k_at(l, 0, hp.kv_dim()), ws.active_positions + first, n_active - first,
-                          hp.n_head, hp.n_head_kv, hp.head_dim, hp.attention_scale, ws.importance_scores,
+                          hp.n_head, hp.n_head_kv, hp.head_dim, softmax_scale(hp), ws.importance_scores,
                           ws.importance + first);
     std::fill(ws.importance, ws.importance + first, INFINITY);
     if (s.record_importance) {  // the ranked (in-window) tokens only

@@ -158,6 +158,7 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
         // query_pre_attn_scalar: head_dim, except the 27B model (62 layers) which uses d_model / n_head.
         if (hp.n_layer == 62) hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.d_model / hp.n_head));
         hp.final_logit_softcap = static_cast<float>(f.get_float(p + "final_logit_softcapping", 0.0));
+        hp.scale_q = true;  // llama.cpp's graph scales Qcur (before attention rounds it to fp16)
     }
 
     model->tokenizer = std::make_unique<Tokenizer>(read_tokenizer_vocab(f));

@@ -31,6 +31,7 @@ struct ModelHparams {
     int rope_dim = 0;               // rotated dimensions per head (<= head_dim)
     bool rope_neox = false;         // rotate pairs (i, i + rope_dim/2) instead of (2i, 2i+1)
     float attention_scale = 0.0f;   // softmax scale for q·k
+    bool scale_q = false;           // q is multiplied by attention_scale before attention (softmax scale 1)
     // gemma3
     float embedding_scale = 1.0f;   // token embeddings are multiplied by this
     int sliding_window = 0;         // 0: none
