@@ -1,5 +1,5 @@
 """llama.cpp-numerics attention (cpp/cpu/attention_llama*.cpp, attention.h): its AVX2 and scalar phase kernels
-(prefill tasks and decode phases) equal its step-by-step reference bit for bit on seeded random data over GQA
+(prefill tasks, few-row phases, single-query decode) equal its step-by-step reference bit for bit on seeded random data over GQA
 ratios, head sizes, dense and sparse active sets, sliding windows and thread counts; the reference equals a NumPy
 transcription of llama.cpp's arithmetic bit for bit, and float64 attention within one fp16 step of the
 probabilities."""
@@ -42,23 +42,22 @@ def test_empty_query_and_odd_head_dim():
     check(make_case(20, 11, 500, 6, 2, 20, sparse=True, window=200))  # hd % 8 != 0: scalar kernels
 
 
-def test_decode_equals_batched_row():
-    c = make_case(41, 9, 3000, 9, 3, 64)
-    batched = K.attention(**c, n_threads=2, llama_cpp=True)
-    for t in (0, 4, 8):
-        end = int(c["attend_end"][t])
-        alone = {**c, "q": c["q"][t:t + 1].copy(), "kv_positions": c["kv_positions"][:end].copy(),
-                 "attend_begin": c["attend_begin"][t:t + 1].copy(), "attend_end": c["attend_end"][t:t + 1].copy()}
-        assert np.array_equal(K.attention(**alone, n_threads=2, llama_cpp=True)[0], batched[t])
-
-
 def _hsum8(a):
     t = (a[..., 4:8] + a[..., 0:4]).astype(F32)
     return ((t[..., 0] + t[..., 2]).astype(F32) + (t[..., 1] + t[..., 3]).astype(F32)).astype(F32)
 
 
+def _reduce32(acc):
+    """ggml_vec_dot_f16's 32 lanes (..., 32) -> (...): ((l + l16) + (l8 + l24)) per l < 8, then
+    ((c0 + c4) + (c1 + c5)) + ((c2 + c6) + (c3 + c7)), in float32."""
+    c = ((acc[..., 0:8] + acc[..., 16:24]).astype(F32) + (acc[..., 8:16] + acc[..., 24:32]).astype(F32)).astype(F32)
+    return (((c[..., 0] + c[..., 4]).astype(F32) + (c[..., 1] + c[..., 5]).astype(F32)).astype(F32)
+            + ((c[..., 2] + c[..., 6]).astype(F32) + (c[..., 3] + c[..., 7]).astype(F32)).astype(F32)).astype(F32)
+
+
 def ggml_attention(c):
-    """llama.cpp's CPU attention in NumPy float32, one (query, head) at a time (expf from K.expf_ggml)."""
+    """llama.cpp's CPU attention in NumPy float32, one (query, head) at a time (expf from K.expf_ggml): tinyBLAS
+    lane orders for batches, ggml_vec_dot_f16's for a single query."""
     n_head, n_head_kv = c["n_head"], c["n_head_kv"]
     q16 = c["q"].astype(np.float16).astype(F32)
     n_q, hd = q16.shape[0], q16.shape[1] // n_head
@@ -72,10 +71,15 @@ def ggml_attention(c):
             continue
         for h in range(n_head):
             g = h // (n_head // n_head_kv)
-            lanes = np.zeros((len(pos), 8), F32)
+            nl = 32 if n_q == 1 else 8
+            lanes = np.zeros((len(pos), nl), F32)
             for d in range(hd):
-                lanes[:, d % 8] = (lanes[:, d % 8] + q16[t, h * hd + d] * k[pos, g * hd + d]).astype(F32)
-            s = (_hsum8(lanes) * F32(c["scale"])).astype(F32)
+                lanes[:, d % nl] = (lanes[:, d % nl] + q16[t, h * hd + d] * k[pos, g * hd + d]).astype(F32)
+            if n_q == 1:
+                assert hd % 32 == 0
+                s = (_reduce32(lanes) * F32(c["scale"])).astype(F32)
+            else:
+                s = (_hsum8(lanes) * F32(c["scale"])).astype(F32)
             ex = K.expf_ggml((s - s.max()).astype(F32))
             total = 0.0
             for grp in np.unique(pos // 8):
@@ -83,14 +87,15 @@ def ggml_attention(c):
                 g8[pos[pos // 8 == grp] % 8] = ex[pos // 8 == grp]
                 total += float(_hsum8(g8))
             p = (ex * F32(1.0 / total)).astype(F32).astype(np.float16).astype(F32)
-            vl = np.zeros((8, hd), F32)
+            vl = np.zeros((nl, hd), F32)
             for j in range(len(pos)):
-                vl[pos[j] % 8] = (vl[pos[j] % 8] + p[j] * v[pos[j], g * hd:(g + 1) * hd]).astype(F32)
-            out[t, h * hd:(h + 1) * hd] = _hsum8(vl.T)
+                vl[pos[j] % nl] = (vl[pos[j] % nl] + p[j] * v[pos[j], g * hd:(g + 1) * hd]).astype(F32)
+            out[t, h * hd:(h + 1) * hd] = _reduce32(vl.T) if n_q == 1 else _hsum8(vl.T)
     return out
 
 
-@pytest.mark.parametrize("n_q,n_ctx,sparse,window,hd", [(1, 70, False, 0, 64), (5, 60, True, 0, 16), (3, 90, True, 20, 24)])
+@pytest.mark.parametrize("n_q,n_ctx,sparse,window,hd", [(1, 70, False, 0, 64), (1, 90, True, 30, 32), (5, 60, True, 0, 16),
+                                                        (3, 90, True, 20, 24)])
 def test_reference_is_llama_cpp_arithmetic(n_q, n_ctx, sparse, window, hd):
     c = make_case(23 + n_q, n_q, n_ctx, 6, 2, hd, sparse=sparse, window=window)
     assert np.array_equal(K.attention(**c, reference=True, llama_cpp=True), ggml_attention(c))

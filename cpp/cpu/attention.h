@@ -89,8 +89,10 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
 //     8 consecutive positions (pos / 8), each group's hsum8 (lane pos % 8, 0 for keys not seen) added in
 //     double in increasing order; p_j = fp16(e_j * float(1 / sum));
 //  3. output: lane i sums p_j * v_j over the keys with pos % 8 == i in increasing position; out = hsum8(lanes).
-// Every output element depends on its query row and keys only (any tiling, thread count or batch gives the same
-// bits). Prefill tasks are (tile of queries x one kv head); decode runs three phases over all rows (scores split
+// A single query (decode) takes ggml_vec_dot_f16's order instead, as llama.cpp does (its tinyBLAS needs two
+// columns): 32 lanes (index % 32) for q.k and for p.V (by position), reduced as in reduce32 (attention_llama.cpp).
+// Otherwise every output element depends on its query row and keys only (any tiling or thread count gives the
+// same bits). Prefill tasks are (tile of queries x one kv head); decode runs three phases over all rows (scores split
 // by key blocks, softmax by rows, P.V by kv head and 16 output dims). Slower than the online softmax above:
 // decode attention ~2x, prefill attention ~1.35x.
 void attention_llama_cpp(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool);

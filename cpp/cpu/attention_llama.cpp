@@ -203,6 +203,54 @@ void run_task(const LlamaAttentionKernels& kn, const AttentionParams& p, int q0,
         kn.combine(ts.lanes + static_cast<int64_t>(r) * 8 * hd, 1, hd, 0, hd, p.out + q_row(p, q0, g, group, r), 0);
 }
 
+// llama.cpp's ggml_vec_dot_f16 (AVX2), which it uses instead of tinyBLAS when a matmul has one column (a
+// single query: llamafile_sgemm needs n >= 2): lane i % 32 sums x[i] * y[i] in order (4 accumulators of 8),
+// then ((l + l16) + (l8 + l24)) per lane l < 8 and ((c0 + c4) + (c1 + c5)) + ((c2 + c6) + (c3 + c7)).
+float reduce32(const float* acc, int stride) {
+    float c[8];
+    for (int l = 0; l < 8; ++l)
+        c[l] = (acc[l * stride] + acc[(16 + l) * stride]) + (acc[(8 + l) * stride] + acc[(24 + l) * stride]);
+    return ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
+}
+
+// One query head of a single-query call (decode) with ggml_vec_dot_f16's order for q.k and p.V (the softmax is
+// the same as for batches). scratch: n + 32 * hd + 8 * (n + 2) floats.
+void single_query_head(const LlamaAttentionKernels& kn, const AttentionParams& p, int h, float* scratch) {
+    const int group = p.n_head / p.n_head_kv, hd = p.head_dim, g = h / group;
+    const int64_t kv_dim = static_cast<int64_t>(p.n_head_kv) * hd;
+    const int begin = p.attend_begin ? p.attend_begin[0] : 0;
+    const int n = std::max(p.attend_end[0] - begin, 0);
+    const int32_t* pos = p.kv_positions + begin;
+    float* out = p.out + static_cast<int64_t>(h) * hd;
+    if (n == 0) {
+        std::fill(out, out + hd, 0.0f);
+        return;
+    }
+    float* s = scratch;                          // (n) scores, then probabilities
+    float* acc = s + round_up16(n);              // (32, hd) lanes by position % 32
+    float* group_scratch = acc + 32 * static_cast<int64_t>(hd);
+    float q16[512];
+    const float* q = p.q + static_cast<int64_t>(h) * hd;
+    for (int d = 0; d < hd; ++d) q16[d] = fp16_round(q[d]);
+    const int np = hd - hd % 32;
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* k = p.k_cache + static_cast<int64_t>(pos[j]) * kv_dim + g * hd;
+        float lanes[32] = {};
+        for (int d = 0; d < np; ++d) lanes[d % 32] += q16[d] * fp16_to_fp32(k[d]);  // exact products
+        double sum = reduce32(lanes, 1);
+        for (int d = np; d < hd; ++d) sum += static_cast<double>(q16[d] * fp16_to_fp32(k[d]));
+        s[j] = static_cast<float>(sum) * p.scale;
+    }
+    kn.softmax(s, pos, n, 0, n, group_scratch);
+    std::fill(acc, acc + 32 * static_cast<int64_t>(hd), 0.0f);
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* v = p.v_cache + static_cast<int64_t>(pos[j]) * kv_dim + g * hd;
+        float* lane = acc + static_cast<int64_t>(pos[j] % 32) * hd;
+        for (int d = 0; d < hd; ++d) lane[d] += s[j] * fp16_to_fp32(v[d]);  // exact products
+    }
+    for (int d = 0; d < hd; ++d) out[d] = reduce32(acc + d, hd);
+}
+
 // Shared scratch of the phase path (decode): q16 and scores of all rows, their lanes, and the lane order of
 // the whole span.
 int64_t phase_floats(int n_ctx, int hd) {
@@ -274,7 +322,7 @@ int64_t attention_llama_cpp_scratch_floats(int n_ctx, int n_head, int n_head_kv,
     const int group = n_head / n_head_kv;
     const int rows = tile_queries(group, head_dim) * group;
     // thread 0 also holds the shared phase region (the layout is: phase region, then one task region per thread)
-    const int64_t reference = static_cast<int64_t>(n_ctx) + 8 * static_cast<int64_t>(head_dim) + 64;
+    const int64_t reference = 9 * static_cast<int64_t>(n_ctx) + 32 * static_cast<int64_t>(head_dim) + 64;
     return std::max(reference, phase_floats(n_ctx, head_dim) / 1 + task_floats(rows, n_ctx, head_dim));
 }
 
@@ -288,6 +336,12 @@ void attention_llama_cpp(const AttentionParams& p, float* scratch, int n_ctx, Th
     const int rows_max = std::min(tq, p.n_q) * group;
     const int64_t per_thread = task_floats(tq * group, n_ctx, hd);
     float* private_base = scratch + phase_floats(n_ctx, hd);
+    if (p.n_q == 1 && hd <= 512) {  // one query: llama.cpp's single-column order, heads in parallel
+        pool.parallel_for(p.n_head, [&](long begin, long end, int thread) {
+            for (long h = begin; h < end; ++h) single_query_head(kn, p, static_cast<int>(h), private_base + per_thread * thread);
+        });
+        return;
+    }
     if (n_tiles * p.n_head_kv < kTargetTasks && p.n_q * p.n_head <= kMaxPhaseRows) {
         run_phases(kn, p, scratch, private_base, per_thread, n_ctx, pool);
         return;
@@ -353,6 +407,10 @@ static void attention_task_llama_reference(const AttentionParams& p, int t, int 
 }
 
 void attention_llama_cpp_reference(const AttentionParams& p, float* scratch) {
+    if (p.n_q == 1 && p.head_dim <= 512) {
+        for (int h = 0; h < p.n_head; ++h) single_query_head(kLlamaAttentionScalar, p, h, scratch);
+        return;
+    }
     for (int t = 0; t < p.n_q; ++t)
         for (int g = 0; g < p.n_head_kv; ++g) attention_task_llama_reference(p, t, g, scratch);
 }
