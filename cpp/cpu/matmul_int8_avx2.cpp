@@ -460,22 +460,28 @@ inline __m256 kquad_dot(const KQuad& kq, const int8_t* xq, const int16_t* bsums,
     return _mm256_fmadd_ps(_mm256_xor_ps(_mm256_mul_ps(kq.dmin, vxd), _mm256_set1_ps(-0.0f)), _mm256_cvtepi32_ps(corr), acc);
 }
 
+// Superblock i of the four rows, unpacked once for all tokens (and the weight stream kPrefetchAhead further
+// on, every line of a superblock).
+template <int T>
+inline void kquad_load(const uint8_t* const* rows, int64_t i, KQuad& kq) {
+    constexpr int BB = T == kQ4_K ? 144 : T == kQ5_K ? 176 : 210;
+    const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
+    for (int j = 0; j < 4; ++j)
+        for (int b = 0; b < BB; b += 64) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead + b), _MM_HINT_T0);
+    if constexpr (T == kQ6_K) kquad_unpack_q6(r, kq);
+    else kquad_unpack_q45<T>(r, kq);
+}
+
 // y[t][r] for MT tokens (from t0) x one quad of rows (n_rows of them, 1..4).
 template <int T, int MT>
 void tile_kquad_fast(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    constexpr int BB = T == kQ4_K ? 144 : T == kQ5_K ? 176 : 210;
     const uint8_t* rows[4];
     for (int j = 0; j < 4; ++j) rows[j] = w + (j < n_rows ? j : n_rows - 1) * row_bytes;
     __m256 acc[MT];
     for (int t = 0; t < MT; ++t) acc[t] = _mm256_setzero_ps();
     KQuad kq;
     for (int64_t i = 0; i < x.nb; ++i) {
-        // this superblock of the four rows, unpacked once
-        const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
-        for (int j = 0; j < 4; ++j)  // the weight stream kPrefetchAhead further on, every line of a superblock
-            for (int b = 0; b < BB; b += 64) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead + b), _MM_HINT_T0);
-        if constexpr (T == kQ6_K) kquad_unpack_q6(r, kq);
-        else kquad_unpack_q45<T>(r, kq);
+        kquad_load<T>(rows, i, kq);
         // against this superblock of each token
         for (int t = 0; t < MT; ++t) {
             const int64_t tok = t0 + t;
@@ -562,19 +568,13 @@ inline void kquad_dot_llama(const KQuad& kq, const int8_t* xq, const int16_t* bs
 // y[t][r] for MT tokens (from t0) x one quad of rows (n_rows of them, 1..4).
 template <int T, int MT>
 void tile_kquad_llama(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    constexpr int BB = T == kQ4_K ? 144 : T == kQ5_K ? 176 : 210;
     const uint8_t* rows[4];
     for (int j = 0; j < 4; ++j) rows[j] = w + (j < n_rows ? j : n_rows - 1) * row_bytes;
     __m256 acc[MT][4];  // Q6_K: the lanes of kquad_dot; Q4_K/Q5_K: [0] acc, [1] acc_min
     for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = _mm256_setzero_ps();
     KQuad kq;
     for (int64_t i = 0; i < x.nb; ++i) {
-        // this superblock of the four rows, unpacked once
-        const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
-        for (int j = 0; j < 4; ++j)  // the weight stream kPrefetchAhead further on, every line of a superblock
-            for (int b = 0; b < BB; b += 64) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead + b), _MM_HINT_T0);
-        if constexpr (T == kQ6_K) kquad_unpack_q6(r, kq);
-        else kquad_unpack_q45<T>(r, kq);
+        kquad_load<T>(rows, i, kq);
         // against this superblock of each token
         for (int t = 0; t < MT; ++t) {
             const int64_t tok = t0 + t;
