@@ -4,9 +4,10 @@
                                 [--schedules off,balanced,aggressive,8:0.7,...] [--png out.png] [--json out.json]
 
 passkey tasks: the user message goes through the chat template, greedy generation (24 tokens), correct when
-the answer appears in the reply. fidelity tasks: the document is prefilled, then the continuation is fed
+the answer appears in the reply (a prompt that does not fit the model's training context is skipped). fidelity tasks: the document is prefilled, then the continuation is fed
 token by token (teacher forcing; decode pruning on unless --fidelity-prune-decode says otherwise); at every continuation position the
-next-token distribution is compared with the dense engine's: mean KL(dense || lazy) and top-1 agreement.
+next-token distribution is compared with the dense engine's: mean KL(dense || lazy) and top-1 agreement (a
+document longer than the model's training context loses its start).
 TTFT is the prefill time of the same prompt for every schedule, measured in this run.
 """
 
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
 
     tasks = load_tasks(args.tasks, set(args.kinds.split(",")), args.max_tokens)
     gen = Generator(args.model, n_ctx=8192 + 64, n_threads=args.threads)
+    # prompts stay inside the model's training context (and the session's)
+    limit = min(gen.n_ctx, gen.info.get("n_ctx_train") or gen.n_ctx)
     names = [s.strip() for s in args.schedules.split(",") if s.strip()]
     if "off" not in names:
         names.insert(0, "off")
@@ -114,6 +117,9 @@ def main(argv=None) -> int:
     for task in tasks:
         if task["kind"] == "passkey":
             ids = passkey_prompt_ids(gen, task)
+            if len(ids) + 24 > limit:
+                print(f"{task['id']}: skipped ({len(ids)} prompt tokens + 24 > context {limit})", file=sys.stderr)
+                continue
             for name in names:
                 r = run_passkey(gen, task, ids, schedules[name])
                 r.update(id=task["id"], kind="passkey")
@@ -126,6 +132,13 @@ def main(argv=None) -> int:
                 n_prefix -= 1  # a merge across the boundary: start the continuation where they agree
             continuation = full[n_prefix:][: args.max_continuation + 1]
             prefix = full[:n_prefix]
+            if len(prefix) + len(continuation) > limit:
+                # too long for the model: drop the start of the document (after BOS), as a sliding reader would
+                head = 1 if prefix and prefix[0] == gen.model.bos_id else 0
+                cut = len(prefix) + len(continuation) - limit
+                print(f"{task['id']}: {len(prefix)} prompt tokens, the first {cut} dropped to fit context {limit}",
+                      file=sys.stderr)
+                prefix = prefix[:head] + prefix[head + cut:]
             dense_lp = None
             for name in names:
                 lp, prefill, total = teacher_forced_logprobs(gen, prefix, continuation, fidelity_schedules[name])

@@ -6,7 +6,7 @@
   (fp16 q and probabilities, its expf, its summation orders). Logits then equal llama.cpp's bit for bit for the
   covered weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K; not Q5_K) when prompts are evaluated as llama.cpp does
   (the whole prompt in one call: a call's last n % 4 tokens take ggml's gemv order). A validation mode: prefill
-  1.1-1.6x slower than "default", decode much slower (scalar single-query attention).
+  1.1-1.6x slower than "default", decode 1.5-2.5x slower.
 """
 from . import _core
 

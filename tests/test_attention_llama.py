@@ -42,6 +42,14 @@ def test_empty_query_and_odd_head_dim():
     check(make_case(20, 11, 500, 6, 2, 20, sparse=True, window=200))  # hd % 8 != 0: scalar kernels
 
 
+@pytest.mark.parametrize("n_head,n_head_kv,hd", [(6, 2, 40), (12, 4, 80), (8, 8, 24), (72, 8, 16), (66, 6, 8)])
+def test_single_query_head_dim_tails_and_many_heads(n_head, n_head_kv, hd):
+    """Decode: head dims that are not a multiple of 32 (a tail summed in double), and more heads than the
+    phase path holds (one task per head)."""
+    for sparse, n_ctx in [(False, 300), (True, 900)]:
+        check(make_case(n_head + hd + n_ctx, 1, n_ctx, n_head, n_head_kv, hd, sparse=sparse))
+
+
 def _hsum8(a):
     t = (a[..., 4:8] + a[..., 0:4]).astype(F32)
     return ((t[..., 0] + t[..., 2]).astype(F32) + (t[..., 1] + t[..., 3]).astype(F32)).astype(F32)
@@ -72,12 +80,16 @@ def ggml_attention(c):
         for h in range(n_head):
             g = h // (n_head // n_head_kv)
             nl = 32 if n_q == 1 else 8
+            n_lane_dims = hd - hd % 32 if n_q == 1 else hd
             lanes = np.zeros((len(pos), nl), F32)
-            for d in range(hd):
+            for d in range(n_lane_dims):
                 lanes[:, d % nl] = (lanes[:, d % nl] + q16[t, h * hd + d] * k[pos, g * hd + d]).astype(F32)
             if n_q == 1:
-                assert hd % 32 == 0
-                s = (_reduce32(lanes) * F32(c["scale"])).astype(F32)
+                # ggml_vec_dot_f16: the dims past the last multiple of 32 are added to the reduced sum in double
+                s = _reduce32(lanes).astype(np.float64)
+                for d in range(n_lane_dims, hd):
+                    s = s + (q16[t, h * hd + d] * k[pos, g * hd + d]).astype(F32).astype(np.float64)
+                s = (s.astype(F32) * F32(c["scale"])).astype(F32)
             else:
                 s = (_hsum8(lanes) * F32(c["scale"])).astype(F32)
             ex = K.expf_ggml((s - s.max()).astype(F32))
@@ -94,8 +106,8 @@ def ggml_attention(c):
     return out
 
 
-@pytest.mark.parametrize("n_q,n_ctx,sparse,window,hd", [(1, 70, False, 0, 64), (1, 90, True, 30, 32), (5, 60, True, 0, 16),
-                                                        (3, 90, True, 20, 24)])
+@pytest.mark.parametrize("n_q,n_ctx,sparse,window,hd", [(1, 70, False, 0, 64), (1, 90, True, 30, 32), (1, 80, True, 0, 40),
+                                                        (1, 50, False, 0, 24), (5, 60, True, 0, 16), (3, 90, True, 20, 24)])
 def test_reference_is_llama_cpp_arithmetic(n_q, n_ctx, sparse, window, hd):
     c = make_case(23 + n_q, n_q, n_ctx, 6, 2, hd, sparse=sparse, window=window)
     assert np.array_equal(K.attention(**c, reference=True, llama_cpp=True), ggml_attention(c))

@@ -119,6 +119,47 @@ void combine_scalar(const float* lanes, int rows, int hd, int d0, int d1, float*
     }
 }
 
+// llama.cpp's ggml_vec_dot_f16 (AVX2), which it uses instead of tinyBLAS when a matmul has one column (a
+// single query: llamafile_sgemm needs n >= 2): lane i % 32 sums x[i] * y[i] in order (4 accumulators of 8),
+// then ((l + l16) + (l8 + l24)) per lane l < 8 and ((c0 + c4) + (c1 + c5)) + ((c2 + c6) + (c3 + c7)).
+float reduce32(const float* acc, int stride) {
+    float c[8];
+    for (int l = 0; l < 8; ++l)
+        c[l] = (acc[l * stride] + acc[(16 + l) * stride]) + (acc[(8 + l) * stride] + acc[(24 + l) * stride]);
+    return ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
+}
+
+void scores32_scalar(const float* q16, int rows, int hd, const KvRows& k, int n, float scale, float* s, int64_t ld) {
+    const int np = hd - hd % 32;
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* kr = k.row(j);
+        for (int r = 0; r < rows; ++r) {
+            const float* q = q16 + static_cast<int64_t>(r) * hd;
+            float lanes[32] = {};
+            for (int d = 0; d < np; ++d) lanes[d % 32] += q[d] * fp16_to_fp32(kr[d]);  // exact products
+            double sum = reduce32(lanes, 1);
+            for (int d = np; d < hd; ++d) sum += static_cast<double>(q[d] * fp16_to_fp32(kr[d]));
+            s[r * ld + j] = static_cast<float>(sum) * scale;
+        }
+    }
+}
+
+void pv32_scalar(const float* p, int rows, int64_t ld, const KvRows& v, int n, int hd, int d0, int d1, float* acc) {
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* vr = v.row(j);
+        for (int r = 0; r < rows; ++r) {
+            float* lane = acc + (static_cast<int64_t>(r) * 32 + (v.pos[j] & 31)) * hd;
+            const float w = p[r * ld + j];
+            for (int d = d0; d < d1; ++d) lane[d] += w * fp16_to_fp32(vr[d]);  // exact products
+        }
+    }
+}
+
+void combine32_scalar(const float* acc, int rows, int hd, int d0, int d1, float* out, int64_t out_stride) {
+    for (int r = 0; r < rows; ++r)
+        for (int d = d0; d < d1; ++d) out[r * out_stride + d] = reduce32(acc + static_cast<int64_t>(r) * 32 * hd + d, hd);
+}
+
 const LlamaAttentionKernels& kernels_for(const AttentionParams& p) {
 #if defined(__x86_64__)
     if (active_isa() == CpuIsa::avx2 && p.head_dim % 8 == 0) return kLlamaAttentionAvx2;
@@ -136,9 +177,11 @@ struct TaskScratch {
     int32_t* order;
 };
 int64_t task_floats(int rows, int n_ctx, int hd) {
-    return round_up16(static_cast<int64_t>(rows) * hd) + round_up16(static_cast<int64_t>(rows) * n_ctx) +
-           round_up16(static_cast<int64_t>(rows) * 8 * hd) + round_up16(8 * (static_cast<int64_t>(n_ctx) + 2)) +
-           round_up16(n_ctx);
+    const int64_t task = round_up16(static_cast<int64_t>(rows) * hd) + round_up16(static_cast<int64_t>(rows) * n_ctx) +
+                         round_up16(static_cast<int64_t>(rows) * 8 * hd) + round_up16(8 * (static_cast<int64_t>(n_ctx) + 2)) +
+                         round_up16(n_ctx);
+    const int64_t single_head = 9 * static_cast<int64_t>(n_ctx) + 33 * static_cast<int64_t>(hd) + 64;  // single_query_head
+    return std::max(task, single_head);
 }
 TaskScratch carve_task(float* base, int rows, int n_ctx, int hd) {
     TaskScratch t;
@@ -203,59 +246,11 @@ void run_task(const LlamaAttentionKernels& kn, const AttentionParams& p, int q0,
         kn.combine(ts.lanes + static_cast<int64_t>(r) * 8 * hd, 1, hd, 0, hd, p.out + q_row(p, q0, g, group, r), 0);
 }
 
-// llama.cpp's ggml_vec_dot_f16 (AVX2), which it uses instead of tinyBLAS when a matmul has one column (a
-// single query: llamafile_sgemm needs n >= 2): lane i % 32 sums x[i] * y[i] in order (4 accumulators of 8),
-// then ((l + l16) + (l8 + l24)) per lane l < 8 and ((c0 + c4) + (c1 + c5)) + ((c2 + c6) + (c3 + c7)).
-float reduce32(const float* acc, int stride) {
-    float c[8];
-    for (int l = 0; l < 8; ++l)
-        c[l] = (acc[l * stride] + acc[(16 + l) * stride]) + (acc[(8 + l) * stride] + acc[(24 + l) * stride]);
-    return ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
-}
-
-// One query head of a single-query call (decode) with ggml_vec_dot_f16's order for q.k and p.V (the softmax is
-// the same as for batches). scratch: n + 32 * hd + 8 * (n + 2) floats.
-void single_query_head(const LlamaAttentionKernels& kn, const AttentionParams& p, int h, float* scratch) {
-    const int group = p.n_head / p.n_head_kv, hd = p.head_dim, g = h / group;
-    const int64_t kv_dim = static_cast<int64_t>(p.n_head_kv) * hd;
-    const int begin = p.attend_begin ? p.attend_begin[0] : 0;
-    const int n = std::max(p.attend_end[0] - begin, 0);
-    const int32_t* pos = p.kv_positions + begin;
-    float* out = p.out + static_cast<int64_t>(h) * hd;
-    if (n == 0) {
-        std::fill(out, out + hd, 0.0f);
-        return;
-    }
-    float* s = scratch;                          // (n) scores, then probabilities
-    float* acc = s + round_up16(n);              // (32, hd) lanes by position % 32
-    float* group_scratch = acc + 32 * static_cast<int64_t>(hd);
-    float q16[512];
-    const float* q = p.q + static_cast<int64_t>(h) * hd;
-    for (int d = 0; d < hd; ++d) q16[d] = fp16_round(q[d]);
-    const int np = hd - hd % 32;
-    for (int j = 0; j < n; ++j) {
-        const uint16_t* k = p.k_cache + static_cast<int64_t>(pos[j]) * kv_dim + g * hd;
-        float lanes[32] = {};
-        for (int d = 0; d < np; ++d) lanes[d % 32] += q16[d] * fp16_to_fp32(k[d]);  // exact products
-        double sum = reduce32(lanes, 1);
-        for (int d = np; d < hd; ++d) sum += static_cast<double>(q16[d] * fp16_to_fp32(k[d]));
-        s[j] = static_cast<float>(sum) * p.scale;
-    }
-    kn.softmax(s, pos, n, 0, n, group_scratch);
-    std::fill(acc, acc + 32 * static_cast<int64_t>(hd), 0.0f);
-    for (int j = 0; j < n; ++j) {
-        const uint16_t* v = p.v_cache + static_cast<int64_t>(pos[j]) * kv_dim + g * hd;
-        float* lane = acc + static_cast<int64_t>(pos[j] % 32) * hd;
-        for (int d = 0; d < hd; ++d) lane[d] += s[j] * fp16_to_fp32(v[d]);  // exact products
-    }
-    for (int d = 0; d < hd; ++d) out[d] = reduce32(acc + d, hd);
-}
-
-// Shared scratch of the phase path (decode): q16 and scores of all rows, their lanes, and the lane order of
-// the whole span.
+// Shared scratch of the phase paths (few rows, and a single query): q16 and scores of all rows, their lanes (8
+// per row, or 32 for a single query), and the lane order of the whole span.
 int64_t phase_floats(int n_ctx, int hd) {
     return round_up16(static_cast<int64_t>(kMaxPhaseRows) * hd) + round_up16(static_cast<int64_t>(kMaxPhaseRows) * n_ctx) +
-           round_up16(static_cast<int64_t>(kMaxPhaseRows) * 8 * hd) + round_up16(n_ctx);
+           round_up16(static_cast<int64_t>(kMaxPhaseRows) * 32 * hd) + round_up16(n_ctx);
 }
 
 // Decode: all rows (kv head major) through scores (split by key blocks), softmax (by rows) and P.V (split by
@@ -271,7 +266,7 @@ void run_phases(const LlamaAttentionKernels& kn, const AttentionParams& p, float
     float* q16 = shared;                                                            // (rows, hd)
     float* s = q16 + round_up16(static_cast<int64_t>(kMaxPhaseRows) * hd);          // (rows, ld)
     float* lanes = s + round_up16(static_cast<int64_t>(kMaxPhaseRows) * n_ctx);     // (rows, 8, hd)
-    int32_t* order = reinterpret_cast<int32_t*>(lanes + round_up16(static_cast<int64_t>(kMaxPhaseRows) * 8 * hd));
+    int32_t* order = reinterpret_cast<int32_t*>(lanes + round_up16(static_cast<int64_t>(kMaxPhaseRows) * 32 * hd));
     for (int g = 0; g < p.n_head_kv; ++g)
         for (int r = 0; r < rows_per_head; ++r) {
             const float* q = p.q + q_row(p, 0, g, group, r);
@@ -313,16 +308,89 @@ void run_phases(const LlamaAttentionKernels& kn, const AttentionParams& p, float
     });
 }
 
+// One query head of a single-query call (decode), one kernel call per step: the reference (scalar kernels) and
+// the path for more than kMaxPhaseRows heads. scratch: n + 32 * hd + 8 * (n + 2) + hd floats.
+void single_query_head(const LlamaAttentionKernels& kn, const AttentionParams& p, int h, float* scratch) {
+    const int group = p.n_head / p.n_head_kv, hd = p.head_dim, g = h / group;
+    const int begin = p.attend_begin ? p.attend_begin[0] : 0;
+    const int n = std::max(p.attend_end[0] - begin, 0);
+    const int32_t* pos = p.kv_positions + begin;
+    float* out = p.out + static_cast<int64_t>(h) * hd;
+    if (n == 0) {
+        std::fill(out, out + hd, 0.0f);
+        return;
+    }
+    float* s = scratch;                                           // (n) scores, then probabilities
+    float* acc = s + round_up16(n);                               // (32, hd) lanes by position % 32
+    float* group_scratch = acc + 32 * static_cast<int64_t>(hd);   // (8 * (n + 2))
+    float* q16 = group_scratch + 8 * (static_cast<int64_t>(n) + 2);  // (hd)
+    const float* q = p.q + static_cast<int64_t>(h) * hd;
+    for (int d = 0; d < hd; ++d) q16[d] = fp16_round(q[d]);
+    const int64_t kv_dim = static_cast<int64_t>(p.n_head_kv) * hd;
+    kn.scores32(q16, 1, hd, KvRows{p.k_cache + static_cast<int64_t>(g) * hd, pos, kv_dim}, n, p.scale, s, n);
+    kn.softmax(s, pos, n, 0, n, group_scratch);
+    std::fill(acc, acc + 32 * static_cast<int64_t>(hd), 0.0f);
+    kn.pv32(s, 1, n, KvRows{p.v_cache + static_cast<int64_t>(g) * hd, pos, kv_dim}, n, hd, 0, hd, acc);
+    kn.combine32(acc, 1, hd, 0, hd, out, hd);
+}
+
+// A single query (decode), all heads in ggml_vec_dot_f16's order, in three phases like run_phases: scores split by
+// (kv head, key block), the softmax by heads, P.V by (kv head, 16 output dims). n_head <= kMaxPhaseRows.
+void run_single_query(const LlamaAttentionKernels& kn, const AttentionParams& p, float* shared, float* private_base,
+                      int64_t per_thread, int n_ctx, ThreadPool& pool) {
+    const int hd = p.head_dim, group = p.n_head / p.n_head_kv;
+    const int64_t kv_dim = static_cast<int64_t>(p.n_head_kv) * hd;
+    const int begin = p.attend_begin ? p.attend_begin[0] : 0;
+    const int n = std::max(p.attend_end[0] - begin, 0);
+    const int32_t* pos = p.kv_positions + begin;
+    if (n == 0) {
+        std::fill(p.out, p.out + static_cast<int64_t>(p.n_head) * hd, 0.0f);
+        return;
+    }
+    const int64_t ld = n;
+    float* q16 = shared;                                                            // (n_head, hd)
+    float* s = q16 + round_up16(static_cast<int64_t>(kMaxPhaseRows) * hd);          // (n_head, ld)
+    float* acc = s + round_up16(static_cast<int64_t>(kMaxPhaseRows) * n_ctx);       // (n_head, 32, hd)
+    for (int64_t i = 0; i < static_cast<int64_t>(p.n_head) * hd; ++i) q16[i] = fp16_round(p.q[i]);
+    const int bk = attention_block_keys(hd);
+    const int n_blocks = (n + bk - 1) / bk;
+    pool.parallel_for(static_cast<long>(n_blocks) * p.n_head_kv, [&](long b, long e, int) {
+        for (long w = b; w < e; ++w) {
+            const int g = static_cast<int>(w % p.n_head_kv), j0 = static_cast<int>(w / p.n_head_kv) * bk;
+            const KvRows k{p.k_cache + static_cast<int64_t>(g) * hd, pos + j0, kv_dim};
+            kn.scores32(q16 + static_cast<int64_t>(g) * group * hd, group, hd, k, std::min(bk, n - j0), p.scale,
+                        s + static_cast<int64_t>(g) * group * ld + j0, ld);
+        }
+    });
+    pool.parallel_for(p.n_head, [&](long b, long e, int thread) {
+        float* group_scratch = private_base + per_thread * thread;
+        for (long h = b; h < e; ++h) kn.softmax(s + h * ld, pos, n, 0, n, group_scratch);
+    });
+    const int dim_tasks = (hd + kPvDims - 1) / kPvDims;
+    pool.parallel_for(static_cast<long>(p.n_head_kv) * dim_tasks, [&](long b, long e, int) {
+        for (long w = b; w < e; ++w) {
+            const int g = static_cast<int>(w / dim_tasks), d0 = static_cast<int>(w % dim_tasks) * kPvDims;
+            const int d1 = std::min(d0 + kPvDims, hd);
+            float* ag = acc + static_cast<int64_t>(g) * group * 32 * hd;
+            for (int l = 0; l < group * 32; ++l) std::fill(ag + static_cast<int64_t>(l) * hd + d0, ag + static_cast<int64_t>(l) * hd + d1, 0.0f);
+            const KvRows v{p.v_cache + static_cast<int64_t>(g) * hd, pos, kv_dim};
+            kn.pv32(s + static_cast<int64_t>(g) * group * ld, group, ld, v, n, hd, d0, d1, ag);
+            kn.combine32(ag, group, hd, d0, d1, p.out + static_cast<int64_t>(g) * group * hd, hd);
+        }
+    });
+}
+
 }  // namespace
 
-const LlamaAttentionKernels kLlamaAttentionScalar = {scores_scalar, softmax_scalar, pv_scalar, combine_scalar};
+const LlamaAttentionKernels kLlamaAttentionScalar = {scores_scalar, softmax_scalar, pv_scalar, combine_scalar,
+                                                     scores32_scalar, pv32_scalar, combine32_scalar};
 
 
 int64_t attention_llama_cpp_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim) {
     const int group = n_head / n_head_kv;
     const int rows = tile_queries(group, head_dim) * group;
     // thread 0 also holds the shared phase region (the layout is: phase region, then one task region per thread)
-    const int64_t reference = 9 * static_cast<int64_t>(n_ctx) + 32 * static_cast<int64_t>(head_dim) + 64;
+    const int64_t reference = 9 * static_cast<int64_t>(n_ctx) + 33 * static_cast<int64_t>(head_dim) + 64;
     return std::max(reference, phase_floats(n_ctx, head_dim) / 1 + task_floats(rows, n_ctx, head_dim));
 }
 
@@ -336,10 +404,14 @@ void attention_llama_cpp(const AttentionParams& p, float* scratch, int n_ctx, Th
     const int rows_max = std::min(tq, p.n_q) * group;
     const int64_t per_thread = task_floats(tq * group, n_ctx, hd);
     float* private_base = scratch + phase_floats(n_ctx, hd);
-    if (p.n_q == 1 && hd <= 512) {  // one query: llama.cpp's single-column order, heads in parallel
-        pool.parallel_for(p.n_head, [&](long begin, long end, int thread) {
-            for (long h = begin; h < end; ++h) single_query_head(kn, p, static_cast<int>(h), private_base + per_thread * thread);
-        });
+    if (p.n_q == 1) {  // one query: llama.cpp's single-column order
+        if (p.n_head <= kMaxPhaseRows) {
+            run_single_query(kn, p, scratch, private_base, per_thread, n_ctx, pool);
+        } else {
+            pool.parallel_for(p.n_head, [&](long begin, long end, int thread) {
+                for (long h = begin; h < end; ++h) single_query_head(kn, p, static_cast<int>(h), private_base + per_thread * thread);
+            });
+        }
         return;
     }
     if (n_tiles * p.n_head_kv < kTargetTasks && p.n_q * p.n_head <= kMaxPhaseRows) {
@@ -407,7 +479,7 @@ static void attention_task_llama_reference(const AttentionParams& p, int t, int 
 }
 
 void attention_llama_cpp_reference(const AttentionParams& p, float* scratch) {
-    if (p.n_q == 1 && p.head_dim <= 512) {
+    if (p.n_q == 1) {
         for (int h = 0; h < p.n_head; ++h) single_query_head(kLlamaAttentionScalar, p, h, scratch);
         return;
     }

@@ -4,7 +4,9 @@
 //  - scores: register tiles of up to 3 rows x 4 keys, one 8-lane accumulator per (row, key) over head dims;
 //  - softmax: vector max, expf_ggml, group sums of 8 positions (straight from the row when the positions are
 //    consecutive, through a scatter otherwise), fp16 rounding;
-//  - P.V: up to 4 rows x 16 dims of accumulators per lane, the keys of each lane in position order.
+//  - P.V: up to 4 rows x 16 dims of accumulators per lane, the keys of each lane in position order;
+//  - a single query: q.k with 4 accumulators of 8 (lanes d % 32) per row, one key at a time; P.V adds each key
+//    into its lane pos % 32 in memory.
 #include "cpu/attention.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)
@@ -220,9 +222,93 @@ void combine_avx2(const float* lanes, int rows, int hd, int d0, int d1, float* o
     }
 }
 
+// ---- single query (decode): ggml_vec_dot_f16's 32 lanes ----
+
+// reduce32 of four 8-lane accumulators (lanes 0-7, 8-15, 16-23, 24-31): ((a0 + a2) + (a1 + a3)) per lane, then
+// ((c0 + c4) + (c1 + c5)) + ((c2 + c6) + (c3 + c7)), as GGML_F32x8_REDUCE.
+inline float reduce32_x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 c = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
+    const __m128 u = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(_mm_hadd_ps(u, u));
+}
+
+// s (NR, ld) for keys [0, n), one key at a time: 4 accumulators per row over the first np dims.
+template <int NR>
+void score32_rows(const float* q, int hd, const KvRows& k, int n, float scale, float* s, int64_t ld) {
+    const int np = hd - hd % 32;
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* kr = k.row(j);
+        __m256 a[NR][4];
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
+        for (int d = 0; d < np; d += 32) {
+            const __m256 x0 = load_half8(kr + d), x1 = load_half8(kr + d + 8);
+            const __m256 x2 = load_half8(kr + d + 16), x3 = load_half8(kr + d + 24);
+            LLE_UNROLL
+            for (int r = 0; r < NR; ++r) {
+                const float* qr = q + r * hd + d;
+                a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qr), x0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 8), x1, a[r][1]);
+                a[r][2] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 16), x2, a[r][2]);
+                a[r][3] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 24), x3, a[r][3]);
+            }
+        }
+        LLE_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            double sum = reduce32_x4(a[r][0], a[r][1], a[r][2], a[r][3]);
+            for (int d = np; d < hd; ++d) sum += static_cast<double>(q[r * hd + d] * _cvtsh_ss(kr[d]));
+            s[r * ld + j] = static_cast<float>(sum) * scale;
+        }
+    }
+}
+
+void scores32_avx2(const float* q16, int rows, int hd, const KvRows& k, int n, float scale, float* s, int64_t ld) {
+    int r = 0;
+    for (; r + 3 <= rows; r += 3) score32_rows<3>(q16 + static_cast<int64_t>(r) * hd, hd, k, n, scale, s + r * ld, ld);
+    if (rows - r == 2) score32_rows<2>(q16 + static_cast<int64_t>(r) * hd, hd, k, n, scale, s + r * ld, ld);
+    if (rows - r == 1) score32_rows<1>(q16 + static_cast<int64_t>(r) * hd, hd, k, n, scale, s + r * ld, ld);
+}
+
+// acc (rows, 32, hd) dims [d0, d1) += p . V: each key's V slice is converted once for all rows.
+void pv32_avx2(const float* p, int rows, int64_t ld, const KvRows& v, int n, int hd, int d0, int d1, float* acc) {
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* vr = v.row(j);
+        const int64_t lane = static_cast<int64_t>(v.pos[j] & 31) * hd;
+        for (int d = d0; d < d1; d += 16) {
+            const bool two = d + 16 <= d1;
+            const __m256 x0 = load_half8(vr + d);
+            const __m256 x1 = two ? load_half8(vr + d + 8) : _mm256_setzero_ps();
+            for (int r = 0; r < rows; ++r) {
+                const __m256 w = _mm256_broadcast_ss(p + r * ld + j);
+                float* a = acc + static_cast<int64_t>(r) * 32 * hd + lane + d;
+                _mm256_storeu_ps(a, _mm256_fmadd_ps(w, x0, _mm256_loadu_ps(a)));
+                if (two) _mm256_storeu_ps(a + 8, _mm256_fmadd_ps(w, x1, _mm256_loadu_ps(a + 8)));
+            }
+        }
+    }
+}
+
+void combine32_avx2(const float* acc, int rows, int hd, int d0, int d1, float* out, int64_t out_stride) {
+    for (int r = 0; r < rows; ++r) {
+        const float* a = acc + static_cast<int64_t>(r) * 32 * hd;
+        for (int d = d0; d < d1; d += 8) {
+            __m256 c[8];
+            LLE_UNROLL
+            for (int l = 0; l < 8; ++l)
+                c[l] = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(a + l * hd + d), _mm256_loadu_ps(a + (16 + l) * hd + d)),
+                                     _mm256_add_ps(_mm256_loadu_ps(a + (8 + l) * hd + d), _mm256_loadu_ps(a + (24 + l) * hd + d)));
+            const __m256 x = _mm256_add_ps(_mm256_add_ps(c[0], c[4]), _mm256_add_ps(c[1], c[5]));
+            const __m256 y = _mm256_add_ps(_mm256_add_ps(c[2], c[6]), _mm256_add_ps(c[3], c[7]));
+            _mm256_storeu_ps(out + r * out_stride + d, _mm256_add_ps(x, y));
+        }
+    }
+}
+
 }  // namespace
 
-const LlamaAttentionKernels kLlamaAttentionAvx2 = {scores_avx2, softmax_avx2, pv_avx2, combine_avx2};
+const LlamaAttentionKernels kLlamaAttentionAvx2 = {scores_avx2, softmax_avx2, pv_avx2, combine_avx2,
+                                                   scores32_avx2, pv32_avx2, combine32_avx2};
 
 }  // namespace lazyllm_edge
 #endif  // __x86_64__ && __AVX2__

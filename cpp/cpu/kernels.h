@@ -12,7 +12,7 @@ enum class CpuIsa { scalar = 0, avx2 = 1 };
 // prefill takes the int8 path too, the int8 matmuls sum in ggml's fp32 order and attention uses its exact
 // arithmetic (attention.h), so logits equal llama.cpp's CPU backend's (AVX2, flash attention off, fp16 KV)
 // bit for bit for the weight types and ops it covers. A validation mode: prefill 1.1-1.6x slower than the
-// default, decode much slower (its single-query attention is scalar).
+// default, decode 1.5-2.5x slower.
 bool llama_cpp_numerics();
 void set_llama_cpp_numerics(bool on);
 
