@@ -174,6 +174,15 @@ __attribute__((always_inline)) inline QuadBlock quad_block(const uint8_t* const*
     return qb;
 }
 
+// Block i of the four rows (and the weight stream kPrefetchAhead further on).
+template <int T>
+__attribute__((always_inline)) inline QuadBlock quad_block_at(const uint8_t* const* rows, int64_t i) {
+    constexpr int BB = kBlockBytes<T>;
+    const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
+    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead), _MM_HINT_T0);
+    return quad_block<T>(r);
+}
+
 // One token's block: x chunk k broadcast to the four quarters.
 struct XBlock {
     __m256i c[4];
@@ -224,16 +233,12 @@ inline __m256 quad_dot(const QuadBlock& w, const XBlock& x) {
 // acc += (d_w * d_x) * dot, and for Q4_1/Q5_1 acc += m_w * s_x (ggml_vec_dot_q4_0_q8_0 and friends).
 template <int T, int MT>
 void tile_b32_fast(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    constexpr int BB = kBlockBytes<T>;
     const uint8_t* rows[4];
     for (int j = 0; j < 4; ++j) rows[j] = w + (j < n_rows ? j : n_rows - 1) * row_bytes;
     __m256 acc[MT];
     for (int t = 0; t < MT; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < x.nb; ++i) {
-        // this block of the four rows (and the weight stream kPrefetchAhead further on)
-        const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
-        for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead), _MM_HINT_T0);
-        const QuadBlock wb = quad_block<T>(r);
+        const QuadBlock wb = quad_block_at<T>(rows, i);
         // against this block of each token
         for (int t = 0; t < MT; ++t) {
             const XBlock xb = x_block<T>(x, t0 + t, i);
@@ -276,7 +281,6 @@ inline void quad_dot_lanes(const QuadBlock& w, const XBlock& x, __m256* p) {
 // hsum_float_8), and for Q4_1/Q5_1 + the sum over blocks of m_w * s_x (kept apart, as ggml's summs).
 template <int T, int MT>
 void tile_b32_llama(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-    constexpr int BB = kBlockBytes<T>;
     const uint8_t* rows[4];
     for (int j = 0; j < 4; ++j) rows[j] = w + (j < n_rows ? j : n_rows - 1) * row_bytes;
     __m256 acc[MT][4];
@@ -286,10 +290,7 @@ void tile_b32_llama(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes,
         summs[t] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < x.nb; ++i) {
-        // this block of the four rows (and the weight stream kPrefetchAhead further on)
-        const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
-        for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead), _MM_HINT_T0);
-        const QuadBlock wb = quad_block<T>(r);
+        const QuadBlock wb = quad_block_at<T>(rows, i);
         // against this block of each token
         for (int t = 0; t < MT; ++t) {
             const XBlock xb = x_block<T>(x, t0 + t, i);
