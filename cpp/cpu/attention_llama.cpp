@@ -247,10 +247,13 @@ void run_task(const LlamaAttentionKernels& kn, const AttentionParams& p, int q0,
 }
 
 // Shared scratch of the phase paths (few rows, and a single query): q16 and scores of all rows, their lanes (8
-// per row, or 32 for a single query), and the lane order of the whole span.
-int64_t phase_floats(int n_ctx, int hd) {
+// per row, or 32 per head for a single query), and the lane order of the whole span.
+int64_t phase_lane_floats(int n_head, int hd) {
+    return round_up16(static_cast<int64_t>(std::max(8 * kMaxPhaseRows, 32 * std::min(n_head, kMaxPhaseRows))) * hd);
+}
+int64_t phase_floats(int n_ctx, int n_head, int hd) {
     return round_up16(static_cast<int64_t>(kMaxPhaseRows) * hd) + round_up16(static_cast<int64_t>(kMaxPhaseRows) * n_ctx) +
-           round_up16(static_cast<int64_t>(kMaxPhaseRows) * 32 * hd) + round_up16(n_ctx);
+           phase_lane_floats(n_head, hd) + round_up16(n_ctx);
 }
 
 // Decode: all rows (kv head major) through scores (split by key blocks), softmax (by rows) and P.V (split by
@@ -266,7 +269,7 @@ void run_phases(const LlamaAttentionKernels& kn, const AttentionParams& p, float
     float* q16 = shared;                                                            // (rows, hd)
     float* s = q16 + round_up16(static_cast<int64_t>(kMaxPhaseRows) * hd);          // (rows, ld)
     float* lanes = s + round_up16(static_cast<int64_t>(kMaxPhaseRows) * n_ctx);     // (rows, 8, hd)
-    int32_t* order = reinterpret_cast<int32_t*>(lanes + round_up16(static_cast<int64_t>(kMaxPhaseRows) * 32 * hd));
+    int32_t* order = reinterpret_cast<int32_t*>(lanes + phase_lane_floats(p.n_head, hd));
     for (int g = 0; g < p.n_head_kv; ++g)
         for (int r = 0; r < rows_per_head; ++r) {
             const float* q = p.q + q_row(p, 0, g, group, r);
@@ -391,7 +394,7 @@ int64_t attention_llama_cpp_scratch_floats(int n_ctx, int n_head, int n_head_kv,
     const int rows = tile_queries(group, head_dim) * group;
     // thread 0 also holds the shared phase region (the layout is: phase region, then one task region per thread)
     const int64_t reference = 9 * static_cast<int64_t>(n_ctx) + 33 * static_cast<int64_t>(head_dim) + 64;
-    return std::max(reference, phase_floats(n_ctx, head_dim) / 1 + task_floats(rows, n_ctx, head_dim));
+    return std::max(reference, phase_floats(n_ctx, n_head, head_dim) + task_floats(rows, n_ctx, head_dim));
 }
 
 void attention_llama_cpp(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool) {
@@ -403,7 +406,7 @@ void attention_llama_cpp(const AttentionParams& p, float* scratch, int n_ctx, Th
     const int n_tiles = (p.n_q + tq - 1) / tq;
     const int rows_max = std::min(tq, p.n_q) * group;
     const int64_t per_thread = task_floats(tq * group, n_ctx, hd);
-    float* private_base = scratch + phase_floats(n_ctx, hd);
+    float* private_base = scratch + phase_floats(n_ctx, p.n_head, hd);
     if (p.n_q == 1) {  // one query: llama.cpp's single-column order
         if (p.n_head <= kMaxPhaseRows) {
             run_single_query(kn, p, scratch, private_base, per_thread, n_ctx, pool);
