@@ -12,19 +12,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu/simd_avx2.h"
+
 namespace lazyllm_edge {
 namespace {
 
 // Register tiles are arrays indexed by a compile-time row count: unrolled fully so they stay in registers
 // (GCC only does that by itself at -O3).
 #define LLE_UNROLL _Pragma("GCC unroll 8")
-
-inline float horizontal_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 inline float horizontal_max(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -50,9 +45,7 @@ inline __m256 exp2_ps(__m256 x) {
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
 }
 
-inline __m256 load_half8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
+using avx2::load_half8;
 
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
@@ -79,21 +72,9 @@ void score_rows(const float* q, const K& k, float* s, int hd, int bk, int nb) {
     for (int j = 0; j < nb; j += 4) {
         // a last group of fewer than 4 keys repeats its last key (s has room: bk is a multiple of 16); those
         // scores are masked by the softmax
-        const int j1 = std::min(j + 1, nb - 1), j2 = std::min(j + 2, nb - 1), j3 = std::min(j + 3, nb - 1);
+        const int keys[4] = {j, std::min(j + 1, nb - 1), std::min(j + 2, nb - 1), std::min(j + 3, nb - 1)};
         __m256 a[NR][4];
-        LLE_UNROLL
-        for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d += 8) {
-            const __m256 x0 = k.load(j, d), x1 = k.load(j1, d), x2 = k.load(j2, d), x3 = k.load(j3, d);
-            LLE_UNROLL
-            for (int r = 0; r < NR; ++r) {
-                const __m256 qv = _mm256_loadu_ps(q + r * hd + d);
-                a[r][0] = _mm256_fmadd_ps(qv, x0, a[r][0]);
-                a[r][1] = _mm256_fmadd_ps(qv, x1, a[r][1]);
-                a[r][2] = _mm256_fmadd_ps(qv, x2, a[r][2]);
-                a[r][3] = _mm256_fmadd_ps(qv, x3, a[r][3]);
-            }
-        }
+        avx2::score_tile_lanes<NR>(q, hd, k, keys, a);
         LLE_UNROLL
         for (int r = 0; r < NR; ++r) {
             // lanes of the four sums -> one (key0..key3) vector
@@ -257,7 +238,7 @@ void tile_block(const AttentionParams& p, const AttentionTile& tile, int g, int 
             vsum = _mm256_add_ps(vsum, e);
         }
         alpha[r] = m_old == -INFINITY ? 0.0f : _mm256_cvtss_f32(exp2_ps(_mm256_set1_ps(m_old - m_new)));
-        l[r] = l[r] * alpha[r] + horizontal_sum(vsum);
+        l[r] = l[r] * alpha[r] + avx2::hsum(vsum);
         m[r] = m_new;
     }
 

@@ -23,9 +23,13 @@ namespace {
 
 #define LLE_UNROLL _Pragma("GCC unroll 8")
 
-inline __m256 load_half8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
+using avx2::load_half8;
+
+// K rows for avx2::score_tile_lanes.
+struct KeyLoader {
+    const KvRows& k;
+    __m256 load(int j, int d) const { return load_half8(k.row(j) + d); }
+};
 
 // Sums of four 8-lane accumulators in the hsum8 order, as one vector (a0 .. a3).
 inline __m128 hsum8_x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -44,25 +48,11 @@ inline __m128 hsum8_x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 template <int NR>
 void score_rows(const float* q, int hd, const KvRows& k, int n, float scale, float* s, int64_t ld) {
     const __m128 sc = _mm_set1_ps(scale);
+    const KeyLoader keys_of{k};
     for (int j = 0; j < n; j += 4) {
-        const uint16_t* k0 = k.row(j);
-        const uint16_t* k1 = k.row(std::min(j + 1, n - 1));
-        const uint16_t* k2 = k.row(std::min(j + 2, n - 1));
-        const uint16_t* k3 = k.row(std::min(j + 3, n - 1));
+        const int keys[4] = {j, std::min(j + 1, n - 1), std::min(j + 2, n - 1), std::min(j + 3, n - 1)};
         __m256 a[NR][4];
-        LLE_UNROLL
-        for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d += 8) {
-            const __m256 x0 = load_half8(k0 + d), x1 = load_half8(k1 + d), x2 = load_half8(k2 + d), x3 = load_half8(k3 + d);
-            LLE_UNROLL
-            for (int r = 0; r < NR; ++r) {
-                const __m256 qv = _mm256_loadu_ps(q + r * hd + d);
-                a[r][0] = _mm256_fmadd_ps(qv, x0, a[r][0]);
-                a[r][1] = _mm256_fmadd_ps(qv, x1, a[r][1]);
-                a[r][2] = _mm256_fmadd_ps(qv, x2, a[r][2]);
-                a[r][3] = _mm256_fmadd_ps(qv, x3, a[r][3]);
-            }
-        }
+        avx2::score_tile_lanes<NR>(q, hd, keys_of, keys, a);
         const int m = std::min(4, n - j);
         LLE_UNROLL
         for (int r = 0; r < NR; ++r) {

@@ -11,6 +11,31 @@
 namespace lazyllm_edge {
 namespace avx2 {
 
+// Eight fp16 values at p (unaligned) as fp32.
+static inline __m256 load_half8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The register tile of the attention scores: a[r][c] = zero, then 8 lanes (dim % 8) of q row r (stride hd) times
+// key c = k.load(key[c], d), summed over d = 0, 8, ... in order. Each key row is loaded once for all NR rows;
+// the caller reduces the lanes in its own order.
+template <int NR, class K>
+__attribute__((always_inline)) static inline void score_tile_lanes(const float* q, int hd, const K& k, const int (&key)[4], __m256 (&a)[NR][4]) {
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < NR; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d += 8) {
+        const __m256 x0 = k.load(key[0], d), x1 = k.load(key[1], d), x2 = k.load(key[2], d), x3 = k.load(key[3], d);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < NR; ++r) {
+            const __m256 qv = _mm256_loadu_ps(q + r * hd + d);
+            a[r][0] = _mm256_fmadd_ps(qv, x0, a[r][0]);
+            a[r][1] = _mm256_fmadd_ps(qv, x1, a[r][1]);
+            a[r][2] = _mm256_fmadd_ps(qv, x2, a[r][2]);
+            a[r][3] = _mm256_fmadd_ps(qv, x3, a[r][3]);
+        }
+    }
+}
+
 // One fp16 value at p (unaligned) as fp32.
 static inline float h2f(const uint8_t* p) {
     uint16_t h;
