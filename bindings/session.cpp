@@ -24,11 +24,25 @@ FloatArray to_numpy(std::vector<float>&& values, std::initializer_list<size_t> s
     return FloatArray(owned->data(), shape.size(), shape.begin(), deleter);
 }
 
-LazyConfig make_lazy(const std::vector<std::pair<int, float>>& schedule, bool prune_decode) {
+using Stages = std::vector<std::pair<int, float>>;
+
+LazyConfig make_lazy(const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
     LazyConfig c;
     for (auto& s : schedule) c.schedule.push_back({s.first, s.second});
     c.prune_decode = prune_decode;
+    for (auto& s : decode_schedule) c.decode_schedule.push_back({s.first, s.second});
     return c;
+}
+
+Stages as_pairs(const std::vector<PruneStage>& stages) {
+    Stages out;
+    for (auto& s : stages) out.push_back({s.layer, s.keep_fraction});
+    return out;
+}
+
+// (schedule, prune_decode, decode_schedule) of a config
+nb::tuple as_python(const LazyConfig& c) {
+    return nb::make_tuple(as_pairs(c.schedule), c.prune_decode, as_pairs(c.decode_schedule));
 }
 
 nb::dict stats_dict(const Session& s) {
@@ -57,30 +71,25 @@ nb::dict stats_dict(const Session& s) {
 }  // namespace
 
 void register_session(nb::module_& m) {
-    // (schedule, prune_decode) of a preset or of a spec string
-    auto as_python = [](const LazyConfig& c) {
-        std::vector<std::pair<int, float>> out;
-        for (auto& s : c.schedule) out.push_back({s.layer, s.keep_fraction});
-        return std::make_pair(out, c.prune_decode);
-    };
-    m.def("lazy_preset", [as_python](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
-    m.def("parse_lazy_spec", [as_python](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
-    m.def("validate_lazy", [](const std::vector<std::pair<int, float>>& schedule, int n_layer) {
-        validate_lazy_config(make_lazy(schedule, true), n_layer);
-    });
+    // (schedule, prune_decode, decode_schedule) of a preset or of a spec string
+    m.def("lazy_preset", [](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
+    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
+    m.def("validate_lazy", [](const Stages& schedule, int n_layer, const Stages& decode_schedule) {
+        validate_lazy_config(make_lazy(schedule, true, decode_schedule), n_layer);
+    }, nb::arg("schedule"), nb::arg("n_layer"), nb::arg("decode_schedule") = Stages());
 
     nb::class_<Session>(m, "Session")
         .def("__init__",
-             [](Session* self, std::shared_ptr<Model> model, int n_ctx, const std::vector<std::pair<int, float>>& schedule,
-                bool prune_decode) {
+             [](Session* self, std::shared_ptr<Model> model, int n_ctx, const Stages& schedule, bool prune_decode,
+                const Stages& decode_schedule) {
                  SessionParams p;
                  p.n_ctx = n_ctx;
-                 p.lazy = make_lazy(schedule, prune_decode);
+                 p.lazy = make_lazy(schedule, prune_decode, decode_schedule);
                  nb::gil_scoped_release release;
                  new (self) Session(std::move(model), p);
              },
-             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("schedule") = std::vector<std::pair<int, float>>(),
-             nb::arg("prune_decode") = true)
+             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("schedule") = Stages(), nb::arg("prune_decode") = true,
+             nb::arg("decode_schedule") = Stages())
         .def("reset", &Session::reset)
         .def(
             "append",
@@ -119,18 +128,13 @@ void register_session(nb::module_& m) {
         .def_prop_ro("n_ctx", &Session::n_ctx)
         .def_prop_ro("tokens", [](const Session& s) { return s.tokens(); })
         .def_prop_ro("stats", &stats_dict)
-        .def_prop_ro("lazy",
-                     [](const Session& s) {
-                         std::vector<std::pair<int, float>> out;
-                         for (auto& st : s.lazy_config().schedule) out.push_back({st.layer, st.keep_fraction});
-                         return nb::make_tuple(out, s.lazy_config().prune_decode);
-                     })
+        .def_prop_ro("lazy", [](const Session& s) { return as_python(s.lazy_config()); })
         .def(
             "set_lazy",
-            [](Session& s, const std::vector<std::pair<int, float>>& schedule, bool prune_decode) {
-                s.set_lazy_config(make_lazy(schedule, prune_decode));
+            [](Session& s, const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
+                s.set_lazy_config(make_lazy(schedule, prune_decode, decode_schedule));
             },
-            nb::arg("schedule"), nb::arg("prune_decode") = true)
+            nb::arg("schedule"), nb::arg("prune_decode") = true, nb::arg("decode_schedule") = Stages())
         .def("set_record_importance", &Session::set_record_importance)
         .def_prop_ro("importance",
                      [](const Session& s) {

@@ -5,7 +5,8 @@
 
 passkey tasks: the user message goes through the chat template, greedy generation (24 tokens), correct when
 the answer appears in the reply (a prompt that does not fit the model's training context is skipped). fidelity tasks: the document is prefilled, then the continuation is fed
-token by token (teacher forcing; decode pruning on unless --fidelity-prune-decode says otherwise); at every continuation position the
+token by token (teacher forcing; decode pruning on unless --fidelity-prune-decode says otherwise, with the
+schedule's decode stages where it has its own, e.g. balanced or 12:0.1/24:0.5); at every continuation position the
 next-token distribution is compared with the dense engine's: mean KL(dense || lazy) and top-1 agreement (a
 document longer than the model's training context loses its start).
 TTFT is the prefill time of the same prompt for every schedule, measured in this run. "2nd>=2k" is the same
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", type=Path, default=default_tasks)
     ap.add_argument("--model", default=None, help="GGUF path (default: the default model)")
     ap.add_argument("--schedules", default="off,balanced,aggressive",
-                    help="comma-separated list; a schedule with stages is written with ';' between stages, e.g. 8:0.7;15:0.5")
+                    help="comma-separated list; a schedule with stages is written with ';' between stages, e.g. "
+                         "8:0.7;15:0.5, and may name the decode steps' own stages after '/', e.g. 12:0.1/20:0.5")
     ap.add_argument("--kinds", default="passkey,fidelity")
     ap.add_argument("--max-tokens", type=int, default=None, help="skip tasks with approx_tokens above this")
     ap.add_argument("--max-continuation", type=int, default=64, help="continuation tokens scored per fidelity task")
@@ -117,10 +119,12 @@ def main(argv=None) -> int:
         names.insert(0, "off")
     schedules, fidelity_schedules = {}, {}
     for name in names:
-        sched, decode = resolve_lazy(name.replace(";", ","), gen.n_layer)
+        sched, decode, decode_sched = resolve_lazy(name.replace(";", ","), gen.n_layer)
         pick = lambda mode: decode if mode == "schedule" else mode == "on"
-        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.prune_decode))
-        fidelity_schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.fidelity_prune_decode))
+        schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.prune_decode),
+                                     decode_schedule=tuple(decode_sched))
+        fidelity_schedules[name] = LazyConfig(schedule=tuple(sched), prune_decode=pick(args.fidelity_prune_decode),
+                                              decode_schedule=tuple(decode_sched))
     results = {name: [] for name in names}
     t_start = time.time()
     for task in tasks:
@@ -178,6 +182,7 @@ def main(argv=None) -> int:
                        if r.get("second_token_s") and dense_second.get(r["id"])]
         rows.append(dict(
             schedule=name, stages=[list(s) for s in schedules[name].schedule], prune_decode=schedules[name].prune_decode,
+            decode_stages=[list(s) for s in schedules[name].decode_schedule],
             fidelity_prune_decode=fidelity_schedules[name].prune_decode,
             passkey_accuracy=100.0 * sum(r["correct"] for r in pk) / len(pk) if pk else None,
             passkey_accuracy_le_1700=(100.0 * sum(r["correct"] for r in pk if r["prompt_tokens"] <= 1700) /

@@ -67,7 +67,8 @@ class Generator:
 
     ``Generator(path=None, n_ctx=4096, n_threads=None, lazy=None)``: ``path=None`` uses the default model
     (``python -m lazyllm_edge.models fetch smollm2-135m``). ``lazy``: None/"off", "balanced", "aggressive",
-    a spec like ``"8:0.7,15:0.5"``, a list of (layer, keep) stages, or a :class:`LazyConfig`.
+    a spec like ``"8:0.7,15:0.5"`` (``"12:0.1/24:0.5"``: decode steps with stages of their own), a list of
+    (layer, keep) stages, or a :class:`LazyConfig`.
     Threads: Generators are independent (the compute runs without the GIL), so one Generator per thread
     runs at full speed; give each ``n_threads`` = cores / number of Generators. One Generator used from two
     threads at once is refused, never corrupted: the thread entering while another computes gets a
@@ -94,9 +95,8 @@ class Generator:
         self.info = self.model.info
         self.n_layer = self.info["n_layer"]
         self.n_vocab = self.info["n_vocab"]
-        schedule, prune_decode = resolve_lazy(lazy, self.n_layer)
-        self._default_lazy = (schedule, prune_decode)
-        self.session = _core.Session(self.model, n_ctx=n_ctx, schedule=schedule, prune_decode=prune_decode)
+        self._default_lazy = resolve_lazy(lazy, self.n_layer)  # (schedule, prune_decode, decode_schedule)
+        self.session = _core.Session(self.model, n_ctx, *self._default_lazy)
         self.n_ctx = n_ctx
         self.finish_reason: Optional[str] = None
         self._busy = threading.Lock()
@@ -138,9 +138,8 @@ class Generator:
         return dict(self.session.stats)
 
     def set_lazy(self, lazy: LazyLike) -> None:
-        schedule, prune_decode = resolve_lazy(lazy, self.n_layer)
-        self._default_lazy = (schedule, prune_decode)
-        self.session.set_lazy(schedule, prune_decode)
+        self._default_lazy = resolve_lazy(lazy, self.n_layer)
+        self.session.set_lazy(*self._default_lazy)
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits (n, n_vocab) float32 for every position of `ids`, computed densely from an empty cache."""

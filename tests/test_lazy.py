@@ -152,8 +152,68 @@ def test_presets_scale_with_depth():
 
     for n_layer in (4, 24, 30, 36):
         for name in ("balanced", "aggressive"):
-            sched, prune_decode = _core.lazy_preset(name, n_layer)
-            _core.validate_lazy(sched, n_layer)
-            assert prune_decode is False  # chosen by the evaluation: decode pruning lost passkey answers
-            assert all(0 <= l < n_layer - 1 for l, _ in sched)
-    assert _core.lazy_preset("off", 30) == ([], True)
+            sched, prune_decode, decode_sched = _core.lazy_preset(name, n_layer)
+            _core.validate_lazy(sched, n_layer, decode_sched)
+            assert all(0 <= l < n_layer - 1 for l, _ in sched + decode_sched)
+            # chosen by the evaluation: decode steps prune only with balanced's own deep, mild stage
+            assert prune_decode is (name == "balanced") and bool(decode_sched) is (name == "balanced")
+    assert _core.lazy_preset("balanced", 30) == ([(12, pytest.approx(0.1))], True, [(24, 0.5)])
+    assert _core.lazy_preset("off", 30) == ([], True, [])
+
+
+def test_decode_schedule_prunes_decode_steps_with_its_own_stages(tiny):
+    """A decode schedule ("PREFILL/DECODE") applies to one-token steps only: the prefill prunes as the first
+    part says, a decode step as the second, with the same bits as switching schedules between the steps."""
+    gen, hp, _ = tiny
+    ids = prompt_ids(30, seed=4)
+    gen.set_lazy("1:0.4/2:0.5")
+    assert gen.session.lazy == ([(1, pytest.approx(0.4))], True, [(2, 0.5)])
+    gen.reset()
+    prefill = gen.append(ids)
+    assert gen.stats["layer_kv_tokens"] == [30, 30, 12, 12]
+    decode = gen.append([5])
+    # the decode step's active set is the whole context through layer 2 (every parked token resumes there), then
+    # halves; with the prefill stages it would have shrunk after layer 1
+    counts = gen.stats["layer_kv_tokens"]
+    assert counts[:3] == [31, 31, 31] and counts[3] < 31
+    assert gen.stats["recomputed_pairs"] == 0
+
+    gen.set_lazy([(1, 0.4)])
+    gen.reset()
+    assert np.array_equal(gen.append(ids), prefill)
+    gen.set_lazy([(2, 0.5)])
+    assert np.array_equal(gen.append([5]), decode)
+    assert gen.stats["layer_kv_tokens"] == counts
+
+    # "/off": prefill-only pruning, the same as prune_decode=False
+    gen.set_lazy("1:0.4/off")
+    assert gen.session.lazy[1:] == (False, [])
+    gen.reset()
+    gen.append(ids)
+    off = gen.append([5])
+    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=((1, 0.4),), prune_decode=False))
+    gen.reset()
+    gen.append(ids)
+    assert np.array_equal(gen.append([5]), off)
+    assert gen.stats["layer_kv_tokens"] == [31, 31, 31, 31]
+    gen.set_lazy(None)
+
+
+def test_decode_schedule_forms_and_validation(tiny):
+    gen, hp, _ = tiny
+    from lazyllm_edge import LazyConfig, _core
+    from lazyllm_edge.lazy import resolve_lazy
+
+    assert resolve_lazy(LazyConfig(schedule=((1, 0.5),), decode_schedule=((0.5, 0.5),)), 4) == ([(1, 0.5)], True, [(2, 0.5)])
+    assert resolve_lazy("1:0.5/balanced", 30)[2] == _core.lazy_preset("balanced", 30)[0]
+    assert resolve_lazy("/2:0.5", 4) == ([], True, [(2, 0.5)])  # dense prefill, pruned decode steps
+    assert resolve_lazy("aggressive", 30)[2] == []  # a preset without decode stages of its own
+    assert resolve_lazy("balanced/off", 30)[1:] == (False, [])
+    for bad in ("1:0.5/9:0.5", "1:0.5/2:0.5/3:0.5", "1:0.5/2:0", "1:0.5/x", "1:0.5/2:0.5,1:0.5"):
+        with pytest.raises(ValueError):
+            gen.set_lazy(bad)
+    with pytest.raises(ValueError):
+        gen.set_lazy(LazyConfig(schedule=((1, 0.5),), decode_schedule=((1, 1.5),)))
+    with pytest.raises(ValueError):
+        _core.Session(gen.model, 64, [(1, 0.5)], True, [(5, 0.5)])
+    gen.set_lazy(None)

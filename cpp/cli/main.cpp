@@ -38,7 +38,8 @@ void usage(FILE* out) {
                  "      --seed N          random seed\n"
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
-                 "      --no-prune-decode prune in prefill only (the presets already do)\n"
+                 "                        [/DECODE]: decode steps' own stages (layer:keep,... | preset | off)\n"
+                 "      --no-prune-decode prune in prefill only (as SPEC/off does)\n"
                  "      --numerics MODE   default | llama.cpp (llama.cpp's CPU arithmetic, bit for bit; slower)\n"
                  "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
                  "  -h, --help\n");

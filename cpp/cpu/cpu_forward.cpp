@@ -152,7 +152,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
 
 // Ranks the active set by the last token's attention at layer l and keeps the most important.
 // Returns the new active count; compute rows that are dropped park their hidden state in the aux cache.
-int prune_after_layer(SessionImpl& s, int l, int n_active, int* n_compute, int32_t last_pos) {
+int prune_after_layer(SessionImpl& s, int l, float keep_fraction, int n_active, int* n_compute, int32_t last_pos) {
     const ModelHparams& hp = *s.hp;
     Workspace& ws = s.ws;
     const int d = hp.d_model;
@@ -175,7 +175,7 @@ int prune_after_layer(SessionImpl& s, int l, int n_active, int* n_compute, int32
         rec.scores.assign(ws.importance + first, ws.importance + n_active);
         s.importance_log.push_back(std::move(rec));
     }
-    const int n_keep = first + tokens_to_keep(n_active - first, s.keep_per_layer[l]);
+    const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
     const int n_kept = select_most_important(ws.active_positions, ws.importance, n_active, n_keep, last_pos,
                                              ws.order, ws.kept_positions);
     // compact the compute rows to the kept ones (both lists sorted by position)
@@ -221,7 +221,7 @@ void output_logits(SessionImpl& s, const float* hidden, int n, float* logits) {
 
 }  // namespace
 
-const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, bool allow_pruning) {
+const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, const float* keep_per_layer) {
     const ModelHparams& hp = *s.hp;
     const ModelImpl& m = *s.m;
     Workspace& ws = s.ws;
@@ -258,8 +258,8 @@ const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, bool allo
             f = l + 1;
         }
         pairs += n_compute;
-        if (allow_pruning && s.keep_per_layer[l] < 1.0f && l + 1 < hp.n_layer)
-            n_active = prune_after_layer(s, l, n_active, &n_compute, last_pos);
+        if (keep_per_layer && keep_per_layer[l] < 1.0f && l + 1 < hp.n_layer)
+            n_active = prune_after_layer(s, l, keep_per_layer[l], n_active, &n_compute, last_pos);
     }
 
     s.stats.total_pairs_computed += pairs;

@@ -9,7 +9,7 @@
 namespace lazyllm_edge {
 
 // keep_fraction of a stage at `layer`, or 1 when the layer prunes nothing. Table (n_layer).
-std::vector<float> keep_fraction_per_layer(const LazyConfig& lazy, int n_layer);
+std::vector<float> keep_fraction_per_layer(const std::vector<PruneStage>& stages, int n_layer);
 
 // Number of tokens kept out of n_active for a keep fraction (at least 1, all when fraction is 1).
 int tokens_to_keep(int n_active, float keep_fraction);

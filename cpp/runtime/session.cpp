@@ -38,6 +38,14 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// Validates a lazy config and builds its per-layer keep tables (prefill and decode steps).
+void use_lazy_config(SessionImpl& s, const LazyConfig& lazy) {
+    validate_lazy_config(lazy, s.hp->n_layer);
+    s.lazy = lazy;
+    s.keep_per_layer = keep_fraction_per_layer(lazy.stages(false), s.hp->n_layer);
+    s.keep_per_layer_decode = keep_fraction_per_layer(lazy.stages(true), s.hp->n_layer);
+}
 }  // namespace
 
 Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : impl_(new SessionImpl()) {
@@ -49,10 +57,8 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     const ModelHparams& hp = *s.hp;
     if (params.n_ctx < 1) throw_error(ErrorCode::invalid_argument, "n_ctx must be at least 1");
     if (params.n_ctx > (1 << 24)) throw_error(ErrorCode::invalid_argument, "n_ctx is too large");
-    validate_lazy_config(params.lazy, hp.n_layer);
     s.n_ctx = params.n_ctx;
-    s.lazy = params.lazy;
-    s.keep_per_layer = keep_fraction_per_layer(s.lazy, hp.n_layer);
+    use_lazy_config(s, params.lazy);
     s.pool = std::make_unique<ThreadPool>(s.m->params.n_threads);
 
     const int64_t n_ctx = s.n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
@@ -151,14 +157,15 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
             throw_error(ErrorCode::invalid_argument, "token id " + std::to_string(ids[i]) + " is out of range [0, " +
                                                          std::to_string(s.hp->n_vocab) + ")");
     const bool prefill = n > 1;
-    const bool allow_pruning = s.lazy.enabled() && !all_logits_out && (prefill || s.lazy.prune_decode);
+    const bool prunes = !all_logits_out && !s.lazy.stages(!prefill).empty();
+    const float* keep_per_layer = !prunes ? nullptr : prefill ? s.keep_per_layer.data() : s.keep_per_layer_decode.data();
     const size_t n_before = s.tokens.size();
     s.tokens.insert(s.tokens.end(), ids, ids + n);
     s.importance_log.clear();
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;
     try {
-        logits = cpu_forward(s, n, all_logits_out, allow_pruning);
+        logits = cpu_forward(s, n, all_logits_out, keep_per_layer);
     } catch (...) {
         // leave the session as it was before the call
         for (size_t p = n_before; p < s.tokens.size(); ++p) s.kv_cache.frontier[p] = 0;
@@ -208,9 +215,7 @@ const std::shared_ptr<Model>& Session::model() const { return impl_->model; }
 
 void Session::set_lazy_config(const LazyConfig& lazy) {
     SessionUse use(*impl_);
-    validate_lazy_config(lazy, impl_->hp->n_layer);
-    impl_->lazy = lazy;
-    impl_->keep_per_layer = keep_fraction_per_layer(lazy, impl_->hp->n_layer);
+    use_lazy_config(*impl_, lazy);
 }
 
 void Session::set_record_importance(bool on) { impl_->record_importance = on; }

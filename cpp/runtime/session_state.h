@@ -62,7 +62,8 @@ struct SessionImpl {
     const ModelHparams* hp = nullptr;
     int n_ctx = 0;
     LazyConfig lazy;
-    std::vector<float> keep_per_layer;  // (n_layer)
+    std::vector<float> keep_per_layer;         // (n_layer) keep fraction after each layer, prefill steps
+    std::vector<float> keep_per_layer_decode;  // (n_layer) the same for decode steps
     std::unique_ptr<ThreadPool> pool;
     Arena arena;
     KvCache kv_cache;
@@ -91,8 +92,9 @@ private:
     SessionImpl& s_;
 };
 
-// Runs the layers over the new tokens (already appended to s.tokens) with the session's lazy config.
-// Returns the last position's logits; with all_logits, writes (n_new, n_vocab) there (dense only).
-const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, bool allow_pruning);
+// Runs the layers over the new tokens (already appended to s.tokens), pruning after layer l to
+// keep_per_layer[l] of the active set (nullptr: a dense step). Returns the last position's logits; with
+// all_logits, writes (n_new, n_vocab) there (dense only).
+const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, const float* keep_per_layer);
 
 }  // namespace lazyllm_edge

@@ -128,12 +128,13 @@ typedef struct le_prune_stage {
 typedef struct le_session_params {
     uint32_t api_version;
     int32_t n_ctx;
-    /* LazyLLM pruning: either a spec ("off", "balanced", "aggressive", "8:0.7,15:0.5", "0.3:0.7,...")
-     * or, when lazy is NULL, an explicit schedule (n_schedule = 0: dense). */
+    /* LazyLLM pruning: either a spec ("off", "balanced", "aggressive", "8:0.7,15:0.5", "0.3:0.7,...", each
+     * optionally followed by "/DECODE", the decode steps' own stages: "12:0.1/20:0.5", "12:0.1/off")
+     * or, when lazy is NULL, an explicit schedule used for prefill and decode steps (n_schedule = 0: dense). */
     const char* lazy;
     const le_prune_stage* schedule;
     size_t n_schedule;
-    int32_t prune_decode;  /* 1: prune in decode steps too, 0: prefill only, -1: as the preset says (presets: 0; schedules: 1) */
+    int32_t prune_decode;  /* 1: prune in decode steps too, 0: prefill only, -1: as the preset or spec says (balanced and schedules: 1, aggressive and "X/off": 0) */
 } le_session_params;
 
 static inline void le_session_params_init(le_session_params* p) {

@@ -59,9 +59,17 @@ struct PruneStage {
 };
 
 struct LazyConfig {
-    std::vector<PruneStage> schedule;  // empty = dense
-    bool prune_decode = true;          // also prune during one-token (decode) steps
-    bool enabled() const { return !schedule.empty(); }
+    std::vector<PruneStage> schedule;         // stages of multi-token (prefill) steps; empty = dense
+    bool prune_decode = true;                 // also prune during one-token (decode) steps
+    std::vector<PruneStage> decode_schedule;  // stages of decode steps when prune_decode; empty = `schedule`
+    // The stages a step uses: a one-token step prunes only when prune_decode is on.
+    const std::vector<PruneStage>& stages(bool decode_step) const {
+        static const std::vector<PruneStage> none;
+        if (!decode_step) return schedule;
+        if (!prune_decode) return none;
+        return decode_schedule.empty() ? schedule : decode_schedule;
+    }
+    bool enabled() const { return !stages(false).empty() || !stages(true).empty(); }
 };
 
 struct SessionParams {
@@ -131,7 +139,8 @@ private:
 void validate_lazy_config(const LazyConfig& lazy, int n_layer);
 // Named presets ("off", "balanced", "aggressive") scaled to the model depth.
 LazyConfig lazy_preset(const std::string& name, int n_layer);
-// Parses "off" | preset name | "8:0.7,15:0.5" (layer:keep) | "0.27:0.7,..." (relative depth in [0,1)).
+// Parses "off" | preset name | "8:0.7,15:0.5" (layer:keep) | "0.27:0.7,..." (relative depth in [0,1)),
+// optionally followed by "/DECODE": the decode steps' own stages (same forms), or "/off" for prefill only.
 LazyConfig parse_lazy_spec(const std::string& spec, int n_layer);
 
 struct SamplingParams {

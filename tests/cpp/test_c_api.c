@@ -185,6 +185,12 @@ static void test_session(le_model* m) {
     sp.n_schedule = 0;
     sp.lazy = "nonsense";
     CHECK(le_session_create(m, &sp, &s2) == LE_ERR_INVALID_ARGUMENT);
+    /* decode steps' own stages after '/' */
+    sp.lazy = "0.5:0.5/0.7:0.5";
+    CHECK_OK(le_session_create(m, &sp, &s2));
+    le_session_free(s2);
+    sp.lazy = "0.5:0.5/99:0.5";
+    CHECK(le_session_create(m, &sp, &s2) == LE_ERR_INVALID_ARGUMENT);
     le_session_free(s);
 }
 
