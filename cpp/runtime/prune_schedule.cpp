@@ -118,16 +118,10 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     if (slash != std::string::npos) {
         const std::string decode = spec.substr(slash + 1);
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
-        if (decode == "off" || decode == "dense") {
-            config.prune_decode = false;
-            config.decode_schedule.clear();
-        } else if (decode.find(':') == std::string::npos) {
-            config.decode_schedule = lazy_preset(decode, n_layer).schedule;  // a preset's stages
-            config.prune_decode = !config.decode_schedule.empty();
-        } else {
-            config.prune_decode = true;
-            config.decode_schedule = parse_stages(decode, n_layer);
-        }
+        // stages, or a preset's stages ("off": none, so decode steps stay dense)
+        config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer).schedule
+                                                                       : parse_stages(decode, n_layer);
+        config.prune_decode = !config.decode_schedule.empty();
     }
     validate_lazy_config(config, n_layer);
     return config;
