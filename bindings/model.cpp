@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "cuda/cuda_backend.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "tokenizer/tokenizer.h"
 
@@ -11,6 +12,18 @@ namespace nb = nanobind;
 using namespace lazyllm_edge;
 
 void register_model(nb::module_& m) {
+    m.def("cuda_built", &cuda_built, "Whether this build contains the CUDA backend.");
+    m.def(
+        "cuda_devices",
+        [] {
+            std::string why;
+            const int n = cuda_device_count(&why);
+            return nb::make_tuple(n, n > 0 ? cuda_device_name() : why);
+        },
+        "(count, device name or why there is none) for the CUDA backend.");
+    m.def("cuda_set_exact_gemm", &cuda_set_exact_gemm, nb::arg("on"),
+          "CUDA prefill GEMMs in near-fp32 3xTF32 (True) or fp16/bf16 (False, the default); process-wide.");
+    m.def("cuda_exact_gemm", &cuda_exact_gemm);
     nb::class_<Model>(m, "Model")
         .def_static(
             "load",

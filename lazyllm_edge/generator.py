@@ -62,6 +62,11 @@ def _check_options(kwargs: dict) -> dict:
     return opts
 
 
+def cuda_available() -> bool:
+    """Whether ``backend="cuda"`` can run here: the build has the CUDA backend and a device is present."""
+    return _core.cuda_devices()[0] > 0
+
+
 class Generator:
     """A loaded model plus one session (KV cache, aux cache).
 
@@ -69,6 +74,9 @@ class Generator:
     (``python -m lazyllm_edge.models fetch smollm2-135m``). ``lazy``: None/"off", "balanced", "aggressive",
     a spec like ``"8:0.7,15:0.5"`` (``"12:0.1/24:0.5"``: decode steps with stages of their own), a list of
     (layer, keep) stages, or a :class:`LazyConfig`.
+    ``backend``: "cpu" (default), "cuda" (an NVIDIA GPU; :class:`UnsupportedError` when the build has no CUDA
+    backend or no device is present, see :func:`cuda_available`) or "auto" (CUDA when available, else CPU).
+    The chosen one is ``info["backend"]``. Both run the same forward pass and LazyLLM semantics.
     Threads: Generators are independent (the compute runs without the GIL), so one Generator per thread
     runs at full speed; give each ``n_threads`` = cores / number of Generators. One Generator used from two
     threads at once is refused, never corrupted: the thread entering while another computes gets a

@@ -54,3 +54,34 @@ def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf"
     hp, weights = write_tiny_model(path, "llama", 4, "F32")
     return path, hp, weights
+
+
+# ---- backends: tests parametrized with BACKENDS run on the CPU everywhere and on CUDA where a GPU is ----
+
+def cuda_available() -> bool:
+    from lazyllm_edge import _core
+
+    return _core.cuda_devices()[0] > 0
+
+
+BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def require_backend(backend: str) -> str:
+    if backend == "cuda" and not cuda_available():
+        pytest.skip("no CUDA device (or a build without the CUDA backend)")
+    return backend
+
+
+@pytest.fixture(scope="session")
+def cuda_generator(default_model_path):
+    import lazyllm_edge
+
+    require_backend("cuda")
+    return lazyllm_edge.Generator(str(default_model_path), n_ctx=4096, backend="cuda")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def reference_generator(request):
+    """The default model's Generator (n_ctx 4096) on each backend."""
+    return request.getfixturevalue("default_generator" if request.param == "cpu" else "cuda_generator")

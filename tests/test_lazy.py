@@ -1,4 +1,5 @@
-"""LazyLLM dynamic token pruning: exact invariants of the engine (cpp/cpu/cpu_forward.cpp)."""
+"""LazyLLM dynamic token pruning: exact invariants of the engine (cpp/cpu/cpu_forward.cpp, and
+cpp/cuda/cuda_forward.cu where a GPU is present: the backend-parametrized tests run on both)."""
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lazyllm_edge
+from conftest import BACKENDS, require_backend
 from lazy_reference import forward_lazy, layer_kv
 
 
@@ -13,16 +15,27 @@ def prompt_ids(n, seed=0, vocab=267):
     return np.random.default_rng(seed).integers(0, vocab - 3, size=n).tolist()
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model):
+@pytest.fixture(scope="module", params=BACKENDS)
+def tiny(tiny_model, request):
+    """The tiny model on each backend; on CUDA with near-fp32 prefill GEMMs (the exact comparisons with the
+    NumPy reference below need them; the default fp16 GEMMs are compared in test_cuda.py)."""
+    from lazyllm_edge import _core
+
     path, hp, weights = tiny_model
-    return lazyllm_edge.Generator(str(path), n_ctx=512), hp, weights
+    gen = lazyllm_edge.Generator(str(path), n_ctx=512, backend=require_backend(request.param))
+    saved = _core.cuda_exact_gemm()
+    _core.cuda_set_exact_gemm(request.param == "cuda" or saved)
+    yield gen, hp, weights
+    _core.cuda_set_exact_gemm(saved)
 
 
-def test_keep_all_is_bit_identical_to_dense(default_model_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_all_is_bit_identical_to_dense(default_model_path, backend):
     """Keep fraction 1.0 at every stage: same bits as the dense path, in prefill and in decode."""
-    dense = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024)
-    lazy = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy=[(3, 1.0), (10, 1.0), (20, 1.0)])
+    require_backend(backend)
+    dense = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, backend=backend)
+    lazy = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy=[(3, 1.0), (10, 1.0), (20, 1.0)],
+                                  backend=backend)
     ids = dense.tokenize("A long time ago, in a quiet village by the sea, there lived an old fisherman who " * 6)
     a, b = dense.append(ids), lazy.append(ids)
     assert np.array_equal(a, b)
@@ -93,8 +106,10 @@ def test_pruned_token_is_revived_from_aux_cache_at_its_layer(tiny):
     gen.set_lazy(None)
 
 
-def test_at_most_once_over_long_decode(default_model_path):
-    gen = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy="aggressive")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_at_most_once_over_long_decode(default_model_path, backend):
+    gen = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy="aggressive",
+                                 backend=require_backend(backend))
     text = "The committee met on Tuesday to discuss the budget, the schedule and the new building. " * 12
     pieces = list(gen.generate(text, max_tokens=96, temperature=0.7, seed=3))
     st_ = gen.stats

@@ -32,6 +32,7 @@ void usage(FILE* out) {
                  "  -n, --n-predict N     tokens to generate (default 128; -1 = until end or context full)\n"
                  "  -t, --threads N       threads (default: physical cores)\n"
                  "  -c, --ctx-size N      context size (default 4096)\n"
+                 "      --backend B       cpu | cuda | auto (default cpu; auto takes a CUDA GPU when there is one)\n"
                  "      --temp T          temperature (default 0.8; 0 = greedy)\n"
                  "      --top-k N         (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
                  "      --repeat-penalty R (default 1.0)\n"
@@ -53,7 +54,7 @@ bool file_exists(const std::string& p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, prompt, lazy_spec = "off";
+    std::string model_path, prompt, lazy_spec = "off", backend = "cpu";
     bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
     SamplingParams sp;
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
             else if (a == "--seed") sp.seed = std::stoull(next()), sp.has_seed = true;
             else if (a == "--chat") chat = true;
             else if (a == "--lazy") lazy_spec = next();
+            else if (a == "--backend") backend = next();
             else if (a == "--no-prune-decode") no_prune_decode = true;
             else if (a == "--ignore-eos") ignore_eos = true;
             else if (a == "-h" || a == "--help") {
@@ -121,6 +123,7 @@ int main(int argc, char** argv) {
     try {
         ModelParams mp;
         mp.n_threads = n_threads;
+        mp.backend = backend;
         auto model = Model::load(model_path, mp);
         const Tokenizer& tok = model->tokenizer();
         SessionParams params;

@@ -12,6 +12,7 @@
 namespace lazyllm_edge {
 
 class ThreadPool;
+struct CudaModel;
 
 enum class Architecture { llama, qwen2, qwen3, gemma3 };
 
@@ -73,6 +74,7 @@ struct ModelImpl {
     const float* rope_freqs = nullptr;      // optional (rope_dim/2) frequency divisors (llama3)
     std::vector<LayerWeights> layers;
     std::vector<std::vector<float>> owned_vectors;  // small vectors converted to fp32 at load
+    std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
 };
 
 // Parses hparams and binds weights; Error(model_load) on anything missing or inconsistent.

@@ -5,6 +5,7 @@
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
+#include "cuda/cuda_backend.h"
 #include "runtime/prune_schedule.h"
 #include "runtime/session_state.h"
 
@@ -13,17 +14,20 @@ namespace lazyllm_edge {
 // ---- Model ----
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
-    if (params.backend != "cpu" && params.backend != "auto") {
-        if (params.backend == "cuda")
-            throw_error(ErrorCode::unsupported, "backend 'cuda' is not available in this build");
+    if (params.backend != "cpu" && params.backend != "cuda" && params.backend != "auto")
         throw_error(ErrorCode::invalid_argument, "unknown backend '" + params.backend + "' (expected cpu, cuda or auto)");
-    }
     if (params.n_threads < 0 || params.n_threads > 1024)
         throw_error(ErrorCode::invalid_argument, "n_threads must be in [0, 1024]");
+    // "cuda" must find a device before the file is read; "auto" takes one when there is one
+    std::string why_no_device;
+    const bool has_device = cuda_device_count(&why_no_device) > 0;
+    if (params.backend == "cuda" && !has_device) throw_error(ErrorCode::unsupported, "backend 'cuda': " + why_no_device);
+    const bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
     std::shared_ptr<Model> model(new Model());
     model->impl_ = load_model(path, params);
-    model->impl_->params.backend = "cpu";
+    model->impl_->params.backend = on_device ? "cuda" : "cpu";
     if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();
+    if (on_device) model->impl_->cuda = cuda_upload_model(*model->impl_);
     return model;
 }
 
@@ -61,10 +65,14 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     use_lazy_config(s, params.lazy);
     s.pool = std::make_unique<ThreadPool>(s.m->params.n_threads);
 
+    // On the CUDA backend the caches and work buffers live on the device (cuda_create_session); the host
+    // keeps the frontier mirror, the RoPE tables it builds for the device, and the logits.
+    const bool on_device = s.m->cuda != nullptr;
+    const int64_t host = on_device ? 0 : 1;
     const int64_t n_ctx = s.n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
-    const int64_t ub = std::min<int64_t>(n_ctx, 512);
-    const int64_t att = attention_scratch_floats(s.n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * s.pool->size();
-    const int64_t kv_elems = static_cast<int64_t>(hp.n_layer) * n_ctx * kvd;
+    const int64_t ub = std::min<int64_t>(n_ctx, 512) * host;
+    const int64_t att = attention_scratch_floats(s.n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * s.pool->size() * host;
+    const int64_t kv_elems = static_cast<int64_t>(hp.n_layer) * n_ctx * kvd * host;
     Arena& a = s.arena;
     a.reserve<uint16_t>(kv_elems);
     a.reserve<uint16_t>(kv_elems);
@@ -72,11 +80,11 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     // The KV cache is backed up front; the buffers after it fill in proportion to the prompt (aux cache,
     // prefill hidden rows) and are backed on first touch, so a large n_ctx costs memory only for its KV.
     const size_t commit_bytes = a.planned_bytes();
-    a.reserve<float>(n_ctx * d);  // aux cache
-    a.reserve<float>(n_ctx * d);  // hidden
-    for (int i = 0; i < 4; ++i) a.reserve<int32_t>(n_ctx);
-    a.reserve<float>(n_ctx);
-    a.reserve<float>(n_ctx);
+    a.reserve<float>(n_ctx * d * host);  // aux cache
+    a.reserve<float>(n_ctx * d * host);  // hidden
+    for (int i = 0; i < 4; ++i) a.reserve<int32_t>(n_ctx * host);
+    a.reserve<float>(n_ctx * host);
+    a.reserve<float>(n_ctx * host);
     a.reserve<int32_t>(ub);
     a.reserve<int32_t>(ub);
     a.reserve<float>(ub * d);
@@ -88,7 +96,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     a.reserve<float>(ub * ff);
     a.reserve<float>(ub * ff);
     a.reserve<float>(att);
-    a.reserve<float>(qd);
+    a.reserve<float>(qd * host);
     const bool has_local_rope = hp.sliding_window > 0;
     a.reserve<float>(n_ctx * hp.rope_dim);
     a.reserve<float>(has_local_rope ? n_ctx * hp.rope_dim : 0);
@@ -99,16 +107,16 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     s.kv_cache.v = a.carve<uint16_t>(kv_elems);
     s.kv_cache.frontier = a.carve<int32_t>(n_ctx);
     s.kv_cache.layer_stride = n_ctx * kvd;
-    s.aux_cache.hidden = a.carve<float>(n_ctx * d);
+    s.aux_cache.hidden = a.carve<float>(n_ctx * d * host);
     Workspace& ws = s.ws;
     ws.n_ubatch = static_cast<int>(ub);
-    ws.hidden = a.carve<float>(n_ctx * d);
-    ws.compute_positions = a.carve<int32_t>(n_ctx);
-    ws.active_positions = a.carve<int32_t>(n_ctx);
-    ws.kept_positions = a.carve<int32_t>(n_ctx);
-    ws.order = a.carve<int32_t>(n_ctx);
-    ws.importance = a.carve<float>(n_ctx);
-    ws.importance_scores = a.carve<float>(n_ctx);
+    ws.hidden = a.carve<float>(n_ctx * d * host);
+    ws.compute_positions = a.carve<int32_t>(n_ctx * host);
+    ws.active_positions = a.carve<int32_t>(n_ctx * host);
+    ws.kept_positions = a.carve<int32_t>(n_ctx * host);
+    ws.order = a.carve<int32_t>(n_ctx * host);
+    ws.importance = a.carve<float>(n_ctx * host);
+    ws.importance_scores = a.carve<float>(n_ctx * host);
     ws.attend_end = a.carve<int32_t>(ub);
     ws.attend_begin = a.carve<int32_t>(ub);
     ws.norm = a.carve<float>(ub * d);
@@ -120,7 +128,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     ws.gate = a.carve<float>(ub * ff);
     ws.up = a.carve<float>(ub * ff);
     ws.attention_scratch = a.carve<float>(att);
-    ws.last_q = a.carve<float>(qd);
+    ws.last_q = a.carve<float>(qd * host);
     ws.rope_global = a.carve<float>(n_ctx * hp.rope_dim);
     ws.rope_local = has_local_rope ? a.carve<float>(n_ctx * hp.rope_dim) : ws.rope_global;
     ws.logits = a.carve<float>(hp.n_vocab);
@@ -128,6 +136,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     build_rope_table(ws.rope_global, s.n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, s.m->rope_freqs);
     if (has_local_rope)
         build_rope_table(ws.rope_local, s.n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
+    if (on_device) s.cuda = cuda_create_session(s);
     s.tokens.reserve(static_cast<size_t>(n_ctx));
     reset();
 }
@@ -139,6 +148,7 @@ void Session::reset() {
     SessionUse use(s);
     s.tokens.clear();
     std::fill(s.kv_cache.frontier, s.kv_cache.frontier + s.n_ctx, 0);
+    if (s.cuda) cuda_upload_frontier(s);
     s.stats = SessionStats();
     s.stats.layer_kv_tokens.assign(static_cast<size_t>(s.hp->n_layer), 0);
     s.importance_log.clear();
@@ -165,11 +175,18 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;
     try {
-        logits = cpu_forward(s, n, all_logits_out, keep_per_layer);
+        logits = s.cuda ? cuda_forward(s, n, all_logits_out, keep_per_layer)
+                        : cpu_forward(s, n, all_logits_out, keep_per_layer);
     } catch (...) {
         // leave the session as it was before the call
         for (size_t p = n_before; p < s.tokens.size(); ++p) s.kv_cache.frontier[p] = 0;
         s.tokens.resize(n_before);
+        if (s.cuda) {
+            try {
+                cuda_upload_frontier(s);
+            } catch (...) {  // the device itself failed; report the first error
+            }
+        }
         throw;
     }
     const double dt = seconds_since(t0);
@@ -231,6 +248,11 @@ std::vector<float> Session::aux_hidden(int position, int* layer) const {
     const int f = token_frontier(position);
     if (layer) *layer = f;
     if (f <= 0 || f >= s.hp->n_layer) return {};
+    if (s.cuda) {
+        std::vector<float> h(static_cast<size_t>(s.hp->d_model));
+        cuda_read_aux(s, position, h.data());
+        return h;
+    }
     const float* h = s.aux_cache.hidden + static_cast<int64_t>(position) * s.hp->d_model;
     return std::vector<float>(h, h + s.hp->d_model);
 }
@@ -239,6 +261,10 @@ bool Session::read_kv(int layer, int position, float* k_out, float* v_out) const
     const SessionImpl& s = *impl_;
     if (layer < 0 || layer >= s.hp->n_layer) throw_error(ErrorCode::invalid_argument, "layer out of range");
     if (token_frontier(position) <= layer) return false;
+    if (s.cuda) {
+        cuda_read_kv(s, layer, position, k_out, v_out);
+        return true;
+    }
     const int kvd = s.hp->kv_dim();
     fp16_to_fp32_row(s.kv_cache.k_at(layer, position, kvd), k_out, kvd);
     fp16_to_fp32_row(s.kv_cache.v_at(layer, position, kvd), v_out, kvd);

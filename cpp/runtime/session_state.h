@@ -56,6 +56,8 @@ struct Workspace {
     float* logits = nullptr;          // (n_vocab)
 };
 
+struct CudaSession;
+
 struct SessionImpl {
     std::shared_ptr<Model> model;
     ModelImpl* m = nullptr;
@@ -73,6 +75,8 @@ struct SessionImpl {
     SessionStats stats;
     std::vector<Session::ImportanceRecord> importance_log;
     bool record_importance = false;
+    std::shared_ptr<CudaSession> cuda;  // device caches and buffers (backend "cuda"); then the host arena
+                                        // holds only the frontier mirror, RoPE tables and logits
     std::atomic<bool> busy{false};  // set while a call mutates the session (see SessionUse)
 };
 

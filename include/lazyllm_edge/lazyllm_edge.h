@@ -75,7 +75,8 @@ LE_API const char* le_status_name(le_status status);
 typedef struct le_model_params {
     uint32_t api_version;
     int32_t n_threads;    /* 0: number of physical cores */
-    const char* backend;  /* "cpu" or "auto"; NULL = "cpu" */
+    const char* backend;  /* "cpu", "cuda" (LE_ERR_UNSUPPORTED without a CUDA build or device) or "auto"
+                             (CUDA when a device is present, else CPU); NULL = "cpu" */
     int32_t use_mmap;     /* 1: map the file (default); 0: read it into memory */
 } le_model_params;
 

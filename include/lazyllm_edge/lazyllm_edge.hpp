@@ -18,7 +18,7 @@ struct SessionImpl;
 
 struct ModelParams {
     int n_threads = 0;          // 0 = number of physical cores
-    std::string backend = "cpu";
+    std::string backend = "cpu";  // "cpu", "cuda" (Error(unsupported) without CUDA or a device), "auto"
     bool use_mmap = true;
 };
 

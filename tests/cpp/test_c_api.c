@@ -104,8 +104,13 @@ static void test_version_and_errors(void) {
     mp.api_version = 0x20000;  /* a struct from a future, incompatible header */
     CHECK(le_model_load(model_path, &mp, &m) == LE_ERR_ABI);
     le_model_params_init(&mp);
-    mp.backend = "cuda";
-    CHECK(le_model_load(model_path, &mp, &m) == LE_ERR_UNSUPPORTED);
+    mp.backend = "cuda";  /* loads where a GPU is; elsewhere a clear "unsupported" naming the backend */
+    {
+        le_status st = le_model_load(model_path, &mp, &m);
+        if (st == LE_OK) le_model_free(m);
+        else CHECK(st == LE_ERR_UNSUPPORTED && strstr(le_last_error(), "cuda") != NULL);
+        m = NULL;
+    }
     mp.backend = "tpu";
     CHECK(le_model_load(model_path, &mp, &m) == LE_ERR_INVALID_ARGUMENT);
     CHECK(le_session_create(NULL, NULL, NULL) == LE_ERR_INVALID_ARGUMENT);

@@ -1,0 +1,27 @@
+// The CUDA entry points of a build without CUDA (LAZYLLM_EDGE_CUDA=OFF or no nvcc found).
+#include "core_error.h"
+#include "cuda/cuda_backend.h"
+
+namespace lazyllm_edge {
+namespace {
+[[noreturn]] void unavailable() {
+    throw_error(ErrorCode::unsupported, "backend 'cuda' is not available in this build (built without CUDA)");
+}
+}  // namespace
+
+bool cuda_built() { return false; }
+int cuda_device_count(std::string* why_none) {
+    if (why_none) *why_none = "this build has no CUDA backend (built without nvcc)";
+    return 0;
+}
+std::string cuda_device_name() { return ""; }
+void cuda_set_exact_gemm(bool) {}
+bool cuda_exact_gemm() { return false; }
+std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl&) { unavailable(); }
+std::shared_ptr<CudaSession> cuda_create_session(const SessionImpl&) { unavailable(); }
+void cuda_upload_frontier(SessionImpl&) { unavailable(); }
+const float* cuda_forward(SessionImpl&, int, float*, const float*) { unavailable(); }
+void cuda_read_kv(const SessionImpl&, int, int, float*, float*) { unavailable(); }
+void cuda_read_aux(const SessionImpl&, int, float*) { unavailable(); }
+
+}  // namespace lazyllm_edge
