@@ -4,7 +4,7 @@
 # benchmark. Stages run in the order given; each logs to $LOGS/<stage>.log and a failure does not stop the
 # next stage (one run gives every result). Exit status: the number of failed stages.
 #
-#   benchmarks/gpu_check.sh build kernels pytest bench
+#   benchmarks/gpu_check.sh build kernels pytest bench [kbench]
 #
 # Environment: LOGS (default gpu-logs), B (build dir, default build/gpu), CUDA_ARCH (default: the GPU's,
 # e.g. 90), PYTHON (default python3), LAZYLLM_EDGE_CACHE / LAZYLLM_EDGE_REFERENCE as for the tests,
@@ -35,6 +35,8 @@ stage_build() {
 }
 
 stage_kernels() { "$B/tests/cpp/test_cuda_kernels"; }
+
+stage_kbench() { "$B/tests/cpp/test_cuda_kernels" --bench; }  # per-kernel timings (attention, GEMMs)
 
 stage_pytest() {
   (cd /tmp && PYTHONPATH="$PKG:$ROOT/tests:${PYTHONPATH:-}" "$PY" -m pytest -q -rs -p no:cacheprovider \

@@ -193,7 +193,10 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     if (a.n_q <= 0) return;
     if (a.head_dim > kMaxHeadDim || a.head_dim % 2 != 0 || a.n_head % a.n_head_kv != 0)
         throw_error(ErrorCode::unsupported, "CUDA attention: head_dim must be even and at most 256");
-    if (a.tensor_cores && a.n_q >= 16 && attention_mma_supported(a.head_dim)) return attention_mma(a, stream);
+    if (a.tensor_cores && a.n_q >= 16) {
+        if (a.mma_kernel == 2 && attention_fa2_supported(a.head_dim)) return attention_fa2(a, stream);
+        if (attention_mma_supported(a.head_dim)) return attention_mma(a, stream);
+    }
     // few (query, head) blocks: split the keys so that the GPU's multiprocessors all get work
     const int base = a.n_q * a.n_head;
     int n_split = 1;

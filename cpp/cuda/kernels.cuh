@@ -105,11 +105,15 @@ struct AttentionArgs {
     float* out = nullptr;                // (n_q, n_head * head_dim)
     float* partial = nullptr;            // attention_partial_floats(head_dim) scratch for split keys
     bool tensor_cores = true;            // false: always the per-(query, head) kernel (tests compare both)
+    int mma_kernel = 2;                  // prefill on tensor cores: 2 = mma.sync with register accumulators
+                                         // (head_dim 64/128), 1 = WMMA with shared-memory ones (A/B, fallback)
 };
 int64_t attention_partial_floats(int head_dim);
 void attention(const AttentionArgs& a, cudaStream_t stream);
 bool attention_mma_supported(int head_dim);
-void attention_mma(const AttentionArgs& a, cudaStream_t stream);  // the tensor-core kernel itself
+void attention_mma(const AttentionArgs& a, cudaStream_t stream);  // the WMMA kernel itself
+bool attention_fa2_supported(int head_dim);
+void attention_fa2(const AttentionArgs& a, cudaStream_t stream);  // the mma.sync kernel itself
 
 // LazyLLM importance: softmax over kv_positions[0, n) of the query q (n_head * head_dim) per head,
 // averaged over heads, written to importance (n). scores: n_head * (n + 2) floats of scratch.

@@ -606,31 +606,38 @@ void attention_case(const KvCache& c, const std::string& name, int n_q, int wind
     const Dev<float> dq(q);
     const Dev<int32_t> dpos(q_pos), dact(active);
     Dev<float> dout(q.size()), dpart(cu::attention_partial_floats(hd));
-    auto run = [&](bool tensor_cores, bool partial) {
+    // mma_kernel: 2 = mma.sync (FlashAttention-2 style), 1 = WMMA with shared-memory accumulators
+    auto run = [&](bool tensor_cores, bool partial, int mma_kernel) {
         CUDA_OK(cudaMemset(dout.p, 0xFF, sizeof(float) * dout.n));
         cu::AttentionArgs a;
         a.q = dq.p, a.q_pos = dpos.p, a.k_cache = as_half(c.dk), a.v_cache = as_half(c.dv), a.kv_positions = dact.p;
         a.n_kv = n_kv, a.n_q = n_q, a.n_head = n_head, a.n_head_kv = n_head_kv, a.head_dim = hd, a.window = window;
         a.scale = scale, a.out = dout.p, a.partial = partial ? dpart.p : nullptr, a.tensor_cores = tensor_cores;
+        a.mma_kernel = mma_kernel;
         cu::attention(a, 0);
         sync();
         const std::vector<float> got = dout.get();
         Worst w;
         for (size_t i = 0; i < got.size(); ++i) w.add(got[i], ref[i], 2e-4);
+        const bool fa2 = tensor_cores && n_q >= 16 && mma_kernel == 2 && cu::attention_fa2_supported(hd);
         const bool mma = tensor_cores && n_q >= 16 && cu::attention_mma_supported(hd);
         report("attention hd=" + std::to_string(hd) + " " + name + " n_kv=" + std::to_string(n_kv) +
-                   (mma ? " mma" : partial ? " split" : " no-split"),
+                   (fa2 ? " mma.sync" : mma ? " wmma" : partial ? " split" : " no-split"),
                w);
         return got;
     };
-    const std::vector<float> scalar = run(false, true);
+    const std::vector<float> scalar = run(false, true, 2);
     if (n_q == 1) {
-        run(false, false);  // the whole key range in one block per head
-    } else if (cu::attention_mma_supported(hd)) {
-        const std::vector<float> mma = run(true, true);
-        Worst w;
-        for (size_t i = 0; i < mma.size(); ++i) w.add(mma[i], scalar[i], 2e-4);
-        report("attention hd=" + std::to_string(hd) + " " + name + " mma == scalar", w);
+        run(false, false, 2);  // the whole key range in one block per head
+    } else {
+        for (int kernel : {1, 2}) {
+            if (kernel == 1 && !cu::attention_mma_supported(hd)) continue;
+            if (kernel == 2 && !cu::attention_fa2_supported(hd)) continue;
+            const std::vector<float> mma = run(true, true, kernel);
+            Worst w;
+            for (size_t i = 0; i < mma.size(); ++i) w.add(mma[i], scalar[i], 2e-4);
+            report("attention hd=" + std::to_string(hd) + " " + name + (kernel == 2 ? " mma.sync" : " wmma") + " == scalar", w);
+        }
     }
 }
 
@@ -825,7 +832,88 @@ void test_bookkeeping() {
 
 }  // namespace
 
-int main() {
+// ---------------------------------------------------------------- --bench: kernel timings (not a test)
+
+// Mean time of fn over `reps` launches after one warm-up, by CUDA events.
+template <class F>
+double time_ms(F&& fn, int reps = 10) {
+    fn();
+    cudaEvent_t a, b;
+    CUDA_OK(cudaEventCreate(&a));
+    CUDA_OK(cudaEventCreate(&b));
+    CUDA_OK(cudaEventRecord(a));
+    for (int i = 0; i < reps; ++i) fn();
+    CUDA_OK(cudaEventRecord(b));
+    CUDA_OK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_OK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms / reps;
+}
+
+// Prefill attention (SmolLM2's heads: 9 over 3, head_dim 64; 2048 queries at the end of an 8192-position
+// causal context, every position active) per kernel, decode attention, and the prefill GEMMs of SmolLM2
+// and Qwen2.5-0.5B shapes (2048 tokens) in fp16 and 3xTF32.
+void run_bench() {
+    std::mt19937 rng(5);
+    const int n_ctx = 8192, n_q = 2048, n_head = 9, n_head_kv = 3, hd = 64;
+    const std::vector<uint16_t> k = to_fp16(normal_vec(static_cast<size_t>(n_ctx) * n_head_kv * hd, rng));
+    const std::vector<uint16_t> v = to_fp16(normal_vec(static_cast<size_t>(n_ctx) * n_head_kv * hd, rng));
+    const Dev<uint16_t> dk(k), dv(v);
+    std::vector<int32_t> active(n_ctx), q_pos(n_q);
+    for (int i = 0; i < n_ctx; ++i) active[i] = i;
+    for (int i = 0; i < n_q; ++i) q_pos[i] = n_ctx - n_q + i;
+    const Dev<int32_t> dact(active), dpos(q_pos);
+    const Dev<float> dq(normal_vec(static_cast<size_t>(n_q) * n_head * hd, rng));
+    Dev<float> dout(static_cast<size_t>(n_q) * n_head * hd), dpart(cu::attention_partial_floats(hd));
+    // causal pairs: each query sees its position + 1 keys; 4 flops per (pair, dim) for q.k and p.v
+    double pairs = 0;
+    for (int i = 0; i < n_q; ++i) pairs += q_pos[i] + 1;
+    const double flops = 4.0 * pairs * hd * n_head;
+    for (int kernel : {0, 1, 2}) {
+        cu::AttentionArgs a;
+        a.q = dq.p, a.q_pos = dpos.p, a.k_cache = as_half(dk), a.v_cache = as_half(dv), a.kv_positions = dact.p;
+        a.n_kv = n_ctx, a.n_q = n_q, a.n_head = n_head, a.n_head_kv = n_head_kv, a.head_dim = hd;
+        a.scale = 0.125f, a.out = dout.p, a.partial = dpart.p, a.tensor_cores = kernel != 0, a.mma_kernel = kernel;
+        const double ms = time_ms([&] { cu::attention(a, 0); }, kernel == 0 ? 2 : 10);
+        std::printf("bench attention prefill n_q=%d n_ctx=%d heads=%d/%d hd=%d %-9s %9.3f ms %7.1f TFLOP/s (useful)\n", n_q,
+                    n_ctx, n_head, n_head_kv, hd, kernel == 0 ? "scalar" : kernel == 1 ? "wmma" : "mma.sync", ms,
+                    flops / ms / 1e9);
+    }
+    {
+        cu::AttentionArgs a;
+        a.q = dq.p, a.q_pos = dpos.p + (n_q - 1), a.k_cache = as_half(dk), a.v_cache = as_half(dv), a.kv_positions = dact.p;
+        a.n_kv = n_ctx, a.n_q = 1, a.n_head = n_head, a.n_head_kv = n_head_kv, a.head_dim = hd;
+        a.scale = 0.125f, a.out = dout.p, a.partial = dpart.p;
+        std::printf("bench attention decode n_ctx=%d                        %9.3f ms\n", n_ctx,
+                    time_ms([&] { cu::attention(a, 0); }));
+    }
+    struct Shape { const char* name; GgmlType type; int n_out, n_in; };
+    const Shape shapes[] = {{"smollm2 ffn up (1536x576)", GgmlType::Q4_1, 1536, 576},
+                            {"smollm2 ffn down (576x1536)", GgmlType::Q4_1, 576, 1536},
+                            {"qwen0.5b ffn up (4864x896)", GgmlType::Q5_0, 4864, 896},
+                            {"qwen0.5b ffn down (896x4864)", GgmlType::Q5_0, 896, 4864}};
+    const int n_tok = 2048;
+    for (const Shape& sh : shapes) {
+        const std::vector<uint8_t> rows = random_rows(sh.type, sh.n_out, sh.n_in, rng);
+        const Dev<uint8_t> dw(rows);
+        const Dev<float> dx(normal_vec(static_cast<size_t>(n_tok) * sh.n_in, rng));
+        Dev<float> dy(static_cast<size_t>(n_tok) * sh.n_out);
+        Dev<uint16_t> scratch(static_cast<size_t>(sh.n_out) * sh.n_in);
+        cu::DeviceMatrix dm;
+        dm.type = sh.type, dm.n_in = sh.n_in, dm.n_out = sh.n_out, dm.row_bytes = ggml_row_size(sh.type, sh.n_in), dm.data = dw.p;
+        cu::GemmScratch gs;
+        gs.data = scratch.p, gs.elems = static_cast<int64_t>(sh.n_out) * sh.n_in;
+        const double gflop = 2.0 * n_tok * sh.n_in * sh.n_out / 1e9;
+        const double half_ms = time_ms([&] { cu::gemm_half(dm, dx.p, n_tok, dy.p, gs, 0); });
+        const double exact_ms = time_ms([&] { cu::matmul(dm, dx.p, n_tok, dy.p, 0); });
+        std::printf("bench gemm %-30s n_tok=%d fp16 %7.3f ms %6.1f TFLOP/s   3xTF32 %7.3f ms %6.1f TFLOP/s\n", sh.name,
+                    n_tok, half_ms, gflop / half_ms, exact_ms, gflop / exact_ms);
+    }
+}
+
+int main(int argc, char** argv) {
     int n_dev = 0;
     const cudaError_t e = cudaGetDeviceCount(&n_dev);
     if (e != cudaSuccess || n_dev == 0) {
@@ -835,6 +923,10 @@ int main() {
     cudaDeviceProp prop{};
     CUDA_OK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device 0: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+    if (argc > 1 && std::string(argv[1]) == "--bench") {
+        run_bench();
+        return 0;
+    }
     void (*const tests[])() = {test_matmul,      test_gemm_half, test_embed_rows, test_rms_norm,     test_add_residual, test_qkv_finish,
                                test_activations, test_attention,  test_select_top_k, test_bookkeeping};
     for (auto test : tests) {
