@@ -67,6 +67,16 @@ def pairs(tmp_path_factory):
 
 
 @pytest.fixture
+def cpu_fp32():
+    """The CPU side in exact fp32 (its int8 matmul path off) for the comparisons."""
+    K = _core.kernels
+    saved = K.int8_enabled()
+    K.set_int8(False)
+    yield
+    K.set_int8(saved)
+
+
+@pytest.fixture
 def exact_gemm():
     """CUDA prefill GEMMs in near-fp32 3xTF32 for the test (the default rounds their inputs to fp16/bf16)."""
     saved = _core.cuda_exact_gemm()
@@ -77,58 +87,43 @@ def exact_gemm():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES, ids=[f"{a}-{t}" for a, t in CASES])
-def test_dense_logits_match_cpu(pairs, case, exact_gemm):
+def test_dense_logits_match_cpu(pairs, case, cpu_fp32, exact_gemm):
     """With near-fp32 GEMMs, all-position prefill logits (tensor-core GEMM, attention) and 6 decode steps
     (matrix-vector kernel) agree with the CPU's exact fp32 path (int8 off) within 1e-3 of the logit range."""
     cpu, gpu = pairs[case]
-    K = _core.kernels
-    saved = K.int8_enabled()
-    K.set_int8(False)
-    try:
-        ids = prompt_ids(70, seed=7)
-        a, b = cpu.logits(ids), gpu.logits(ids)
-        scale = np.abs(a).max()
-        assert np.abs(a - b).max() <= 1e-3 * scale, f"prefill max diff {np.abs(a - b).max():.3g} (scale {scale:.3g})"
-        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97
-        cpu.reset(), gpu.reset()
-        la, lb = cpu.append(ids[:40]), gpu.append(ids[:40])
-        for step in range(6):
-            assert np.abs(la - lb).max() <= 1e-3 * scale, f"decode step {step}"
-            t = int(np.argmax(la))
-            la, lb = cpu.append([t]), gpu.append([t])
-    finally:
-        K.set_int8(saved)
+    ids = prompt_ids(70, seed=7)
+    a, b = cpu.logits(ids), gpu.logits(ids)
+    scale = np.abs(a).max()
+    assert np.abs(a - b).max() <= 1e-3 * scale, f"prefill max diff {np.abs(a - b).max():.3g} (scale {scale:.3g})"
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97
+    cpu.reset(), gpu.reset()
+    la, lb = cpu.append(ids[:40]), gpu.append(ids[:40])
+    for step in range(6):
+        assert np.abs(la - lb).max() <= 1e-3 * scale, f"decode step {step}"
+        t = int(np.argmax(la))
+        la, lb = cpu.append([t]), gpu.append([t])
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES, ids=[f"{a}-{t}" for a, t in CASES])
-def test_default_half_gemm_logits_close_to_cpu(pairs, case):
+def test_default_half_gemm_logits_close_to_cpu(pairs, case, cpu_fp32):
     """The default prefill GEMM (fp16 inputs, bf16 for gemma3, fp32 accumulation): all-position logits
     within 2 % of the logit range of the CPU's fp32 ones (bf16: 5 %), argmax equal at >= 90 % of positions."""
     cpu, gpu = pairs[case]
     assert not _core.cuda_exact_gemm()
-    K = _core.kernels
-    saved = K.int8_enabled()
-    K.set_int8(False)
-    try:
-        ids = prompt_ids(70, seed=7)
-        a, b = cpu.logits(ids), gpu.logits(ids)
-        bound = (0.05 if case[0] == "gemma3" else 0.02) * np.abs(a).max()
-        assert np.abs(a - b).max() <= bound, f"max diff {np.abs(a - b).max():.3g} > {bound:.3g}"
-        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
-    finally:
-        K.set_int8(saved)
+    ids = prompt_ids(70, seed=7)
+    a, b = cpu.logits(ids), gpu.logits(ids)
+    bound = (0.05 if case[0] == "gemma3" else 0.02) * np.abs(a).max()
+    assert np.abs(a - b).max() <= bound, f"max diff {np.abs(a - b).max():.3g} > {bound:.3g}"
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", [("llama", "F32"), ("gemma3", "F32"), ("qwen2", "Q8_0")], ids=lambda c: "-".join(c))
-def test_lazy_matches_cpu(pairs, case, exact_gemm):
+def test_lazy_matches_cpu(pairs, case, cpu_fp32, exact_gemm):
     """The same schedule prunes the same tokens on both backends (importance within 1e-4, identical active
     sets and frontiers), in prefill and in decode steps that revive parked tokens."""
     cpu, gpu = pairs[case]
-    K = _core.kernels
-    saved = K.int8_enabled()
-    K.set_int8(False)
     try:
         ids = prompt_ids(60, seed=11)
         for g in (cpu, gpu):
@@ -154,7 +149,6 @@ def test_lazy_matches_cpu(pairs, case, exact_gemm):
         for g in (cpu, gpu):
             g.session.set_record_importance(False)
             g.set_lazy(None)
-        K.set_int8(saved)
 
 
 @pytest.mark.cuda

@@ -184,6 +184,36 @@ std::vector<float> dequantize(GgmlType type, const std::vector<uint8_t>& rows, i
     return w;
 }
 
+// ref (n_tok, n_out) = x . w^T in double and mag = sum |w * x| per output (the error bounds' scale).
+void reference_products(const std::vector<float>& w, const std::vector<float>& x, int n_tok, int n_out, int n_in,
+                        std::vector<double>& ref, std::vector<double>& mag) {
+    ref.assign(static_cast<size_t>(n_tok) * n_out, 0.0);
+    mag.assign(ref.size(), 0.0);
+    for (int t = 0; t < n_tok; ++t)
+        for (int o = 0; o < n_out; ++o) {
+            double sum = 0, m = 0;
+            const float* wr = &w[static_cast<size_t>(o) * n_in];
+            const float* xr = &x[static_cast<size_t>(t) * n_in];
+            for (int k = 0; k < n_in; ++k) {
+                const double p = static_cast<double>(wr[k]) * xr[k];
+                sum += p;
+                m += std::fabs(p);
+            }
+            ref[static_cast<size_t>(t) * n_out + o] = sum;
+            mag[static_cast<size_t>(t) * n_out + o] = m;
+        }
+}
+
+cu::DeviceMatrix device_matrix(GgmlType type, int n_out, int n_in, const uint8_t* data) {
+    cu::DeviceMatrix dm;
+    dm.type = type;
+    dm.n_in = n_in;
+    dm.n_out = n_out;
+    dm.row_bytes = ggml_row_size(type, n_in);
+    dm.data = data;
+    return dm;
+}
+
 // matmul (matvec path for n_tok <= 8, tensor-core GEMM above) and matmul_matvec against dequantize_row_reference
 // and a double dot; tolerance per output a * sum|w*x| + b: matvec a = 1e-5, b = 1e-6; GEMM a = kGemmRel, b = 1e-5.
 // The two paths must also agree within the GEMM bound. n_out = 100 leaves a partial 64-row tile.
@@ -200,27 +230,10 @@ void test_matmul() {
     for (GgmlType type : kTypes) {
         const std::vector<uint8_t> rows = random_rows(type, n_out, n_in, rng);
         const std::vector<float> w = dequantize(type, rows, n_out, n_in);
-        std::vector<double> ref(static_cast<size_t>(max_tok) * n_out), mag(ref.size());
-        for (int t = 0; t < max_tok; ++t)
-            for (int o = 0; o < n_out; ++o) {
-                double s = 0, m = 0;
-                const float* wr = &w[static_cast<size_t>(o) * n_in];
-                const float* xr = &x[static_cast<size_t>(t) * n_in];
-                for (int k = 0; k < n_in; ++k) {
-                    const double p = static_cast<double>(wr[k]) * xr[k];
-                    s += p;
-                    m += std::fabs(p);
-                }
-                ref[static_cast<size_t>(t) * n_out + o] = s;
-                mag[static_cast<size_t>(t) * n_out + o] = m;
-            }
+        std::vector<double> ref, mag;
+        reference_products(w, x, max_tok, n_out, n_in, ref, mag);
         const Dev<uint8_t> dw(rows);
-        cu::DeviceMatrix dm;
-        dm.type = type;
-        dm.n_in = n_in;
-        dm.n_out = n_out;
-        dm.row_bytes = ggml_row_size(type, n_in);
-        dm.data = dw.p;
+        const cu::DeviceMatrix dm = device_matrix(type, n_out, n_in, dw.p);
         const std::string tname = ggml_type_name(type);
         // runs one path; rows past n_tok must keep their NaN fill
         auto run = [&](bool matvec_only, int n_tok, double a, double b, const std::string& name) {
@@ -267,25 +280,10 @@ void test_gemm_half() {
     for (GgmlType type : kTypes) {
         const std::vector<uint8_t> rows = random_rows(type, n_out, n_in, rng);
         const std::vector<float> w = dequantize(type, rows, n_out, n_in);
-        std::vector<double> ref(static_cast<size_t>(max_tok) * n_out), mag(ref.size());
-        for (int t = 0; t < max_tok; ++t)
-            for (int o = 0; o < n_out; ++o) {
-                double sum = 0, m = 0;
-                for (int k = 0; k < n_in; ++k) {
-                    const double p = static_cast<double>(w[static_cast<size_t>(o) * n_in + k]) * x[static_cast<size_t>(t) * n_in + k];
-                    sum += p;
-                    m += std::fabs(p);
-                }
-                ref[static_cast<size_t>(t) * n_out + o] = sum;
-                mag[static_cast<size_t>(t) * n_out + o] = m;
-            }
+        std::vector<double> ref, mag;
+        reference_products(w, x, max_tok, n_out, n_in, ref, mag);
         const Dev<uint8_t> dw(rows);
-        cu::DeviceMatrix dm;
-        dm.type = type;
-        dm.n_in = n_in;
-        dm.n_out = n_out;
-        dm.row_bytes = ggml_row_size(type, n_in);
-        dm.data = dw.p;
+        const cu::DeviceMatrix dm = device_matrix(type, n_out, n_in, dw.p);
         const std::string tname = ggml_type_name(type);
         for (bool bf16 : {false, true}) {
             cu::GemmScratch gs;
@@ -901,8 +899,7 @@ void run_bench() {
         const Dev<float> dx(normal_vec(static_cast<size_t>(n_tok) * sh.n_in, rng));
         Dev<float> dy(static_cast<size_t>(n_tok) * sh.n_out);
         Dev<uint16_t> scratch(static_cast<size_t>(sh.n_out) * sh.n_in);
-        cu::DeviceMatrix dm;
-        dm.type = sh.type, dm.n_in = sh.n_in, dm.n_out = sh.n_out, dm.row_bytes = ggml_row_size(sh.type, sh.n_in), dm.data = dw.p;
+        const cu::DeviceMatrix dm = device_matrix(sh.type, sh.n_out, sh.n_in, dw.p);
         cu::GemmScratch gs;
         gs.data = scratch.p, gs.elems = static_cast<int64_t>(sh.n_out) * sh.n_in;
         const double gflop = 2.0 * n_tok * sh.n_in * sh.n_out / 1e9;
