@@ -23,9 +23,6 @@
 namespace lazyllm_edge {
 namespace {
 
-// Scale of q.k in the softmax: 1 where the model scales q itself (hp.scale_q).
-float softmax_scale(const ModelHparams& hp) { return hp.scale_q ? 1.0f : hp.attention_scale; }
-
 // Adds the active tokens whose next layer is `layer` but which are not being computed yet (they were
 // pruned earlier and are now selected again) to the compute set, loading their hidden state from the
 // aux cache. Both lists are sorted by position; the merge runs from the back so it can work in place.
@@ -117,7 +114,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
     ap.n_head = hp.n_head;
     ap.n_head_kv = hp.n_head_kv;
     ap.head_dim = hd;
-    ap.scale = softmax_scale(hp);
+    ap.scale = hp.softmax_scale();
     ap.out = ws.attn_out;
     attention(ap, ws.attention_scratch, s.n_ctx, pool);
     // output projection and residual
@@ -165,7 +162,7 @@ int prune_after_layer(SessionImpl& s, int l, float keep_fraction, int n_active, 
         first = static_cast<int>(std::lower_bound(ws.active_positions, ws.active_positions + n_active,
                                                   last_pos - hp.sliding_window + 1) - ws.active_positions);
     last_token_importance(ws.last_q, s.kv_cache.k_at(l, 0, hp.kv_dim()), ws.active_positions + first, n_active - first,
-                          hp.n_head, hp.n_head_kv, hp.head_dim, softmax_scale(hp), ws.importance_scores,
+                          hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), ws.importance_scores,
                           ws.importance + first);
     std::fill(ws.importance, ws.importance + first, INFINITY);
     if (s.record_importance) {  // the ranked (in-window) tokens only

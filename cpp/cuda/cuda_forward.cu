@@ -16,8 +16,6 @@ namespace {
 
 using cuda::check;
 
-float softmax_scale(const ModelHparams& hp) { return hp.scale_q ? 1.0f : hp.attention_scale; }
-
 // Copies the step's counts to the host and waits for them.
 void read_counts(CudaSession& g) {
     check(cudaMemcpyAsync(g.host_counts, g.counts, 4 * sizeof(int32_t), cudaMemcpyDeviceToHost, g.stream), "reading counts");
@@ -42,7 +40,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
     const CudaLayer& w = s.m->cuda->layers[l];
     CudaSession& g = *s.cuda;
     cudaStream_t stream = g.stream;
-    const int d = hp.d_model, kvd = hp.kv_dim(), ff = hp.ffn_dim;
+    const int d = hp.d_model, ff = hp.ffn_dim;
     float* x = g.hidden[st.cur] + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
     const int32_t* pos = g.rows[st.cur] + c0;                    // (nb)
     const bool sliding = hp.is_sliding(l);
@@ -92,7 +90,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
     a.n_head_kv = hp.n_head_kv;
     a.head_dim = hp.head_dim;
     a.window = sliding ? hp.sliding_window : 0;
-    a.scale = softmax_scale(hp);
+    a.scale = hp.softmax_scale();
     a.out = g.attn_out;
     a.partial = g.attn_partial;
     cuda::attention(a, stream);
@@ -124,7 +122,7 @@ void prune_after_layer(SessionImpl& s, int l, float keep_fraction, Step& st) {
     }
     const int n_ranked = st.n_active - first;
     cuda::last_token_importance(g.last_q, g.k + l * g.layer_stride, active + first, n_ranked, hp.n_head, hp.n_head_kv,
-                                hp.head_dim, softmax_scale(hp), g.scores, g.importance + first, stream);
+                                hp.head_dim, hp.softmax_scale(), g.scores, g.importance + first, stream);
     if (s.record_importance) {
         Session::ImportanceRecord rec;
         rec.layer = l;

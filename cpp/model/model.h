@@ -45,6 +45,8 @@ struct ModelHparams {
         return sliding_window > 0 && sliding_window_pattern > 0 && (layer % sliding_window_pattern) != sliding_window_pattern - 1;
     }
     int kv_dim() const { return n_head_kv * head_dim; }
+    // Scale of q.k in the attention softmax: 1 where the model scales q itself (scale_q).
+    float softmax_scale() const { return scale_q ? 1.0f : attention_scale; }
     int q_dim() const { return n_head * head_dim; }
 };
 
