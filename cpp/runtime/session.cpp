@@ -63,12 +63,12 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     if (params.n_ctx > (1 << 24)) throw_error(ErrorCode::invalid_argument, "n_ctx is too large");
     s.n_ctx = params.n_ctx;
     use_lazy_config(s, params.lazy);
-    s.pool = std::make_unique<ThreadPool>(s.m->params.n_threads);
-
     // On the CUDA backend the caches and work buffers live on the device (cuda_create_session); the host
-    // keeps the frontier mirror, the RoPE tables it builds for the device, and the logits.
+    // keeps the frontier mirror, the RoPE tables it builds for the device, and the logits (and no workers).
     const bool on_device = s.m->cuda != nullptr;
     const int64_t host = on_device ? 0 : 1;
+    s.pool = std::make_unique<ThreadPool>(on_device ? 1 : s.m->params.n_threads);
+
     const int64_t n_ctx = s.n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
     const int64_t ub = std::min<int64_t>(n_ctx, 512) * host;
     const int64_t att = attention_scratch_floats(s.n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * s.pool->size() * host;
