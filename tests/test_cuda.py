@@ -154,8 +154,8 @@ def test_lazy_matches_cpu(pairs, case, cpu_fp32, exact_gemm):
 @pytest.mark.cuda
 def test_default_model_lazy_balanced_close_to_dense(cuda_generator, default_model_path):
     """SmolLM2 on CUDA: the balanced preset on a ~900-token prompt computes about half the pairs, its
-    next-token distribution stays close to dense, and it prunes the same number of tokens per layer as
-    the CPU (the counts follow from the schedule alone)."""
+    next-token distribution stays close to dense and to the CPU's balanced one, and it prunes the same
+    number of tokens per layer as the CPU (the counts follow from the schedule alone)."""
     gen = cuda_generator
     text = "The river wound through the valley, past farms and mills and the old stone bridge. " * 50
     ids = gen.tokenize(text)[:900]
@@ -167,9 +167,10 @@ def test_default_model_lazy_balanced_close_to_dense(cuda_generator, default_mode
     lazy = gen.append(ids)
     st = gen.stats
     assert st["prefill_pairs_computed"] < 0.6 * st["prefill_pairs_dense"]
-    assert kl(dense[None], lazy[None]) < 0.5
+    assert kl(dense[None], lazy[None]) < 1.0  # the CPU measures 0.55 on this repetitive prompt
     cpu = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy="balanced")
-    cpu.append(ids)
+    cpu_lazy = cpu.append(ids)
     assert cpu.stats["layer_kv_tokens"] == st["layer_kv_tokens"]
+    assert kl(cpu_lazy[None], lazy[None]) < 0.1  # same pruned computation on both backends
     gen.set_lazy(None)
     gen.reset()
