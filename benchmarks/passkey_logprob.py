@@ -7,21 +7,17 @@ argmax, and the weakest digit's margin over the best other token.
     python benchmarks/passkey_logprob.py --tasks-prefix dev-passkey-3000 --variants 3 --seed 7 \\
         "off|12:0.1/24:0.5|12:0.1;16:0.2/24:0.5"
 
-Schedules are written as in passkey_sweep.py ('/' names decode stages; without it, a preset included, the
+Tasks, needle variants and schedules are passkey_sweep.py's (the same --min-tokens/--variants/--seed give the
+same tasks); schedules are written as there ('/' names decode stages; without it, a preset included, the
 prefill alone prunes, so write a preset's stages out to include its decode stages: 12:0.1;16:0.2/24:0.5).
 """
 import argparse
-import random
 import time
-from pathlib import Path
 
 import numpy as np
 
-import lazyllm_edge
-from lazyllm_edge import LazyConfig
-from lazyllm_edge.eval import default_tasks_path, load_tasks, log_softmax, passkey_prompt_ids
-from lazyllm_edge.lazy import resolve_lazy
-from passkey_sweep import needle_variants
+from lazyllm_edge.eval import log_softmax, passkey_prompt_ids
+from passkey_sweep import add_sweep_arguments, sweep_setup
 
 REPLY_HEAD = "The special magic number mentioned in the text is"
 
@@ -45,27 +41,11 @@ def score(gen, ids, reply, n_head, config):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("schedules", help="'|'-separated: off, a preset, or layer:keep;layer:keep[/decode stages]")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--tasks", default=None, help="jsonl (default: ../shared/eval/longctx-dev.jsonl)")
+    add_sweep_arguments(ap)
     ap.add_argument("--tasks-prefix", default="dev-passkey", help="comma-separated task id prefixes")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--variants", type=int, default=0, help="extra tasks per dev task with the needle moved")
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
-    path = Path(args.tasks) if args.tasks else default_tasks_path()
-    tasks = load_tasks(path, kinds=("passkey",))
-    rng = random.Random(args.seed)  # variants drawn over all tasks, as passkey_sweep.py does, so ids match
-    tasks = [v for t in tasks if t["approx_tokens"] >= 1536 for v in [t] + needle_variants(t, args.variants, rng)] + \
-        [t for t in tasks if t["approx_tokens"] < 1536]
+    gen, tasks, names, configs = sweep_setup(args)
     tasks = [t for t in tasks if any(t["id"].startswith(p) for p in args.tasks_prefix.split(","))]
-    names = args.schedules.split("|")
-    configs = {}
-    for n in names:
-        schedule, prune_decode, decode_schedule = resolve_lazy(n.replace(";", ","), gen.n_layer)
-        configs[n] = LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode and "/" in n,
-                                decode_schedule=tuple(decode_schedule))
     head = gen.tokenize(REPLY_HEAD, add_special=False)
     results = {n: [] for n in names}
     for task in tasks:

@@ -1,7 +1,8 @@
 """Passkey accuracy, TTFT and computed fraction for several prune schedules on the longer dev tasks only (the
-short ones pass with every schedule), prefill-only pruning as the presets do. Cheaper than the full
+short ones pass with every schedule), pruning the prefill only unless a spec says otherwise. Cheaper than the full
 `python -m lazyllm_edge.eval` when only the passkey columns matter; the first schedule is the TTFT baseline.
-A spec with '/' (e.g. 12:0.1/20:0.5) also prunes decode steps with the stages after it.
+A spec with '/' (e.g. 12:0.1/20:0.5) also prunes decode steps with the stages after it; a preset name runs
+prefill-only too, so write balanced out as 12:0.1;16:0.2/24:0.5 to include its decode stages.
 
     python benchmarks/passkey_sweep.py --min-tokens 1536 "off|balanced|10:0.4;17:0.6;21:0.5"
 
@@ -54,8 +55,8 @@ def paired_difference(base, other):
     return lost, gained, 100 * d, 100 * 1.96 * math.sqrt(max(var, 0.0))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_sweep_arguments(ap: argparse.ArgumentParser):
+    """The model, task and schedule options this script shares with passkey_logprob.py."""
     ap.add_argument("schedules", help="'|'-separated: off, a preset, or layer:keep;layer:keep...")
     ap.add_argument("--model", default=None)
     ap.add_argument("--tasks", default=None, help="jsonl (default: ../shared/eval/longctx-dev.jsonl)")
@@ -63,12 +64,17 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", type=int, default=0, help="extra tasks per dev task with the needle moved")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+
+
+def sweep_setup(args):
+    """(generator, passkey tasks with their seeded needle variants, schedule names, {name: LazyConfig})."""
     gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
     path = Path(args.tasks) if args.tasks else default_tasks_path()
     tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
     rng = random.Random(args.seed)
     tasks = [v for t in tasks for v in [t] + needle_variants(t, args.variants, rng)]
+    if not tasks:
+        raise SystemExit(f"no passkey tasks of >= {args.min_tokens} tokens in {path}")
     names = args.schedules.split("|")
     configs = {}
     for n in names:
@@ -76,6 +82,13 @@ def main():
         # prefill only unless the spec names the decode steps' stages after '/'
         configs[n] = LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode and "/" in n,
                                 decode_schedule=tuple(decode_schedule))
+    return gen, tasks, names, configs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_sweep_arguments(ap)
+    gen, tasks, names, configs = sweep_setup(ap.parse_args())
     results = {n: [] for n in names}
     for task in tasks:
         ids = passkey_prompt_ids(gen, task)
