@@ -28,7 +28,8 @@ const Preset& preset_stages(const std::string& name) {
     // and for how many layers. One cut to 10 % at layer 12 left ~10 % approximate through every later layer and
     // lost passkey answers at 3k tokens; a cut to 2 % there lost them at 1.5k tokens (too few tokens left for the
     // middle layers). The second stage keeps 10 % for layers 13-16 and 2 % after: on 60 needle variants it lost
-    // 3 answers to dense, all at 3k, against 7 for the single cut (benchmarks/passkey_sweep.py, passkey_logprob.py).
+    // 3 answers to dense, all at 3k, against 7 for the single cut (benchmarks/passkey_sweep.py, passkey_logprob.py);
+    // on 45 held-out ones 8, against 12.
     // Decode steps need a milder schedule of their own: 12:0.1 on every continuation token lost fidelity.
     // aggressive = 4:0.4,12:0.5,20:0.5 (~36 %, for a 3x TTFT), prefill only; moving its last stage before
     // layer 20 (e.g. 4:0.5,10:0.5,16:0.5) lost most passkey answers even on short prompts.
