@@ -5,11 +5,11 @@ generation runs them) and the answer digits are scored: their summed log-prob, w
 argmax, and the weakest digit's margin over the best other token.
 
     python benchmarks/passkey_logprob.py --tasks-prefix dev-passkey-3000 --variants 3 --seed 7 \\
-        "off|12:0.1/24:0.5|12:0.1;16:0.2/24:0.5"
+        "off|12:0.1/24:0.5|12:0.1;16:0.02/24:0.5"
 
 Tasks, needle variants and schedules are passkey_sweep.py's (the same --min-tokens/--variants/--seed give the
 same tasks); schedules are written as there ('/' names decode stages; without it, a preset included, the
-prefill alone prunes, so write a preset's stages out to include its decode stages: 12:0.1;16:0.2/24:0.5).
+prefill alone prunes, so write a preset's stages out to include its decode stages: 12:0.1;16:0.02/24:0.5).
 """
 import argparse
 import time

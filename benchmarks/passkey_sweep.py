@@ -2,7 +2,7 @@
 short ones pass with every schedule), pruning the prefill only unless a spec says otherwise. Cheaper than the full
 `python -m lazyllm_edge.eval` when only the passkey columns matter; the first schedule is the TTFT baseline.
 A spec with '/' (e.g. 12:0.1/20:0.5) also prunes decode steps with the stages after it; a preset name runs
-prefill-only too, so write balanced out as 12:0.1;16:0.2/24:0.5 to include its decode stages.
+prefill-only too, so write balanced out as 12:0.1;16:0.02/24:0.5 to include its decode stages.
 
     python benchmarks/passkey_sweep.py --min-tokens 1536 "off|balanced|10:0.4;17:0.6;21:0.5"
 

@@ -172,7 +172,7 @@ def test_presets_scale_with_depth():
             assert all(0 <= l < n_layer - 1 for l, _ in sched + decode_sched)
             # chosen by the evaluation: decode steps prune only with balanced's own deep, mild stage
             assert prune_decode is (name == "balanced") and bool(decode_sched) is (name == "balanced")
-    assert _core.lazy_preset("balanced", 30) == ([(12, pytest.approx(0.1)), (16, pytest.approx(0.2))], True, [(24, 0.5)])
+    assert _core.lazy_preset("balanced", 30) == ([(12, pytest.approx(0.1)), (16, pytest.approx(0.02))], True, [(24, 0.5)])
     assert _core.lazy_preset("off", 30) == ([], True, [])
 
 
