@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 if any((REPO / "lazyllm_edge").glob("_core*")) and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from lazyllm_edge.eval import dev_set_path  # noqa: E402  (after the path rule above)
+
 DEFAULT_MODEL_FILE = Path.home() / ".cache" / "lazyllm_edge" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -37,18 +39,10 @@ def default_model() -> str:
     return os.fspath(DEFAULT_MODEL_FILE)
 
 
-def _find_eval_jsonl() -> Optional[Path]:
-    for base in (REPO / "shared", REPO.parent / "shared", Path("/work/shared")):
-        p = base / "eval" / "longctx-dev.jsonl"
-        if p.is_file():
-            return p
-    return None
-
-
 def load_text(path: Optional[str]) -> Optional[str]:
     """Real text for prompts: a .jsonl of eval tasks (their user/continuation fields, deduplicated) or a
-    plain text file. With no path, the shared eval set when it is there; None when no text is found."""
-    p = Path(path) if path else _find_eval_jsonl()
+    plain text file. With no path, the package's long-context dev set."""
+    p = Path(path) if path else dev_set_path()
     if p is None or not p.is_file():
         if path:
             raise FileNotFoundError(path)

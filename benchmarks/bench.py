@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                     help="no-cache decode steps (full recomputes) per kv repetition (default 4)")
     ap.add_argument("--lazy", default=None, help="lazy preset/spec for every test (default: dense)")
     ap.add_argument("--text", default=None, help="text (.txt or eval .jsonl) to tokenize for prompts; default: the "
-                    "shared eval set when present, else seeded random ids")
+                    "package's long-context dev set")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lazyllm_edge import LazyConfig
-from lazyllm_edge.eval import default_tasks_path, load_tasks, log_softmax, passkey_prompt_ids
+from lazyllm_edge.eval import dev_set_path, load_tasks, log_softmax, passkey_prompt_ids
 from passkey_sweep import add_sweep_arguments, sweep_setup
 
 
@@ -27,7 +27,7 @@ def main():
     gen, tasks, names, configs = sweep_setup(args)
     prompts = [(t["id"], passkey_prompt_ids(gen, t)) for t in tasks]
     if args.fidelity_tokens > 0:
-        path = Path(args.tasks) if args.tasks else default_tasks_path()
+        path = Path(args.tasks) if args.tasks else dev_set_path()
         for t in load_tasks(path, kinds=("fidelity",)):
             prompts.append((t["id"], gen.tokenize(t["user"], add_special=True)[-args.fidelity_tokens:]))
     agree = {n: 0 for n in names}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Same as `python -m lazyllm_edge.eval` (LazyLLM schedules vs dense on ../shared/eval/longctx-dev.jsonl)."""
+"""Same as `python -m lazyllm_edge.eval` (LazyLLM schedules vs dense on the packaged lazyllm_edge/data/eval/longctx-dev.jsonl)."""
 import sys
 
 from lazyllm_edge.eval import main

@@ -16,7 +16,7 @@ import numpy as np
 
 import lazyllm_edge
 from lazyllm_edge import LazyConfig
-from lazyllm_edge.eval import default_tasks_path, load_tasks, passkey_prompt_ids
+from lazyllm_edge.eval import dev_set_path, load_tasks, passkey_prompt_ids
 
 
 def needle_positions(gen, ids, answer):
@@ -31,13 +31,13 @@ def needle_positions(gen, ids, answer):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="GGUF path (default: the cached SmolLM2-135M-Instruct)")
-    ap.add_argument("--tasks", default=None, help="jsonl (default: ../shared/eval/longctx-dev.jsonl)")
+    ap.add_argument("--tasks", default=None, help="jsonl (default: the package's longctx-dev.jsonl)")
     ap.add_argument("--min-tokens", type=int, default=1536, help="tasks of at least this approximate length")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
     n_layer = gen.n_layer
-    path = Path(args.tasks) if args.tasks else default_tasks_path()
+    path = Path(args.tasks) if args.tasks else dev_set_path()
     tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
     probe = LazyConfig(schedule=tuple((l, 0.9999) for l in range(1, n_layer)), prune_decode=False)
     first_all, worst_all, layers = [], [], []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lazyllm_edge
 from lazyllm_edge import LazyConfig
-from lazyllm_edge.eval import default_tasks_path, load_tasks, passkey_prompt_ids, run_passkey
+from lazyllm_edge.eval import dev_set_path, load_tasks, passkey_prompt_ids, run_passkey
 from lazyllm_edge.lazy import resolve_lazy
 
 
@@ -59,7 +59,7 @@ def add_sweep_arguments(ap: argparse.ArgumentParser):
     """The model, task and schedule options this script shares with passkey_logprob.py."""
     ap.add_argument("schedules", help="'|'-separated: off, a preset, or layer:keep;layer:keep...")
     ap.add_argument("--model", default=None)
-    ap.add_argument("--tasks", default=None, help="jsonl (default: ../shared/eval/longctx-dev.jsonl)")
+    ap.add_argument("--tasks", default=None, help="jsonl (default: the package's longctx-dev.jsonl)")
     ap.add_argument("--min-tokens", type=int, default=1536)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", type=int, default=0, help="extra tasks per dev task with the needle moved")
@@ -69,7 +69,7 @@ def add_sweep_arguments(ap: argparse.ArgumentParser):
 def sweep_setup(args):
     """(generator, passkey tasks with their seeded needle variants, schedule names, {name: LazyConfig})."""
     gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
-    path = Path(args.tasks) if args.tasks else default_tasks_path()
+    path = Path(args.tasks) if args.tasks else dev_set_path()
     tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
     rng = random.Random(args.seed)
     tasks = [v for t in tasks for v in [t] + needle_variants(t, args.variants, rng)]

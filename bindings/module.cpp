@@ -13,6 +13,7 @@ void register_ops(nb::module_& m);
 
 NB_MODULE(_core, m) {
     m.doc() = "lazyllm_edge native core";
+    m.attr("__version__") = LAZYLLM_EDGE_VERSION;  // from pyproject.toml, through CMake
     register_errors(m);
     register_model(m);
     register_session(m);

@@ -1,6 +1,6 @@
 """Long-context evaluation of LazyLLM prune schedules against the dense engine, in one run.
 
-    python -m lazyllm_edge.eval [--tasks ../shared/eval/longctx-dev.jsonl] [--model PATH]
+    python -m lazyllm_edge.eval [--tasks TASKS.jsonl] [--model PATH]
                                 [--schedules off,balanced,aggressive,8:0.7,...] [--png out.png] [--json out.json]
 
 passkey tasks: the user message goes through the chat template, greedy generation (24 tokens), correct when
@@ -79,18 +79,16 @@ def teacher_forced_logprobs(gen: Generator, prefix, continuation, schedule):
     return log_softmax(np.stack(rows)), prefill, total
 
 
-def default_tasks_path() -> Path:
-    """../shared/eval/longctx-dev.jsonl next to a source checkout, or under the working directory or its parent."""
-    rel = Path("shared") / "eval" / "longctx-dev.jsonl"
-    bases = [Path(__file__).resolve().parents[1].parent, Path.cwd(), Path.cwd().parent]
-    for base in bases:
-        if (base / rel).is_file():
-            return base / rel
-    return bases[0] / rel
+DEV_SETS = ("longctx-dev.jsonl", "ruler-dev.jsonl")
+
+
+def dev_set_path(name: str = DEV_SETS[0]) -> Path:
+    """A long-context dev set shipped with the package (lazyllm_edge/data/eval/, see its README.md)."""
+    return Path(__file__).resolve().parent / "data" / "eval" / name
 
 
 def main(argv=None) -> int:
-    default_tasks = default_tasks_path()
+    default_tasks = dev_set_path()
     ap = argparse.ArgumentParser(prog="python -m lazyllm_edge.eval", description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=Path, default=default_tasks)
     ap.add_argument("--model", default=None, help="GGUF path (default: the default model)")

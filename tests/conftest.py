@@ -12,22 +12,29 @@ sys.path.insert(0, str(REPO / "models"))  # make_tiny
 
 
 def reference_root() -> Path:
-    for c in (os.environ.get("LAZYLLM_EDGE_REFERENCE"), REPO / "shared" / "reference", REPO.parent / "shared" / "reference"):
-        if c and Path(c).is_dir():
-            return Path(c)
-    pytest.fail("reference data not found (../shared/reference or $LAZYLLM_EDGE_REFERENCE)")
+    """llama.cpp's reference outputs, kept in the repository (tests/data/reference/README.md says how they were made)."""
+    return REPO / "tests" / "data" / "reference"
+
+
+def registry_name(reference_name: str) -> str:
+    """The model registry's name for a reference folder (matched by the file's sha256)."""
+    from lazyllm_edge.models import registry
+
+    sha = json.loads((reference_root() / reference_name / "model.json").read_text())["sha256"]
+    return next(name for name, entry in registry().items() if entry["sha256"] == sha)
 
 
 def cached_model(reference_name: str) -> Path:
-    """Path of a reference model's GGUF in the model cache; skips (fails in CI for the default model) if absent."""
-    from lazyllm_edge.models import cache_dir
+    """Path of a reference model's GGUF in the model cache; skips, naming the fetch command, when it is not
+    fetched (in CI, where every registry model is fetched, a missing file fails instead)."""
+    from lazyllm_edge.models import model_path
 
-    info = json.loads((reference_root() / reference_name / "model.json").read_text())
-    path = cache_dir() / info["file"]
+    name = registry_name(reference_name)
+    path = model_path(name)
     if not path.is_file():
-        if os.environ.get("CI") and reference_name == DEFAULT_REFERENCE:
-            pytest.fail(f"default model missing in CI: {path}")
-        pytest.skip(f"{info['file']} is not cached (python -m lazyllm_edge.models fetch)")
+        if os.environ.get("CI"):
+            pytest.fail(f"model {name} missing in CI: {path}")
+        pytest.skip(f"model {name} is not fetched: python -m lazyllm_edge.models fetch {name}")
     return path
 
 

@@ -12,12 +12,20 @@ ARCHS = ["llama", "qwen2", "qwen3", "gemma3"]
 LAYERS = {"llama": 4, "qwen2": 4, "qwen3": 4, "gemma3": 6}
 
 
-@pytest.fixture(scope="module", params=ARCHS)
-def tiny(request, tmp_path_factory):
-    arch = request.param
+def _tiny(arch, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / f"tiny-{arch}.gguf"
     hp, weights = write_tiny_model(path, arch, LAYERS[arch], "F32")
     return arch, lazyllm_edge.Generator(str(path), n_ctx=128, n_threads=2), hp, weights
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def tiny(request, tmp_path_factory):
+    return _tiny(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma3(tmp_path_factory):
+    return _tiny("gemma3", tmp_path_factory)
 
 
 def _ids(n, n_vocab, seed=1):
@@ -73,12 +81,10 @@ def test_unknown_architecture_is_named(tmp_path):
         lazyllm_edge.Generator(str(path))
 
 
-def test_sliding_layer_ranks_only_the_window(tiny):
+def test_sliding_layer_ranks_only_the_window(tiny_gemma3):
     """gemma3: a stage on a sliding layer ranks the tokens inside the last token's window; the tokens
     before it get no attention there by construction and stay active (the global layer 5 sees them)."""
-    arch, gen, hp, _ = tiny
-    if arch != "gemma3":
-        pytest.skip("sliding window only in gemma3")
+    _, gen, hp, _ = tiny_gemma3
     ids = _ids(30, hp["n_vocab"], seed=4)
     window = hp["sliding_window"]
     gen.set_lazy([(1, 0.5)])  # layer 1 slides

@@ -43,7 +43,8 @@ void usage(FILE* out) {
                  "      --no-prune-decode prune in prefill only (as SPEC/off does)\n"
                  "      --numerics MODE   default | llama.cpp (llama.cpp's CPU arithmetic, bit for bit; slower)\n"
                  "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
-                 "  -h, --help\n");
+                 "  -h, --help\n"
+                 "      --version\n");
 }
 
 bool file_exists(const std::string& p) {
@@ -66,6 +67,10 @@ int main(int argc, char** argv) {
                 return argv[++i];
             };
             auto next_int = [&]() { return std::stoi(next()); };
+            if (a == "--version") {
+                std::printf("lazyllm-edge %s\n", LAZYLLM_EDGE_VERSION);
+                return 0;
+            }
             if (a == "-m" || a == "--model") model_path = next();
             else if (a == "-p" || a == "--prompt") prompt = next(), have_prompt = true;
             else if (a == "-f" || a == "--file") {
