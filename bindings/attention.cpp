@@ -9,7 +9,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace nb = nanobind;
 using namespace lazyllm_edge;

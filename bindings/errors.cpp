@@ -1,7 +1,7 @@
 // Maps lazyllm_edge::Error codes to Python exceptions.
 #include <nanobind/nanobind.h>
 
-#include "core_error.h"
+#include "base/error.h"
 
 namespace nb = nanobind;
 using lazyllm_edge::Error;

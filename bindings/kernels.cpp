@@ -11,11 +11,11 @@
 #include <vector>
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
-#include "model/ggml_types.h"
-#include "runtime/thread_pool.h"
+#include "gguf/ggml_types.h"
+#include "base/thread_pool.h"
 
 namespace nb = nanobind;
 using namespace lazyllm_edge;

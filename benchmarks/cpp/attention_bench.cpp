@@ -3,7 +3,7 @@
 // --layers L cycles the calls over L separate K/V caches (30 for SmolLM2: the caches of a whole forward pass
 // come from DRAM, as in decode, instead of staying in L3).
 //
-//   g++ -O3 -std=c++17 -pthread -Icpp benchmarks/cpp/attention_bench.cpp build/dev/liblazyllm_edge_core.a \
+//   g++ -O3 -std=c++17 -pthread -Iinclude -Icpp benchmarks/cpp/attention_bench.cpp build/dev/liblazyllm_edge_core.a \
 //       -o build/attention_bench
 //   build/attention_bench 512 4096 2                 # prefill micro-batch at depth 4096, 2 threads
 //   build/attention_bench 1 4096 2 --layers 30       # decode at depth 4096
@@ -18,7 +18,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 using namespace lazyllm_edge;
 

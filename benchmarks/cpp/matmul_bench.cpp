@@ -9,8 +9,8 @@
 
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
-#include "model/ggml_types.h"
-#include "runtime/thread_pool.h"
+#include "gguf/ggml_types.h"
+#include "base/thread_pool.h"
 
 using namespace lazyllm_edge;
 

@@ -4,7 +4,7 @@
 #include <new>
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.h"
 
 namespace lazyllm_edge::capi {

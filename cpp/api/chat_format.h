@@ -15,8 +15,4 @@ struct ChatMessage {
 // Renders messages plus the assistant prompt. Error(unsupported) when the template is of no known family.
 std::string render_chat(const std::string& chat_template, const std::vector<ChatMessage>& messages);
 
-// The Jinja chat template an architecture uses when its GGUF carries none ("" when there is no default):
-// gemma3 gets Gemma's turn format (BOS, system text folded into the first user turn, "model" role).
-std::string default_chat_template(const std::string& architecture);
-
 }  // namespace lazyllm_edge

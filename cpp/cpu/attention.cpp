@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "cpu/kernels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace lazyllm_edge {
 namespace {

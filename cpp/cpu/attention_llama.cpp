@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "cpu/kernels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace lazyllm_edge {
 namespace {

@@ -17,7 +17,7 @@
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
-#include "runtime/prune_schedule.h"
+#include "lazy/prune_schedule.h"
 #include "runtime/session_state.h"
 
 namespace lazyllm_edge {

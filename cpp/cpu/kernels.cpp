@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

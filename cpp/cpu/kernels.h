@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-#include "model/ggml_types.h"
+#include "gguf/ggml_types.h"
 
 namespace lazyllm_edge {
 

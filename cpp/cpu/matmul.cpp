@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "cpu/kernels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace lazyllm_edge {
 

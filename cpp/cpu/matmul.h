@@ -3,20 +3,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "model/ggml_types.h"
+#include "model/weight_matrix.h"
 
 namespace lazyllm_edge {
 
 class ThreadPool;
-
-// A weight matrix W (n_out, n_in) stored row-major as rows of `type` (ggml's ne[0] = n_in).
-struct WeightMatrix {
-    GgmlType type = GgmlType::F32;
-    int64_t n_in = 0;
-    int64_t n_out = 0;
-    const void* data = nullptr;
-    size_t row_bytes = 0;
-};
 
 // y (n_tok, n_out) = x (n_tok, n_in) · W^T, all fp32 row-major. Splits work over the pool.
 // Quantized weights of the types llama.cpp multiplies in int8 (matmul_uses_int8) take that path in decode

@@ -3,7 +3,7 @@
 #include <cuda_runtime.h>
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 
 namespace lazyllm_edge {
 namespace cuda {

@@ -8,7 +8,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_state.cuh"
 #include "cuda/sorted_search.cuh"
-#include "runtime/prune_schedule.h"
+#include "lazy/prune_schedule.h"
 #include "runtime/session_state.h"
 
 namespace lazyllm_edge {

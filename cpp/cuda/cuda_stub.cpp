@@ -1,5 +1,5 @@
 // The CUDA entry points of a build without CUDA (LAZYLLM_EDGE_CUDA=OFF or no nvcc found).
-#include "core_error.h"
+#include "base/error.h"
 #include "cuda/cuda_backend.h"
 
 namespace lazyllm_edge {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cuda_fp16.h>
 
-#include "model/ggml_types.h"
+#include "gguf/ggml_types.h"
 
 namespace lazyllm_edge {
 namespace cuda {

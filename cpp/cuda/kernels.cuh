@@ -6,7 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "model/ggml_types.h"
+#include "gguf/ggml_types.h"
 
 namespace lazyllm_edge {
 namespace cuda {

@@ -1,6 +1,6 @@
 // LazyLLM bookkeeping on the GPU: top-k selection of the active set, compaction of the compute rows
 // (dropped rows park their hidden state in the aux cache), revival of pruned tokens from the aux cache,
-// and the per-token frontier. CPU reference: cpp/cpu/cpu_forward.cpp and runtime/prune_schedule.cpp.
+// and the per-token frontier. CPU reference: cpp/cpu/cpu_forward.cpp and lazy/prune_schedule.cpp.
 // Selection is exact: each active token's rank is the number of tokens more important than it (a total
 // order: forced tokens first, then importance, then earlier position), so it keeps exactly n_keep.
 #include "cuda/cuda_check.h"

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <limits>
 
-#include "core_error.h"
+#include "base/error.h"
 
 namespace lazyllm_edge {
 namespace {

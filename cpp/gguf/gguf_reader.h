@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "model/ggml_types.h"
+#include "gguf/ggml_types.h"
 
 namespace lazyllm_edge {
 

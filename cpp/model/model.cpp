@@ -2,8 +2,10 @@
 
 #include <cmath>
 
-#include "api/chat_format.h"
+#include "base/thread_pool.h"
 #include "cpu/kernels.h"
+#include "cuda/cuda_backend.h"
+#include "model/chat_template.h"
 
 namespace lazyllm_edge {
 namespace {
@@ -218,5 +220,30 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (info.chat_template.empty()) info.chat_template = default_chat_template(arch);
     return model;
 }
+
+// ---- Model: the public handle (C++ API) ----
+
+std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
+    if (params.backend != "cpu" && params.backend != "cuda" && params.backend != "auto")
+        throw_error(ErrorCode::invalid_argument, "unknown backend '" + params.backend + "' (expected cpu, cuda or auto)");
+    if (params.n_threads < 0 || params.n_threads > 1024)
+        throw_error(ErrorCode::invalid_argument, "n_threads must be in [0, 1024]");
+    // "cuda" must find a device before the file is read; "auto" takes one when there is one
+    std::string why_no_device;
+    const bool has_device = cuda_device_count(&why_no_device) > 0;
+    if (params.backend == "cuda" && !has_device) throw_error(ErrorCode::unsupported, "backend 'cuda': " + why_no_device);
+    const bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
+    std::shared_ptr<Model> model(new Model());
+    model->impl_ = load_model(path, params);
+    model->impl_->params.backend = on_device ? "cuda" : "cpu";
+    if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();
+    if (on_device) model->impl_->cuda = cuda_upload_model(*model->impl_);
+    return model;
+}
+
+Model::~Model() = default;
+const ModelInfo& Model::info() const { return impl_->info; }
+const Tokenizer& Model::tokenizer() const { return *impl_->tokenizer; }
+const ModelParams& Model::params() const { return impl_->params; }
 
 }  // namespace lazyllm_edge

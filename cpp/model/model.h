@@ -4,9 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu/matmul.h"
 #include "gguf/gguf_reader.h"
+#include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
+#include "model/weight_matrix.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lazyllm_edge {

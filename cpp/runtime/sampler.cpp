@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 
 namespace lazyllm_edge {

@@ -5,10 +5,11 @@
 #include <memory>
 #include <vector>
 
+#include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "model/model.h"
-#include "runtime/arena.h"
-#include "runtime/thread_pool.h"
+#include "base/arena.h"
+#include "base/thread_pool.h"
 
 namespace lazyllm_edge {
 

@@ -2,7 +2,7 @@
 
 #include <unordered_map>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "tokenizer/unicode.h"
 
 namespace lazyllm_edge {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/unicode.h"
 

@@ -1,7 +1,7 @@
 // read_tokenizer_vocab: tokenizer.ggml.* metadata -> TokenizerVocab, with llama.cpp's defaults.
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 

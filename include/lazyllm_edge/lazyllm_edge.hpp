@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "../../cpp/core_error.h"
+#include "lazyllm_edge/error.hpp"
 
 namespace lazyllm_edge {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "lazyllm_edge/lazyllm_edge.hpp"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 using namespace lazyllm_edge;
 

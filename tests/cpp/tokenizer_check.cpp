@@ -1,7 +1,7 @@
 // Checks the tokenizer against llama.cpp's reference tokenization.
 //   tokenizer_check <model.gguf> <tokenizer.json>      exit code 0 = all checks pass
 // Build (from the repo root):
-//   g++ -O2 -std=c++17 -Icpp cpp/tokenizer/*.cpp cpp/gguf/gguf_reader.cpp cpp/model/ggml_types.cpp
+//   g++ -O2 -std=c++17 -Icpp cpp/tokenizer/*.cpp cpp/gguf/gguf_reader.cpp cpp/gguf/ggml_types.cpp cpp/base/*.cpp
 //       tests/cpp/tokenizer_check.cpp -o tests/cpp/tokenizer_check
 #include <chrono>
 #include <cstdio>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"

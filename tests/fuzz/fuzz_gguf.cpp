@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <unordered_set>
 
-#include "core_error.h"
+#include "base/error.h"
 #include "gguf/gguf_reader.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <new>
 
-#include "core_error.h"
-#include "runtime/memory_limit.h"
+#include "base/error.h"
+#include "base/memory_limit.h"
 
 namespace lazyllm_edge {
 

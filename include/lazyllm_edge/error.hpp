@@ -1,5 +1,5 @@
-// Error type used across the core. The core throws lazyllm_edge::Error; the C API and the bindings
-// translate it to status codes / Python exceptions. Nothing in the core aborts or exits.
+// lazyllm_edge C++ API errors: everything the library throws is a lazyllm_edge::Error with an ErrorCode
+// (the C API returns the same codes as le_status; the bindings map them to Python exceptions).
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -26,7 +26,5 @@ public:
 private:
     ErrorCode code_;
 };
-
-[[noreturn]] inline void throw_error(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
 }  // namespace lazyllm_edge

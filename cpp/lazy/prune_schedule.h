@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 
 namespace lazyllm_edge {

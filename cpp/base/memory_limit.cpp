@@ -1,4 +1,4 @@
-#include "runtime/memory_limit.h"
+#include "base/memory_limit.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/prune_schedule.h"
+#include "lazy/prune_schedule.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,0 +1,19 @@
+// A quantized weight matrix as the GGUF file stores it (the backends' matmuls read it in place).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "gguf/ggml_types.h"
+
+namespace lazyllm_edge {
+
+// A weight matrix W (n_out, n_in) stored row-major as rows of `type` (ggml's ne[0] = n_in).
+struct WeightMatrix {
+    GgmlType type = GgmlType::F32;
+    int64_t n_in = 0;
+    int64_t n_out = 0;
+    const void* data = nullptr;
+    size_t row_bytes = 0;
+};
+
+}  // namespace lazyllm_edge
