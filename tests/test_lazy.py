@@ -29,21 +29,33 @@ def tiny(tiny_model, request):
     _core.cuda_set_exact_gemm(saved)
 
 
+# ranks at every stage and keeps every token (ceil(0.99999 * n) == n below 10^4 tokens), so each stage goes
+# through ranking, selection and compaction; a keep of 1.0 would skip the pruning code altogether
+KEEPS_ALL = 0.99999
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_keep_all_is_bit_identical_to_dense(default_model_path, backend):
-    """Keep fraction 1.0 at every stage: same bits as the dense path, in prefill and in decode."""
+    """A schedule that ranks and keeps every token: same bits as the dense path, in prefill and in decode."""
     require_backend(backend)
     dense = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, backend=backend)
-    lazy = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy=[(3, 1.0), (10, 1.0), (20, 1.0)],
-                                  backend=backend)
+    stages = [(3, KEEPS_ALL), (10, KEEPS_ALL), (20, KEEPS_ALL)]
+    lazy = lazyllm_edge.Generator(str(default_model_path), n_ctx=1024, lazy=stages, backend=backend)
     ids = dense.tokenize("A long time ago, in a quiet village by the sea, there lived an old fisherman who " * 6)
+    lazy.session.set_record_importance(True)
     a, b = dense.append(ids), lazy.append(ids)
+    ranked = lazy.session.importance
+    assert [r[0] for r in ranked] == [3, 10, 20]  # the stages ranked ...
+    assert all(list(positions) == list(range(len(ids))) for _, positions, _ in ranked)  # ... every token
     assert np.array_equal(a, b)
     for _ in range(8):
         t = int(np.argmax(a))
         a, b = dense.append([t]), lazy.append([t])
+        assert [r[0] for r in lazy.session.importance] == [3, 10, 20]  # decode steps rank too
         assert np.array_equal(a, b)
+    lazy.session.set_record_importance(False)
     assert lazy.stats["total_pairs_computed"] == lazy.stats["total_pairs_dense"]
+    assert lazy.stats["layer_kv_tokens"] == [len(ids) + 8] * lazy.n_layer
 
 
 def test_importance_matches_numpy_reference(tiny):

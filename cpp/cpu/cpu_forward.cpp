@@ -1,62 +1,202 @@
-// The CPU forward pass: one loop over layers for the tokens being computed, with LazyLLM pruning.
-//
-// Semantics (see runtime/session_state.h for the caches):
-//  - The active set at layer 0 is the whole context. At layer l, an active token either has KV there
-//    already (frontier > l: reused as is) or is computed now (frontier == l: a new token, or a token
-//    revived from the aux cache, which holds exactly its input to layer l).
-//  - Computed tokens attend over the active tokens at positions <= their own (causal), so attention at
-//    layer l only sees tokens that are active at l.
-//  - After a pruning layer l the last token's attention, averaged over heads, ranks the active tokens;
-//    the top keep_fraction stay active. Dropped tokens that were computed at l park h[l+1] in the aux cache.
-//  - frontier only grows, one layer per computation: each (token, layer) pair is computed at most once.
+// The CPU backend: one forward pass over the compute rows per layer (layer_micro_batch), and the data
+// movement the LazyLLM step (lazy/step.cpp) asks for: revival from the aux cache, ranking, keeping.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "base/arena.h"
+#include "base/thread_pool.h"
 #include "cpu/attention.h"
+#include "cpu/cpu_session.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
-#include "lazy/prune_schedule.h"
-#include "runtime/session_state.h"
+#include "lazy/selection.h"
 
 namespace lazyllm_edge {
 namespace {
 
-// Adds the active tokens whose next layer is `layer` but which are not being computed yet (they were
-// pruned earlier and are now selected again) to the compute set, loading their hidden state from the
-// aux cache. Both lists are sorted by position; the merge runs from the back so it can work in place.
-int revive_from_aux(SessionImpl& s, int layer, int n_active, int n_compute) {
-    Workspace& ws = s.ws;
-    const int32_t* frontier = s.kv_cache.frontier;
+class CpuSession final : public SessionBackend {
+public:
+    CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier);
+
+    void begin_step(const int32_t* tokens, int n_total, int n_new) override;
+    int gather_revived(int layer) override;
+    void run_layer(int layer) override;
+    int active_lower_bound(int32_t position) override;
+    void rank(int layer, int first) override;
+    void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
+    int keep(int layer, int n_keep, int first) override;
+    const float* logits(float* all_logits) override;
+    StepCounters end_step() override;
+    void frontier_changed() override {}
+    void read_kv(int layer, int position, float* k, float* v) const override;
+    void read_aux(int position, float* hidden) const override;
+
+private:
+    // Every buffer of the session, carved from one arena (the table in the constructor names each once).
+    struct Buffers {
+        uint16_t* k_cache = nullptr;           // (n_layer, n_ctx, kv_dim) fp16
+        uint16_t* v_cache = nullptr;           // (n_layer, n_ctx, kv_dim) fp16
+        float* aux_cache = nullptr;            // (n_ctx, d_model) h[frontier[p]] of pruned tokens
+        float* hidden = nullptr;               // (n_ctx, d_model) residual stream of the compute rows
+        int32_t* compute_positions = nullptr;  // (n_ctx) positions of the compute rows, sorted
+        int32_t* active_positions = nullptr;   // (n_ctx) the active set at this layer, sorted
+        int32_t* kept_positions = nullptr;     // (n_ctx) selection output
+        int32_t* order = nullptr;              // (n_ctx) selection scratch
+        float* importance = nullptr;           // (n_ctx) aligned with the active set
+        float* importance_scores = nullptr;    // (n_ctx) importance scratch
+        int32_t* attend_end = nullptr;         // (n_ubatch)
+        int32_t* attend_begin = nullptr;       // (n_ubatch)
+        float* norm = nullptr;                 // (n_ubatch, d_model)
+        float* q = nullptr;                    // (n_ubatch, q_dim)
+        float* k = nullptr;                    // (n_ubatch, kv_dim)
+        float* v = nullptr;                    // (n_ubatch, kv_dim)
+        float* attn_out = nullptr;             // (n_ubatch, q_dim)
+        float* proj = nullptr;                 // (n_ubatch, d_model)
+        float* gate = nullptr;                 // (n_ubatch, ffn_dim)
+        float* up = nullptr;                   // (n_ubatch, ffn_dim)
+        float* attention_scratch = nullptr;    // (n_threads, attention_scratch_floats)
+        float* last_q = nullptr;               // (q_dim) query of the last token at this layer
+        float* rope_global = nullptr;          // (n_ctx, rope_dim) cos/sin
+        float* rope_local = nullptr;           // (n_ctx, rope_dim) sliding-window layers (gemma3); = rope_global otherwise
+        float* logits = nullptr;               // (n_vocab)
+    };
+
+    uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + layer * layer_stride_ + static_cast<int64_t>(pos) * kv_dim_; }
+    uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + layer * layer_stride_ + static_cast<int64_t>(pos) * kv_dim_; }
+    void layer_micro_batch(int l, int c0, int nb);
+    void output_logits(const float* hidden, int n, float* logits);
+
+    const ModelImpl& m_;
+    const int n_ctx_;
+    int32_t* frontier_;  // (n_ctx) the session's
+    ThreadPool pool_;
+    Arena arena_;
+    Buffers buf_;
+    int n_ubatch_ = 0;      // compute rows per layer micro-batch
+    int kv_dim_ = 0;
+    int64_t layer_stride_ = 0;  // n_ctx * kv_dim
+    // the step
+    const int32_t* tokens_ = nullptr;
+    int n_active_ = 0;
+    int n_compute_ = 0;
+    int32_t last_pos_ = 0;
+    StepCounters counters_;
+};
+
+CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier)
+    : m_(model), n_ctx_(n_ctx), frontier_(frontier), pool_(model.params.n_threads) {
+    const ModelHparams& hp = m_.hparams;
+    const int64_t n = n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
+    const int64_t ub = std::min<int64_t>(n, 512);
+    const int64_t kv_elems = static_cast<int64_t>(hp.n_layer) * n * kvd;
+    const bool has_local_rope = hp.sliding_window > 0;
+    n_ubatch_ = static_cast<int>(ub);
+    kv_dim_ = static_cast<int>(kvd);
+    layer_stride_ = n * kvd;
+    // The KV cache is backed up front; the buffers after it fill in proportion to the prompt (aux cache,
+    // hidden rows) and are backed on first touch, so a large n_ctx costs memory only for its KV.
+    BufferPlan plan(Arena::kAlignment);
+    Buffers& b = buf_;
+    plan.add(b.k_cache, kv_elems, /*commit=*/true);
+    plan.add(b.v_cache, kv_elems, /*commit=*/true);
+    plan.add(b.aux_cache, n * d);
+    plan.add(b.hidden, n * d);
+    plan.add(b.compute_positions, n);
+    plan.add(b.active_positions, n);
+    plan.add(b.kept_positions, n);
+    plan.add(b.order, n);
+    plan.add(b.importance, n);
+    plan.add(b.importance_scores, n);
+    plan.add(b.attend_end, ub);
+    plan.add(b.attend_begin, ub);
+    plan.add(b.norm, ub * d);
+    plan.add(b.q, ub * qd);
+    plan.add(b.k, ub * kvd);
+    plan.add(b.v, ub * kvd);
+    plan.add(b.attn_out, ub * qd);
+    plan.add(b.proj, ub * d);
+    plan.add(b.gate, ub * ff);
+    plan.add(b.up, ub * ff);
+    plan.add(b.attention_scratch, attention_scratch_floats(n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * pool_.size());
+    plan.add(b.last_q, qd);
+    plan.add(b.rope_global, n * hp.rope_dim);
+    if (has_local_rope) plan.add(b.rope_local, n * hp.rope_dim);
+    plan.add(b.logits, hp.n_vocab);
+    arena_.allocate(plan, "session (KV cache, aux cache, work buffers)");
+    build_rope_table(b.rope_global, n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, m_.rope_freqs);
+    if (has_local_rope) build_rope_table(b.rope_local, n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
+    else b.rope_local = b.rope_global;
+}
+
+void CpuSession::begin_step(const int32_t* tokens, int n_total, int n_new) {
+    const ModelHparams& hp = m_.hparams;
+    const int d = hp.d_model;
+    const int n_past = n_total - n_new;
+    tokens_ = tokens;
+    last_pos_ = n_total - 1;
+    counters_ = StepCounters();
+    // the active set is the whole context, the compute rows the new tokens
+    n_active_ = n_total;
+    for (int i = 0; i < n_total; ++i) buf_.active_positions[i] = i;
+    n_compute_ = n_new;
+    for (int i = 0; i < n_new; ++i) buf_.compute_positions[i] = n_past + i;
+    // token embeddings
+    pool_.parallel_for(n_new, [&](long b, long e, int) {
+        for (long i = b; i < e; ++i) {
+            const int32_t id = tokens[n_past + i];
+            const uint8_t* row = static_cast<const uint8_t*>(m_.token_embd.data) + static_cast<int64_t>(id) * m_.token_embd.row_bytes;
+            float* h = buf_.hidden + i * d;
+            dequantize_row(m_.token_embd.type, row, h, d);
+            if (hp.embedding_scale != 1.0f)
+                for (int j = 0; j < d; ++j) h[j] *= hp.embedding_scale;
+        }
+    });
+}
+
+// Both lists are sorted by position; the merge runs from the back so it can work in place.
+int CpuSession::gather_revived(int layer) {
+    Buffers& ws = buf_;
     int n_wanted = 0;
-    for (int i = 0; i < n_active; ++i) n_wanted += frontier[ws.active_positions[i]] == layer;
-    if (n_wanted == n_compute) return n_compute;
-    const int d = s.hp->d_model;
-    int out = n_wanted - 1, in = n_compute - 1;
-    for (int i = n_active - 1; i >= 0; --i) {
+    for (int i = 0; i < n_active_; ++i) n_wanted += frontier_[ws.active_positions[i]] == layer;
+    if (n_wanted == n_compute_) return n_compute_;
+    const int d = m_.hparams.d_model;
+    int out = n_wanted - 1, in = n_compute_ - 1;
+    for (int i = n_active_ - 1; i >= 0; --i) {
         const int32_t pos = ws.active_positions[i];
-        if (frontier[pos] != layer) continue;
+        if (frontier_[pos] != layer) continue;
         float* dst = ws.hidden + static_cast<int64_t>(out) * d;
         if (in >= 0 && ws.compute_positions[in] == pos) {
             if (out != in) std::memcpy(dst, ws.hidden + static_cast<int64_t>(in) * d, sizeof(float) * d);
             --in;
         } else {
-            std::memcpy(dst, s.aux_cache.hidden + static_cast<int64_t>(pos) * d, sizeof(float) * d);
-            ++s.stats.revived_tokens;
+            std::memcpy(dst, ws.aux_cache + static_cast<int64_t>(pos) * d, sizeof(float) * d);
+            ++counters_.revived_tokens;
         }
         ws.compute_positions[out] = pos;
         --out;
     }
-    return n_wanted;
+    n_compute_ = n_wanted;
+    return n_compute_;
+}
+
+void CpuSession::run_layer(int layer) {
+    for (int c0 = 0; c0 < n_compute_; c0 += n_ubatch_) layer_micro_batch(layer, c0, std::min(n_ubatch_, n_compute_ - c0));
+    // frontier only grows, one layer per computation
+    for (int i = 0; i < n_compute_; ++i) {
+        int32_t& f = frontier_[buf_.compute_positions[i]];
+        if (f != layer) ++counters_.recomputed_pairs;
+        f = layer + 1;
+    }
 }
 
 // Runs layer `l` for compute rows [c0, c0 + nb).
-void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int32_t last_pos) {
-    const ModelHparams& hp = *s.hp;
-    const LayerWeights& w = s.m->layers[l];
-    Workspace& ws = s.ws;
-    ThreadPool& pool = *s.pool;
+void CpuSession::layer_micro_batch(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    Buffers& ws = buf_;
+    ThreadPool& pool = pool_;
     const int d = hp.d_model, qd = hp.q_dim(), kvd = hp.kv_dim(), ff = hp.ffn_dim, hd = hp.head_dim;
     float* x = ws.hidden + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
     const int32_t* pos = ws.compute_positions + c0;       // (nb)
@@ -90,23 +230,23 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
             apply_rope(k, 1, hp.n_head_kv, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
             if (hp.scale_q)
                 for (int i = 0; i < qd; ++i) q[i] *= hp.attention_scale;
-            fp32_to_fp16_row(k, s.kv_cache.k_at(l, pos[r], kvd), kvd);
-            fp32_to_fp16_row(v, s.kv_cache.v_at(l, pos[r], kvd), kvd);
+            fp32_to_fp16_row(k, k_at(l, pos[r]), kvd);
+            fp32_to_fp16_row(v, v_at(l, pos[r]), kvd);
             // each query sees the active positions <= its own (and, on sliding layers, inside the window)
             const int32_t* active_begin = ws.active_positions;
-            const int32_t* active_end = active_begin + n_active;
+            const int32_t* active_end = active_begin + n_active_;
             ws.attend_end[r] = static_cast<int32_t>(std::upper_bound(active_begin, active_end, pos[r]) - active_begin);
             ws.attend_begin[r] = sliding ? static_cast<int32_t>(std::lower_bound(active_begin, active_end,
                                                                                  pos[r] - hp.sliding_window + 1) - active_begin)
                                          : 0;
-            if (pos[r] == last_pos) std::memcpy(ws.last_q, q, sizeof(float) * qd);
+            if (pos[r] == last_pos_) std::memcpy(ws.last_q, q, sizeof(float) * qd);
         }
     });
     // attention over the active set
     AttentionParams ap;
     ap.q = ws.q;
-    ap.k_cache = s.kv_cache.k_at(l, 0, kvd);
-    ap.v_cache = s.kv_cache.v_at(l, 0, kvd);
+    ap.k_cache = k_at(l, 0);
+    ap.v_cache = v_at(l, 0);
     ap.kv_positions = ws.active_positions;
     ap.attend_begin = ws.attend_begin;
     ap.attend_end = ws.attend_end;
@@ -116,7 +256,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
     ap.head_dim = hd;
     ap.scale = hp.softmax_scale();
     ap.out = ws.attn_out;
-    attention(ap, ws.attention_scratch, s.n_ctx, pool);
+    attention(ap, ws.attention_scratch, n_ctx_, pool);
     // output projection and residual
     matmul(w.wo, ws.attn_out, nb, ws.proj, pool);
     pool.parallel_for(nb, [&](long b, long e, int) {
@@ -147,37 +287,31 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, int n_active, int3
     });
 }
 
-// Ranks the active set by the last token's attention at layer l and keeps the most important.
-// Returns the new active count; compute rows that are dropped park their hidden state in the aux cache.
-int prune_after_layer(SessionImpl& s, int l, float keep_fraction, int n_active, int* n_compute, int32_t last_pos) {
-    const ModelHparams& hp = *s.hp;
-    Workspace& ws = s.ws;
-    const int d = hp.d_model;
-    // On a sliding-window layer the last token's attention covers only its window, so only the window is
-    // ranked and the keep fraction applies to it. Tokens before the window are kept (importance +inf):
-    // their zero attention there says nothing about them, and dropping them would hide them from the
-    // global layers that follow. Stages on global layers rank the whole active set.
-    int first = 0;  // index into the active set of the first token the last token attends to at l
-    if (hp.is_sliding(l))
-        first = static_cast<int>(std::lower_bound(ws.active_positions, ws.active_positions + n_active,
-                                                  last_pos - hp.sliding_window + 1) - ws.active_positions);
-    last_token_importance(ws.last_q, s.kv_cache.k_at(l, 0, hp.kv_dim()), ws.active_positions + first, n_active - first,
-                          hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), ws.importance_scores,
-                          ws.importance + first);
-    std::fill(ws.importance, ws.importance + first, INFINITY);
-    if (s.record_importance) {  // the ranked (in-window) tokens only
-        Session::ImportanceRecord rec;
-        rec.layer = l;
-        rec.positions.assign(ws.active_positions + first, ws.active_positions + n_active);
-        rec.scores.assign(ws.importance + first, ws.importance + n_active);
-        s.importance_log.push_back(std::move(rec));
-    }
-    const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
-    const int n_kept = select_most_important(ws.active_positions, ws.importance, n_active, n_keep, last_pos,
-                                             ws.order, ws.kept_positions);
-    // compact the compute rows to the kept ones (both lists sorted by position)
+int CpuSession::active_lower_bound(int32_t position) {
+    return static_cast<int>(std::lower_bound(buf_.active_positions, buf_.active_positions + n_active_, position) -
+                            buf_.active_positions);
+}
+
+void CpuSession::rank(int layer, int first) {
+    const ModelHparams& hp = m_.hparams;
+    last_token_importance(buf_.last_q, k_at(layer, 0), buf_.active_positions + first, n_active_ - first, hp.n_head,
+                          hp.n_head_kv, hp.head_dim, hp.softmax_scale(), buf_.importance_scores, buf_.importance + first);
+}
+
+void CpuSession::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {
+    positions->assign(buf_.active_positions + first, buf_.active_positions + n_active_);
+    importance->assign(buf_.importance + first, buf_.importance + n_active_);
+}
+
+int CpuSession::keep(int layer, int n_keep, int first) {
+    Buffers& ws = buf_;
+    const int d = m_.hparams.d_model;
+    std::fill(ws.importance, ws.importance + first, INFINITY);  // before the window: kept
+    const int n_kept = select_most_important(ws.active_positions, ws.importance, n_active_, n_keep, last_pos_, ws.order,
+                                             ws.kept_positions);
+    // compact the compute rows to the kept ones (both lists sorted by position); dropped rows park h[l+1]
     int out = 0, k = 0;
-    for (int i = 0; i < *n_compute; ++i) {
+    for (int i = 0; i < n_compute_; ++i) {
         const int32_t pos = ws.compute_positions[i];
         while (k < n_kept && ws.kept_positions[k] < pos) ++k;
         float* row = ws.hidden + static_cast<int64_t>(i) * d;
@@ -185,95 +319,63 @@ int prune_after_layer(SessionImpl& s, int l, float keep_fraction, int n_active, 
             if (out != i) std::memcpy(ws.hidden + static_cast<int64_t>(out) * d, row, sizeof(float) * d);
             ws.compute_positions[out++] = pos;
         } else {
-            std::memcpy(s.aux_cache.hidden + static_cast<int64_t>(pos) * d, row, sizeof(float) * d);  // h[l+1]
+            std::memcpy(ws.aux_cache + static_cast<int64_t>(pos) * d, row, sizeof(float) * d);
         }
     }
-    *n_compute = out;
+    n_compute_ = out;
     std::memcpy(ws.active_positions, ws.kept_positions, sizeof(int32_t) * n_kept);
-    return n_kept;
+    n_active_ = n_kept;
+    return n_compute_;
 }
 
 // Final norm and output projection for `n` hidden rows.
-void output_logits(SessionImpl& s, const float* hidden, int n, float* logits) {
-    const ModelHparams& hp = *s.hp;
-    Workspace& ws = s.ws;
+void CpuSession::output_logits(const float* hidden, int n, float* logits) {
+    const ModelHparams& hp = m_.hparams;
     const int d = hp.d_model;
-    for (int c0 = 0; c0 < n; c0 += ws.n_ubatch) {
-        const int nb = std::min(ws.n_ubatch, n - c0);
-        s.pool->parallel_for(nb, [&](long b, long e, int) {
+    for (int c0 = 0; c0 < n; c0 += n_ubatch_) {
+        const int nb = std::min(n_ubatch_, n - c0);
+        pool_.parallel_for(nb, [&](long b, long e, int) {
             for (long r = b; r < e; ++r)
-                rms_norm(hidden + (c0 + r) * static_cast<int64_t>(d), s.m->output_norm, ws.norm + r * d, d, hp.rms_eps);
+                rms_norm(hidden + (c0 + r) * static_cast<int64_t>(d), m_.output_norm, buf_.norm + r * d, d, hp.rms_eps);
         });
         float* out = logits + static_cast<int64_t>(c0) * hp.n_vocab;  // (nb, n_vocab)
-        matmul(s.m->output, ws.norm, nb, out, *s.pool);
+        matmul(m_.output, buf_.norm, nb, out, pool_);
         // final logit soft-capping (gemma2-style; only when the metadata asks for it)
         if (hp.final_logit_softcap > 0) {
             const float cap = hp.final_logit_softcap;
-            s.pool->parallel_for(nb, [&](long b, long e, int) {
+            pool_.parallel_for(nb, [&](long b, long e, int) {
                 for (float* y = out + b * hp.n_vocab; y < out + e * hp.n_vocab; ++y) *y = cap * std::tanh(*y / cap);
             });
         }
     }
 }
 
+const float* CpuSession::logits(float* all_logits) {
+    const int n_vocab = m_.hparams.n_vocab;
+    if (all_logits) {
+        output_logits(buf_.hidden, n_compute_, all_logits);
+        return all_logits + static_cast<int64_t>(n_compute_ - 1) * n_vocab;
+    }
+    output_logits(buf_.hidden + static_cast<int64_t>(n_compute_ - 1) * m_.hparams.d_model, 1, buf_.logits);
+    return buf_.logits;
+}
+
+StepCounters CpuSession::end_step() { return counters_; }
+
+void CpuSession::read_kv(int layer, int position, float* k, float* v) const {
+    fp16_to_fp32_row(k_at(layer, position), k, kv_dim_);
+    fp16_to_fp32_row(v_at(layer, position), v, kv_dim_);
+}
+
+void CpuSession::read_aux(int position, float* hidden) const {
+    const int d = m_.hparams.d_model;
+    std::memcpy(hidden, buf_.aux_cache + static_cast<int64_t>(position) * d, sizeof(float) * d);
+}
+
 }  // namespace
 
-const float* cpu_forward(SessionImpl& s, int n_new, float* all_logits, const float* keep_per_layer) {
-    const ModelHparams& hp = *s.hp;
-    const ModelImpl& m = *s.m;
-    Workspace& ws = s.ws;
-    const int d = hp.d_model;
-    const int n_total = static_cast<int>(s.tokens.size());
-    const int n_past = n_total - n_new;
-    const int32_t last_pos = n_total - 1;
-
-    // the active set at layer 0 is the whole context; the new tokens start at layer 0
-    int n_active = n_total;
-    for (int i = 0; i < n_total; ++i) ws.active_positions[i] = i;
-    int n_compute = n_new;
-    for (int i = 0; i < n_new; ++i) ws.compute_positions[i] = n_past + i;
-    // token embeddings
-    s.pool->parallel_for(n_new, [&](long b, long e, int) {
-        for (long i = b; i < e; ++i) {
-            const int32_t id = s.tokens[n_past + i];
-            const uint8_t* row = static_cast<const uint8_t*>(m.token_embd.data) + static_cast<int64_t>(id) * m.token_embd.row_bytes;
-            float* h = ws.hidden + i * d;
-            dequantize_row(m.token_embd.type, row, h, d);
-            if (hp.embedding_scale != 1.0f)
-                for (int j = 0; j < d; ++j) h[j] *= hp.embedding_scale;
-        }
-    });
-
-    int64_t pairs = 0;
-    for (int l = 0; l < hp.n_layer; ++l) {
-        n_compute = revive_from_aux(s, l, n_active, n_compute);
-        for (int c0 = 0; c0 < n_compute; c0 += ws.n_ubatch)
-            layer_micro_batch(s, l, c0, std::min(ws.n_ubatch, n_compute - c0), n_active, last_pos);
-        for (int i = 0; i < n_compute; ++i) {
-            int32_t& f = s.kv_cache.frontier[ws.compute_positions[i]];
-            if (f != l) ++s.stats.recomputed_pairs;  // would break the at-most-once invariant
-            f = l + 1;
-        }
-        pairs += n_compute;
-        if (keep_per_layer && keep_per_layer[l] < 1.0f && l + 1 < hp.n_layer)
-            n_active = prune_after_layer(s, l, keep_per_layer[l], n_active, &n_compute, last_pos);
-    }
-
-    s.stats.total_pairs_computed += pairs;
-    s.stats.total_pairs_dense += static_cast<int64_t>(n_new) * hp.n_layer;
-    if (n_new > 1) {
-        s.stats.prefill_pairs_computed = pairs;
-        s.stats.prefill_pairs_dense = static_cast<int64_t>(n_new) * hp.n_layer;
-    }
-
-    // the last token is always computed through every layer and is the last compute row
-    if (all_logits) {
-        if (n_compute != n_new) throw_error(ErrorCode::invalid_argument, "all-position logits need a dense session");
-        output_logits(s, ws.hidden, n_new, all_logits);
-        return all_logits + static_cast<int64_t>(n_new - 1) * hp.n_vocab;
-    }
-    output_logits(s, ws.hidden + static_cast<int64_t>(n_compute - 1) * d, 1, ws.logits);
-    return ws.logits;
+std::unique_ptr<SessionBackend> create_cpu_session(const ModelImpl& model, int n_ctx, int32_t* frontier) {
+    return std::make_unique<CpuSession>(model, n_ctx, frontier);
 }
 
 }  // namespace lazyllm_edge

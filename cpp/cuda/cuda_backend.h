@@ -2,15 +2,15 @@
 // compile the same with or without CUDA. A build without CUDA links cuda_stub.cpp instead, where every
 // entry point but the queries reports the backend as unavailable.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 
 namespace lazyllm_edge {
 
 struct ModelImpl;
-struct SessionImpl;
 struct CudaModel;    // the model's weights in device memory (one cudaMalloc)
-struct CudaSession;  // a session's KV cache, aux cache and work buffers in device memory (one cudaMalloc)
+class SessionBackend;
 
 // Whether this build contains the CUDA backend.
 bool cuda_built();
@@ -26,14 +26,8 @@ bool cuda_exact_gemm();
 
 // Copies the weights to the device. Error(unsupported) for a weight type or shape the kernels lack.
 std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl& m);
-// Allocates the session's device memory (after its host rope tables are built).
-std::shared_ptr<CudaSession> cuda_create_session(const SessionImpl& s);
-// Copies the host frontier (the source of truth between calls) to the device: after reset or a failed call.
-void cuda_upload_frontier(SessionImpl& s);
-// The CUDA forward pass; same contract and semantics as cpu_forward (runtime/session_state.h).
-const float* cuda_forward(SessionImpl& s, int n_new, float* all_logits, const float* keep_per_layer);
-// Reads one cached K/V row (kv_dim floats each) and one aux-cache row (d_model floats) back to the host.
-void cuda_read_kv(const SessionImpl& s, int layer, int position, float* k, float* v);
-void cuda_read_aux(const SessionImpl& s, int position, float* hidden);
+// The session backend on the device: KV cache, aux cache and work buffers in one cudaMalloc, the forward
+// pass and the LazyLLM data movement as kernels. `frontier` (n_ctx) is the session's host frontier.
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier);
 
 }  // namespace lazyllm_edge

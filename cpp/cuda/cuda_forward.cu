@@ -1,48 +1,184 @@
-// The CUDA forward pass: the same loop as cpu_forward (cpp/cpu/cpu_forward.cpp), with the same LazyLLM
-// semantics, run on the device. The active set, compute rows, frontier and aux cache live on the device;
-// the host reads back only the sizes that shape the next launches (after a pruning layer, and per layer
-// while the context holds pruned tokens that may be revived), then the logits and the frontier at the end.
+// The CUDA backend: the same forward pass as the CPU's (cpp/cpu/cpu_forward.cpp), driven by the same LazyLLM
+// step (lazy/step.cpp), run on the device. The active set, compute rows, frontier and aux cache live on the
+// device; the host reads back only the sizes that shape the next launches (after a pruning layer, and per
+// layer while the context holds pruned tokens that may be revived), then the logits and the frontier at the
+// end of a step.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
+#include "base/buffer_plan.h"
+#include "cpu/ops.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_state.cuh"
 #include "cuda/sorted_search.cuh"
-#include "lazy/prune_schedule.h"
-#include "runtime/session_state.h"
+#include "lazy/backend.h"
+#include "model/model.h"
 
 namespace lazyllm_edge {
 namespace {
 
 using cuda::check;
 
-// Copies the step's counts to the host and waits for them.
-void read_counts(CudaSession& g) {
-    check(cudaMemcpyAsync(g.host_counts, g.counts, 4 * sizeof(int32_t), cudaMemcpyDeviceToHost, g.stream), "reading counts");
-    check(cudaStreamSynchronize(g.stream), "forward pass");
-}
-
 __global__ void window_start_kernel(const int32_t* active, int n, int32_t first_pos, int32_t* out) {
     *out = cuda::lower_bound(active, n, first_pos);
 }
 
-struct Step {
-    int cur = 0;       // which hidden/rows buffer holds the compute rows
-    int act = 0;       // which active buffer holds the active set
-    int n_active = 0;
-    int n_compute = 0;
-    int32_t last_pos = 0;
+class CudaSessionBackend final : public SessionBackend {
+public:
+    CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier);
+
+    void begin_step(const int32_t* tokens, int n_total, int n_new) override;
+    int gather_revived(int layer) override;
+    void run_layer(int layer) override;
+    int active_lower_bound(int32_t position) override;
+    void rank(int layer, int first) override;
+    void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
+    int keep(int layer, int n_keep, int first) override;
+    const float* logits(float* all_logits) override;
+    StepCounters end_step() override;
+    void frontier_changed() override;
+    void read_kv(int layer, int position, float* k, float* v) const override;
+    void read_aux(int position, float* hidden) const override;
+
+private:
+    void read_counts();  // copies the step's counts to the host and waits for them
+    void layer_micro_batch(int l, int c0, int nb);
+    void output_logits(const float* hidden, int n, float* logits_host);
+
+    const ModelImpl& m_;
+    const int n_ctx_;
+    int32_t* frontier_;  // (n_ctx) the session's host frontier
+    CudaSession g_;
+    std::vector<float> host_logits_;  // (n_vocab) the last row's logits
+    // the step: which of the two buffers hold the compute rows (cur_) and the active set (act_), their sizes
+    int cur_ = 0;
+    int act_ = 0;
+    int n_active_ = 0;
+    int n_compute_ = 0;
+    int n_total_ = 0;
+    int32_t last_pos_ = 0;
 };
 
+CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier)
+    : m_(model), n_ctx_(n_ctx), frontier_(frontier), host_logits_(static_cast<size_t>(model.hparams.n_vocab)) {
+    const ModelHparams& hp = m_.hparams;
+    CudaSession& g = g_;
+    g.device = m_.cuda->device;
+    check(cudaSetDevice(g.device), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), "creating a stream");
+    const int64_t n = n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
+    const int64_t ub = std::min<int64_t>(n, 2048);
+    const int64_t logit_rows = std::min<int64_t>(n, 64);
+    const int64_t kv_elems = static_cast<int64_t>(hp.n_layer) * n * kvd;
+    const bool has_local_rope = hp.sliding_window > 0;
+    g.n_ubatch = static_cast<int>(ub);
+    g.logit_rows = static_cast<int>(logit_rows);
+    g.layer_stride = n * kvd;
+    g.gemm_scratch.elems = m_.cuda->largest_layer_matrix;
+    g.gemm_scratch.bf16 = m_.cuda->bf16_gemm;
+    BufferPlan plan(256);
+    plan.add(g.k, kv_elems);
+    plan.add(g.v, kv_elems);
+    plan.add(g.frontier, n);
+    plan.add(g.aux, n * d);
+    for (int i = 0; i < 2; ++i) plan.add(g.hidden[i], n * d);
+    for (int i = 0; i < 2; ++i) plan.add(g.rows[i], n);
+    for (int i = 0; i < 2; ++i) plan.add(g.active[i], n);
+    plan.add(g.row_of, n);
+    plan.add(g.keep_mark, n);
+    plan.add(g.scan, n);
+    plan.add(g.importance, n);
+    plan.add(g.scores, hp.n_head * (n + 2));
+    plan.add(g.ids, n);
+    plan.add(g.norm, ub * d);
+    plan.add(g.q, ub * qd);
+    plan.add(g.k_new, ub * kvd);
+    plan.add(g.v_new, ub * kvd);
+    plan.add(g.attn_out, ub * qd);
+    plan.add(g.proj, ub * d);
+    plan.add(g.gate, ub * ff);
+    plan.add(g.up, ub * ff);
+    plan.add(g.attn_partial, cuda::attention_partial_floats(hp.head_dim));
+    plan.add(g.last_q, qd);
+    plan.add(g.rope_global, n * hp.rope_dim);
+    if (has_local_rope) plan.add(g.rope_local, n * hp.rope_dim);
+    plan.add(g.logits, logit_rows * hp.n_vocab);
+    plan.add(g.counts, 4);
+    plan.add(g.counters, 2);
+    uint16_t* gemm_scratch = nullptr;  // fp16 or bf16 elements
+    plan.add(gemm_scratch, g.gemm_scratch.elems);
+    g.bytes = plan.bytes();
+    const cudaError_t status = cudaMalloc(&g.block, g.bytes);
+    if (status != cudaSuccess) {
+        cudaGetLastError();
+        throw_error(ErrorCode::out_of_memory, "the session needs " + std::to_string(g.bytes >> 20) +
+                                                  " MiB of device memory (try a smaller n_ctx): " + cudaGetErrorString(status));
+    }
+    plan.carve(g.block);
+    g.gemm_scratch.data = gemm_scratch;
+    if (!has_local_rope) g.rope_local = g.rope_global;
+    check(cudaMallocHost(&g.host_counts, 4 * sizeof(int32_t)), "pinned host memory");
+    check(cudaMallocHost(&g.host_counters, 2 * sizeof(int64_t)), "pinned host memory");
+    // RoPE tables, built on the host as the CPU backend builds them
+    std::vector<float> rope(static_cast<size_t>(n) * hp.rope_dim);
+    build_rope_table(rope.data(), n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, m_.rope_freqs);
+    check(cudaMemcpy(g.rope_global, rope.data(), sizeof(float) * rope.size(), cudaMemcpyHostToDevice), "uploading RoPE tables");
+    if (has_local_rope) {
+        build_rope_table(rope.data(), n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
+        check(cudaMemcpy(g.rope_local, rope.data(), sizeof(float) * rope.size(), cudaMemcpyHostToDevice), "uploading RoPE tables");
+    }
+    check(cudaMemset(g.frontier, 0, sizeof(int32_t) * n), "clearing the frontier");
+}
+
+void CudaSessionBackend::read_counts() {
+    check(cudaMemcpyAsync(g_.host_counts, g_.counts, 4 * sizeof(int32_t), cudaMemcpyDeviceToHost, g_.stream), "reading counts");
+    check(cudaStreamSynchronize(g_.stream), "forward pass");
+}
+
+void CudaSessionBackend::begin_step(const int32_t* tokens, int n_total, int n_new) {
+    const ModelHparams& hp = m_.hparams;
+    CudaSession& g = g_;
+    check(cudaSetDevice(g.device), "cudaSetDevice");
+    const int n_past = n_total - n_new;
+    cur_ = act_ = 0;
+    n_total_ = n_total;
+    last_pos_ = n_total - 1;
+    // the active set is the whole context, the compute rows the new tokens
+    check(cudaMemcpyAsync(g.ids, tokens + n_past, sizeof(int32_t) * n_new, cudaMemcpyHostToDevice, g.stream), "ids");
+    check(cudaMemsetAsync(g.counters, 0, 2 * sizeof(int64_t), g.stream), "counters");
+    cuda::init_step(g.active[0], g.rows[0], g.row_of, n_past, n_new, g.stream);
+    n_active_ = n_total;
+    n_compute_ = n_new;
+    // token embeddings
+    cuda::embed_rows(m_.cuda->token_embd, g.ids, n_new, hp.embedding_scale, g.hidden[0], g.stream);
+}
+
+int CudaSessionBackend::gather_revived(int layer) {
+    CudaSession& g = g_;
+    cuda::gather_compute_rows(g.active[act_], n_active_, g.frontier, layer, g.hidden[cur_], g.aux, m_.hparams.d_model,
+                              g.hidden[1 - cur_], g.rows[1 - cur_], g.row_of, g.counts + 1, g.counters + 0, g.scan,
+                              g.stream);
+    cur_ = 1 - cur_;
+    read_counts();
+    n_compute_ = g.host_counts[1];
+    return n_compute_;
+}
+
+void CudaSessionBackend::run_layer(int layer) {
+    for (int c0 = 0; c0 < n_compute_; c0 += g_.n_ubatch) layer_micro_batch(layer, c0, std::min(g_.n_ubatch, n_compute_ - c0));
+    cuda::advance_frontier(g_.rows[cur_], n_compute_, layer, g_.frontier, g_.counters + 1, g_.stream);
+}
+
 // Runs layer l for compute rows [c0, c0 + nb).
-void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
-    const ModelHparams& hp = *s.hp;
-    const CudaLayer& w = s.m->cuda->layers[l];
-    CudaSession& g = *s.cuda;
+void CudaSessionBackend::layer_micro_batch(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const CudaLayer& w = m_.cuda->layers[l];
+    CudaSession& g = g_;
     cudaStream_t stream = g.stream;
     const int d = hp.d_model, ff = hp.ffn_dim;
-    float* x = g.hidden[st.cur] + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
-    const int32_t* pos = g.rows[st.cur] + c0;                    // (nb)
+    float* x = g.hidden[cur_] + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
+    const int32_t* pos = g.rows[cur_] + c0;                    // (nb)
     const bool sliding = hp.is_sliding(l);
     __half* k_cache = g.k + l * g.layer_stride;
     __half* v_cache = g.v + l * g.layer_stride;
@@ -67,7 +203,7 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
     qp.k_cache = k_cache;
     qp.v_cache = v_cache;
     qp.last_q = g.last_q;
-    qp.last_pos = st.last_pos;
+    qp.last_pos = last_pos_;
     qp.n = nb;
     qp.n_head = hp.n_head;
     qp.n_head_kv = hp.n_head_kv;
@@ -83,8 +219,8 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
     a.q_pos = pos;
     a.k_cache = k_cache;
     a.v_cache = v_cache;
-    a.kv_positions = g.active[st.act];
-    a.n_kv = st.n_active;
+    a.kv_positions = g.active[act_];
+    a.n_kv = n_active_;
     a.n_q = nb;
     a.n_head = hp.n_head;
     a.n_head_kv = hp.n_head_kv;
@@ -105,54 +241,52 @@ void layer_micro_batch(SessionImpl& s, int l, int c0, int nb, const Step& st) {
     cuda::add_residual(x, g.proj, w.post_ffn_norm, nullptr, nullptr, nb, d, hp.rms_eps, stream);
 }
 
-// Ranks the active set by the last token's attention at layer l, keeps the most important, compacts the
-// compute rows (dropped ones park h[l+1] in the aux cache). Same rules as the CPU's prune_after_layer.
-void prune_after_layer(SessionImpl& s, int l, float keep_fraction, Step& st) {
-    const ModelHparams& hp = *s.hp;
-    CudaSession& g = *s.cuda;
-    cudaStream_t stream = g.stream;
-    const int32_t* active = g.active[st.act];
-    // on a sliding-window layer only the last token's window is ranked; earlier tokens stay
-    int first = 0;
-    if (hp.is_sliding(l)) {
-        window_start_kernel<<<1, 1, 0, stream>>>(active, st.n_active, st.last_pos - hp.sliding_window + 1, g.counts + 2);
-        cuda::check_launch("window start");
-        read_counts(g);
-        first = g.host_counts[2];
-    }
-    const int n_ranked = st.n_active - first;
-    cuda::last_token_importance(g.last_q, g.k + l * g.layer_stride, active + first, n_ranked, hp.n_head, hp.n_head_kv,
-                                hp.head_dim, hp.softmax_scale(), g.scores, g.importance + first, stream);
-    if (s.record_importance) {
-        Session::ImportanceRecord rec;
-        rec.layer = l;
-        rec.positions.resize(n_ranked);
-        rec.scores.resize(n_ranked);
-        check(cudaMemcpyAsync(rec.positions.data(), active + first, sizeof(int32_t) * n_ranked, cudaMemcpyDeviceToHost, stream),
-              "reading importance");
-        check(cudaMemcpyAsync(rec.scores.data(), g.importance + first, sizeof(float) * n_ranked, cudaMemcpyDeviceToHost, stream),
-              "reading importance");
-        check(cudaStreamSynchronize(stream), "forward pass");
-        s.importance_log.push_back(std::move(rec));
-    }
-    const int n_keep = first + tokens_to_keep(n_ranked, keep_fraction);
-    if (n_keep >= st.n_active) return;  // everything stays
-    cuda::select_top_k(active, g.importance, st.n_active, n_keep, first, st.last_pos, g.keep_mark, g.active[1 - st.act],
-                       g.counts + 0, g.scan, stream);
-    cuda::compact_rows(g.rows[st.cur], g.hidden[st.cur], st.n_compute, hp.d_model, g.keep_mark, g.hidden[1 - st.cur],
-                       g.rows[1 - st.cur], g.row_of, g.aux, g.counts + 1, g.scan, stream);
-    st.act = 1 - st.act;
-    st.cur = 1 - st.cur;
-    read_counts(g);
-    st.n_active = g.host_counts[0];
-    st.n_compute = g.host_counts[1];
+int CudaSessionBackend::active_lower_bound(int32_t position) {
+    window_start_kernel<<<1, 1, 0, g_.stream>>>(g_.active[act_], n_active_, position, g_.counts + 2);
+    cuda::check_launch("window start");
+    read_counts();
+    return g_.host_counts[2];
+}
+
+void CudaSessionBackend::rank(int layer, int first) {
+    const ModelHparams& hp = m_.hparams;
+    CudaSession& g = g_;
+    cuda::last_token_importance(g.last_q, g.k + layer * g.layer_stride, g.active[act_] + first, n_active_ - first,
+                                hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), g.scores, g.importance + first,
+                                g.stream);
+}
+
+void CudaSessionBackend::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {
+    CudaSession& g = g_;
+    const int n = n_active_ - first;
+    positions->resize(n);
+    importance->resize(n);
+    check(cudaMemcpyAsync(positions->data(), g.active[act_] + first, sizeof(int32_t) * n, cudaMemcpyDeviceToHost, g.stream),
+          "reading importance");
+    check(cudaMemcpyAsync(importance->data(), g.importance + first, sizeof(float) * n, cudaMemcpyDeviceToHost, g.stream),
+          "reading importance");
+    check(cudaStreamSynchronize(g.stream), "forward pass");
+}
+
+int CudaSessionBackend::keep(int layer, int n_keep, int first) {
+    CudaSession& g = g_;
+    cuda::select_top_k(g.active[act_], g.importance, n_active_, n_keep, first, last_pos_, g.keep_mark, g.active[1 - act_],
+                       g.counts + 0, g.scan, g.stream);
+    cuda::compact_rows(g.rows[cur_], g.hidden[cur_], n_compute_, m_.hparams.d_model, g.keep_mark, g.hidden[1 - cur_],
+                       g.rows[1 - cur_], g.row_of, g.aux, g.counts + 1, g.scan, g.stream);
+    act_ = 1 - act_;
+    cur_ = 1 - cur_;
+    read_counts();
+    n_active_ = g.host_counts[0];
+    n_compute_ = g.host_counts[1];
+    return n_compute_;
 }
 
 // Final norm and output projection of n hidden rows into host logits (n, n_vocab).
-void output_logits(SessionImpl& s, const float* hidden, int n, float* logits_host) {
-    const ModelHparams& hp = *s.hp;
-    CudaSession& g = *s.cuda;
-    const CudaModel& m = *s.m->cuda;
+void CudaSessionBackend::output_logits(const float* hidden, int n, float* logits_host) {
+    const ModelHparams& hp = m_.hparams;
+    CudaSession& g = g_;
+    const CudaModel& m = *m_.cuda;
     for (int c0 = 0; c0 < n; c0 += g.logit_rows) {
         const int nb = std::min(g.logit_rows, n - c0);
         cuda::rms_norm(hidden + static_cast<int64_t>(c0) * hp.d_model, m.output_norm, g.norm, nb, hp.d_model, hp.rms_eps,
@@ -166,175 +300,36 @@ void output_logits(SessionImpl& s, const float* hidden, int n, float* logits_hos
     }
 }
 
-}  // namespace
-
-std::shared_ptr<CudaSession> cuda_create_session(const SessionImpl& s) {
-    const ModelHparams& hp = *s.hp;
-    auto g = std::make_shared<CudaSession>();
-    g->device = s.m->cuda->device;
-    check(cudaSetDevice(g->device), "cudaSetDevice");
-    check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), "creating a stream");
-    const int64_t n_ctx = s.n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
-    const int64_t ub = std::min<int64_t>(n_ctx, 2048);
-    const int64_t logit_rows = std::min<int64_t>(n_ctx, 64);
-    const int64_t kv_elems = static_cast<int64_t>(hp.n_layer) * n_ctx * kvd;
-    const bool has_local_rope = hp.sliding_window > 0;
-    DevicePlan plan;
-    plan.reserve<__half>(kv_elems);
-    plan.reserve<__half>(kv_elems);
-    plan.reserve<int32_t>(n_ctx);
-    plan.reserve<float>(n_ctx * d);
-    for (int i = 0; i < 2; ++i) plan.reserve<float>(n_ctx * d);
-    for (int i = 0; i < 5; ++i) plan.reserve<int32_t>(n_ctx);  // rows, active (two each), row_of
-    plan.reserve<uint8_t>(n_ctx);
-    plan.reserve<int32_t>(n_ctx);
-    plan.reserve<float>(n_ctx);
-    plan.reserve<float>(hp.n_head * (n_ctx + 2));
-    plan.reserve<int32_t>(n_ctx);
-    plan.reserve<float>(ub * d);
-    plan.reserve<float>(ub * qd);
-    plan.reserve<float>(ub * kvd);
-    plan.reserve<float>(ub * kvd);
-    plan.reserve<float>(ub * qd);
-    plan.reserve<float>(ub * d);
-    plan.reserve<float>(ub * ff);
-    plan.reserve<float>(ub * ff);
-    plan.reserve<float>(cuda::attention_partial_floats(hp.head_dim));
-    plan.reserve<float>(qd);
-    plan.reserve<float>(n_ctx * hp.rope_dim);
-    plan.reserve<float>(has_local_rope ? n_ctx * hp.rope_dim : 0);
-    plan.reserve<float>(logit_rows * hp.n_vocab);
-    plan.reserve<int32_t>(4);
-    plan.reserve<int64_t>(2);
-    plan.reserve<uint16_t>(s.m->cuda->largest_layer_matrix);
-    g->bytes = plan.bytes();
-    const cudaError_t status = cudaMalloc(&g->block, g->bytes);
-    if (status != cudaSuccess) {
-        cudaGetLastError();
-        throw_error(ErrorCode::out_of_memory, "the session needs " + std::to_string(g->bytes >> 20) +
-                                                  " MiB of device memory (try a smaller n_ctx): " + cudaGetErrorString(status));
-    }
-    plan.bind(g->block);
-    g->n_ubatch = static_cast<int>(ub);
-    g->logit_rows = static_cast<int>(logit_rows);
-    g->k = plan.carve<__half>(kv_elems);
-    g->v = plan.carve<__half>(kv_elems);
-    g->layer_stride = n_ctx * kvd;
-    g->frontier = plan.carve<int32_t>(n_ctx);
-    g->aux = plan.carve<float>(n_ctx * d);
-    for (int i = 0; i < 2; ++i) g->hidden[i] = plan.carve<float>(n_ctx * d);
-    for (int i = 0; i < 2; ++i) g->rows[i] = plan.carve<int32_t>(n_ctx);
-    for (int i = 0; i < 2; ++i) g->active[i] = plan.carve<int32_t>(n_ctx);
-    g->row_of = plan.carve<int32_t>(n_ctx);
-    g->keep_mark = plan.carve<uint8_t>(n_ctx);
-    g->scan = plan.carve<int32_t>(n_ctx);
-    g->importance = plan.carve<float>(n_ctx);
-    g->scores = plan.carve<float>(hp.n_head * (n_ctx + 2));
-    g->ids = plan.carve<int32_t>(n_ctx);
-    g->norm = plan.carve<float>(ub * d);
-    g->q = plan.carve<float>(ub * qd);
-    g->k_new = plan.carve<float>(ub * kvd);
-    g->v_new = plan.carve<float>(ub * kvd);
-    g->attn_out = plan.carve<float>(ub * qd);
-    g->proj = plan.carve<float>(ub * d);
-    g->gate = plan.carve<float>(ub * ff);
-    g->up = plan.carve<float>(ub * ff);
-    g->attn_partial = plan.carve<float>(cuda::attention_partial_floats(hp.head_dim));
-    g->last_q = plan.carve<float>(qd);
-    g->rope_global = plan.carve<float>(n_ctx * hp.rope_dim);
-    g->rope_local = has_local_rope ? plan.carve<float>(n_ctx * hp.rope_dim) : g->rope_global;
-    g->logits = plan.carve<float>(logit_rows * hp.n_vocab);
-    g->counts = plan.carve<int32_t>(4);
-    g->counters = plan.carve<int64_t>(2);
-    g->gemm_scratch.elems = s.m->cuda->largest_layer_matrix;
-    g->gemm_scratch.data = plan.carve<uint16_t>(g->gemm_scratch.elems);
-    g->gemm_scratch.bf16 = s.m->cuda->bf16_gemm;
-    check(cudaMallocHost(&g->host_counts, 4 * sizeof(int32_t)), "pinned host memory");
-    check(cudaMallocHost(&g->host_counters, 2 * sizeof(int64_t)), "pinned host memory");
-    const size_t rope_bytes = sizeof(float) * static_cast<size_t>(n_ctx) * hp.rope_dim;
-    check(cudaMemcpy(g->rope_global, s.ws.rope_global, rope_bytes, cudaMemcpyHostToDevice), "uploading RoPE tables");
-    if (has_local_rope)
-        check(cudaMemcpy(g->rope_local, s.ws.rope_local, rope_bytes, cudaMemcpyHostToDevice), "uploading RoPE tables");
-    check(cudaMemset(g->frontier, 0, sizeof(int32_t) * n_ctx), "clearing the frontier");
-    return g;
-}
-
-void cuda_upload_frontier(SessionImpl& s) {
-    CudaSession& g = *s.cuda;
-    check(cudaSetDevice(g.device), "cudaSetDevice");
-    check(cudaMemcpy(g.frontier, s.kv_cache.frontier, sizeof(int32_t) * s.n_ctx, cudaMemcpyHostToDevice), "frontier");
-}
-
-const float* cuda_forward(SessionImpl& s, int n_new, float* all_logits, const float* keep_per_layer) {
-    const ModelHparams& hp = *s.hp;
-    CudaSession& g = *s.cuda;
-    const CudaModel& m = *s.m->cuda;
-    cudaStream_t stream = g.stream;
-    check(cudaSetDevice(g.device), "cudaSetDevice");
-    const int d = hp.d_model;
-    const int n_total = static_cast<int>(s.tokens.size());
-    const int n_past = n_total - n_new;
-    Step st;
-    st.last_pos = n_total - 1;
-    // pruned tokens of earlier steps may be revived at any layer; without them no layer needs a read-back
-    bool context_has_aux = false;
-    for (int p = 0; p < n_past && !context_has_aux; ++p) context_has_aux = s.kv_cache.frontier[p] < hp.n_layer;
-
-    // the active set at layer 0 is the whole context; the new tokens start at layer 0
-    check(cudaMemcpyAsync(g.ids, s.tokens.data() + n_past, sizeof(int32_t) * n_new, cudaMemcpyHostToDevice, stream), "ids");
-    check(cudaMemsetAsync(g.counters, 0, 2 * sizeof(int64_t), stream), "counters");
-    cuda::init_step(g.active[0], g.rows[0], g.row_of, n_past, n_new, stream);
-    st.n_active = n_total;
-    st.n_compute = n_new;
-    // token embeddings
-    cuda::embed_rows(m.token_embd, g.ids, n_new, hp.embedding_scale, g.hidden[0], stream);
-
-    int64_t pairs = 0;
-    for (int l = 0; l < hp.n_layer; ++l) {
-        if (context_has_aux) {  // revive the active tokens whose next layer is l from the aux cache
-            cuda::gather_compute_rows(g.active[st.act], st.n_active, g.frontier, l, g.hidden[st.cur], g.aux, d,
-                                      g.hidden[1 - st.cur], g.rows[1 - st.cur], g.row_of, g.counts + 1, g.counters + 0,
-                                      g.scan, stream);
-            st.cur = 1 - st.cur;
-            read_counts(g);
-            st.n_compute = g.host_counts[1];
-        }
-        for (int c0 = 0; c0 < st.n_compute; c0 += g.n_ubatch)
-            layer_micro_batch(s, l, c0, std::min(g.n_ubatch, st.n_compute - c0), st);
-        cuda::advance_frontier(g.rows[st.cur], st.n_compute, l, g.frontier, g.counters + 1, stream);
-        pairs += st.n_compute;
-        if (keep_per_layer && keep_per_layer[l] < 1.0f && l + 1 < hp.n_layer) prune_after_layer(s, l, keep_per_layer[l], st);
-    }
-
-    // the last token is always computed through every layer and is the last compute row
-    const float* result;
+const float* CudaSessionBackend::logits(float* all_logits) {
+    const ModelHparams& hp = m_.hparams;
     if (all_logits) {
-        if (st.n_compute != n_new) throw_error(ErrorCode::invalid_argument, "all-position logits need a dense session");
-        output_logits(s, g.hidden[st.cur], n_new, all_logits);
-        result = all_logits + static_cast<int64_t>(n_new - 1) * hp.n_vocab;
-    } else {
-        output_logits(s, g.hidden[st.cur] + static_cast<int64_t>(st.n_compute - 1) * d, 1, s.ws.logits);
-        result = s.ws.logits;
+        output_logits(g_.hidden[cur_], n_compute_, all_logits);
+        return all_logits + static_cast<int64_t>(n_compute_ - 1) * hp.n_vocab;
     }
-    check(cudaMemcpyAsync(s.kv_cache.frontier, g.frontier, sizeof(int32_t) * n_total, cudaMemcpyDeviceToHost, stream),
-          "reading the frontier");
-    check(cudaMemcpyAsync(g.host_counters, g.counters, 2 * sizeof(int64_t), cudaMemcpyDeviceToHost, stream), "counters");
-    check(cudaStreamSynchronize(stream), "forward pass");
-
-    s.stats.revived_tokens += g.host_counters[0];
-    s.stats.recomputed_pairs += g.host_counters[1];
-    s.stats.total_pairs_computed += pairs;
-    s.stats.total_pairs_dense += static_cast<int64_t>(n_new) * hp.n_layer;
-    if (n_new > 1) {
-        s.stats.prefill_pairs_computed = pairs;
-        s.stats.prefill_pairs_dense = static_cast<int64_t>(n_new) * hp.n_layer;
-    }
-    return result;
+    output_logits(g_.hidden[cur_] + static_cast<int64_t>(n_compute_ - 1) * hp.d_model, 1, host_logits_.data());
+    return host_logits_.data();
 }
 
-void cuda_read_kv(const SessionImpl& s, int layer, int position, float* k, float* v) {
-    const CudaSession& g = *s.cuda;
-    const int kvd = s.hp->kv_dim();
+StepCounters CudaSessionBackend::end_step() {
+    CudaSession& g = g_;
+    check(cudaMemcpyAsync(frontier_, g.frontier, sizeof(int32_t) * n_total_, cudaMemcpyDeviceToHost, g.stream),
+          "reading the frontier");
+    check(cudaMemcpyAsync(g.host_counters, g.counters, 2 * sizeof(int64_t), cudaMemcpyDeviceToHost, g.stream), "counters");
+    check(cudaStreamSynchronize(g.stream), "forward pass");
+    StepCounters counters;
+    counters.revived_tokens = g.host_counters[0];
+    counters.recomputed_pairs = g.host_counters[1];
+    return counters;
+}
+
+void CudaSessionBackend::frontier_changed() {
+    check(cudaSetDevice(g_.device), "cudaSetDevice");
+    check(cudaMemcpy(g_.frontier, frontier_, sizeof(int32_t) * n_ctx_, cudaMemcpyHostToDevice), "frontier");
+}
+
+void CudaSessionBackend::read_kv(int layer, int position, float* k, float* v) const {
+    const CudaSession& g = g_;
+    const int kvd = m_.hparams.kv_dim();
     std::vector<__half> row(2 * static_cast<size_t>(kvd));
     const size_t offset = layer * g.layer_stride + static_cast<int64_t>(position) * kvd;
     check(cudaSetDevice(g.device), "cudaSetDevice");
@@ -346,12 +341,17 @@ void cuda_read_kv(const SessionImpl& s, int layer, int position, float* k, float
     }
 }
 
-void cuda_read_aux(const SessionImpl& s, int position, float* hidden) {
-    const CudaSession& g = *s.cuda;
-    const int d = s.hp->d_model;
-    check(cudaSetDevice(g.device), "cudaSetDevice");
-    check(cudaMemcpy(hidden, g.aux + static_cast<int64_t>(position) * d, sizeof(float) * d, cudaMemcpyDeviceToHost),
+void CudaSessionBackend::read_aux(int position, float* hidden) const {
+    const int d = m_.hparams.d_model;
+    check(cudaSetDevice(g_.device), "cudaSetDevice");
+    check(cudaMemcpy(hidden, g_.aux + static_cast<int64_t>(position) * d, sizeof(float) * d, cudaMemcpyDeviceToHost),
           "reading the aux cache");
+}
+
+}  // namespace
+
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier) {
+    return std::make_unique<CudaSessionBackend>(m, n_ctx, frontier);
 }
 
 }  // namespace lazyllm_edge

@@ -94,15 +94,18 @@ std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl& m) {
         matrix(w.down, c.down);
         vec(w.post_ffn_norm, hp.d_model, c.post_ffn_norm);
     }
-    DevicePlan plan;
-    for (const Upload& u : uploads) plan.reserve<uint8_t>(static_cast<int64_t>(u.bytes));
+    // one device block for every upload: a table of (device address, bytes), sized then carved
+    BufferPlan plan(256);
+    std::vector<const uint8_t*> device_address(uploads.size());
+    for (size_t i = 0; i < uploads.size(); ++i) plan.add(device_address[i], static_cast<int64_t>(uploads[i].bytes));
     model->bytes = plan.bytes();
     cuda::check(cudaMalloc(&model->block, model->bytes), "allocating the model's weights on the device");
-    plan.bind(model->block);
-    for (const Upload& u : uploads) {
-        uint8_t* dst = plan.carve<uint8_t>(static_cast<int64_t>(u.bytes));
-        cuda::check(cudaMemcpy(dst, u.src, u.bytes, cudaMemcpyHostToDevice), "copying weights to the device");
-        *u.dst = dst;
+    plan.carve(model->block);
+    for (size_t i = 0; i < uploads.size(); ++i) {
+        const Upload& u = uploads[i];
+        cuda::check(cudaMemcpy(const_cast<uint8_t*>(device_address[i]), u.src, u.bytes, cudaMemcpyHostToDevice),
+                    "copying weights to the device");
+        *u.dst = device_address[i];
     }
     if (tied) model->output = model->token_embd;
     // gemma's FFN activations are known to exceed fp16's range: its GEMMs round to bf16 instead

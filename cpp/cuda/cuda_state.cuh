@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "base/buffer_plan.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/kernels.cuh"
 
@@ -40,7 +41,7 @@ struct CudaModel {
     }
 };
 
-// One device allocation per session; every buffer is carved from it.
+// One device allocation per session; every buffer is carved from it (the table in cuda_forward.cu).
 struct CudaSession {
     int device = 0;
     cudaStream_t stream = nullptr;
@@ -51,7 +52,7 @@ struct CudaSession {
     __half* k = nullptr;            // (n_layer, n_ctx, kv_dim) fp16
     __half* v = nullptr;            // (n_layer, n_ctx, kv_dim) fp16
     int64_t layer_stride = 0;       // n_ctx * kv_dim
-    int32_t* frontier = nullptr;    // (n_ctx) layers with KV per position (host mirror: SessionImpl::kv_cache)
+    int32_t* frontier = nullptr;    // (n_ctx) layers with KV per position (mirror of the session's host frontier)
     float* aux = nullptr;           // (n_ctx, d_model) aux cache: h[frontier[p]] of pruned tokens
     float* hidden[2] = {};          // (n_ctx, d_model) compute rows; the other buffer receives compactions
     int32_t* rows[2] = {};          // (n_ctx) positions of the compute rows, sorted
@@ -86,27 +87,6 @@ struct CudaSession {
         if (block) cudaFree(block);
         if (stream) cudaStreamDestroy(stream);
     }
-};
-
-// Plans a device allocation: reserve() each buffer, allocate(), then carve() in the same order.
-class DevicePlan {
-public:
-    template <class T>
-    void reserve(int64_t count) { bytes_ += round_up(sizeof(T) * static_cast<size_t>(count)); }
-    size_t bytes() const { return bytes_; }
-    void bind(void* base) { base_ = static_cast<uint8_t*>(base); offset_ = 0; }
-    template <class T>
-    T* carve(int64_t count) {
-        T* p = reinterpret_cast<T*>(base_ + offset_);
-        offset_ += round_up(sizeof(T) * static_cast<size_t>(count));
-        return p;
-    }
-
-private:
-    static size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
-    size_t bytes_ = 0;
-    uint8_t* base_ = nullptr;
-    size_t offset_ = 0;
 };
 
 }  // namespace lazyllm_edge

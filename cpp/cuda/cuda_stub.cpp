@@ -1,6 +1,7 @@
 // The CUDA entry points of a build without CUDA (LAZYLLM_EDGE_CUDA=OFF or no nvcc found).
 #include "base/error.h"
 #include "cuda/cuda_backend.h"
+#include "lazy/backend.h"
 
 namespace lazyllm_edge {
 namespace {
@@ -18,10 +19,6 @@ std::string cuda_device_name() { return ""; }
 void cuda_set_exact_gemm(bool) {}
 bool cuda_exact_gemm() { return false; }
 std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl&) { unavailable(); }
-std::shared_ptr<CudaSession> cuda_create_session(const SessionImpl&) { unavailable(); }
-void cuda_upload_frontier(SessionImpl&) { unavailable(); }
-const float* cuda_forward(SessionImpl&, int, float*, const float*) { unavailable(); }
-void cuda_read_kv(const SessionImpl&, int, int, float*, float*) { unavailable(); }
-void cuda_read_aux(const SessionImpl&, int, float*) { unavailable(); }
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl&, int, int32_t*) { unavailable(); }
 
 }  // namespace lazyllm_edge

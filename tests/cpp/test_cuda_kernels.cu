@@ -20,7 +20,7 @@
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "cuda/kernels.cuh"
-#include "lazy/prune_schedule.h"
+#include "lazy/selection.h"
 
 using namespace lazyllm_edge;
 namespace cu = lazyllm_edge::cuda;

@@ -1,0 +1,61 @@
+// What a session asks of a compute backend (cpp/cpu/, cpp/cuda/). A backend owns its KV cache, aux cache
+// and work buffers and runs the kernels; the LazyLLM policy (which rows are computed at which layer, where
+// the model prunes, how many tokens stay, what is counted) is lazy/step.cpp's, written once for both.
+//
+// State a backend keeps during a step: the active set (sorted positions every computed token attends over
+// at the current layer) and the compute rows (sorted positions being computed at the current layer, with
+// their hidden states). Between steps the host frontier (layers with KV per position, owned by the session
+// and passed at creation) is the truth; a device backend mirrors it.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace lazyllm_edge {
+
+// What a backend counted during one step (a device counts without a round-trip per layer).
+struct StepCounters {
+    int64_t revived_tokens = 0;    // (token, layer) pairs resumed from the aux cache
+    int64_t recomputed_pairs = 0;  // pairs computed although they already had KV (the invariant: stays 0)
+};
+
+class SessionBackend {
+public:
+    virtual ~SessionBackend() = default;
+
+    // ---- one step (lazy/step.cpp drives these in order) ----
+    // Starts a step over the context tokens[0, n_total): the active set becomes every position, the compute
+    // rows the n_new newest tokens, embedded.
+    virtual void begin_step(const int32_t* tokens, int n_total, int n_new) = 0;
+    // Adds to the compute rows the active tokens whose next layer is `layer` but that are not being computed
+    // (pruned by an earlier step and active again), loading their hidden state from the aux cache. Returns
+    // the number of compute rows.
+    virtual int gather_revived(int layer) = 0;
+    // Runs `layer` over the compute rows, each attending over the active tokens at positions <= its own (and
+    // inside the window on sliding layers), and advances their frontier to layer + 1.
+    virtual void run_layer(int layer) = 0;
+    // Index in the active set of the first position >= `position` (where a sliding window starts).
+    virtual int active_lower_bound(int32_t position) = 0;
+    // Importance of the active tokens [first, n_active) at `layer`: the last token's attention (softmax per
+    // head over those tokens), averaged over the heads. Kept until keep().
+    virtual void rank(int layer, int first) = 0;
+    // The positions and importance of the last rank() (the session's importance log).
+    virtual void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) = 0;
+    // Keeps n_keep active tokens: active[0, first) and the last position always, the others by importance
+    // (lazy/selection.h's rule). Compute rows dropped park their hidden state, h[layer + 1], in the aux
+    // cache and stop being computed. Returns the number of compute rows left.
+    virtual int keep(int layer, int n_keep, int first) = 0;
+    // Final norm and output projection. With all_logits (a dense step) the logits of every compute row go
+    // there, (n_rows, n_vocab); returns the last row's logits (n_vocab), valid until the next step.
+    virtual const float* logits(float* all_logits) = 0;
+    // Ends the step (or a failed one): the host frontier is current again. Returns the step's counters.
+    virtual StepCounters end_step() = 0;
+
+    // ---- between steps ----
+    // The host frontier was changed by the session (reset, or a failed step rolled back).
+    virtual void frontier_changed() = 0;
+    // One cached K/V row (kv_dim floats each) and one aux-cache row (d_model floats), as fp32.
+    virtual void read_kv(int layer, int position, float* k, float* v) const = 0;
+    virtual void read_aux(int position, float* hidden) const = 0;
+};
+
+}  // namespace lazyllm_edge

@@ -1,0 +1,75 @@
+#include "lazy/step.h"
+
+#include <algorithm>
+
+#include "lazy/prune_schedule.h"
+#include "lazy/selection.h"
+
+namespace lazyllm_edge {
+
+PrunePlan::PrunePlan(const LazyConfig& lazy, int n_layer) : config(lazy) {
+    validate_lazy_config(lazy, n_layer);
+    prefill_keep = keep_fraction_per_layer(lazy.stages(false), n_layer);
+    decode_keep = keep_fraction_per_layer(lazy.stages(true), n_layer);
+}
+
+const float* PrunePlan::keep_table(int n_new, bool all_logits) const {
+    const bool decode = n_new == 1;  // a one-token step is a decode step, anything longer a prefill
+    if (all_logits || config.stages(decode).empty()) return nullptr;
+    return decode ? decode_keep.data() : prefill_keep.data();
+}
+
+const float* run_step(SessionBackend& backend, const ModelHparams& hp, const StepRequest& r, SessionStats& stats) {
+    const int n_past = r.n_total - r.n_new;
+    const int32_t last_pos = r.n_total - 1;
+    // pruned tokens of earlier steps may be revived at any layer; without them no layer gathers
+    const bool context_has_aux = std::any_of(r.frontier, r.frontier + n_past, [&](int32_t f) { return f < hp.n_layer; });
+
+    // the active set at layer 0 is the whole context; the new tokens start at layer 0
+    backend.begin_step(r.tokens, r.n_total, r.n_new);
+    int n_active = r.n_total, n_compute = r.n_new;
+    int64_t pairs = 0;
+    for (int l = 0; l < hp.n_layer; ++l) {
+        // revive the active tokens whose next layer is l from the aux cache
+        if (context_has_aux) n_compute = backend.gather_revived(l);
+        // the layer over the compute rows
+        backend.run_layer(l);
+        pairs += n_compute;
+        // prune: rank by the last token's attention, keep the most important
+        const float keep_fraction = r.keep_per_layer ? r.keep_per_layer[l] : 1.0f;
+        if (keep_fraction >= 1.0f || l + 1 >= hp.n_layer) continue;
+        const int first = hp.is_sliding(l) ? backend.active_lower_bound(last_pos - hp.sliding_window + 1) : 0;
+        backend.rank(l, first);
+        if (r.importance_log) {  // the ranked (in-window) tokens only
+            Session::ImportanceRecord record;
+            record.layer = l;
+            backend.read_ranking(first, &record.positions, &record.scores);
+            r.importance_log->push_back(std::move(record));
+        }
+        // (a stage that keeps every token still goes through selection and compaction, which then move nothing)
+        const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
+        n_compute = backend.keep(l, n_keep, first);
+        n_active = n_keep;
+    }
+
+    // the last token is always computed through every layer and is the last compute row
+    if (r.all_logits && n_compute != r.n_new)
+        throw_error(ErrorCode::invalid_argument, "all-position logits need a dense session");
+    const float* logits = backend.logits(r.all_logits);
+    const StepCounters counters = backend.end_step();
+
+    stats.revived_tokens += counters.revived_tokens;
+    stats.recomputed_pairs += counters.recomputed_pairs;
+    stats.total_pairs_computed += pairs;
+    stats.total_pairs_dense += static_cast<int64_t>(r.n_new) * hp.n_layer;
+    if (r.n_new > 1) {
+        stats.prefill_pairs_computed = pairs;
+        stats.prefill_pairs_dense = static_cast<int64_t>(r.n_new) * hp.n_layer;
+    }
+    stats.layer_kv_tokens.assign(static_cast<size_t>(hp.n_layer), 0);
+    for (int p = 0; p < r.n_total; ++p)
+        for (int l = 0; l < r.frontier[p]; ++l) ++stats.layer_kv_tokens[l];
+    return logits;
+}
+
+}  // namespace lazyllm_edge
