@@ -135,6 +135,13 @@ void register_session(nb::module_& m) {
                 s.set_lazy_config(make_lazy(schedule, prune_decode, decode_schedule));
             },
             nb::arg("schedule"), nb::arg("prune_decode") = true, nb::arg("decode_schedule") = Stages())
+        .def(
+            "set_lazy_spec",
+            [](Session& s, const std::string& spec) {
+                s.set_lazy_config(parse_lazy_spec(spec, s.model()->info().n_layer));
+            },
+            nb::arg("spec"), "Sets the schedule from a spec string (the CLI's --lazy), revival budget included.")
+        .def_prop_ro("revival_budget", [](const Session& s) { return s.lazy_config().revival_budget; })
         .def("set_record_importance", &Session::set_record_importance)
         .def_prop_ro("importance",
                      [](const Session& s) {

@@ -308,7 +308,7 @@ void attention_reference(const AttentionParams& p, float* scratch) {
 
 void last_token_importance(const float* q, const uint16_t* k_cache, const int32_t* kv_positions, int n,
                            int n_head, int n_head_kv, int head_dim, float scale, float* scores,
-                           float* importance) {
+                           float* importance, bool max_over_heads) {
     const int group = n_head / n_head_kv;
     const int kv_dim = n_head_kv * head_dim;
     for (int j = 0; j < n; ++j) importance[j] = 0.0f;
@@ -328,8 +328,55 @@ void last_token_importance(const float* q, const uint16_t* k_cache, const int32_
             scores[j] = std::exp(scores[j] - mx);
             sum += scores[j];
         }
-        const float w = static_cast<float>(1.0 / (sum * n_head));
-        for (int j = 0; j < n; ++j) importance[j] += scores[j] * w;
+        if (max_over_heads) {
+            const float w = static_cast<float>(1.0 / sum);
+            for (int j = 0; j < n; ++j) importance[j] = std::max(importance[j], scores[j] * w);
+        } else {
+            const float w = static_cast<float>(1.0 / (sum * n_head));
+            for (int j = 0; j < n; ++j) importance[j] += scores[j] * w;
+        }
+    }
+}
+
+void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                       const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
+                       float* scratch, float* importance, bool max_over_heads) {
+    const int group = n_head / n_head_kv;
+    const int kv_dim = n_head_kv * head_dim;
+    float* scores = scratch;       // (n)
+    float* per_head = scratch + n;  // (n_head, n) probability mass per head, summed over the queries
+    std::fill(per_head, per_head + static_cast<int64_t>(n_head) * n, 0.0f);
+    for (int w = 0; w < n_q; ++w) {
+        // causal: the query sees the keys at or before its position (kv_positions is sorted)
+        const int n_seen = static_cast<int>(std::upper_bound(kv_positions, kv_positions + n, q_pos[w]) - kv_positions);
+        for (int h = 0; h < n_head; ++h) {
+            const float* qh = q_rows + static_cast<int64_t>(w) * n_head * head_dim + static_cast<int64_t>(h) * head_dim;
+            const int g = h / group;
+            float mx = -INFINITY;
+            for (int j = 0; j < n_seen; ++j) {
+                const uint16_t* k = k_cache + static_cast<int64_t>(kv_positions[j]) * kv_dim + g * head_dim;
+                float s = 0.0f;
+                for (int d = 0; d < head_dim; ++d) s += qh[d] * fp16_to_fp32(k[d]);
+                scores[j] = s * scale;
+                mx = std::max(mx, scores[j]);
+            }
+            double sum = 0.0;
+            for (int j = 0; j < n_seen; ++j) {
+                scores[j] = std::exp(scores[j] - mx);
+                sum += scores[j];
+            }
+            const float wgt = static_cast<float>(1.0 / (sum * n_q));
+            float* acc = per_head + static_cast<int64_t>(h) * n;
+            for (int j = 0; j < n_seen; ++j) acc[j] += scores[j] * wgt;
+        }
+    }
+    for (int j = 0; j < n; ++j) {
+        float v = 0.0f;
+        for (int h = 0; h < n_head; ++h) {
+            const float p = per_head[static_cast<int64_t>(h) * n + j];
+            v = max_over_heads ? std::max(v, p) : v + p / n_head;
+        }
+        importance[j] = v;
     }
 }
 

@@ -40,10 +40,18 @@ void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& 
 void attention_reference(const AttentionParams& p, float* scratch);
 
 // Softmax probabilities the query `q` (n_head * head_dim) gives each of kv_positions[0, n), averaged over
-// all heads (GQA included): the LazyLLM importance. scores_scratch: n floats. Writes importance (n).
+// all heads (GQA included), or their maximum over the heads: the LazyLLM importance. scores_scratch: n
+// floats. Writes importance (n).
 void last_token_importance(const float* q, const uint16_t* k_cache, const int32_t* kv_positions, int n,
                            int n_head, int n_head_kv, int head_dim, float scale, float* scores_scratch,
-                           float* importance);
+                           float* importance, bool max_over_heads = false);
+
+// The importance from several queries (the last tokens of the prompt, SnapKV's observation window): for
+// each query q_rows[w] (at position q_pos[w]) and head, the softmax over the kv_positions at or before it;
+// averaged over the queries, then over the heads or their maximum. scratch: (n_head + 1) * n floats.
+void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                       const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
+                       float* scratch, float* importance, bool max_over_heads);
 
 // ---- internals shared by attention.cpp and the per-ISA tile kernels ----
 

@@ -20,12 +20,13 @@ class CpuSession final : public SessionBackend {
 public:
     CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier);
 
-    void begin_step(const int32_t* tokens, int n_total, int n_new) override;
+    void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
     void run_layer(int layer) override;
     int active_lower_bound(int32_t position) override;
-    void rank(int layer, int first) override;
+    void rank(int layer, int first, ImportanceSignal signal) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
+    int protect_computed(int layer) override;
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
@@ -45,7 +46,7 @@ private:
         int32_t* kept_positions = nullptr;     // (n_ctx) selection output
         int32_t* order = nullptr;              // (n_ctx) selection scratch
         float* importance = nullptr;           // (n_ctx) aligned with the active set
-        float* importance_scores = nullptr;    // (n_ctx) importance scratch
+        float* importance_scores = nullptr;    // ((n_head + 1) * n_ctx) importance scratch
         int32_t* attend_end = nullptr;         // (n_ubatch)
         int32_t* attend_begin = nullptr;       // (n_ubatch)
         float* norm = nullptr;                 // (n_ubatch, d_model)
@@ -57,7 +58,7 @@ private:
         float* gate = nullptr;                 // (n_ubatch, ffn_dim)
         float* up = nullptr;                   // (n_ubatch, ffn_dim)
         float* attention_scratch = nullptr;    // (n_threads, attention_scratch_floats)
-        float* last_q = nullptr;               // (q_dim) query of the last token at this layer
+        float* window_q = nullptr;             // (kMaxQueryWindow, q_dim) queries of the window's tokens at this layer
         float* rope_global = nullptr;          // (n_ctx, rope_dim) cos/sin
         float* rope_local = nullptr;           // (n_ctx, rope_dim) sliding-window layers (gemma3); = rope_global otherwise
         float* logits = nullptr;               // (n_vocab)
@@ -82,6 +83,8 @@ private:
     int n_active_ = 0;
     int n_compute_ = 0;
     int32_t last_pos_ = 0;
+    int32_t window_begin_ = 0;             // first position of the query window
+    uint8_t window_has_[kMaxQueryWindow];  // which window positions were computed at this layer
     StepCounters counters_;
 };
 
@@ -108,7 +111,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier)
     plan.add(b.kept_positions, n);
     plan.add(b.order, n);
     plan.add(b.importance, n);
-    plan.add(b.importance_scores, n);
+    plan.add(b.importance_scores, (hp.n_head + 1) * n);
     plan.add(b.attend_end, ub);
     plan.add(b.attend_begin, ub);
     plan.add(b.norm, ub * d);
@@ -120,7 +123,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier)
     plan.add(b.gate, ub * ff);
     plan.add(b.up, ub * ff);
     plan.add(b.attention_scratch, attention_scratch_floats(n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * pool_.size());
-    plan.add(b.last_q, qd);
+    plan.add(b.window_q, kMaxQueryWindow * qd);
     plan.add(b.rope_global, n * hp.rope_dim);
     if (has_local_rope) plan.add(b.rope_local, n * hp.rope_dim);
     plan.add(b.logits, hp.n_vocab);
@@ -130,12 +133,13 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier)
     else b.rope_local = b.rope_global;
 }
 
-void CpuSession::begin_step(const int32_t* tokens, int n_total, int n_new) {
+void CpuSession::begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) {
     const ModelHparams& hp = m_.hparams;
     const int d = hp.d_model;
     const int n_past = n_total - n_new;
     tokens_ = tokens;
     last_pos_ = n_total - 1;
+    window_begin_ = std::max(0, n_total - std::min(std::max(query_window, 1), kMaxQueryWindow));
     counters_ = StepCounters();
     // the active set is the whole context, the compute rows the new tokens
     n_active_ = n_total;
@@ -182,6 +186,7 @@ int CpuSession::gather_revived(int layer) {
 }
 
 void CpuSession::run_layer(int layer) {
+    std::fill(window_has_, window_has_ + kMaxQueryWindow, 0);
     for (int c0 = 0; c0 < n_compute_; c0 += n_ubatch_) layer_micro_batch(layer, c0, std::min(n_ubatch_, n_compute_ - c0));
     // frontier only grows, one layer per computation
     for (int i = 0; i < n_compute_; ++i) {
@@ -239,7 +244,10 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
             ws.attend_begin[r] = sliding ? static_cast<int32_t>(std::lower_bound(active_begin, active_end,
                                                                                  pos[r] - hp.sliding_window + 1) - active_begin)
                                          : 0;
-            if (pos[r] == last_pos_) std::memcpy(ws.last_q, q, sizeof(float) * qd);
+            if (pos[r] >= window_begin_) {  // a query of the window: kept for ranking
+                std::memcpy(ws.window_q + static_cast<int64_t>(pos[r] - window_begin_) * qd, q, sizeof(float) * qd);
+                window_has_[pos[r] - window_begin_] = 1;
+            }
         }
     });
     // attention over the active set
@@ -292,15 +300,45 @@ int CpuSession::active_lower_bound(int32_t position) {
                             buf_.active_positions);
 }
 
-void CpuSession::rank(int layer, int first) {
+void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
     const ModelHparams& hp = m_.hparams;
-    last_token_importance(buf_.last_q, k_at(layer, 0), buf_.active_positions + first, n_active_ - first, hp.n_head,
-                          hp.n_head_kv, hp.head_dim, hp.softmax_scale(), buf_.importance_scores, buf_.importance + first);
+    const int qd = hp.q_dim();
+    const bool max_heads = signal == ImportanceSignal::max_heads;
+    const int32_t* keys = buf_.active_positions + first;
+    const int n = n_active_ - first;
+    float* importance = buf_.importance + first;
+    if (last_pos_ == window_begin_) {  // the last token alone (it is always computed): the paper's signal
+        last_token_importance(buf_.window_q, k_at(layer, 0), keys, n, hp.n_head, hp.n_head_kv, hp.head_dim,
+                              hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
+        return;
+    }
+    // the window's queries computed at this layer, packed (the last one always is)
+    int32_t q_pos[kMaxQueryWindow];
+    int n_q = 0;
+    for (int32_t p = window_begin_; p <= last_pos_; ++p) {
+        if (!window_has_[p - window_begin_]) continue;
+        if (n_q != p - window_begin_)
+            std::memmove(buf_.window_q + static_cast<int64_t>(n_q) * qd,
+                         buf_.window_q + static_cast<int64_t>(p - window_begin_) * qd, sizeof(float) * qd);
+        q_pos[n_q++] = p;
+    }
+    window_importance(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, hp.n_head_kv, hp.head_dim,
+                      hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
 }
 
 void CpuSession::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {
     positions->assign(buf_.active_positions + first, buf_.active_positions + n_active_);
     importance->assign(buf_.importance + first, buf_.importance + n_active_);
+}
+
+int CpuSession::protect_computed(int layer) {
+    int n = 0;
+    for (int i = 0; i < n_active_; ++i)
+        if (frontier_[buf_.active_positions[i]] > layer + 1) {
+            buf_.importance[i] = INFINITY;
+            ++n;
+        }
+    return n;
 }
 
 int CpuSession::keep(int layer, int n_keep, int first) {

@@ -174,13 +174,19 @@ __global__ void importance_stats_kernel(const float* scores, int n, float* stats
     }
 }
 
-__global__ void importance_combine_kernel(const float* scores, const float* stats, int n, int n_head, float* importance) {
+__global__ void importance_combine_kernel(const float* scores, const float* stats, int n, int n_head,
+                                          bool max_over_heads, float* importance) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float acc = 0.0f;
     for (int h = 0; h < n_head; ++h) {
-        const float w = static_cast<float>(1.0 / (static_cast<double>(stats[2 * h + 1]) * n_head));
-        acc += expf(scores[static_cast<size_t>(h) * n + j] - stats[2 * h]) * w;
+        if (max_over_heads) {
+            const float w = static_cast<float>(1.0 / static_cast<double>(stats[2 * h + 1]));
+            acc = fmaxf(acc, expf(scores[static_cast<size_t>(h) * n + j] - stats[2 * h]) * w);
+        } else {
+            const float w = static_cast<float>(1.0 / (static_cast<double>(stats[2 * h + 1]) * n_head));
+            acc += expf(scores[static_cast<size_t>(h) * n + j] - stats[2 * h]) * w;
+        }
     }
     importance[j] = acc;
 }
@@ -215,7 +221,7 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
 
 void last_token_importance(const float* q, const __half* k_cache, const int32_t* kv_positions, int n, int n_head,
                            int n_head_kv, int head_dim, float scale, float* scores, float* importance,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, bool max_over_heads) {
     if (n <= 0) return;
     float* stats = scores + static_cast<size_t>(n_head) * n;
     importance_scores_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(q, k_cache, kv_positions, n, n_head, n_head_kv,
@@ -223,7 +229,8 @@ void last_token_importance(const float* q, const __half* k_cache, const int32_t*
     check_launch("importance scores");
     importance_stats_kernel<<<n_head, 256, 0, stream>>>(scores, n, stats);
     check_launch("importance stats");
-    importance_combine_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(scores, stats, n, n_head, importance);
+    importance_combine_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(scores, stats, n, n_head, max_over_heads,
+                                                                             importance);
     check_launch("importance combine");
 }
 

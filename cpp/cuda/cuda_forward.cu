@@ -28,12 +28,13 @@ class CudaSessionBackend final : public SessionBackend {
 public:
     CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier);
 
-    void begin_step(const int32_t* tokens, int n_total, int n_new) override;
+    void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
     void run_layer(int layer) override;
     int active_lower_bound(int32_t position) override;
-    void rank(int layer, int first) override;
+    void rank(int layer, int first, ImportanceSignal signal) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
+    int protect_computed(int layer) override;
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
@@ -136,7 +137,7 @@ void CudaSessionBackend::read_counts() {
     check(cudaStreamSynchronize(g_.stream), "forward pass");
 }
 
-void CudaSessionBackend::begin_step(const int32_t* tokens, int n_total, int n_new) {
+void CudaSessionBackend::begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) {
     const ModelHparams& hp = m_.hparams;
     CudaSession& g = g_;
     check(cudaSetDevice(g.device), "cudaSetDevice");
@@ -248,12 +249,12 @@ int CudaSessionBackend::active_lower_bound(int32_t position) {
     return g_.host_counts[2];
 }
 
-void CudaSessionBackend::rank(int layer, int first) {
+void CudaSessionBackend::rank(int layer, int first, ImportanceSignal signal) {
     const ModelHparams& hp = m_.hparams;
     CudaSession& g = g_;
     cuda::last_token_importance(g.last_q, g.k + layer * g.layer_stride, g.active[act_] + first, n_active_ - first,
                                 hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), g.scores, g.importance + first,
-                                g.stream);
+                                g.stream, signal == ImportanceSignal::max_heads);
 }
 
 void CudaSessionBackend::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {
@@ -266,6 +267,12 @@ void CudaSessionBackend::read_ranking(int first, std::vector<int32_t>* positions
     check(cudaMemcpyAsync(importance->data(), g.importance + first, sizeof(float) * n, cudaMemcpyDeviceToHost, g.stream),
           "reading importance");
     check(cudaStreamSynchronize(g.stream), "forward pass");
+}
+
+int CudaSessionBackend::protect_computed(int layer) {
+    cuda::protect_computed(g_.active[act_], n_active_, g_.frontier, layer, g_.importance, g_.counts + 3, g_.stream);
+    read_counts();
+    return g_.host_counts[3];
 }
 
 int CudaSessionBackend::keep(int layer, int n_keep, int first) {

@@ -77,7 +77,7 @@ struct CudaSession {
     float* rope_local = nullptr;    // (n_ctx, rope_dim) sliding-window layers (gemma3); = rope_global otherwise
     float* logits = nullptr;        // (logit_rows, n_vocab)
     cuda::GemmScratch gemm_scratch; // (largest layer matrix) dequantized weights for the prefill GEMM
-    int32_t* counts = nullptr;      // (4) sizes the host reads back: kept, compute rows, window start
+    int32_t* counts = nullptr;      // (4) sizes the host reads back: kept, compute rows, window start, protected
     int64_t* counters = nullptr;    // (2) revived tokens, recomputed pairs of this step
     int32_t* host_counts = nullptr;     // pinned mirrors of the two above
     int64_t* host_counters = nullptr;

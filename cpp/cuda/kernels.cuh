@@ -116,10 +116,10 @@ bool attention_fa2_supported(int head_dim);
 void attention_fa2(const AttentionArgs& a, cudaStream_t stream);  // the mma.sync kernel itself
 
 // LazyLLM importance: softmax over kv_positions[0, n) of the query q (n_head * head_dim) per head,
-// averaged over heads, written to importance (n). scores: n_head * (n + 2) floats of scratch.
+// averaged over heads (or their maximum), written to importance (n). scores: n_head * (n + 2) floats of scratch.
 void last_token_importance(const float* q, const __half* k_cache, const int32_t* kv_positions, int n, int n_head,
                            int n_head_kv, int head_dim, float scale, float* scores, float* importance,
-                           cudaStream_t stream);
+                           cudaStream_t stream, bool max_over_heads = false);
 
 // ---- active-set bookkeeping (all on the device; counts[] are device ints read back by the host) ----
 
@@ -148,6 +148,11 @@ void gather_compute_rows(const int32_t* active, int n_active, const int32_t* fro
 // (a recomputed pair, which the at-most-once invariant forbids) in *recomputed.
 void advance_frontier(const int32_t* rows, int n, int layer, int32_t* frontier, int64_t* recomputed,
                       cudaStream_t stream);
+
+// Importance +inf for the active tokens that already have KV at layer + 1 (frontier > layer + 1: keeping them
+// costs nothing); *count = how many.
+void protect_computed(const int32_t* active, int n, const int32_t* frontier, int layer, float* importance,
+                      int32_t* count, cudaStream_t stream);
 
 // active[i] = i for i < n_total; rows[i] = n_past + i and row_of as described above for the new tokens.
 void init_step(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new, cudaStream_t stream);

@@ -137,6 +137,15 @@ __global__ void advance_frontier_kernel(const int32_t* rows, int n, int layer, i
     frontier[pos] = layer + 1;
 }
 
+__global__ void protect_computed_kernel(const int32_t* active, int n, const int32_t* frontier, int layer,
+                                        float* importance, int32_t* count) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n && frontier[active[i]] > layer + 1) {
+        importance[i] = INFINITY;
+        atomicAdd(count, 1);
+    }
+}
+
 __global__ void init_step_kernel(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_past + n_new) return;
@@ -190,6 +199,14 @@ void advance_frontier(const int32_t* rows, int n, int layer, int32_t* frontier, 
     if (n <= 0) return;
     advance_frontier_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(rows, n, layer, frontier, recomputed);
     check_launch("advance frontier");
+}
+
+void protect_computed(const int32_t* active, int n, const int32_t* frontier, int layer, float* importance,
+                      int32_t* count, cudaStream_t stream) {
+    check(cudaMemsetAsync(count, 0, sizeof(int32_t), stream), "clearing a count");
+    if (n <= 0) return;
+    protect_computed_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(active, n, frontier, layer, importance, count);
+    check_launch("protect computed");
 }
 
 void init_step(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new, cudaStream_t stream) {

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "lazyllm_edge/lazyllm_edge.hpp"
+
 namespace lazyllm_edge {
 
 // What a backend counted during one step (a device counts without a round-trip per layer).
@@ -18,14 +20,17 @@ struct StepCounters {
     int64_t recomputed_pairs = 0;  // pairs computed although they already had KV (the invariant: stays 0)
 };
 
+constexpr int kMaxQueryWindow = 64;
+
 class SessionBackend {
 public:
     virtual ~SessionBackend() = default;
 
     // ---- one step (lazy/step.cpp drives these in order) ----
     // Starts a step over the context tokens[0, n_total): the active set becomes every position, the compute
-    // rows the n_new newest tokens, embedded.
-    virtual void begin_step(const int32_t* tokens, int n_total, int n_new) = 0;
+    // rows the n_new newest tokens, embedded. The layers keep the queries of the last `query_window` positions
+    // (at most kMaxQueryWindow) for rank().
+    virtual void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) = 0;
     // Adds to the compute rows the active tokens whose next layer is `layer` but that are not being computed
     // (pruned by an earlier step and active again), loading their hidden state from the aux cache. Returns
     // the number of compute rows.
@@ -35,11 +40,15 @@ public:
     virtual void run_layer(int layer) = 0;
     // Index in the active set of the first position >= `position` (where a sliding window starts).
     virtual int active_lower_bound(int32_t position) = 0;
-    // Importance of the active tokens [first, n_active) at `layer`: the last token's attention (softmax per
-    // head over those tokens), averaged over the heads. Kept until keep().
-    virtual void rank(int layer, int first) = 0;
+    // Importance of the active tokens [first, n_active) at `layer`: the attention of the query window's tokens
+    // computed at this layer (softmax per query and head over those tokens, averaged over the queries), then
+    // averaged over the heads or their maximum (`signal`). Kept until keep().
+    virtual void rank(int layer, int first, ImportanceSignal signal) = 0;
     // The positions and importance of the last rank() (the session's importance log).
     virtual void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) = 0;
+    // After rank(layer, 0): marks the active tokens that already have KV at layer + 1 (keeping them costs
+    // nothing) as most important. Returns how many there are.
+    virtual int protect_computed(int layer) = 0;
     // Keeps n_keep active tokens: active[0, first) and the last position always, the others by importance
     // (lazy/selection.h's rule). Compute rows dropped park their hidden state, h[layer + 1], in the aux
     // cache and stop being computed. Returns the number of compute rows left.

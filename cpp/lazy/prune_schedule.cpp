@@ -1,5 +1,7 @@
 #include "lazy/prune_schedule.h"
 
+#include "lazy/backend.h"
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -18,7 +20,10 @@ struct RelativeStage {
 struct Preset {
     std::vector<RelativeStage> stages;
     bool prune_decode;
-    std::vector<RelativeStage> decode_stages;  // empty: the prefill stages
+    std::vector<RelativeStage> decode_stages;  // empty: the prefill stages (without a revival budget)
+    int revival_budget = -1;
+    ImportanceSignal importance = ImportanceSignal::mean_heads;
+    int query_window = 1;
 };
 const Preset& preset_stages(const std::string& name) {
     // On the 30-layer default model: balanced = 12:0.1,16:0.02 for the prefill (~45 % of prompt pairs computed)
@@ -94,11 +99,64 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
     return stages;
 }
 
+// Removes the item "NAME:VALUE" from a comma-separated spec part and returns VALUE ("" when there is none).
+std::string take_item(std::string* items, const std::string& name) {
+    std::stringstream in(*items);
+    std::string item, rest, value;
+    bool found = false;
+    while (std::getline(in, item, ',')) {
+        if (item.rfind(name + ":", 0) == 0) {
+            if (found) bad("a lazy spec names '" + name + "' once");
+            found = true;
+            value = item.substr(name.size() + 1);
+            if (value.empty()) bad("lazy spec item '" + item + "' has no value");
+        } else {
+            rest += (rest.empty() ? "" : ",") + item;
+        }
+    }
+    *items = rest;
+    return value;
+}
+
+// "revive:N" among the decode items: the revival budget (-1 when absent).
+int take_revival_budget(std::string* items) {
+    const std::string value = take_item(items, "revive");
+    if (value.empty()) return -1;
+    char* end = nullptr;
+    const long n = std::strtol(value.c_str(), &end, 10);
+    if (*end != '\0' || n < 0 || n > (1 << 24))
+        bad("bad revival budget 'revive:" + value + "' in a lazy spec (expected revive:N, N >= 0)");
+    return static_cast<int>(n);
+}
+
+// "window:N" among the prefill items: the query window (0 when absent).
+int take_query_window(std::string* items) {
+    const std::string value = take_item(items, "window");
+    if (value.empty()) return 0;
+    char* end = nullptr;
+    const long n = std::strtol(value.c_str(), &end, 10);
+    if (*end != '\0' || n < 1 || n > kMaxQueryWindow)
+        bad("bad query window 'window:" + value + "' in a lazy spec (expected window:N, 1 <= N <= " +
+            std::to_string(kMaxQueryWindow) + ")");
+    return static_cast<int>(n);
+}
+
+// "importance:mean|max" among the prefill items (absent: mean, the paper's signal).
+ImportanceSignal take_importance(std::string* items) {
+    const std::string value = take_item(items, "importance");
+    if (value.empty() || value == "mean") return ImportanceSignal::mean_heads;
+    if (value == "max") return ImportanceSignal::max_heads;
+    bad("bad importance 'importance:" + value + "' in a lazy spec (expected mean or max)");
+}
+
 }  // namespace
 
 void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
     validate_stages(lazy.schedule, n_layer, "");
     validate_stages(lazy.decode_schedule, n_layer, "decode schedule: ");
+    if (lazy.query_window < 1 || lazy.query_window > kMaxQueryWindow)
+        bad("query_window must be in [1, " + std::to_string(kMaxQueryWindow) + "], got " + std::to_string(lazy.query_window));
+    if (lazy.revival_budget < -1) bad("revival_budget must be >= 0 (or -1: none), got " + std::to_string(lazy.revival_budget));
 }
 
 LazyConfig lazy_preset(const std::string& name, int n_layer) {
@@ -107,26 +165,37 @@ LazyConfig lazy_preset(const std::string& name, int n_layer) {
     config.prune_decode = preset.prune_decode;
     config.schedule = to_layers(preset.stages, n_layer);
     config.decode_schedule = to_layers(preset.decode_stages, n_layer);
+    config.revival_budget = preset.revival_budget;
+    config.importance = preset.importance;
+    config.query_window = preset.query_window;
     return config;
 }
 
 LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     const size_t slash = spec.find('/');
-    const std::string prefill = spec.substr(0, slash);
+    std::string prefill = spec.substr(0, slash);
     LazyConfig config;
+    const bool has_importance = prefill.find("importance:") != std::string::npos;
+    const ImportanceSignal importance = take_importance(&prefill);
+    const int query_window = take_query_window(&prefill);
     if (prefill.find(':') == std::string::npos) {
         config = lazy_preset(prefill, n_layer);
     } else {
         config.schedule = parse_stages(prefill, n_layer);
         config.prune_decode = true;
     }
+    if (has_importance) config.importance = importance;
+    if (query_window > 0) config.query_window = query_window;
     if (slash != std::string::npos) {
-        const std::string decode = spec.substr(slash + 1);
+        std::string decode = spec.substr(slash + 1);
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
+        // "revive:N" among the decode items: the revival budget
+        config.revival_budget = take_revival_budget(&decode);
         // stages, or a preset's stages ("off": none, so decode steps stay dense)
-        config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer).schedule
-                                                                       : parse_stages(decode, n_layer);
-        config.prune_decode = !config.decode_schedule.empty();
+        if (decode.empty()) config.decode_schedule.clear();
+        else config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer).schedule
+                                                                            : parse_stages(decode, n_layer);
+        config.prune_decode = !config.decode_schedule.empty() || config.revival_budget >= 0;
     }
     validate_lazy_config(config, n_layer);
     return config;

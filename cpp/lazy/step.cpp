@@ -15,7 +15,7 @@ PrunePlan::PrunePlan(const LazyConfig& lazy, int n_layer) : config(lazy) {
 
 const float* PrunePlan::keep_table(int n_new, bool all_logits) const {
     const bool decode = n_new == 1;  // a one-token step is a decode step, anything longer a prefill
-    if (all_logits || config.stages(decode).empty()) return nullptr;
+    if (all_logits || (config.stages(decode).empty() && config.budget(decode) < 0)) return nullptr;
     return decode ? decode_keep.data() : prefill_keep.data();
 }
 
@@ -24,9 +24,16 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
     const int32_t last_pos = r.n_total - 1;
     // pruned tokens of earlier steps may be revived at any layer; without them no layer gathers
     const bool context_has_aux = std::any_of(r.frontier, r.frontier + n_past, [&](int32_t f) { return f < hp.n_layer; });
+    // earlier tokens whose next layer is l, by l (a revival budget ranks only where they could exceed it)
+    const bool budgeted = r.revival_budget >= 0 && context_has_aux;
+    int* next_layer_count = r.layer_scratch;
+    if (budgeted) {
+        std::fill(next_layer_count, next_layer_count + hp.n_layer + 1, 0);
+        for (int p = 0; p < n_past; ++p) ++next_layer_count[r.frontier[p]];
+    }
 
     // the active set at layer 0 is the whole context; the new tokens start at layer 0
-    backend.begin_step(r.tokens, r.n_total, r.n_new);
+    backend.begin_step(r.tokens, r.n_total, r.n_new, r.query_window);
     int n_active = r.n_total, n_compute = r.n_new;
     int64_t pairs = 0;
     for (int l = 0; l < hp.n_layer; ++l) {
@@ -35,21 +42,36 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
         // the layer over the compute rows
         backend.run_layer(l);
         pairs += n_compute;
-        // prune: rank by the last token's attention, keep the most important
+        if (l + 1 >= hp.n_layer) break;
+        // prune at a stage: rank by the last token's attention, keep the most important
         const float keep_fraction = r.keep_per_layer ? r.keep_per_layer[l] : 1.0f;
-        if (keep_fraction >= 1.0f || l + 1 >= hp.n_layer) continue;
-        const int first = hp.is_sliding(l) ? backend.active_lower_bound(last_pos - hp.sliding_window + 1) : 0;
-        backend.rank(l, first);
-        if (r.importance_log) {  // the ranked (in-window) tokens only
-            Session::ImportanceRecord record;
-            record.layer = l;
-            backend.read_ranking(first, &record.positions, &record.scores);
-            r.importance_log->push_back(std::move(record));
+        if (keep_fraction < 1.0f) {
+            const int first = hp.is_sliding(l) ? backend.active_lower_bound(last_pos - hp.sliding_window + 1) : 0;
+            backend.rank(l, first, r.importance);
+            if (r.importance_log) {  // the ranked (in-window) tokens only
+                Session::ImportanceRecord record;
+                record.layer = l;
+                backend.read_ranking(first, &record.positions, &record.scores);
+                r.importance_log->push_back(std::move(record));
+            }
+            // (a stage that keeps every token still goes through selection and compaction, which then move nothing)
+            const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
+            n_compute = backend.keep(l, n_keep, first);
+            n_active = n_keep;
         }
-        // (a stage that keeps every token still goes through selection and compaction, which then move nothing)
-        const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
-        n_compute = backend.keep(l, n_keep, first);
-        n_active = n_keep;
+        // revival budget: of the tokens layer l + 1 would compute besides the last, only the most attended
+        // `budget`; those with KV there stay for free. (Ranked over the whole active set, on sliding layers too:
+        // tokens outside the window matter to the global layers above.)
+        // (layer l + 1 computes at most the compute rows and the earlier tokens whose next layer it is)
+        if (budgeted && n_compute + next_layer_count[l + 1] - 1 > r.revival_budget) {
+            backend.rank(l, 0, r.importance);
+            const int n_free = backend.protect_computed(l);
+            const int n_keep = std::min(n_active, n_free + 1 + r.revival_budget);
+            if (n_keep < n_active) {
+                n_compute = backend.keep(l, n_keep, 0);
+                n_active = n_keep;
+            }
+        }
     }
 
     // the last token is always computed through every layer and is the last compute row

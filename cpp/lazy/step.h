@@ -9,6 +9,9 @@
 //    top keep fraction stay active. On a sliding-window layer only the last token's window is ranked and
 //    the tokens before it stay (their zero attention there says nothing about them). Dropped tokens that
 //    were computed at l park h[l+1] in the aux cache.
+//  - With a revival budget (decode steps), tokens that already have KV at the next layer stay active for
+//    free, and of those that would have to be computed there (revived, or revived earlier in this step) only
+//    the `budget` most attended at this layer are; the others stay pruned, their aux-cache state intact.
 //  - The frontier only grows, one layer per computation: each (token, layer) pair is computed at most once
 //    per session (counted: recomputed_pairs must stay 0), so the work never exceeds the dense engine's.
 #pragma once
@@ -29,9 +32,11 @@ struct PrunePlan {
 
     // Validates the config (Error(invalid_argument)) and builds the tables.
     PrunePlan(const LazyConfig& lazy, int n_layer);
-    // The keep table of a step of n_new tokens, or nullptr for a dense step (no stages, or all-position
-    // logits, which need every row).
+    // The keep table of a step of n_new tokens, or nullptr for a dense step (no stages and no revival budget,
+    // or all-position logits, which need every row).
     const float* keep_table(int n_new, bool all_logits) const;
+    // The revival budget of a step of n_new tokens (-1: none).
+    int revival_budget(int n_new, bool all_logits) const { return all_logits ? -1 : config.budget(n_new == 1); }
 };
 
 struct StepRequest {
@@ -39,9 +44,13 @@ struct StepRequest {
     int n_total = 0;
     int n_new = 0;
     const float* keep_per_layer = nullptr;  // PrunePlan::keep_table; nullptr = dense
+    int revival_budget = -1;            // PrunePlan::revival_budget
+    ImportanceSignal importance = ImportanceSignal::mean_heads;
+    int query_window = 1;
     float* all_logits = nullptr;        // (n_new, n_vocab) when every position's logits are wanted (dense)
     const int32_t* frontier = nullptr;  // (n_total) the host frontier (read before the step)
     std::vector<Session::ImportanceRecord>* importance_log = nullptr;  // records each ranking when set
+    int* layer_scratch = nullptr;       // (n_layer + 1) ints
 };
 
 // Runs the step; returns the last position's logits (n_vocab). Adds the step's pair counts, revivals and

@@ -27,6 +27,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     s.n_ctx = params.n_ctx;
     s.prune_plan = std::make_unique<PrunePlan>(params.lazy, s.hp->n_layer);
     s.frontier.assign(static_cast<size_t>(s.n_ctx), 0);
+    s.layer_scratch.assign(static_cast<size_t>(s.hp->n_layer) + 1, 0);
     // the backend owns the caches and work buffers: on the device for "cuda", else in one host arena
     s.backend = s.m->cuda ? cuda_create_session(*s.m, s.n_ctx, s.frontier.data())
                           : create_cpu_session(*s.m, s.n_ctx, s.frontier.data());
@@ -67,9 +68,13 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
     request.n_total = static_cast<int>(s.tokens.size());
     request.n_new = n;
     request.keep_per_layer = s.prune_plan->keep_table(n, all_logits_out != nullptr);
+    request.revival_budget = s.prune_plan->revival_budget(n, all_logits_out != nullptr);
     request.all_logits = all_logits_out;
     request.frontier = s.frontier.data();
     request.importance_log = s.record_importance ? &s.importance_log : nullptr;
+    request.layer_scratch = s.layer_scratch.data();
+    request.importance = s.prune_plan->config.importance;
+    request.query_window = s.prune_plan->config.query_window;
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;
     try {

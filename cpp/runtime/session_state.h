@@ -22,6 +22,7 @@ struct SessionImpl {
     std::vector<int32_t> tokens;    // (n_ctx capacity) the context
     std::vector<int32_t> frontier;  // (n_ctx) layers with KV per position: token p has KV at [0, frontier[p]);
                                     // a prefix, because a token only ever advances one layer at a time
+    std::vector<int> layer_scratch;  // (n_layer + 1) for the step
     SessionStats stats;
     std::vector<Session::ImportanceRecord> importance_log;
     bool record_importance = false;

@@ -58,18 +58,35 @@ struct PruneStage {
     float keep_fraction = 1.0f;
 };
 
+// How a pruning layer scores the active tokens from the last token's attention (softmax per query head):
+// averaged over the heads (the LazyLLM paper's signal) or the largest over the heads (a token that one head
+// retrieves sharply, such as a needle's digits, is not averaged away).
+enum class ImportanceSignal { mean_heads = 0, max_heads = 1 };
+
 struct LazyConfig {
     std::vector<PruneStage> schedule;         // stages of multi-token (prefill) steps; empty = dense
     bool prune_decode = true;                 // also prune during one-token (decode) steps
     std::vector<PruneStage> decode_schedule;  // stages of decode steps when prune_decode; empty = `schedule`
-    // The stages a step uses: a one-token step prunes only when prune_decode is on.
+    // Decode steps: at most this many earlier tokens computed per layer besides the new one. Tokens that have
+    // KV at a layer are attended there at no cost; a pruned token costs a layer's compute to revive, so only
+    // the `revival_budget` most attended of them are (ranked at the layer below). -1: every pruned token the
+    // decode stages keep active is revived (the first decode step then pays for what the prefill skipped).
+    int revival_budget = -1;
+    ImportanceSignal importance = ImportanceSignal::mean_heads;
+    // How many of the last tokens' queries rank the tokens (1: the last token's, as in the paper; more: the
+    // prompt's question too, SnapKV's observation window). A decode step has one new query.
+    int query_window = 1;
+    // The stages a step uses: a one-token step prunes only when prune_decode is on, and with a revival budget
+    // only by its own decode stages.
     const std::vector<PruneStage>& stages(bool decode_step) const {
         static const std::vector<PruneStage> none;
         if (!decode_step) return schedule;
         if (!prune_decode) return none;
-        return decode_schedule.empty() ? schedule : decode_schedule;
+        return decode_schedule.empty() && revival_budget < 0 ? schedule : decode_schedule;
     }
-    bool enabled() const { return !stages(false).empty() || !stages(true).empty(); }
+    // The revival budget of a step (-1: none), decode steps only.
+    int budget(bool decode_step) const { return decode_step && prune_decode ? revival_budget : -1; }
+    bool enabled() const { return !stages(false).empty() || !stages(true).empty() || revival_budget >= 0; }
 };
 
 struct SessionParams {
