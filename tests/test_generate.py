@@ -140,6 +140,11 @@ def test_lazy_for_one_generation(tiny):
     assert tiny.session.lazy[0] == [(2, 0.5)]
     list(new)
     assert tiny.session.lazy[0] == []
+    # a generation that fails (a prompt longer than the context) gives the schedule back at once
+    failed = tiny.generate(list(range(1, 100)), lazy="1:0.5")
+    with pytest.raises(ValueError, match="n_ctx"):
+        next(failed)
+    assert tiny.session.lazy[0] == []
 
 
 def test_bad_values_name_the_argument(tiny):

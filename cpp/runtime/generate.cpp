@@ -100,11 +100,14 @@ struct Generation::State {
         expect_session();
         if (!started) {
             started = true;
+            if (take_cancel()) return end(FinishReason::cancelled);
             if (params.lazy) {
-                lazy_to_restore = session.lazy_config();
+                {
+                    SessionUse use(impl);
+                    lazy_to_restore = impl.lazy;
+                }
                 session.set_lazy_config(*params.lazy);
             }
-            if (take_cancel()) return end(FinishReason::cancelled);
             if (limit_reached()) {
                 if (!prompt.empty()) feed(prompt);  // max_tokens 0: the prompt is still fed
                 return end(FinishReason::length);
@@ -187,6 +190,10 @@ bool Generation::next(GeneratedPiece& piece) {
             if (g.step(piece)) return true;
         } catch (...) {
             g.failed = true;
+            try {
+                g.restore_lazy();
+            } catch (...) {  // the step's own error is the one to report
+            }
             throw;
         }
     }
