@@ -1,4 +1,4 @@
-// Session (KV cache + LazyLLM state) and sampler bindings. Compute runs with the GIL released.
+// Session bindings (KV cache + LazyLLM state). Compute runs with the GIL released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "lazy.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 
 namespace nb = nanobind;
@@ -22,27 +23,6 @@ FloatArray to_numpy(std::vector<float>&& values, std::initializer_list<size_t> s
     auto* owned = new std::vector<float>(std::move(values));
     nb::capsule deleter(owned, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
     return FloatArray(owned->data(), shape.size(), shape.begin(), deleter);
-}
-
-using Stages = std::vector<std::pair<int, float>>;
-
-LazyConfig make_lazy(const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
-    LazyConfig c;
-    for (auto& s : schedule) c.schedule.push_back({s.first, s.second});
-    c.prune_decode = prune_decode;
-    for (auto& s : decode_schedule) c.decode_schedule.push_back({s.first, s.second});
-    return c;
-}
-
-Stages as_pairs(const std::vector<PruneStage>& stages) {
-    Stages out;
-    for (auto& s : stages) out.push_back({s.layer, s.keep_fraction});
-    return out;
-}
-
-// (schedule, prune_decode, decode_schedule) of a config
-nb::tuple as_python(const LazyConfig& c) {
-    return nb::make_tuple(as_pairs(c.schedule), c.prune_decode, as_pairs(c.decode_schedule));
 }
 
 nb::dict stats_dict(const Session& s) {
@@ -71,13 +51,6 @@ nb::dict stats_dict(const Session& s) {
 }  // namespace
 
 void register_session(nb::module_& m) {
-    // (schedule, prune_decode, decode_schedule) of a preset or of a spec string
-    m.def("lazy_preset", [](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
-    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
-    m.def("validate_lazy", [](const Stages& schedule, int n_layer, const Stages& decode_schedule) {
-        validate_lazy_config(make_lazy(schedule, true, decode_schedule), n_layer);
-    }, nb::arg("schedule"), nb::arg("n_layer"), nb::arg("decode_schedule") = Stages());
-
     nb::class_<Session>(m, "Session")
         .def("__init__",
              [](Session* self, std::shared_ptr<Model> model, int n_ctx, const Stages& schedule, bool prune_decode,
@@ -163,29 +136,5 @@ void register_session(nb::module_& m) {
             if (!s.read_kv(layer, position, k.data(), v.data())) return nb::none();
             size_t n = static_cast<size_t>(kvd);
             return nb::make_tuple(to_numpy(std::move(k), {n}), to_numpy(std::move(v), {n}));
-        });
-
-    nb::class_<Sampler>(m, "Sampler")
-        .def("__init__",
-             [](Sampler* self, int n_vocab, float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
-                int repeat_last_n, nb::object seed) {
-                 SamplingParams p;
-                 p.temperature = temperature;
-                 p.top_k = top_k;
-                 p.top_p = top_p;
-                 p.min_p = min_p;
-                 p.repeat_penalty = repeat_penalty;
-                 p.repeat_last_n = repeat_last_n;
-                 if (!seed.is_none()) {
-                     p.has_seed = true;
-                     p.seed = nb::cast<uint64_t>(seed);
-                 }
-                 new (self) Sampler(p, n_vocab);
-             },
-             nb::arg("n_vocab"), nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
-             nb::arg("min_p") = 0.05f, nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64,
-             nb::arg("seed") = nb::none())
-        .def("sample", [](Sampler& sm, nb::ndarray<const float, nb::ndim<1>, nb::c_contig> logits, const std::vector<int32_t>& recent) {
-            return sm.sample(logits.data(), recent.data(), static_cast<int>(recent.size()));
         });
 }

@@ -8,12 +8,12 @@
 
 import importlib
 
-__all__ = ["Generator", "Piece", "LazyConfig", "PRESETS", "ModelLoadError", "ContextFullError", "UnsupportedError",
+__all__ = ["Generator", "Piece", "Stream", "LazyConfig", "PRESETS", "ModelLoadError", "ContextFullError", "UnsupportedError",
            "set_numerics", "numerics", "cuda_available", "__version__"]
 
 # Names (the version too: pyproject.toml -> CMake -> _core) are resolved on first use, so `python -m lazyllm_edge.models fetch` works before (or without) the
 # native extension, e.g. from a source checkout.
-_HOME = {"__version__": "_core", "Generator": "generator", "Piece": "generator", "LazyConfig": "lazy", "PRESETS": "lazy",
+_HOME = {"__version__": "_core", "Generator": "generator", "Piece": "generator", "Stream": "generator", "LazyConfig": "lazy", "PRESETS": "lazy",
          "ModelLoadError": "_core", "ContextFullError": "_core", "UnsupportedError": "_core",
          "set_numerics": "numerics", "numerics": "numerics", "cuda_available": "generator"}
 

@@ -3,19 +3,16 @@ session interface (reset / append / n_past / stats) for evaluation harnesses."""
 
 from __future__ import annotations
 
+import operator
 import os
-import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
 from .lazy import LazyLike, resolve_lazy
 from .models import DEFAULT_MODEL, model_path
-
-_SAMPLING_DEFAULTS = dict(max_tokens=256, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
-                          repeat_last_n=64, seed=None, stop=None, lazy=None, add_special=None)
 
 
 @dataclass
@@ -26,40 +23,29 @@ class Piece:
     token: int
 
 
-def _check_options(kwargs: dict) -> dict:
-    unknown = set(kwargs) - set(_SAMPLING_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
-    opts = dict(_SAMPLING_DEFAULTS)
-    opts.update(kwargs)
-    mt = opts["max_tokens"]
-    if isinstance(mt, bool) or not isinstance(mt, int) or mt < 0:
-        raise ValueError(f"max_tokens must be an integer >= 0, got {mt!r}")
-    for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
-        if isinstance(opts[name], bool) or not isinstance(opts[name], (int, float)):
-            raise ValueError(f"{name} must be a number, got {opts[name]!r}")
-    if not 0.0 < opts["top_p"] <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {opts['top_p']}")
-    if not 0.0 <= opts["min_p"] <= 1.0:
-        raise ValueError(f"min_p must be in [0, 1], got {opts['min_p']}")
-    if opts["temperature"] < 0:
-        raise ValueError("temperature must be >= 0")
-    if opts["repeat_penalty"] <= 0:
-        raise ValueError("repeat_penalty must be > 0")
-    if not isinstance(opts["top_k"], int) or isinstance(opts["top_k"], bool):
-        raise ValueError("top_k must be an integer")
-    if opts["seed"] is not None and (not isinstance(opts["seed"], int) or opts["seed"] < 0):
-        raise ValueError("seed must be a non-negative integer or None")
-    stop = opts["stop"]
-    if stop is None:
-        stop = []
-    elif isinstance(stop, str):
-        stop = [stop]
-    stop = [s for s in stop if s]
-    if not all(isinstance(s, str) for s in stop):
-        raise ValueError("stop must be a string or a list of strings")
-    opts["stop"] = stop
-    return opts
+class Stream:
+    """The pieces of one generation, an iterator over the native loop (cpp/runtime/generate.cpp); each step runs
+    without the GIL. ``cancel()`` (from any thread) ends it before its next token; ``finish_reason`` afterwards."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native):
+        self._native = native
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Piece:
+        text, token = next(self._native)
+        return Piece(text, token)
+
+    def cancel(self) -> None:
+        self._native.cancel()
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        """"stop", "length", "cancelled", or None while running (or after an error)."""
+        return self._native.finish_reason
 
 
 def cuda_available() -> bool:
@@ -79,9 +65,9 @@ class Generator:
     The chosen one is ``info["backend"]``. Both run the same forward pass and LazyLLM semantics.
     Threads: Generators are independent (the compute runs without the GIL), so one Generator per thread
     runs at full speed; give each ``n_threads`` = cores / number of Generators. One Generator used from two
-    threads at once is refused, never corrupted: the thread entering while another computes gets a
-    RuntimeError, and a generate()/chat() started while another generation of the same Generator is being
-    iterated makes that older iterator raise RuntimeError at its next step.
+    threads at once is refused, never corrupted (by the native session's guard): the thread entering while
+    another computes gets a RuntimeError, and a generation whose session was used by another call since its
+    last token (a later generate()/chat(), reset(), append()) raises RuntimeError ("superseded") at its next step.
     Model files: with ``use_mmap=True`` deleting or renaming the file while loaded is safe; truncating or
     rewriting it in place is not (SIGBUS or changed weights). Use ``use_mmap=False`` for files that may be
     replaced in place. A too large ``n_ctx`` raises MemoryError here, not later.
@@ -94,8 +80,7 @@ class Generator:
             if not os.path.isfile(path):
                 raise _core.ModelLoadError(
                     f"the default model is not cached at {path}; fetch it with: python -m lazyllm_edge.models fetch {DEFAULT_MODEL}")
-        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
-            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        # (the core reads n_threads 0 as "all physical cores", which this API spells None)
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
         self.path = os.fspath(path)
@@ -106,9 +91,7 @@ class Generator:
         self._default_lazy = resolve_lazy(lazy, self.n_layer)  # (schedule, prune_decode, decode_schedule)
         self.session = _core.Session(self.model, n_ctx, *self._default_lazy)
         self.n_ctx = n_ctx
-        self.finish_reason: Optional[str] = None
-        self._busy = threading.Lock()
-        self._generation = 0
+        self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
     # ---- tokenizer ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
@@ -131,9 +114,7 @@ class Generator:
     def append(self, ids: Sequence[int]) -> np.ndarray:
         """Feeds tokens after those already cached (prefill for many, decode for one) and returns the last
         position's logits (n_vocab,) float32."""
-        ids = self._check_ids(ids)
-        with self._exclusive():
-            return self.session.append(ids)
+        return self.session.append(self._check_ids(ids))
 
     @property
     def n_past(self) -> int:
@@ -152,38 +133,50 @@ class Generator:
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits (n, n_vocab) float32 for every position of `ids`, computed densely from an empty cache."""
         ids = self._check_ids(ids)
-        with self._exclusive():
+        self.session.reset()
+        try:
+            return self.session.append_all_logits(ids)
+        finally:
             self.session.reset()
-            try:
-                return self.session.append_all_logits(ids)
-            finally:
-                self.session.reset()
 
     # ---- generation ----
-    def generate(self, prompt_or_ids: Union[str, Sequence[int]], **kwargs) -> Iterator[Piece]:
+    def generate(self, prompt_or_ids: Union[str, Sequence[int]], max_tokens: Optional[int] = 256, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 repeat_last_n: int = 64, seed: Optional[int] = None, stop: Union[None, str, Sequence[str]] = None,
+                 lazy: LazyLike = None, add_special: Optional[bool] = None, **unknown) -> Stream:
         """Streams pieces for a prompt (str: tokenized with BOS as the model asks and special tokens parsed)
-        or token ids. Options: max_tokens=256, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
-        repeat_penalty=1.0, repeat_last_n=64, seed=None, stop=None (str or list), lazy=None (this call only).
-        Afterwards ``finish_reason`` is "stop" (end of generation or a stop string), "length" (max_tokens or
-        the context is full)."""
-        opts = _check_options(kwargs)
+        or token ids, from an empty context. Options: max_tokens=256 (None: no limit), temperature=0.8, top_k=40,
+        top_p=0.95, min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=None, stop=None (str or list: the text
+        ends before the first one, which is not emitted), lazy=None (this call only). Afterwards ``finish_reason``
+        is "stop" (end of generation or a stop string), "length" (max_tokens or the context is full) or
+        "cancelled" (``cancel()``). Bad values raise ValueError naming the argument."""
+        if unknown:
+            raise ValueError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
+        sampling = _core.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
         if isinstance(prompt_or_ids, str):
-            add_special = True if opts["add_special"] is None else bool(opts["add_special"])
-            ids = self.model.tokenize(prompt_or_ids, add_special, True)
+            ids = self.model.tokenize(prompt_or_ids, True if add_special is None else bool(add_special), True)
         else:
             ids = self._check_ids(prompt_or_ids)
-        if not ids:
-            raise ValueError("the prompt is empty")
-        if len(ids) > self.n_ctx:
-            raise ValueError(f"prompt has {len(ids)} tokens, more than n_ctx={self.n_ctx}")
-        lazy = None
-        if opts["lazy"] is not None:
-            lazy = resolve_lazy(opts["lazy"], self.n_layer)
-        sampler = _core.Sampler(self.n_vocab, float(opts["temperature"]), int(opts["top_k"]), float(opts["top_p"]),
-                                float(opts["min_p"]), float(opts["repeat_penalty"]), int(opts["repeat_last_n"]), opts["seed"])
-        return self._stream(ids, opts, sampler, lazy)
+        override = None if lazy is None else resolve_lazy(lazy, self.n_layer)
+        self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
+        self.session.reset()
+        self.session.set_lazy(*self._default_lazy)
+        self._stream = Stream(_core.Generation(self.session, ids, sampling, max_tokens=max_tokens, stop=stop,
+                                               lazy=override))
+        return self._stream
 
-    def chat(self, messages: Iterable[dict], **kwargs) -> Iterator[Piece]:
+    @property
+    def finish_reason(self) -> Optional[str]:
+        """How the latest generation ended: "stop", "length", "cancelled"; None while it runs."""
+        return self._stream.finish_reason if self._stream is not None else None
+
+    def cancel(self) -> None:
+        """Ends the latest generation before its next token (finish_reason "cancelled"); from any thread."""
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def chat(self, messages: Iterable[dict], **kwargs) -> Stream:
         """Renders `messages` ([{"role", "content"}, ...]) with the model's chat template (the GGUF's, or the
         architecture's default when the file has none) and generates the reply."""
         return self.generate(self.chat_ids(messages), **kwargs)
@@ -205,83 +198,12 @@ class Generator:
             return ""
         return self.model.token_to_piece(token, True).decode("utf-8", errors="replace")
 
-    def _check_ids(self, ids) -> List[int]:
+    @staticmethod
+    def _check_ids(ids) -> List[int]:
+        """Token ids as ints (the core checks their range)."""
         if isinstance(ids, np.ndarray):
             ids = ids.tolist()
-        ids = list(ids)
-        for t in ids:
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.n_vocab:
-                raise ValueError(f"token id {t!r} is out of range [0, {self.n_vocab})")
-        return [int(t) for t in ids]
-
-    def _exclusive(self):
-        gen = self
-
-        class _Guard:
-            def __enter__(self):
-                # a non-blocking acquire is atomic, so two threads cannot both get in (the native session
-                # refuses a second thread too)
-                if not gen._busy.acquire(blocking=False):
-                    raise RuntimeError("this Generator is already computing in another thread; use one Generator per thread")
-
-            def __exit__(self, *exc):
-                gen._busy.release()
-                return False
-
-        return _Guard()
-
-    def _stream(self, ids: List[int], opts: dict, sampler, lazy) -> Iterator[Piece]:
-        stops: List[str] = opts["stop"]
-        hold = max((len(s) for s in stops), default=1) - 1  # characters that could start a stop string
-        detok = _core.StreamingDetokenizer(self.model, False)
-        self._generation += 1
-        generation = self._generation
-        self.finish_reason = None
-
-        def step(new_ids):
-            if self._generation != generation:
-                raise RuntimeError("this generation was superseded by a later generate()/chat() on the same Generator")
-            with self._exclusive():
-                return self.session.append_and_sample(new_ids, sampler)
-
-        if lazy is not None:
-            self.session.set_lazy(*lazy)
         try:
-            with self._exclusive():
-                self.session.reset()
-            token = step(ids)
-            generated = 0
-            pending = ""
-            while True:
-                if generated >= opts["max_tokens"]:
-                    self.finish_reason = "length"
-                    break
-                if self.model.is_end_of_generation(token):
-                    self.finish_reason = "stop"
-                    break
-                generated += 1
-                text = detok.push(token)
-                if stops:
-                    pending += text
-                    cut = min((pending.find(s) for s in stops if s in pending), default=-1)
-                    if cut >= 0:
-                        if cut > 0:
-                            yield Piece(pending[:cut], token)
-                        self.finish_reason = "stop"
-                        return
-                    emit = pending[: max(0, len(pending) - hold)]
-                    pending = pending[len(emit):]
-                    if emit:
-                        yield Piece(emit, token)
-                elif text:
-                    yield Piece(text, token)
-                if self.session.n_past >= self.n_ctx:
-                    self.finish_reason = "length"
-                    break
-                token = step([token])
-            tail = (pending if stops else "") + detok.flush()
-            if tail:
-                yield Piece(tail, token)
-        finally:
-            if lazy is not None and self._generation == generation:
-                self.session.set_lazy(*self._default_lazy)
+            return [operator.index(t) for t in ids]
+        except TypeError:
+            raise ValueError(f"token ids must be integers, got {list(ids)!r}") from None

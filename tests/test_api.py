@@ -243,6 +243,19 @@ def test_cli_ignore_eos(default_model_path):
     assert r.returncode == 0, r.stderr
     assert "generated 48 tokens" in r.stderr and "finish: length" in r.stderr
 
+def test_cli_stop_strings(default_model_path):
+    """--stop (repeatable, as llama.cpp's): the text ends before the first stop string, which is not printed."""
+    base = [_cli(), "-m", str(default_model_path), "-p", "The capital of France is", "-n", "12", "--temp", "0", "-t", "1"]
+    full = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+    generated = full.stdout[len("The capital of France is"):-1]
+    assert " Paris" in generated
+    r = subprocess.run(base + ["--stop", "never printed", "--stop", "aris"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "The capital of France is" + generated[: generated.index("aris")] + "\n"
+    assert "finish: stop" in r.stderr
+
+
 def test_default_model_resolution(default_model_path, tmp_path):
     from lazyllm_edge import models
 

@@ -244,3 +244,44 @@ def test_decode_schedule_forms_and_validation(tiny):
     with pytest.raises(ValueError):
         _core.Session(gen.model, 64, [(1, 0.5)], True, [(5, 0.5)])
     gen.set_lazy(None)
+
+
+def test_relative_depth_resolves_the_same_in_both_forms(tmp_path):
+    """A relative depth goes through the core's parser whether written "0.15:0.5" or [(0.15, 0.5)]: on 30 layers
+    0.15 is layer 4.5, rounded to 5 in both, so both prune after layer 5."""
+    from lazyllm_edge.lazy import resolve_lazy
+    from make_tiny import write_tiny_model
+
+    assert resolve_lazy("0.15:0.5", 30) == resolve_lazy([(0.15, 0.5)], 30) == ([(5, 0.5)], True, [])
+    write_tiny_model(tmp_path / "deep.gguf", "llama", 30, "F32")
+    gen = lazyllm_edge.Generator(str(tmp_path / "deep.gguf"), n_ctx=64, n_threads=1)
+    ids = prompt_ids(20, seed=6)
+    counts = []
+    for lazy in ("0.15:0.5", [(0.15, 0.5)], lazyllm_edge.LazyConfig(schedule=((0.15, 0.5),))):
+        gen.set_lazy(lazy)
+        gen.reset()
+        gen.append(ids)
+        counts.append(gen.stats["layer_kv_tokens"])
+    assert counts[0] == counts[1] == counts[2]
+    assert counts[0][5] == 20 and counts[0][6] == 10  # computed through layer 5, then half
+
+
+def test_lazy_config_class():
+    from lazyllm_edge import LazyConfig, _core
+
+    c = LazyConfig(schedule=((1, 0.5), (0.5, 0.25)), prune_decode=False)
+    assert c.schedule == ((1, 0.5), (0.5, 0.25)) and c.prune_decode is False
+    assert c.preset_name is None and c.decode_schedule == ()
+    same = LazyConfig(schedule=[[1, 0.5], (0.5, 0.25)], prune_decode=False)
+    assert c == same and hash(c) == hash(same) and c != LazyConfig(schedule=((1, 0.5),))
+    assert repr(c) == "LazyConfig(schedule=((1, 0.5), (0.5, 0.25)), prune_decode=False, preset_name=None, decode_schedule=())"
+    assert c.resolve(30) == ([(1, 0.5), (15, 0.25)], False, [])
+    assert LazyConfig.preset("aggressive").resolve(30) == _core.lazy_preset("aggressive", 30)
+    assert LazyConfig.preset("balanced", prune_decode=False).resolve(30)[1] is False
+    for bad in (((1.5, 0.5),), ((-0.1, 0.5),), ((1.0, 0.5),)):
+        with pytest.raises(ValueError, match="relative depth"):
+            LazyConfig(schedule=bad).resolve(30)
+    with pytest.raises(ValueError, match="out of range"):
+        LazyConfig(schedule=((2**40, 0.5),)).resolve(30)
+    with pytest.raises(ValueError, match="not both"):
+        LazyConfig(schedule=((1, 0.5),), preset_name="balanced")

@@ -21,7 +21,11 @@ struct le_model {
 struct le_session {
     std::shared_ptr<Model> model;        // keeps the weights alive after le_model_free
     std::unique_ptr<Session> session;
-    std::atomic<bool> busy{false};       // held for a whole C call: generate spans many appends
+    // Held for a whole C call. The C++ session refuses a second thread during one session call, and a Generation
+    // notices another call between its steps; a C call needs more: le_session_generate spans many session calls
+    // with the caller's callback in between (a concurrent feed must get LE_ERR_BUSY, not end the generation), and
+    // the sampler and logits below are this struct's own state.
+    std::atomic<bool> busy{false};
     std::atomic<bool> cancel{false};     // lock-free, so le_session_cancel is async-signal-safe
     const float* logits = nullptr;       // of the last feed; nullptr when nothing was fed since reset
     std::unique_ptr<Sampler> sampler;    // kept across calls so a seeded stream continues, not restarts
@@ -91,9 +95,14 @@ const float* require_logits(const le_session* s) {
     return s->logits;
 }
 
-int32_t sample_next(le_session* s, Sampler& sampler) {
-    const std::vector<int32_t>& ctx = s->session->tokens();
-    return sampler.sample(require_logits(s), ctx.data(), static_cast<int>(ctx.size()));
+le_finish_reason to_finish_reason(FinishReason reason) {
+    switch (reason) {
+        case FinishReason::none: return LE_FINISH_NONE;
+        case FinishReason::stop: return LE_FINISH_STOP;
+        case FinishReason::length: return LE_FINISH_LENGTH;
+        case FinishReason::cancelled: return LE_FINISH_CANCELLED;
+    }
+    return LE_FINISH_NONE;
 }
 
 LazyConfig to_lazy(const le_session_params& p, int n_layer) {
@@ -288,52 +297,39 @@ le_status le_session_sample(le_session* session, const le_sampling_params* param
     return guarded([&] {
         CallUse use(session);
         require(out, "out");
-        *out = sample_next(session, sampler_for(session, params));
+        Sampler& sampler = sampler_for(session, params);
+        const std::vector<int32_t>& ctx = session->session->tokens();
+        *out = sampler.sample(require_logits(session), ctx.data(), static_cast<int>(ctx.size()));
     });
 }
 
 le_status le_session_generate(le_session* session, const le_sampling_params* params, int32_t max_tokens,
                               le_piece_callback callback, void* user_data, le_finish_reason* finish, int32_t* n_generated) {
+    return le_session_generate_until(session, params, max_tokens, nullptr, 0, callback, user_data, finish, n_generated);
+}
+
+le_status le_session_generate_until(le_session* session, const le_sampling_params* params, int32_t max_tokens,
+                                    const char* const* stop, size_t n_stop, le_piece_callback callback, void* user_data,
+                                    le_finish_reason* finish, int32_t* n_generated) {
     le_finish_reason reason = LE_FINISH_NONE;
     int32_t n = 0;
     le_status st = guarded([&] {
         CallUse use(session);
-        Session& s = *session->session;
-        Sampler& sampler = sampler_for(session, params);
-        require_logits(session);
-        StreamingDetokenizer detok(session->model->tokenizer());
-        int32_t token = -1;
-        for (;;) {
-            // a cancel is consumed by the generate that sees it
-            if (session->cancel.exchange(false, std::memory_order_acq_rel)) {
-                reason = LE_FINISH_CANCELLED;
-                break;
-            }
-            if (max_tokens >= 0 && n >= max_tokens) {
-                reason = LE_FINISH_LENGTH;
-                break;
-            }
-            token = sample_next(session, sampler);
-            if (session->model->tokenizer().is_end_of_generation(token)) {
-                reason = LE_FINISH_STOP;
-                break;
-            }
-            const std::string piece = detok.push(token);
-            ++n;
-            const bool stop = callback && callback(piece.data(), piece.size(), token, user_data) != 0;
-            if (s.n_past() >= s.n_ctx()) {  // no room to feed the token: the context ends here
-                reason = LE_FINISH_LENGTH;
-                break;
-            }
-            // feed what was shown, so the context matches the text and a later generate continues it
-            session->logits = s.append(&token, 1);
-            if (stop) {
-                reason = LE_FINISH_STOP;
-                break;
-            }
+        GenerationParams gp;
+        gp.max_tokens = max_tokens;
+        gp.cancel = &session->cancel;
+        if (n_stop > 0) require(stop, "stop");
+        for (size_t i = 0; i < n_stop; ++i) gp.stop.push_back(require(stop[i], "stop string"));
+        Generation generation(*session->session, require_logits(session), sampler_for(session, params), gp);
+        GeneratedPiece piece;
+        while (generation.next(piece)) {
+            n = generation.n_generated();
+            // non-zero: "stop" once the token shown is fed, so a later generate continues the text
+            if (callback && callback(piece.text.data(), piece.text.size(), piece.token, user_data) != 0) generation.stop();
         }
-        const std::string rest = detok.flush();
-        if (!rest.empty() && callback) callback(rest.data(), rest.size(), token, user_data);
+        session->logits = generation.logits();
+        n = generation.n_generated();
+        reason = to_finish_reason(generation.finish_reason());
     });
     if (finish) *finish = reason;
     if (n_generated) *n_generated = n;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
+#include <vector>
 
 #include "api/chat_format.h"
 #include "api/model_cache.h"
@@ -37,6 +38,7 @@ void usage(FILE* out) {
                  "      --top-k N         (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
                  "      --repeat-penalty R (default 1.0)\n"
                  "      --seed N          random seed\n"
+                 "      --stop STR        end the text before STR (repeatable; STR is not printed)\n"
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
                  "                        [/DECODE]: decode steps' own stages (layer:keep,... | preset | off)\n"
@@ -59,6 +61,7 @@ int main(int argc, char** argv) {
     bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
     SamplingParams sp;
+    std::vector<std::string> stops;
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
             else if (a == "--min-p") sp.min_p = std::stof(next());
             else if (a == "--repeat-penalty") sp.repeat_penalty = std::stof(next());
             else if (a == "--seed") sp.seed = std::stoull(next()), sp.has_seed = true;
+            else if (a == "--stop") stops.push_back(next());
             else if (a == "--chat") chat = true;
             else if (a == "--lazy") lazy_spec = next();
             else if (a == "--backend") backend = next();
@@ -136,48 +140,35 @@ int main(int argc, char** argv) {
         params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer);
         if (no_prune_decode) params.lazy.prune_decode = false;
         Session session(model, params);
-        Sampler sampler(sp, model->info().n_vocab);
 
         std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
         std::vector<int32_t> ids = tok.encode(text, true, chat);
-        if (ids.empty()) throw Error(ErrorCode::invalid_argument, "the prompt is empty");
-        if (static_cast<int>(ids.size()) >= n_ctx)
+        if (!ids.empty() && static_cast<int>(ids.size()) >= n_ctx)
             throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
+        GenerationParams gp;
+        gp.sampling = sp;
+        gp.max_tokens = n_predict;
+        gp.stop = stops;
+        gp.ignore_eos = ignore_eos;
+        gp.cancel = &interrupted;  // Ctrl-C: finish "cancelled" after the current token
+        Generation generation(session, ids, gp);
         if (!chat) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
         std::fflush(stdout);
 
-        StreamingDetokenizer detok(tok);
-        const float* logits = session.append(ids.data(), static_cast<int>(ids.size()));
-        int generated = 0;
-        std::string finish = "length";
-        while (n_predict < 0 || generated < n_predict) {
-            if (interrupted.load()) {
-                finish = "interrupted";
-                break;
-            }
-            const auto& ctx = session.tokens();
-            int32_t next = sampler.sample(logits, ctx.data(), static_cast<int>(ctx.size()));
-            if (!ignore_eos && tok.is_end_of_generation(next)) {
-                finish = "stop";
-                break;
-            }
-            std::string piece = detok.push(next);
-            std::fwrite(piece.data(), 1, piece.size(), stdout);
+        GeneratedPiece piece;
+        while (generation.next(piece)) {
+            std::fwrite(piece.text.data(), 1, piece.text.size(), stdout);
             std::fflush(stdout);
-            ++generated;
-            if (session.n_past() >= n_ctx) break;
-            logits = session.append(&next, 1);
         }
-        std::string rest = detok.flush();
-        std::fwrite(rest.data(), 1, rest.size(), stdout);
         std::fputc('\n', stdout);
         const SessionStats& st = session.stats();
         std::fprintf(stderr,
                      "\n[lazyllm-edge] prompt %d tokens, TTFT %.3f s (%.1f tok/s), generated %d tokens (%.1f tok/s), "
                      "prefill computed %.1f%% of dense, finish: %s\n",
-                     st.n_prompt_tokens, st.ttft_s, st.prefill_tokens_per_s, generated, st.decode_tokens_per_s,
+                     st.n_prompt_tokens, st.ttft_s, st.prefill_tokens_per_s, generation.n_generated(),
+                     st.decode_tokens_per_s,
                      st.prefill_pairs_dense ? 100.0 * st.prefill_pairs_computed / st.prefill_pairs_dense : 100.0,
-                     finish.c_str());
+                     finish_reason_name(generation.finish_reason()));
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

@@ -2,6 +2,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
@@ -16,15 +19,31 @@ uint64_t splitmix64(uint64_t& state) {
     return z ^ (z >> 31);
 }
 
+// The shortest text that reads back as v, with a decimal point (2.0, 0.95, nan) as the caller wrote it.
+std::string number_text(float v) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+        if (std::strtof(buf, nullptr) == v) break;
+    }
+    std::string text = buf;
+    if (std::isfinite(v) && text.find_first_of(".e") == std::string::npos) text += ".0";
+    return text;
+}
+
 }  // namespace
 
 void validate_sampling_params(const SamplingParams& p) {
-    auto bad = [](const std::string& m) { throw_error(ErrorCode::invalid_argument, m); };
-    if (!std::isfinite(p.temperature) || p.temperature < 0) bad("temperature must be >= 0");
-    if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) bad("top_p must be in (0, 1]");
-    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) bad("min_p must be in [0, 1]");
-    if (!std::isfinite(p.repeat_penalty) || p.repeat_penalty <= 0) bad("repeat_penalty must be > 0");
-    if (p.repeat_last_n < 0) bad("repeat_last_n must be >= 0");
+    auto bad = [](const char* what, const std::string& got) {
+        throw_error(ErrorCode::invalid_argument, std::string(what) + ", got " + got);
+    };
+    if (!(p.temperature >= 0.0f && std::isfinite(p.temperature)))
+        bad("temperature must be >= 0 (0: greedy)", number_text(p.temperature));
+    if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) bad("top_p must be in (0, 1]", number_text(p.top_p));
+    if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) bad("min_p must be in [0, 1]", number_text(p.min_p));
+    if (!(p.repeat_penalty > 0.0f && std::isfinite(p.repeat_penalty)))
+        bad("repeat_penalty must be > 0 (1: off)", number_text(p.repeat_penalty));
+    if (p.repeat_last_n < 0) bad("repeat_last_n must be >= 0", std::to_string(p.repeat_last_n));
 }
 
 Sampler::Sampler(const SamplingParams& params, int n_vocab) : params_(params) {

@@ -44,7 +44,7 @@ extern "C" {
 
 /* Major changes break the ABI; minor versions only add functions. */
 #define LE_API_VERSION_MAJOR 1
-#define LE_API_VERSION_MINOR 0
+#define LE_API_VERSION_MINOR 1  /* 1.1: le_session_generate_until */
 #define LE_API_VERSION ((LE_API_VERSION_MAJOR << 16) | LE_API_VERSION_MINOR)
 
 typedef enum le_status {
@@ -185,7 +185,7 @@ LE_API le_status le_session_sample(le_session* session, const le_sampling_params
 
 typedef enum le_finish_reason {
     LE_FINISH_NONE = 0,
-    LE_FINISH_STOP = 1,       /* end-of-generation token (not fed) or the callback returned non-zero */
+    LE_FINISH_STOP = 1,       /* end-of-generation token (not fed), a stop string or the callback returned non-zero */
     LE_FINISH_LENGTH = 2,     /* max_tokens reached or the context is full */
     LE_FINISH_CANCELLED = 3   /* le_session_cancel() */
 } le_finish_reason;
@@ -200,6 +200,13 @@ typedef int (*le_piece_callback)(const char* piece, size_t len, le_token token, 
 LE_API le_status le_session_generate(le_session* session, const le_sampling_params* params, int32_t max_tokens,
                                      le_piece_callback callback, void* user_data, le_finish_reason* finish,
                                      int32_t* n_generated);
+/* le_session_generate that also ends at stop strings (n_stop NUL-terminated UTF-8 strings; "" is ignored): the
+ * text before the first one found is streamed, the stop string itself is not, and the token that completed it is
+ * not fed (LE_FINISH_STOP). Text that could begin a stop string is held back until the next tokens decide, so a
+ * piece may be empty or carry the text of earlier tokens. Since API 1.1. */
+LE_API le_status le_session_generate_until(le_session* session, const le_sampling_params* params, int32_t max_tokens,
+                                           const char* const* stop, size_t n_stop, le_piece_callback callback,
+                                           void* user_data, le_finish_reason* finish, int32_t* n_generated);
 /* Stops the running le_session_generate of this session after its current token (any thread; async-signal-
  * safe). Without one running, the next generate stops at once; the request is consumed by that generate. */
 LE_API le_status le_session_cancel(le_session* session);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@ namespace lazyllm_edge {
 
 class Tokenizer;
 class Sampler;
+class Generation;
 struct ModelImpl;
 struct SessionImpl;
 
@@ -149,6 +151,7 @@ public:
     bool read_kv(int layer, int position, float* k_out, float* v_out) const;
 
 private:
+    friend class Generation;  // checks the session between its steps (see Generation)
     std::unique_ptr<SessionImpl> impl_;
 };
 
@@ -184,6 +187,60 @@ private:
     uint64_t rng_state_;
     std::vector<std::pair<float, int32_t>> candidates_;  // (logit, id), sized n_vocab once
     std::vector<float> penalized_;
+};
+
+// ---- generation: the one loop the Python iterator, the C API and the CLI drive ----
+
+struct GenerationParams {
+    SamplingParams sampling;              // for the Sampler the Generation makes (unused with a caller's Sampler)
+    int max_tokens = -1;                  // tokens to generate at most; < 0: no limit
+    std::vector<std::string> stop;        // UTF-8; the text ends before the first one found, which is not emitted ("" ignored)
+    bool ignore_eos = false;              // go on past end-of-generation tokens (benchmarks)
+    std::atomic<bool>* cancel = nullptr;  // a caller's flag (a signal handler's, the C API's), like cancel(); cleared when seen
+    std::optional<LazyConfig> lazy;       // this generation's prune schedule; the session's own is restored when it ends
+};
+
+enum class FinishReason { none, stop, length, cancelled };
+const char* finish_reason_name(FinishReason reason);  // "none", "stop", "length", "cancelled"
+
+struct GeneratedPiece {
+    std::string text;    // whole UTF-8 characters; "" while a character or a possible stop string is incomplete
+    int32_t token = -1;  // the token that completed it
+};
+
+// A generation over a session, one token per next(): the prompt is fed, then each token is sampled, turned into
+// text and fed before the next one is sampled (Session::append_and_sample). It ends with a finish reason:
+//   stop       an end-of-generation token (not fed, no text; unless ignore_eos), a stop string (the text before it
+//              is emitted, the token that completed it is not fed) or stop();
+//   length     max_tokens generated (the last one fed) or the context is full (the last one could not be fed);
+//   cancelled  cancel() or the params' flag, checked between tokens.
+// One thread drives next(); cancel() may come from any thread. The session stays usable by others between the
+// steps: when a step finds that another call changed it (another generation, a reset, an append), the generation
+// fails with Error(busy) ("superseded") instead of continuing on someone else's context.
+class Generation {
+public:
+    // Feeds `prompt` after the session's context, then generates with a Sampler made from params.sampling.
+    Generation(Session& session, std::vector<int32_t> prompt, const GenerationParams& params);
+    // Continues after what the session was fed: the first token is sampled from `logits`, the logits of the
+    // session's last append (the C API, whose Sampler lives across calls).
+    Generation(Session& session, const float* logits, Sampler& sampler, const GenerationParams& params);
+    ~Generation();
+    Generation(const Generation&) = delete;
+    Generation& operator=(const Generation&) = delete;
+
+    // The next piece: one per token, then the text held back at the end (if any); false once finished. After an
+    // error (thrown) the generation is over too.
+    bool next(GeneratedPiece& piece);
+    void cancel();  // any thread: finish "cancelled" before the next token (the last one is fed first; before the
+                    // first token nothing is fed, not even the prompt)
+    void stop();    // from the thread that drives next() (e.g. a callback): finish "stop" the same way
+    FinishReason finish_reason() const;  // none while running or after an error
+    int n_generated() const;             // tokens generated (end-of-generation tokens not counted)
+    const float* logits() const;         // the logits of the session's last append (valid until its next call)
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
 };
 
 }  // namespace lazyllm_edge

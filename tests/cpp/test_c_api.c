@@ -63,6 +63,7 @@ typedef struct {
     char text[8192];
     size_t len;
     int pieces;
+    size_t ends[512];  /* where each piece ends in text */
     int sleep_us;
     atomic_int started;
 } collector;
@@ -75,6 +76,7 @@ static int collect(const char* piece, size_t len, le_token token, void* user) {
         c->len += len;
         c->text[c->len] = '\0';
     }
+    if (c->pieces < 512) c->ends[c->pieces] = c->len;
     ++c->pieces;
     atomic_store(&c->started, 1);
     if (c->sleep_us) usleep((useconds_t)c->sleep_us);
@@ -236,6 +238,45 @@ static void test_generate(le_model* m) {
     le_session_free(s);
 }
 
+/* Stop strings: the text ends before the first one (not streamed), also when it spans pieces. */
+static void test_generate_until(le_model* m) {
+    le_session* s = new_session(m, 256, NULL);
+    le_sampling_params p;
+    le_sampling_params_init(&p);
+    p.has_seed = 1;
+    p.seed = 3;
+    p.top_k = 0;
+    p.min_p = 0.0f;
+    const char* prompt = "the cat sat on the mat";
+    collector full, cut;
+    le_finish_reason f = LE_FINISH_NONE;
+    memset(&full, 0, sizeof full);
+    CHECK_OK(le_session_feed_text(s, prompt, strlen(prompt), 1, 0));
+    CHECK_OK(le_session_generate(s, &p, 40, collect, &full, &f, NULL));
+    /* a stop string made of two whole pieces after the first: it spans tokens */
+    int k = 1;
+    while (k + 2 < full.pieces && (full.ends[k] == full.ends[k - 1] || full.ends[k + 1] == full.ends[k])) ++k;
+    CHECK(k + 2 < full.pieces);
+    char stop[64] = {0};
+    size_t stop_len = full.ends[k + 1] - full.ends[k - 1];
+    CHECK(stop_len < sizeof stop);
+    memcpy(stop, full.text + full.ends[k - 1], stop_len);
+    const char* before = strstr(full.text, stop);
+    CHECK(before != NULL);
+    const char* stops[2] = {"never appears \x01", stop};
+    memset(&cut, 0, sizeof cut);
+    CHECK_OK(le_session_reset(s));
+    CHECK_OK(le_session_feed_text(s, prompt, strlen(prompt), 1, 0));
+    CHECK_OK(le_session_generate_until(s, &p, 40, stops, 2, collect, &cut, &f, NULL));
+    CHECK(f == LE_FINISH_STOP);
+    CHECK(before && cut.len == (size_t)(before - full.text) && strncmp(cut.text, full.text, cut.len) == 0);
+    /* bad stop strings are refused */
+    const char* bad[1] = {"\xC3"};
+    CHECK(le_session_generate_until(s, &p, 4, bad, 1, NULL, NULL, &f, NULL) == LE_ERR_INVALID_ARGUMENT);
+    CHECK(le_session_generate_until(s, &p, 4, NULL, 1, NULL, NULL, &f, NULL) == LE_ERR_INVALID_ARGUMENT);
+    le_session_free(s);
+}
+
 typedef struct {
     le_session* s;
     collector c;
@@ -358,6 +399,7 @@ int main(int argc, char** argv) {
     RUN(test_model_and_tokenizer(m));
     RUN(test_session(m));
     RUN(test_generate(m));
+    RUN(test_generate_until(m));
     RUN(test_cancel_and_busy(m));
     RUN(test_two_sessions_in_parallel(m));
     RUN(test_memory_limit(m));

@@ -1,5 +1,6 @@
 // Core hardening checks: test_core <tiny-model.gguf>. One session from two threads never corrupts state;
 // an n_ctx beyond the memory limit fails at session creation; the context end is an error, not a crash.
+// The generation loop: stop strings with hold-back, finish reasons, a superseded generation, the lazy override.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "base/thread_pool.h"
+#include "runtime/stop_strings.h"
 
 using namespace lazyllm_edge;
 
@@ -99,6 +101,115 @@ void test_limits(const std::shared_ptr<Model>& model) {
     CHECK(s.n_past() == 0);
 }
 
+// Text that could begin a stop string is held until decided; text before a stop string is emitted, the stop
+// string and what follows are not.
+void test_stop_strings() {
+    bool stopped = false;
+    StopStrings none({});
+    CHECK(none.push("abc", &stopped) == "abc" && !stopped);
+
+    StopStrings s({"END", "", "xyz"});
+    CHECK(s.push("hello E", &stopped) == "hello " && !stopped);  // "E" could begin "END"
+    CHECK(s.push("N", &stopped).empty() && !stopped);             // "EN" still could
+    CHECK(s.push("Dless", &stopped).empty() && stopped);          // "END" complete: nothing more
+    StopStrings t({"END"});
+    CHECK(t.push("EN", &stopped).empty() && !stopped);
+    CHECK(t.push("o", &stopped) == "ENo" && !stopped);  // "ENo" cannot begin it: released
+    CHECK(t.push("x EN", &stopped) == "x " && !stopped);
+    CHECK(t.flush() == "EN");  // the end of the stream releases what was held
+    StopStrings first({"bc", "ab"});
+    CHECK(first.push("xabc", &stopped) == "x" && stopped);  // the earliest stop string wins
+    StopStrings utf8({"\xC3\xA9t\xC3\xA9"});                 // "été"
+    CHECK(utf8.push("caf\xC3\xA9", &stopped) == "caf" && !stopped);
+    CHECK(utf8.push(" \xC3\xA9t\xC3\xA9 !", &stopped) == "\xC3\xA9 " && stopped);
+    CHECK(code_of([] { StopStrings bad({"\xC3"}); }) == ErrorCode::invalid_argument);  // not valid UTF-8
+}
+
+GenerationParams flat_sampling(int max_tokens) {
+    GenerationParams p;
+    p.sampling.temperature = 5.0f;  // a flat distribution: many different tokens
+    p.sampling.top_k = 0;
+    p.sampling.top_p = 1.0f;
+    p.sampling.min_p = 0.0f;
+    p.sampling.has_seed = true;
+    p.sampling.seed = 7;
+    p.max_tokens = max_tokens;
+    p.ignore_eos = true;
+    return p;
+}
+
+int run(Generation& g, std::string* text = nullptr) {
+    GeneratedPiece piece;
+    int pieces = 0;
+    while (g.next(piece)) {
+        if (text) *text += piece.text;
+        ++pieces;
+    }
+    return pieces;
+}
+
+void test_generation(const std::shared_ptr<Model>& model) {
+    SessionParams sp;
+    sp.n_ctx = 16;
+    Session session(model, sp);
+    const std::vector<int32_t> prompt = {1, 2, 3, 4};
+
+    // max_tokens: the last token shown is fed too
+    Generation five(session, prompt, flat_sampling(5));
+    run(five);
+    CHECK(five.finish_reason() == FinishReason::length && five.n_generated() == 5 && session.n_past() == 9);
+
+    // a full context: the token that finds no room is shown but not fed
+    session.reset();
+    Generation all(session, prompt, flat_sampling(-1));
+    run(all);
+    CHECK(all.finish_reason() == FinishReason::length && all.n_generated() == 16 - 4 + 1 && session.n_past() == 16);
+
+    // a cancel requested before the first step: nothing is fed, and the request is consumed
+    session.reset();
+    std::atomic<bool> flag{true};
+    GenerationParams cancelled = flat_sampling(-1);
+    cancelled.cancel = &flag;
+    Generation c(session, prompt, cancelled);
+    CHECK(run(c) == 0 && c.finish_reason() == FinishReason::cancelled && session.n_past() == 0 && !flag.load());
+    // cancel() between tokens: the token shown last is fed
+    Generation c2(session, prompt, flat_sampling(-1));
+    GeneratedPiece piece;
+    CHECK(c2.next(piece));
+    c2.cancel();
+    run(c2);
+    CHECK(c2.finish_reason() == FinishReason::cancelled && c2.n_generated() == 1 && session.n_past() == 5);
+
+    // another call between two steps: the generation fails instead of going on from someone else's context
+    session.reset();
+    Generation superseded(session, prompt, flat_sampling(-1));
+    CHECK(superseded.next(piece));
+    session.reset();
+    CHECK(code_of([&] { superseded.next(piece); }) == ErrorCode::busy);
+    CHECK(!superseded.next(piece) && superseded.finish_reason() == FinishReason::none);
+
+    // a generation's own schedule holds while it runs; the session's comes back when it ends
+    session.reset();
+    GenerationParams lazy = flat_sampling(3);
+    lazy.lazy = LazyConfig();
+    lazy.lazy->schedule = {{1, 0.5f}};
+    Generation own(session, prompt, lazy);
+    CHECK(own.next(piece) && session.lazy_config().schedule.size() == 1);
+    run(own);
+    CHECK(own.finish_reason() == FinishReason::length && session.lazy_config().schedule.empty());
+
+    // bad arguments are refused up front
+    CHECK(code_of([&] { Generation g(session, {}, flat_sampling(1)); }) == ErrorCode::invalid_argument);
+    GenerationParams bad = flat_sampling(1);
+    bad.sampling.top_p = 2.0f;
+    try {
+        Generation g(session, prompt, bad);
+        CHECK(false);
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == "top_p must be in (0, 1], got 2.0");
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +224,8 @@ int main(int argc, char** argv) {
         test_thread_pool_lifecycle();
         test_shared_session(model);
         test_limits(model);
+        test_stop_strings();
+        test_generation(model);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

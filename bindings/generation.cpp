@@ -1,0 +1,103 @@
+// The generation binding: _core.Generation, an iterator of (text, token) over the C++ Generation; each step runs
+// with the GIL released.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "lazy.h"
+#include "lazyllm_edge/lazyllm_edge.hpp"
+
+namespace nb = nanobind;
+using namespace lazyllm_edge;
+
+namespace {
+
+struct PyGeneration {
+    std::unique_ptr<Generation> generation;
+    bool running = false;  // a thread is inside __next__ (read and written with the GIL held)
+};
+
+// stop: None, a str or an iterable of str.
+std::vector<std::string> stop_strings(nb::handle stop) {
+    if (stop.is_none()) return {};
+    if (nb::isinstance<nb::str>(stop)) return {nb::cast<std::string>(stop)};
+    std::vector<std::string> out;
+    bool ok = nb::isinstance<nb::iterable>(stop);
+    if (ok) {
+        for (nb::handle s : stop) {
+            if (!nb::isinstance<nb::str>(s)) {
+                ok = false;
+                break;
+            }
+            out.push_back(nb::cast<std::string>(s));
+        }
+    }
+    if (!ok) throw nb::value_error(("stop must be a string or a list of strings, got " + std::string(nb::repr(stop).c_str())).c_str());
+    return out;
+}
+
+using LazyTuple = std::tuple<Stages, bool, Stages>;  // (schedule, prune_decode, decode_schedule), as resolve_lazy gives
+
+// The next piece with text (the C++ generation also yields empty ones while text is held back).
+nb::tuple next_piece(PyGeneration& g) {
+    if (g.running) throw nb::value_error("generator already executing");  // as a Python generator says
+    g.running = true;
+    struct Done {
+        bool& running;
+        ~Done() { running = false; }
+    } done{g.running};
+    GeneratedPiece piece;
+    bool more = false;
+    {
+        nb::gil_scoped_release release;
+        do more = g.generation->next(piece);
+        while (more && piece.text.empty());
+    }
+    if (!more) throw nb::stop_iteration();
+    return nb::make_tuple(piece.text, piece.token);
+}
+
+}  // namespace
+
+void register_generation(nb::module_& m) {
+    nb::class_<PyGeneration>(m, "Generation",
+                             "Generation(session, prompt, sampling, max_tokens=None, stop=None, ignore_eos=False, lazy=None): "
+                             "feeds the prompt ids after the session's context and iterates (text, token) pieces. "
+                             "max_tokens None: until the end of generation or a full context; lazy: a (schedule, "
+                             "prune_decode, decode_schedule) tuple for this generation only.")
+        .def("__init__",
+             [](PyGeneration* self, Session& session, std::vector<int32_t> prompt, const SamplingParams& sampling,
+                std::optional<int> max_tokens, nb::handle stop, bool ignore_eos, std::optional<LazyTuple> lazy) {
+                 if (max_tokens && *max_tokens < 0)
+                     throw nb::value_error(("max_tokens must be >= 0 (None: no limit), got " + std::to_string(*max_tokens)).c_str());
+                 GenerationParams p;
+                 p.sampling = sampling;
+                 p.max_tokens = max_tokens.value_or(-1);
+                 p.stop = stop_strings(stop);
+                 p.ignore_eos = ignore_eos;
+                 if (lazy) p.lazy = make_lazy(std::get<0>(*lazy), std::get<1>(*lazy), std::get<2>(*lazy));
+                 new (self) PyGeneration{std::make_unique<Generation>(session, std::move(prompt), p)};
+             },
+             nb::arg("session"), nb::arg("prompt"), nb::arg("sampling"), nb::arg("max_tokens").none() = nb::none(),
+             nb::arg("stop").none() = nb::none(), nb::arg("ignore_eos") = false, nb::arg("lazy").none() = nb::none(),
+             nb::keep_alive<1, 2>())
+        .def("__iter__", [](nb::handle self) { return self; })
+        .def("__next__", &next_piece)
+        .def("cancel", [](PyGeneration& g) { g.generation->cancel(); },
+             "Ends the generation before its next token (finish_reason 'cancelled'); from any thread.")
+        .def_prop_ro("finish_reason",
+                     [](const PyGeneration& g) -> nb::object {
+                         const FinishReason r = g.generation->finish_reason();
+                         if (r == FinishReason::none) return nb::none();
+                         return nb::str(finish_reason_name(r));
+                     })
+        .def_prop_ro("n_generated", [](const PyGeneration& g) { return g.generation->n_generated(); });
+}

@@ -1,0 +1,159 @@
+// LazyLLM configuration bindings: the LazyConfig class (a schedule as the user writes it: a preset, or stages with
+// layers or relative depths), presets, spec strings. Everything is resolved and validated by the core's parser.
+#include "lazy.h"
+
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include <climits>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "base/error.h"
+
+namespace nb = nanobind;
+using namespace lazyllm_edge;
+
+LazyConfig make_lazy(const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
+    LazyConfig c;
+    for (auto& s : schedule) c.schedule.push_back({s.first, s.second});
+    c.prune_decode = prune_decode;
+    for (auto& s : decode_schedule) c.decode_schedule.push_back({s.first, s.second});
+    return c;
+}
+
+namespace {
+
+Stages as_pairs(const std::vector<PruneStage>& stages) {
+    Stages out;
+    for (auto& s : stages) out.push_back({s.layer, s.keep_fraction});
+    return out;
+}
+
+// lazyllm_edge.LazyConfig: a preset by name, or stages whose layer is an int (a layer) or a float (a relative depth
+// in [0, 1), 0.3 = 30 % of the model's layers); resolved for a model depth by resolve().
+struct LazySpec {
+    using Layer = std::variant<int64_t, double>;
+    using Stage = std::pair<Layer, double>;
+    std::vector<Stage> schedule;
+    std::optional<bool> prune_decode;  // unset: the preset's choice (on for stages)
+    std::optional<std::string> preset_name;
+    std::vector<Stage> decode_schedule;  // decode steps' own stages; empty: `schedule`'s
+
+    LazyConfig resolve(int n_layer) const;
+};
+
+// A number as the spec parser reads it, to the last bit (17 digits); a relative depth keeps a decimal point,
+// which is what makes the parser read it as one.
+std::string spec_number(double v, bool relative) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    std::string text = buf;
+    if (relative && text.find('.') == std::string::npos) text.insert(std::min(text.find('e'), text.size()), ".0");
+    return text;
+}
+
+// Stages written as the core's spec ("layer:keep,..."), so a list and a spec string resolve through one parser:
+// [(0.15, 0.5)] and "0.15:0.5" prune at the same layer.
+std::string stages_as_spec(const std::vector<LazySpec::Stage>& stages) {
+    std::string spec;
+    for (const auto& [layer, keep] : stages) {
+        if (!spec.empty()) spec += ',';
+        if (const int64_t* l = std::get_if<int64_t>(&layer)) {
+            if (*l < INT_MIN || *l > INT_MAX)
+                throw_error(ErrorCode::invalid_argument, "prune layer " + std::to_string(*l) + " is out of range");
+            spec += std::to_string(*l);
+        } else {
+            spec += spec_number(std::get<double>(layer), true);
+        }
+        spec += ':' + spec_number(keep, false);
+    }
+    return spec;
+}
+
+LazyConfig LazySpec::resolve(int n_layer) const {
+    std::string spec = preset_name ? *preset_name : stages_as_spec(schedule);
+    if (!decode_schedule.empty()) spec += '/' + stages_as_spec(decode_schedule);
+    LazyConfig config = parse_lazy_spec(spec, n_layer);  // validated there
+    if (prune_decode) config.prune_decode = *prune_decode;
+    return config;
+}
+
+// Raises for an unknown preset name before any model is known (the core's preset table decides).
+void check_preset_name(const std::optional<std::string>& name) {
+    if (name) lazy_preset(*name, 2);
+}
+
+nb::tuple stages_tuple(const std::vector<LazySpec::Stage>& stages) {
+    nb::list out;
+    for (const auto& s : stages) out.append(nb::cast(s));
+    return nb::tuple(out);
+}
+
+nb::tuple fields(const LazySpec& c) {
+    return nb::make_tuple(stages_tuple(c.schedule), c.prune_decode, c.preset_name, stages_tuple(c.decode_schedule));
+}
+
+}  // namespace
+
+nb::tuple as_python(const LazyConfig& c) {
+    return nb::make_tuple(as_pairs(c.schedule), c.prune_decode, as_pairs(c.decode_schedule));
+}
+
+void register_lazy(nb::module_& m) {
+    // (schedule, prune_decode, decode_schedule) of a preset or of a spec string
+    m.def("lazy_preset", [](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
+    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
+    m.def("validate_lazy", [](const Stages& schedule, int n_layer, const Stages& decode_schedule) {
+        validate_lazy_config(make_lazy(schedule, true, decode_schedule), n_layer);
+    }, nb::arg("schedule"), nb::arg("n_layer"), nb::arg("decode_schedule") = Stages());
+
+    nb::class_<LazySpec>(m, "LazyConfig",
+                         "A prune schedule.\n\n"
+                         "``schedule``: (layer, keep_fraction) stages, layers strictly increasing; after computing ``layer`` "
+                         "the ``keep_fraction`` most attended tokens of the active set stay active. A float layer in [0, 1) "
+                         "is a relative depth (``0.3`` = 30 % of the model's layers, rounded as in a spec string). "
+                         "``prune_decode``: prune in decode steps too (None: the preset's choice, on for a schedule). "
+                         "``preset_name``: a preset instead of a schedule (see ``LazyConfig.preset``). "
+                         "``decode_schedule``: the stages of decode (one-token) steps when they differ from the prefill's; "
+                         "empty: decode steps use ``schedule``. Validated by ``resolve(n_layer)`` (ValueError).")
+        .def("__init__",
+             [](LazySpec* self, std::vector<LazySpec::Stage> schedule, std::optional<bool> prune_decode,
+                std::optional<std::string> preset_name, std::vector<LazySpec::Stage> decode_schedule) {
+                 if (preset_name && !schedule.empty())
+                     throw_error(ErrorCode::invalid_argument, "a LazyConfig has a preset_name or a schedule, not both");
+                 check_preset_name(preset_name);
+                 new (self) LazySpec{std::move(schedule), prune_decode, std::move(preset_name), std::move(decode_schedule)};
+             },
+             nb::arg("schedule") = std::vector<LazySpec::Stage>(), nb::arg("prune_decode") = nb::none(),
+             nb::arg("preset_name") = nb::none(), nb::arg("decode_schedule") = std::vector<LazySpec::Stage>())
+        .def_static(
+            "preset",
+            [](const std::string& name, std::optional<bool> prune_decode) {
+                check_preset_name(name);
+                return LazySpec{{}, prune_decode, name, {}};
+            },
+            nb::arg("name"), nb::arg("prune_decode") = nb::none(), "A named preset (off, balanced, aggressive), scaled to the model depth.")
+        .def_prop_ro("schedule", [](const LazySpec& c) { return stages_tuple(c.schedule); })
+        .def_prop_ro("prune_decode", [](const LazySpec& c) { return c.prune_decode; })
+        .def_prop_ro("preset_name", [](const LazySpec& c) { return c.preset_name; })
+        .def_prop_ro("decode_schedule", [](const LazySpec& c) { return stages_tuple(c.decode_schedule); })
+        .def(
+            "resolve", [](const LazySpec& c, int n_layer) { return as_python(c.resolve(n_layer)); }, nb::arg("n_layer"),
+            "([(layer, keep)], prune_decode, [(layer, keep)] decode stages) for a model with n_layer layers (validated: "
+            "raises ValueError).")
+        .def("__eq__", [](const LazySpec& a, const LazySpec& b) { return fields(a).equal(fields(b)); }, nb::is_operator())
+        .def("__hash__", [](const LazySpec& c) { return nb::hash(fields(c)); })
+        .def("__repr__", [](const LazySpec& c) {
+            nb::tuple f = fields(c);
+            return "LazyConfig(schedule=" + std::string(nb::repr(f[0]).c_str()) + ", prune_decode=" +
+                   nb::repr(f[1]).c_str() + ", preset_name=" + nb::repr(f[2]).c_str() +
+                   ", decode_schedule=" + nb::repr(f[3]).c_str() + ")";
+        });
+}
