@@ -44,7 +44,6 @@ std::vector<std::string> stop_strings(nb::handle stop) {
     return out;
 }
 
-using LazyTuple = std::tuple<Stages, bool, Stages>;  // (schedule, prune_decode, decode_schedule), as resolve_lazy gives
 
 // The next piece with text (the C++ generation also yields empty ones while text is held back).
 nb::tuple next_piece(PyGeneration& g) {
@@ -71,11 +70,11 @@ void register_generation(nb::module_& m) {
     nb::class_<PyGeneration>(m, "Generation",
                              "Generation(session, prompt, sampling, max_tokens=None, stop=None, ignore_eos=False, lazy=None): "
                              "feeds the prompt ids after the session's context and iterates (text, token) pieces. "
-                             "max_tokens None: until the end of generation or a full context; lazy: a (schedule, "
-                             "prune_decode, decode_schedule) tuple for this generation only.")
+                             "max_tokens None: until the end of generation or a full context; lazy: a LazySchedule for "
+                             "this generation only.")
         .def("__init__",
              [](PyGeneration* self, Session& session, std::vector<int32_t> prompt, const SamplingParams& sampling,
-                std::optional<int> max_tokens, nb::handle stop, bool ignore_eos, std::optional<LazyTuple> lazy) {
+                std::optional<int> max_tokens, nb::handle stop, bool ignore_eos, std::optional<LazyConfig> lazy) {
                  if (max_tokens && *max_tokens < 0)
                      throw nb::value_error(("max_tokens must be >= 0 (None: no limit), got " + std::to_string(*max_tokens)).c_str());
                  GenerationParams p;
@@ -83,7 +82,7 @@ void register_generation(nb::module_& m) {
                  p.max_tokens = max_tokens.value_or(-1);
                  p.stop = stop_strings(stop);
                  p.ignore_eos = ignore_eos;
-                 if (lazy) p.lazy = make_lazy(std::get<0>(*lazy), std::get<1>(*lazy), std::get<2>(*lazy));
+                 if (lazy) p.lazy = *lazy;
                  new (self) PyGeneration{std::make_unique<Generation>(session, std::move(prompt), p)};
              },
              nb::arg("session"), nb::arg("prompt"), nb::arg("sampling"), nb::arg("max_tokens").none() = nb::none(),

@@ -16,25 +16,14 @@
 #include <variant>
 
 #include "base/error.h"
+#include "lazy/prune_schedule.h"
 
 namespace nb = nanobind;
 using namespace lazyllm_edge;
 
-LazyConfig make_lazy(const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
-    LazyConfig c;
-    for (auto& s : schedule) c.schedule.push_back({s.first, s.second});
-    c.prune_decode = prune_decode;
-    for (auto& s : decode_schedule) c.decode_schedule.push_back({s.first, s.second});
-    return c;
-}
 
 namespace {
 
-Stages as_pairs(const std::vector<PruneStage>& stages) {
-    Stages out;
-    for (auto& s : stages) out.push_back({s.layer, s.keep_fraction});
-    return out;
-}
 
 // lazyllm_edge.LazyConfig: a preset by name, or stages whose layer is an int (a layer) or a float (a relative depth
 // in [0, 1), 0.3 = 30 % of the model's layers); resolved for a model depth by resolve().
@@ -45,6 +34,9 @@ struct LazySpec {
     std::optional<bool> prune_decode;  // unset: the preset's choice (on for stages)
     std::optional<std::string> preset_name;
     std::vector<Stage> decode_schedule;  // decode steps' own stages; empty: `schedule`'s
+    std::optional<int> revival_budget;   // unset: the preset's (none for a schedule)
+    std::optional<std::string> importance;  // "mean" | "max"; unset: the preset's (mean for a schedule)
+    std::optional<int> query_window;     // unset: the preset's (1 for a schedule)
 
     LazyConfig resolve(int n_layer) const;
 };
@@ -82,6 +74,10 @@ LazyConfig LazySpec::resolve(int n_layer) const {
     if (!decode_schedule.empty()) spec += '/' + stages_as_spec(decode_schedule);
     LazyConfig config = parse_lazy_spec(spec, n_layer);  // validated there
     if (prune_decode) config.prune_decode = *prune_decode;
+    if (revival_budget) config.revival_budget = *revival_budget;
+    if (importance) config.importance = parse_importance_signal(*importance);
+    if (query_window) config.query_window = *query_window;
+    validate_lazy_config(config, n_layer);
     return config;
 }
 
@@ -97,22 +93,43 @@ nb::tuple stages_tuple(const std::vector<LazySpec::Stage>& stages) {
 }
 
 nb::tuple fields(const LazySpec& c) {
-    return nb::make_tuple(stages_tuple(c.schedule), c.prune_decode, c.preset_name, stages_tuple(c.decode_schedule));
+    return nb::make_tuple(stages_tuple(c.schedule), c.prune_decode, c.preset_name, stages_tuple(c.decode_schedule),
+                          c.revival_budget, c.importance, c.query_window);
+}
+
+bool same_schedule(const LazyConfig& a, const LazyConfig& b) {
+    auto same = [](const std::vector<PruneStage>& x, const std::vector<PruneStage>& y) {
+        if (x.size() != y.size()) return false;
+        for (size_t i = 0; i < x.size(); ++i)
+            if (x[i].layer != y[i].layer || x[i].keep_fraction != y[i].keep_fraction) return false;
+        return true;
+    };
+    return same(a.schedule, b.schedule) && a.prune_decode == b.prune_decode && same(a.decode_schedule, b.decode_schedule) &&
+           a.revival_budget == b.revival_budget && a.importance == b.importance && a.query_window == b.query_window;
+}
+
+nb::list stage_list(const std::vector<PruneStage>& stages) {
+    nb::list out;
+    for (const PruneStage& s : stages) out.append(nb::make_tuple(s.layer, s.keep_fraction));
+    return out;
 }
 
 }  // namespace
 
-nb::tuple as_python(const LazyConfig& c) {
-    return nb::make_tuple(as_pairs(c.schedule), c.prune_decode, as_pairs(c.decode_schedule));
-}
-
 void register_lazy(nb::module_& m) {
-    // (schedule, prune_decode, decode_schedule) of a preset or of a spec string
-    m.def("lazy_preset", [](const std::string& name, int n_layer) { return as_python(lazy_preset(name, n_layer)); });
-    m.def("parse_lazy_spec", [](const std::string& spec, int n_layer) { return as_python(parse_lazy_spec(spec, n_layer)); });
-    m.def("validate_lazy", [](const Stages& schedule, int n_layer, const Stages& decode_schedule) {
-        validate_lazy_config(make_lazy(schedule, true, decode_schedule), n_layer);
-    }, nb::arg("schedule"), nb::arg("n_layer"), nb::arg("decode_schedule") = Stages());
+    // the core's LazyConfig: a schedule resolved for one model (absolute layers), as sessions take it
+    nb::class_<LazyConfig>(m, "LazySchedule", "A prune schedule resolved for a model: absolute layers, validated.")
+        .def_prop_ro("schedule", [](const LazyConfig& c) { return stage_list(c.schedule); })
+        .def_prop_ro("prune_decode", [](const LazyConfig& c) { return c.prune_decode; })
+        .def_prop_ro("decode_schedule", [](const LazyConfig& c) { return stage_list(c.decode_schedule); })
+        .def_prop_ro("revival_budget", [](const LazyConfig& c) { return c.revival_budget; })
+        .def_prop_ro("importance", [](const LazyConfig& c) { return std::string(importance_signal_name(c.importance)); })
+        .def_prop_ro("query_window", [](const LazyConfig& c) { return c.query_window; })
+        .def("__eq__", [](const LazyConfig& a, const LazyConfig& b) { return same_schedule(a, b); }, nb::is_operator())
+        .def("__repr__", [](const LazyConfig& c) { return "LazySchedule('" + lazy_spec_string(c) + "')"; })
+        .def("__str__", [](const LazyConfig& c) { return lazy_spec_string(c); });
+    m.def("lazy_preset", &lazy_preset, nb::arg("name"), nb::arg("n_layer"));
+    m.def("parse_lazy_spec", &parse_lazy_spec, nb::arg("spec"), nb::arg("n_layer"));
 
     nb::class_<LazySpec>(m, "LazyConfig",
                          "A prune schedule.\n\n"
@@ -125,35 +142,46 @@ void register_lazy(nb::module_& m) {
                          "empty: decode steps use ``schedule``. Validated by ``resolve(n_layer)`` (ValueError).")
         .def("__init__",
              [](LazySpec* self, std::vector<LazySpec::Stage> schedule, std::optional<bool> prune_decode,
-                std::optional<std::string> preset_name, std::vector<LazySpec::Stage> decode_schedule) {
+                std::optional<std::string> preset_name, std::vector<LazySpec::Stage> decode_schedule,
+                std::optional<int> revival_budget, std::optional<std::string> importance,
+                std::optional<int> query_window) {
                  if (preset_name && !schedule.empty())
                      throw_error(ErrorCode::invalid_argument, "a LazyConfig has a preset_name or a schedule, not both");
                  check_preset_name(preset_name);
-                 new (self) LazySpec{std::move(schedule), prune_decode, std::move(preset_name), std::move(decode_schedule)};
+                 if (importance) parse_importance_signal(*importance);  // a bad name raises here
+                 new (self) LazySpec{std::move(schedule), prune_decode,   std::move(preset_name), std::move(decode_schedule),
+                                     revival_budget,      std::move(importance), query_window};
              },
              nb::arg("schedule") = std::vector<LazySpec::Stage>(), nb::arg("prune_decode") = nb::none(),
-             nb::arg("preset_name") = nb::none(), nb::arg("decode_schedule") = std::vector<LazySpec::Stage>())
+             nb::arg("preset_name") = nb::none(), nb::arg("decode_schedule") = std::vector<LazySpec::Stage>(),
+             nb::arg("revival_budget") = nb::none(), nb::arg("importance") = nb::none(),
+             nb::arg("query_window") = nb::none())
         .def_static(
             "preset",
             [](const std::string& name, std::optional<bool> prune_decode) {
                 check_preset_name(name);
-                return LazySpec{{}, prune_decode, name, {}};
+                return LazySpec{{}, prune_decode, name, {}, std::nullopt, std::nullopt, std::nullopt};
             },
             nb::arg("name"), nb::arg("prune_decode") = nb::none(), "A named preset (off, balanced, aggressive), scaled to the model depth.")
         .def_prop_ro("schedule", [](const LazySpec& c) { return stages_tuple(c.schedule); })
         .def_prop_ro("prune_decode", [](const LazySpec& c) { return c.prune_decode; })
         .def_prop_ro("preset_name", [](const LazySpec& c) { return c.preset_name; })
         .def_prop_ro("decode_schedule", [](const LazySpec& c) { return stages_tuple(c.decode_schedule); })
-        .def(
-            "resolve", [](const LazySpec& c, int n_layer) { return as_python(c.resolve(n_layer)); }, nb::arg("n_layer"),
-            "([(layer, keep)], prune_decode, [(layer, keep)] decode stages) for a model with n_layer layers (validated: "
-            "raises ValueError).")
+        .def_prop_ro("revival_budget", [](const LazySpec& c) { return c.revival_budget; })
+        .def_prop_ro("importance", [](const LazySpec& c) { return c.importance; })
+        .def_prop_ro("query_window", [](const LazySpec& c) { return c.query_window; })
+        .def("resolve", &LazySpec::resolve, nb::arg("n_layer"),
+             "The LazySchedule for a model with n_layer layers (validated: raises ValueError).")
         .def("__eq__", [](const LazySpec& a, const LazySpec& b) { return fields(a).equal(fields(b)); }, nb::is_operator())
         .def("__hash__", [](const LazySpec& c) { return nb::hash(fields(c)); })
         .def("__repr__", [](const LazySpec& c) {
             nb::tuple f = fields(c);
-            return "LazyConfig(schedule=" + std::string(nb::repr(f[0]).c_str()) + ", prune_decode=" +
-                   nb::repr(f[1]).c_str() + ", preset_name=" + nb::repr(f[2]).c_str() +
-                   ", decode_schedule=" + nb::repr(f[3]).c_str() + ")";
+            std::string out = "LazyConfig(schedule=" + std::string(nb::repr(f[0]).c_str()) + ", prune_decode=" +
+                              nb::repr(f[1]).c_str() + ", preset_name=" + nb::repr(f[2]).c_str() +
+                              ", decode_schedule=" + nb::repr(f[3]).c_str();
+            const char* names[] = {"revival_budget", "importance", "query_window"};  // shown when set
+            for (int i = 0; i < 3; ++i)
+                if (!f[4 + i].is_none()) out += std::string(", ") + names[i] + "=" + nb::repr(f[4 + i]).c_str();
+            return out + ")";
         });
 }

@@ -1,6 +1,7 @@
 // Session bindings (KV cache + LazyLLM state). Compute runs with the GIL released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
@@ -53,16 +54,14 @@ nb::dict stats_dict(const Session& s) {
 void register_session(nb::module_& m) {
     nb::class_<Session>(m, "Session")
         .def("__init__",
-             [](Session* self, std::shared_ptr<Model> model, int n_ctx, const Stages& schedule, bool prune_decode,
-                const Stages& decode_schedule) {
+             [](Session* self, std::shared_ptr<Model> model, int n_ctx, std::optional<LazyConfig> lazy) {
                  SessionParams p;
                  p.n_ctx = n_ctx;
-                 p.lazy = make_lazy(schedule, prune_decode, decode_schedule);
+                 if (lazy) p.lazy = *lazy;
                  nb::gil_scoped_release release;
                  new (self) Session(std::move(model), p);
              },
-             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("schedule") = Stages(), nb::arg("prune_decode") = true,
-             nb::arg("decode_schedule") = Stages())
+             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("lazy").none() = nb::none())
         .def("reset", &Session::reset)
         .def(
             "append",
@@ -101,20 +100,8 @@ void register_session(nb::module_& m) {
         .def_prop_ro("n_ctx", &Session::n_ctx)
         .def_prop_ro("tokens", [](const Session& s) { return s.tokens(); })
         .def_prop_ro("stats", &stats_dict)
-        .def_prop_ro("lazy", [](const Session& s) { return as_python(s.lazy_config()); })
-        .def(
-            "set_lazy",
-            [](Session& s, const Stages& schedule, bool prune_decode, const Stages& decode_schedule) {
-                s.set_lazy_config(make_lazy(schedule, prune_decode, decode_schedule));
-            },
-            nb::arg("schedule"), nb::arg("prune_decode") = true, nb::arg("decode_schedule") = Stages())
-        .def(
-            "set_lazy_spec",
-            [](Session& s, const std::string& spec) {
-                s.set_lazy_config(parse_lazy_spec(spec, s.model()->info().n_layer));
-            },
-            nb::arg("spec"), "Sets the schedule from a spec string (the CLI's --lazy), revival budget included.")
-        .def_prop_ro("revival_budget", [](const Session& s) { return s.lazy_config().revival_budget; })
+        .def_prop_ro("lazy", [](const Session& s) { return s.lazy_config(); })
+        .def("set_lazy", &Session::set_lazy_config, nb::arg("lazy"))
         .def("set_record_importance", &Session::set_record_importance)
         .def_prop_ro("importance",
                      [](const Session& s) {

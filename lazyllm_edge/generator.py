@@ -88,8 +88,8 @@ class Generator:
         self.info = self.model.info
         self.n_layer = self.info["n_layer"]
         self.n_vocab = self.info["n_vocab"]
-        self._default_lazy = resolve_lazy(lazy, self.n_layer)  # (schedule, prune_decode, decode_schedule)
-        self.session = _core.Session(self.model, n_ctx, *self._default_lazy)
+        self._default_lazy = resolve_lazy(lazy, self.n_layer)  # a LazySchedule
+        self.session = _core.Session(self.model, n_ctx, self._default_lazy)
         self.n_ctx = n_ctx
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
@@ -128,7 +128,7 @@ class Generator:
 
     def set_lazy(self, lazy: LazyLike) -> None:
         self._default_lazy = resolve_lazy(lazy, self.n_layer)
-        self.session.set_lazy(*self._default_lazy)
+        self.session.set_lazy(self._default_lazy)
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits (n, n_vocab) float32 for every position of `ids`, computed densely from an empty cache."""
@@ -161,7 +161,7 @@ class Generator:
         override = None if lazy is None else resolve_lazy(lazy, self.n_layer)
         self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
         self.session.reset()
-        self.session.set_lazy(*self._default_lazy)
+        self.session.set_lazy(self._default_lazy)
         self._stream = Stream(_core.Generation(self.session, ids, sampling, max_tokens=max_tokens, stop=stop,
                                                lazy=override))
         return self._stream

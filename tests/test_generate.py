@@ -125,26 +125,26 @@ def test_lazy_for_one_generation(tiny):
     tiny.set_lazy(None)
     stream = tiny.generate([1, 2, 3, 4, 5, 6], max_tokens=3, temperature=0, lazy="1:0.5")
     next(stream)
-    assert tiny.session.lazy[0] == [(1, 0.5)]
+    assert tiny.session.lazy.schedule == [(1, 0.5)]
     list(stream)
-    assert tiny.session.lazy[0] == []  # restored when it ended
+    assert tiny.session.lazy.schedule == []  # restored when it ended
     # a superseded generation leaves the schedule to the one that took over
     old = tiny.generate([1, 2, 3, 4, 5, 6], max_tokens=3, temperature=0, lazy="1:0.5")
     next(old)
     new = tiny.generate([1, 2, 3], max_tokens=3, temperature=0, lazy="2:0.5")
     next(new)
-    assert tiny.session.lazy[0] == [(2, 0.5)]
+    assert tiny.session.lazy.schedule == [(2, 0.5)]
     with pytest.raises(RuntimeError):
         list(old)
     del old
-    assert tiny.session.lazy[0] == [(2, 0.5)]
+    assert tiny.session.lazy.schedule == [(2, 0.5)]
     list(new)
-    assert tiny.session.lazy[0] == []
+    assert tiny.session.lazy.schedule == []
     # a generation that fails (a prompt longer than the context) gives the schedule back at once
     failed = tiny.generate(list(range(1, 100)), lazy="1:0.5")
     with pytest.raises(ValueError, match="n_ctx"):
         next(failed)
-    assert tiny.session.lazy[0] == []
+    assert tiny.session.lazy.schedule == []
 
 
 def test_bad_values_name_the_argument(tiny):

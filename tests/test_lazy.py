@@ -11,6 +11,11 @@ from conftest import BACKENDS, require_backend
 from lazy_reference import forward_lazy, layer_kv
 
 
+def triple(schedule):
+    """(stages, prune_decode, decode stages) of a LazySchedule."""
+    return schedule.schedule, schedule.prune_decode, schedule.decode_schedule
+
+
 def prompt_ids(n, seed=0, vocab=267):
     return np.random.default_rng(seed).integers(0, vocab - 3, size=n).tolist()
 
@@ -167,11 +172,11 @@ def test_config_validation(tiny):
     with pytest.raises(ValueError):
         lazyllm_edge.LazyConfig.preset("fastest")
     gen.set_lazy("1:0.5,2:0.5")
-    assert gen.session.lazy[0] == [(1, 0.5), (2, 0.5)]
+    assert gen.session.lazy.schedule == [(1, 0.5), (2, 0.5)]
     gen.set_lazy(lazyllm_edge.LazyConfig.preset("balanced"))
-    assert len(gen.session.lazy[0]) >= 1
+    assert len(gen.session.lazy.schedule) >= 1
     gen.set_lazy("off")
-    assert gen.session.lazy[0] == []
+    assert gen.session.lazy.schedule == []
 
 
 def test_presets_scale_with_depth():
@@ -179,13 +184,14 @@ def test_presets_scale_with_depth():
 
     for n_layer in (4, 24, 30, 36):
         for name in ("balanced", "aggressive"):
-            sched, prune_decode, decode_sched = _core.lazy_preset(name, n_layer)
-            _core.validate_lazy(sched, n_layer, decode_sched)
+            preset = _core.lazy_preset(name, n_layer)
+            assert _core.parse_lazy_spec(str(preset), n_layer) == preset  # its spec string reads back the same
+            sched, prune_decode, decode_sched = triple(preset)
             assert all(0 <= l < n_layer - 1 for l, _ in sched + decode_sched)
             # chosen by the evaluation: decode steps prune only with balanced's own deep, mild stage
             assert prune_decode is (name == "balanced") and bool(decode_sched) is (name == "balanced")
-    assert _core.lazy_preset("balanced", 30) == ([(12, pytest.approx(0.1)), (16, pytest.approx(0.02))], True, [(24, 0.5)])
-    assert _core.lazy_preset("off", 30) == ([], True, [])
+    assert triple(_core.lazy_preset("balanced", 30)) == ([(12, pytest.approx(0.1)), (16, pytest.approx(0.02))], True, [(24, 0.5)])
+    assert triple(_core.lazy_preset("off", 30)) == ([], True, [])
 
 
 def test_decode_schedule_prunes_decode_steps_with_its_own_stages(tiny):
@@ -194,7 +200,7 @@ def test_decode_schedule_prunes_decode_steps_with_its_own_stages(tiny):
     gen, hp, _ = tiny
     ids = prompt_ids(30, seed=4)
     gen.set_lazy("1:0.4/2:0.5")
-    assert gen.session.lazy == ([(1, pytest.approx(0.4))], True, [(2, 0.5)])
+    assert triple(gen.session.lazy) == ([(1, pytest.approx(0.4))], True, [(2, 0.5)])
     gen.reset()
     prefill = gen.append(ids)
     assert gen.stats["layer_kv_tokens"] == [30, 30, 12, 12]
@@ -214,7 +220,7 @@ def test_decode_schedule_prunes_decode_steps_with_its_own_stages(tiny):
 
     # "/off": prefill-only pruning, the same as prune_decode=False
     gen.set_lazy("1:0.4/off")
-    assert gen.session.lazy[1:] == (False, [])
+    assert (gen.session.lazy.prune_decode, gen.session.lazy.decode_schedule) == (False, [])
     gen.reset()
     gen.append(ids)
     off = gen.append([5])
@@ -231,18 +237,18 @@ def test_decode_schedule_forms_and_validation(tiny):
     from lazyllm_edge import LazyConfig, _core
     from lazyllm_edge.lazy import resolve_lazy
 
-    assert resolve_lazy(LazyConfig(schedule=((1, 0.5),), decode_schedule=((0.5, 0.5),)), 4) == ([(1, 0.5)], True, [(2, 0.5)])
-    assert resolve_lazy("1:0.5/balanced", 30)[2] == _core.lazy_preset("balanced", 30)[0]
-    assert resolve_lazy("/2:0.5", 4) == ([], True, [(2, 0.5)])  # dense prefill, pruned decode steps
-    assert resolve_lazy("aggressive", 30)[2] == []  # a preset without decode stages of its own
-    assert resolve_lazy("balanced/off", 30)[1:] == (False, [])
+    assert triple(resolve_lazy(LazyConfig(schedule=((1, 0.5),), decode_schedule=((0.5, 0.5),)), 4)) == ([(1, 0.5)], True, [(2, 0.5)])
+    assert triple(resolve_lazy("1:0.5/balanced", 30))[2] == _core.lazy_preset("balanced", 30).schedule
+    assert triple(resolve_lazy("/2:0.5", 4)) == ([], True, [(2, 0.5)])  # dense prefill, pruned decode steps
+    assert triple(resolve_lazy("aggressive", 30))[2] == []  # a preset without decode stages of its own
+    assert triple(resolve_lazy("balanced/off", 30))[1:] == (False, [])
     for bad in ("1:0.5/9:0.5", "1:0.5/2:0.5/3:0.5", "1:0.5/2:0", "1:0.5/x", "1:0.5/2:0.5,1:0.5"):
         with pytest.raises(ValueError):
             gen.set_lazy(bad)
     with pytest.raises(ValueError):
         gen.set_lazy(LazyConfig(schedule=((1, 0.5),), decode_schedule=((1, 1.5),)))
-    with pytest.raises(ValueError):
-        _core.Session(gen.model, 64, [(1, 0.5)], True, [(5, 0.5)])
+    with pytest.raises(ValueError, match="decode schedule: prune layer 5 is out of range"):
+        _core.parse_lazy_spec("1:0.5/5:0.5", gen.n_layer)  # what a session takes is validated by the core
     gen.set_lazy(None)
 
 
@@ -252,7 +258,8 @@ def test_relative_depth_resolves_the_same_in_both_forms(tmp_path):
     from lazyllm_edge.lazy import resolve_lazy
     from make_tiny import write_tiny_model
 
-    assert resolve_lazy("0.15:0.5", 30) == resolve_lazy([(0.15, 0.5)], 30) == ([(5, 0.5)], True, [])
+    assert resolve_lazy("0.15:0.5", 30) == resolve_lazy([(0.15, 0.5)], 30)
+    assert triple(resolve_lazy("0.15:0.5", 30)) == ([(5, 0.5)], True, [])
     write_tiny_model(tmp_path / "deep.gguf", "llama", 30, "F32")
     gen = lazyllm_edge.Generator(str(tmp_path / "deep.gguf"), n_ctx=64, n_threads=1)
     ids = prompt_ids(20, seed=6)
@@ -275,9 +282,9 @@ def test_lazy_config_class():
     same = LazyConfig(schedule=[[1, 0.5], (0.5, 0.25)], prune_decode=False)
     assert c == same and hash(c) == hash(same) and c != LazyConfig(schedule=((1, 0.5),))
     assert repr(c) == "LazyConfig(schedule=((1, 0.5), (0.5, 0.25)), prune_decode=False, preset_name=None, decode_schedule=())"
-    assert c.resolve(30) == ([(1, 0.5), (15, 0.25)], False, [])
+    assert triple(c.resolve(30)) == ([(1, 0.5), (15, 0.25)], False, [])
     assert LazyConfig.preset("aggressive").resolve(30) == _core.lazy_preset("aggressive", 30)
-    assert LazyConfig.preset("balanced", prune_decode=False).resolve(30)[1] is False
+    assert LazyConfig.preset("balanced", prune_decode=False).resolve(30).prune_decode is False
     for bad in (((1.5, 0.5),), ((-0.1, 0.5),), ((1.0, 0.5),)):
         with pytest.raises(ValueError, match="relative depth"):
             LazyConfig(schedule=bad).resolve(30)

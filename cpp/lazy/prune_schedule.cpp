@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 namespace lazyllm_edge {
@@ -144,9 +145,7 @@ int take_query_window(std::string* items) {
 // "importance:mean|max" among the prefill items (absent: mean, the paper's signal).
 ImportanceSignal take_importance(std::string* items) {
     const std::string value = take_item(items, "importance");
-    if (value.empty() || value == "mean") return ImportanceSignal::mean_heads;
-    if (value == "max") return ImportanceSignal::max_heads;
-    bad("bad importance 'importance:" + value + "' in a lazy spec (expected mean or max)");
+    return value.empty() ? ImportanceSignal::mean_heads : parse_importance_signal(value);
 }
 
 }  // namespace
@@ -206,6 +205,41 @@ std::vector<float> keep_fraction_per_layer(const std::vector<PruneStage>& stages
     for (const PruneStage& s : stages)
         if (s.layer >= 0 && s.layer < n_layer) keep[s.layer] = s.keep_fraction;
     return keep;
+}
+
+ImportanceSignal parse_importance_signal(const std::string& name) {
+    if (name == "mean") return ImportanceSignal::mean_heads;
+    if (name == "max") return ImportanceSignal::max_heads;
+    bad("importance must be 'mean' or 'max', got '" + name + "'");
+}
+
+const char* importance_signal_name(ImportanceSignal signal) {
+    return signal == ImportanceSignal::max_heads ? "max" : "mean";
+}
+
+std::string lazy_spec_string(const LazyConfig& c) {
+    auto stages = [](const std::vector<PruneStage>& v) {
+        std::string out;
+        for (const PruneStage& s : v) {
+            char keep[32];  // the shortest text that reads back as the same float
+            for (int digits = 6; digits <= 9; ++digits) {
+                std::snprintf(keep, sizeof keep, "%.*g", digits, static_cast<double>(s.keep_fraction));
+                if (std::strtof(keep, nullptr) == s.keep_fraction) break;
+            }
+            out += (out.empty() ? "" : ",") + std::to_string(s.layer) + ":" + keep;
+        }
+        return out;
+    };
+    std::string prefill = stages(c.schedule);
+    if (c.importance != ImportanceSignal::mean_heads)
+        prefill += std::string(prefill.empty() ? "" : ",") + "importance:" + importance_signal_name(c.importance);
+    if (c.query_window != 1) prefill += std::string(prefill.empty() ? "" : ",") + "window:" + std::to_string(c.query_window);
+    if (prefill.empty()) prefill = "off";
+    // decode steps: their own stages and budget, or the prefill's stages (no '/'), or none ("/off")
+    if (!c.prune_decode) return c.schedule.empty() ? prefill : prefill + "/off";
+    std::string decode = stages(c.decode_schedule);
+    if (c.revival_budget >= 0) decode += std::string(decode.empty() ? "" : ",") + "revive:" + std::to_string(c.revival_budget);
+    return decode.empty() ? prefill : prefill + "/" + decode;
 }
 
 }  // namespace lazyllm_edge

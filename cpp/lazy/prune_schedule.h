@@ -12,4 +12,11 @@ namespace lazyllm_edge {
 // keep_fraction of a stage at `layer`, or 1 when the layer prunes nothing. Table (n_layer).
 std::vector<float> keep_fraction_per_layer(const std::vector<PruneStage>& stages, int n_layer);
 
+// "mean" / "max" and back (Error(invalid_argument) for another name).
+ImportanceSignal parse_importance_signal(const std::string& name);
+const char* importance_signal_name(ImportanceSignal signal);
+
+// The spec string of a resolved config (absolute layers), which parse_lazy_spec reads back as the same config.
+std::string lazy_spec_string(const LazyConfig& config);
+
 }  // namespace lazyllm_edge

@@ -65,7 +65,7 @@ struct Generation::State {
 
     int32_t feed_and_sample(const std::vector<int32_t>& ids) {
         const int32_t token = session.append_and_sample(ids.data(), static_cast<int>(ids.size()), sampler);
-        logits = impl.ws.logits;  // where append returns them: append_and_sample leaves them there too
+        logits = impl.last_logits;  // the step's logits: append_and_sample leaves them there too
         context.insert(context.end(), ids.begin(), ids.end());
         expect_session();
         return token;
@@ -104,7 +104,7 @@ struct Generation::State {
             if (params.lazy) {
                 {
                     SessionUse use(impl);
-                    lazy_to_restore = impl.lazy;
+                    lazy_to_restore = impl.prune_plan->config;
                 }
                 session.set_lazy_config(*params.lazy);
             }

@@ -103,6 +103,7 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
         st.decode_time_s += dt;
         st.decode_tokens_per_s = st.decode_time_s > 0 ? st.n_decode_tokens / st.decode_time_s : 0;
     }
+    s.last_logits = logits;
     return logits;
 }
 

@@ -23,6 +23,7 @@ struct SessionImpl {
     std::vector<int32_t> frontier;  // (n_ctx) layers with KV per position: token p has KV at [0, frontier[p]);
                                     // a prefix, because a token only ever advances one layer at a time
     std::vector<int> layer_scratch;  // (n_layer + 1) for the step
+    const float* last_logits = nullptr;  // (n_vocab) the last step's, valid until the next step
     SessionStats stats;
     std::vector<Session::ImportanceRecord> importance_log;
     bool record_importance = false;
