@@ -18,8 +18,7 @@ import re
 from pathlib import Path
 
 import lazyllm_edge
-from lazyllm_edge import LazyConfig
-from lazyllm_edge.eval import dev_set_path, load_tasks, passkey_prompt_ids, run_passkey
+from lazyllm_edge.eval import dev_set_path, load_tasks, passkey_prompt_ids, run_passkey, with_prune_decode
 from lazyllm_edge.lazy import resolve_lazy
 
 
@@ -78,10 +77,9 @@ def sweep_setup(args):
     names = args.schedules.split("|")
     configs = {}
     for n in names:
-        schedule, prune_decode, decode_schedule = resolve_lazy(n.replace(";", ","), gen.n_layer)
+        schedule = resolve_lazy(n.replace(";", ","), gen.n_layer)
         # prefill only unless the spec names the decode steps' stages after '/'
-        configs[n] = LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode and "/" in n,
-                                decode_schedule=tuple(decode_schedule))
+        configs[n] = with_prune_decode(schedule, "schedule" if "/" in n else "off", gen.n_layer)
     return gen, tasks, names, configs
 
 

@@ -1,8 +1,9 @@
 """NumPy reference of the llama forward pass with LazyLLM pruning, written from the definitions in
-cpp/cpu/cpu_forward.cpp (prefill over a fresh context): importance = the last token's softmax attention
-over the active tokens at a pruning layer, averaged over heads; keep the top ceil(keep * n_active) (ties
-to the earlier position, last token always kept); dropped tokens stop being computed and stop being
-attended to in later layers. K/V are rounded to fp16 like the engine's cache."""
+cpp/lazy/step.cpp (prefill over a fresh context): importance = the softmax attention of the query window's
+tokens (the last `window` positions still computed at the layer; 1: the last token) over the active tokens
+at a pruning layer (causal per query), averaged over the queries, then averaged over heads (or their maximum);
+keep the top ceil(keep * n_active) (ties to the earlier position, last token always kept); dropped tokens stop
+being computed and stop being attended to in later layers. K/V are rounded to fp16 like the engine's cache."""
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def layer_kv(hp, w, layer, hidden, positions):
     return fp16(k), fp16(v)
 
 
-def forward_lazy(hp, w, ids, schedule=()):
+def forward_lazy(hp, w, ids, schedule=(), window=1, max_heads=False):
     """Returns (last-position logits, [(layer, active positions, importance)])."""
     keep_at = dict(schedule)
     n, d, hd = len(ids), hp["d_model"], hp["head_dim"]
@@ -73,13 +74,16 @@ def forward_lazy(hp, w, ids, schedule=()):
         hh = hh + (gate / (1 + np.exp(-gate)) * up) @ w[b + "ffn_down.weight"].T
         h[rows] = hh
         if l in keep_at and l + 1 < hp["n_layer"]:
-            ql = q[-1]  # last token's query (n_head, hd)
-            imp = np.zeros(len(active))
-            for head in range(nh):
-                g = head // group
-                s = K[active, g * hd:(g + 1) * hd] @ ql[head] / np.sqrt(hd)
-                pr = np.exp(s - s.max())
-                imp += pr / pr.sum() / nh
+            in_window = [r for r, p in enumerate(computing) if p >= n - window]  # queries of the window computed at l
+            per_head = np.zeros((nh, len(active)))
+            for r in in_window:
+                seen = active <= computing[r]  # causal
+                for head in range(nh):
+                    g = head // group
+                    s = K[active[seen], g * hd:(g + 1) * hd] @ q[r, head] / np.sqrt(hd)
+                    pr = np.exp(s - s.max())
+                    per_head[head, seen] += pr / pr.sum() / len(in_window)
+            imp = per_head.max(axis=0) if max_heads else per_head.mean(axis=0)
             records.append((l, active.copy(), imp.copy()))
             n_keep = len(active) if keep_at[l] >= 1 else min(max(int(np.ceil(keep_at[l] * len(active) - 1e-4)), 1), len(active))
             score = imp.copy()

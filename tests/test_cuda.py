@@ -120,14 +120,16 @@ def test_default_half_gemm_logits_close_to_cpu(pairs, case, cpu_fp32):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", [("llama", "F32"), ("gemma3", "F32"), ("qwen2", "Q8_0")], ids=lambda c: "-".join(c))
-def test_lazy_matches_cpu(pairs, case, cpu_fp32, exact_gemm):
+@pytest.mark.parametrize("spec", ["1:0.5,2:0.5/2:0.7", "1:0.5,2:0.5,window:8,importance:max/revive:3"])
+def test_lazy_matches_cpu(pairs, case, spec, cpu_fp32, exact_gemm):
     """The same schedule prunes the same tokens on both backends (importance within 1e-4, identical active
-    sets and frontiers), in prefill and in decode steps that revive parked tokens."""
+    sets and frontiers), in prefill and in decode steps that revive parked tokens: stages, and the query window,
+    max-over-heads signal and revival budget."""
     cpu, gpu = pairs[case]
     try:
         ids = prompt_ids(60, seed=11)
         for g in (cpu, gpu):
-            g.set_lazy("1:0.5,2:0.5/2:0.7")
+            g.set_lazy(spec)
             g.reset()
             g.session.set_record_importance(True)
         la, lb = cpu.append(ids), gpu.append(ids)

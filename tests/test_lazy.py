@@ -87,6 +87,65 @@ def test_importance_matches_numpy_reference(tiny):
     gen.set_lazy(None)
 
 
+@pytest.mark.parametrize("window,signal", [(1, "max"), (6, "mean"), (6, "max")])
+def test_importance_signals_match_numpy_reference(tiny, window, signal):
+    """The query window (the last tokens' queries, causal) and the max-over-heads signal rank and keep the same
+    tokens as the NumPy reference, with the same importance values and logits."""
+    gen, hp, w = tiny
+    ids = prompt_ids(40, seed=5)
+    schedule = [(1, 0.5), (2, 0.5)]
+    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), query_window=window, importance=signal))
+    gen.reset()
+    gen.session.set_record_importance(True)
+    logits = gen.append(ids)
+    gen.session.set_record_importance(False)
+    ref_logits, ref_records = forward_lazy(hp, w, ids, schedule, window=window, max_heads=signal == "max")
+    got = gen.session.importance
+    assert [r[0] for r in got] == [1, 2]
+    for (layer, positions, scores), (_, ref_positions, ref_scores) in zip(got, ref_records):
+        assert positions == ref_positions.tolist(), f"active set differs at layer {layer}"
+        np.testing.assert_allclose(scores, ref_scores, rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=2e-3 * np.abs(ref_logits).max())
+    gen.set_lazy(None)
+
+
+def test_revival_budget_revives_only_the_most_attended(tiny):
+    """"1:0.3/revive:2": the prefill drops 70 % of the tokens after layer 1; a decode step attends to the 30 % that
+    have KV everywhere for free, and of the dropped ones computes only the 2 the new token attends to most at
+    layer 1 (from layer 2 on); the others stay pruned with their aux-cache state untouched."""
+    gen, hp, _ = tiny
+    ids = prompt_ids(30, seed=2)
+    gen.set_lazy("1:0.3/revive:2")
+    assert gen.session.lazy.revival_budget == 2 and str(gen.session.lazy) == "1:0.3/revive:2"
+    gen.reset()
+    gen.append(ids)
+    dropped = [p for p in range(len(ids)) if gen.session.token_frontier(p) == 2]
+    assert len(dropped) == 30 - 9
+    aux_before = {p: gen.session.aux_hidden(p)[1] for p in dropped}
+    pairs_before = gen.stats["total_pairs_computed"]
+    gen.session.set_record_importance(True)
+    gen.append([5])
+    gen.session.set_record_importance(False)
+    st_ = gen.stats
+    (layer, positions, scores), = gen.session.importance  # ranked once: only layer 2 could exceed the budget
+    assert layer == 1 and list(positions) == list(range(31))
+    revived = [p for p in dropped if gen.session.token_frontier(p) == hp["n_layer"]]
+    by_importance = sorted(dropped, key=lambda p: (-scores[p], p))
+    assert revived == sorted(by_importance[:2])
+    assert st_["revived_tokens"] == 2 and st_["recomputed_pairs"] == 0
+    assert st_["total_pairs_computed"] - pairs_before == hp["n_layer"] + 2 * (hp["n_layer"] - 2)
+    for p in dropped:
+        if p not in revived:  # still pruned, resumable later from the same state
+            assert gen.session.token_frontier(p) == 2
+            np.testing.assert_array_equal(gen.session.aux_hidden(p)[1], aux_before[p])
+    # budget 0: a decode step computes the new token only
+    gen.set_lazy("1:0.3/revive:0")
+    before = gen.stats["total_pairs_computed"]
+    gen.append([6])
+    assert gen.stats["total_pairs_computed"] - before == hp["n_layer"]
+    gen.set_lazy(None)
+
+
 def test_pruned_token_is_revived_from_aux_cache_at_its_layer(tiny):
     """A token dropped after layer 1 in prefill holds h[2] in the aux cache; when a decode step selects it
     again it is computed from layer 2 on (not from layer 0), and its layer-2 KV equals a direct computation
@@ -146,7 +205,10 @@ def test_random_schedules_never_exceed_dense(tiny, data):
     prune_decode = data.draw(st.booleans())
     n_prompt = data.draw(st.integers(2, 60))
     n_decode = data.draw(st.integers(0, 12))
-    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode))
+    budget = data.draw(st.one_of(st.none(), st.integers(0, 8)))
+    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode, revival_budget=budget,
+                                         query_window=data.draw(st.integers(1, 8)),
+                                         importance=data.draw(st.sampled_from(["mean", "max"]))))
     gen.reset()
     logits = gen.append(prompt_ids(n_prompt, seed=n_prompt))
     for _ in range(n_decode):
@@ -177,6 +239,15 @@ def test_config_validation(tiny):
     assert len(gen.session.lazy.schedule) >= 1
     gen.set_lazy("off")
     assert gen.session.lazy.schedule == []
+    for bad, named in (("1:0.5/revive:-1", "revival budget"), ("1:0.5/revive:x", "revival budget"),
+                       ("1:0.5,window:0", "query window"), ("1:0.5,window:65", "query window"),
+                       ("1:0.5,importance:median", "importance"), ("1:0.5/revive:1,revive:2", "revive")):
+        with pytest.raises(ValueError, match=named):
+            gen.set_lazy(bad)
+    with pytest.raises(ValueError, match="importance"):
+        lazyllm_edge.LazyConfig(schedule=((1, 0.5),), importance="median")
+    for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5/revive:0", "1:0.5/off", "off/2:0.5"):
+        assert str(lazyllm_edge._core.parse_lazy_spec(spec, hp["n_layer"])) == spec  # a spec reads back as written
 
 
 def test_presets_scale_with_depth():

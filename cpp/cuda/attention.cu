@@ -7,6 +7,7 @@
 // partial states merge in shared memory; with several key splits (few queries, as in decode) each split
 // writes (max, sum, unnormalized output) and a second kernel merges them.
 #include <cfloat>
+#include <cmath>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.cuh"
@@ -191,6 +192,46 @@ __global__ void importance_combine_kernel(const float* scores, const float* stat
     importance[j] = acc;
 }
 
+// scores (n_head, n) of the window query in slot w: q_h . k_j * scale for keys at or before its position, -inf after
+__global__ void window_scores_kernel(const float* window_q, const int32_t* window_has, int w, int32_t q_pos,
+                                     const __half* k_cache, const int32_t* kv_positions, int n, int n_head,
+                                     int n_head_kv, int head_dim, float scale, float* scores) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n || !window_has[w]) return;
+    const int group = n_head / n_head_kv, kvd = n_head_kv * head_dim;
+    const float* q = window_q + static_cast<size_t>(w) * n_head * head_dim;
+    const __half* k = k_cache + static_cast<size_t>(kv_positions[j]) * kvd;
+    for (int h = 0; h < n_head; ++h)
+        scores[static_cast<size_t>(h) * n + j] = kv_positions[j] <= q_pos
+            ? dot_half_row(q + h * head_dim, k + (h / group) * head_dim, head_dim) * scale : -INFINITY;
+}
+
+// acc (n_head, n) += the softmax of slot w's scores (stats: per head max and sum), when the slot has a query
+__global__ void window_accumulate_kernel(const float* scores, const float* stats, const int32_t* window_has, int w,
+                                         int n, int n_head, float* acc) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n || !window_has[w]) return;
+    for (int h = 0; h < n_head; ++h) {
+        const size_t at = static_cast<size_t>(h) * n + j;
+        acc[at] += expf(scores[at] - stats[2 * h]) / stats[2 * h + 1];
+    }
+}
+
+// importance[j] = mean over heads (or max) of acc[h][j] / the number of window queries
+__global__ void window_combine_kernel(const float* acc, const int32_t* window_has, int n_slots, int n, int n_head,
+                                      bool max_over_heads, float* importance) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    int n_q = 0;
+    for (int w = 0; w < n_slots; ++w) n_q += window_has[w];
+    float v = 0.0f;
+    for (int h = 0; h < n_head; ++h) {
+        const float p = acc[static_cast<size_t>(h) * n + j];
+        v = max_over_heads ? fmaxf(v, p) : v + p / n_head;
+    }
+    importance[j] = n_q > 0 ? v / n_q : 0.0f;
+}
+
 }  // namespace
 
 int64_t attention_partial_floats(int head_dim) { return static_cast<int64_t>(kMaxPartials) * (head_dim + 2); }
@@ -232,6 +273,28 @@ void last_token_importance(const float* q, const __half* k_cache, const int32_t*
     importance_combine_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(scores, stats, n, n_head, max_over_heads,
                                                                              importance);
     check_launch("importance combine");
+}
+
+void window_importance(const float* window_q, const int32_t* window_has, int window_begin, int n_slots,
+                       const __half* k_cache, const int32_t* kv_positions, int n, int n_head, int n_head_kv,
+                       int head_dim, float scale, float* scores, float* acc, float* importance, cudaStream_t stream,
+                       bool max_over_heads) {
+    if (n <= 0) return;
+    float* stats = scores + static_cast<size_t>(n_head) * n;
+    check(cudaMemsetAsync(acc, 0, sizeof(float) * static_cast<size_t>(n_head) * n, stream), "clearing the importance");
+    for (int w = 0; w < n_slots; ++w) {  // (a slot whose token was not computed at this layer adds nothing)
+        window_scores_kernel<<<blocks_for(n, 128), 128, 0, stream>>>(window_q, window_has, w, window_begin + w, k_cache,
+                                                                      kv_positions, n, n_head, n_head_kv, head_dim,
+                                                                      scale, scores);
+        check_launch("window scores");
+        importance_stats_kernel<<<n_head, 256, 0, stream>>>(scores, n, stats);
+        check_launch("window stats");
+        window_accumulate_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(scores, stats, window_has, w, n, n_head, acc);
+        check_launch("window accumulate");
+    }
+    window_combine_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(acc, window_has, n_slots, n, n_head, max_over_heads,
+                                                                  importance);
+    check_launch("window combine");
 }
 
 }  // namespace cuda

@@ -59,6 +59,7 @@ private:
     int n_compute_ = 0;
     int n_total_ = 0;
     int32_t last_pos_ = 0;
+    int32_t window_begin_ = 0;  // first position of the query window
 };
 
 CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier)
@@ -101,7 +102,9 @@ CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_
     plan.add(g.gate, ub * ff);
     plan.add(g.up, ub * ff);
     plan.add(g.attn_partial, cuda::attention_partial_floats(hp.head_dim));
-    plan.add(g.last_q, qd);
+    plan.add(g.window_q, kMaxQueryWindow * qd);
+    plan.add(g.window_has, kMaxQueryWindow);
+    plan.add(g.window_acc, hp.n_head * n);
     plan.add(g.rope_global, n * hp.rope_dim);
     if (has_local_rope) plan.add(g.rope_local, n * hp.rope_dim);
     plan.add(g.logits, logit_rows * hp.n_vocab);
@@ -145,6 +148,7 @@ void CudaSessionBackend::begin_step(const int32_t* tokens, int n_total, int n_ne
     cur_ = act_ = 0;
     n_total_ = n_total;
     last_pos_ = n_total - 1;
+    window_begin_ = std::max(0, n_total - std::min(std::max(query_window, 1), kMaxQueryWindow));
     // the active set is the whole context, the compute rows the new tokens
     check(cudaMemcpyAsync(g.ids, tokens + n_past, sizeof(int32_t) * n_new, cudaMemcpyHostToDevice, g.stream), "ids");
     check(cudaMemsetAsync(g.counters, 0, 2 * sizeof(int64_t), g.stream), "counters");
@@ -167,6 +171,7 @@ int CudaSessionBackend::gather_revived(int layer) {
 }
 
 void CudaSessionBackend::run_layer(int layer) {
+    check(cudaMemsetAsync(g_.window_has, 0, sizeof(int32_t) * kMaxQueryWindow, g_.stream), "clearing the window");
     for (int c0 = 0; c0 < n_compute_; c0 += g_.n_ubatch) layer_micro_batch(layer, c0, std::min(g_.n_ubatch, n_compute_ - c0));
     cuda::advance_frontier(g_.rows[cur_], n_compute_, layer, g_.frontier, g_.counters + 1, g_.stream);
 }
@@ -203,8 +208,9 @@ void CudaSessionBackend::layer_micro_batch(int l, int c0, int nb) {
     qp.rope = sliding ? g.rope_local : g.rope_global;
     qp.k_cache = k_cache;
     qp.v_cache = v_cache;
-    qp.last_q = g.last_q;
-    qp.last_pos = last_pos_;
+    qp.window_q = g.window_q;
+    qp.window_has = g.window_has;
+    qp.window_begin = window_begin_;
     qp.n = nb;
     qp.n_head = hp.n_head;
     qp.n_head_kv = hp.n_head_kv;
@@ -252,9 +258,18 @@ int CudaSessionBackend::active_lower_bound(int32_t position) {
 void CudaSessionBackend::rank(int layer, int first, ImportanceSignal signal) {
     const ModelHparams& hp = m_.hparams;
     CudaSession& g = g_;
-    cuda::last_token_importance(g.last_q, g.k + layer * g.layer_stride, g.active[act_] + first, n_active_ - first,
-                                hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), g.scores, g.importance + first,
-                                g.stream, signal == ImportanceSignal::max_heads);
+    const bool max_heads = signal == ImportanceSignal::max_heads;
+    const __half* k_cache = g.k + layer * g.layer_stride;
+    const int32_t* keys = g.active[act_] + first;
+    const int n = n_active_ - first;
+    if (last_pos_ == window_begin_) {  // the last token alone (slot 0; it is always computed): the paper's signal
+        cuda::last_token_importance(g.window_q, k_cache, keys, n, hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(),
+                                    g.scores, g.importance + first, g.stream, max_heads);
+        return;
+    }
+    cuda::window_importance(g.window_q, g.window_has, window_begin_, last_pos_ - window_begin_ + 1, k_cache, keys, n,
+                            hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), g.scores, g.window_acc,
+                            g.importance + first, g.stream, max_heads);
 }
 
 void CudaSessionBackend::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {

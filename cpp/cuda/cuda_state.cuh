@@ -72,7 +72,9 @@ struct CudaSession {
     float* gate = nullptr;          // (n_ubatch, ffn_dim)
     float* up = nullptr;            // (n_ubatch, ffn_dim)
     float* attn_partial = nullptr;  // attention_partial_floats(head_dim)
-    float* last_q = nullptr;        // (q_dim) query of the last token at the current layer
+    float* window_q = nullptr;      // (kMaxQueryWindow, q_dim) queries of the window's tokens at the current layer
+    int32_t* window_has = nullptr;  // (kMaxQueryWindow) which window positions were computed at this layer
+    float* window_acc = nullptr;    // (n_head, n_ctx) window importance scratch
     float* rope_global = nullptr;   // (n_ctx, rope_dim)
     float* rope_local = nullptr;    // (n_ctx, rope_dim) sliding-window layers (gemma3); = rope_global otherwise
     float* logits = nullptr;        // (logit_rows, n_vocab)

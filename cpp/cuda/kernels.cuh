@@ -59,7 +59,8 @@ void add_residual(float* y, const float* x, const float* w, const float* norm_w,
 
 // After the q/k/v projections of n rows at positions pos: biases, per-head RMSNorm of q and k, RoPE
 // (table (n_ctx, rope_dim) of cos/sin pairs), q scaled by q_scale, then K and V rows written to the fp16
-// caches of this layer at their positions, and the query of position last_pos copied to last_q.
+// caches of this layer at their positions, and the queries of the positions from window_begin on copied to
+// window_q (row pos - window_begin), window_has[pos - window_begin] set to 1.
 struct QkvParams {
     float* q = nullptr;              // (n, n_head * head_dim)
     float* k = nullptr;              // (n, n_head_kv * head_dim)
@@ -73,8 +74,9 @@ struct QkvParams {
     const float* rope = nullptr;     // (n_ctx, rope_dim)
     __half* k_cache = nullptr;       // (n_ctx, kv_dim) this layer
     __half* v_cache = nullptr;
-    float* last_q = nullptr;         // (n_head * head_dim)
-    int last_pos = -1;
+    float* window_q = nullptr;       // (window slots, n_head * head_dim)
+    int32_t* window_has = nullptr;   // (window slots)
+    int window_begin = 0;
     int n = 0, n_head = 0, n_head_kv = 0, head_dim = 0, rope_dim = 0;
     bool neox = false;
     float q_scale = 1.0f;
@@ -114,6 +116,15 @@ bool attention_mma_supported(int head_dim);
 void attention_mma(const AttentionArgs& a, cudaStream_t stream);  // the WMMA kernel itself
 bool attention_fa2_supported(int head_dim);
 void attention_fa2(const AttentionArgs& a, cudaStream_t stream);  // the mma.sync kernel itself
+
+// The importance from the query window (CPU reference: window_importance in cpp/cpu/attention.cpp): for each
+// slot w < n_slots with window_has[w], the query window_q[w] at position window_begin + w, per head the softmax
+// over the kv_positions at or before it; averaged over the queries, then over the heads or their maximum.
+// scores: n_head * (n + 2) floats, acc: n_head * n floats of scratch.
+void window_importance(const float* window_q, const int32_t* window_has, int window_begin, int n_slots,
+                       const __half* k_cache, const int32_t* kv_positions, int n, int n_head, int n_head_kv,
+                       int head_dim, float scale, float* scores, float* acc, float* importance, cudaStream_t stream,
+                       bool max_over_heads);
 
 // LazyLLM importance: softmax over kv_positions[0, n) of the query q (n_head * head_dim) per head,
 // averaged over heads (or their maximum), written to importance (n). scores: n_head * (n + 2) floats of scratch.

@@ -122,9 +122,11 @@ __global__ void qkv_finish_kernel(QkvParams p) {
         kc[i] = __float2half_rn(k[i]);
         vc[i] = __float2half_rn(p.bv ? v[i] + p.bv[i] : v[i]);
     }
-    if (pos == p.last_pos) {
+    if (pos >= p.window_begin) {  // a query of the window: kept for ranking
         __syncthreads();
-        for (int i = threadIdx.x; i < qd; i += blockDim.x) p.last_q[i] = q[i];
+        float* dst = p.window_q + static_cast<size_t>(pos - p.window_begin) * qd;
+        for (int i = threadIdx.x; i < qd; i += blockDim.x) dst[i] = q[i];
+        if (threadIdx.x == 0) p.window_has[pos - p.window_begin] = 1;
     }
 }
 

@@ -3,6 +3,8 @@
 // and the per-token frontier. CPU reference: cpp/cpu/cpu_forward.cpp and lazy/prune_schedule.cpp.
 // Selection is exact: each active token's rank is the number of tokens more important than it (a total
 // order: forced tokens first, then importance, then earlier position), so it keeps exactly n_keep.
+#include <cmath>
+
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.cuh"
 

@@ -35,6 +35,15 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
     // the active set at layer 0 is the whole context; the new tokens start at layer 0
     backend.begin_step(r.tokens, r.n_total, r.n_new, r.query_window);
     int n_active = r.n_total, n_compute = r.n_new;
+    // ranks the active tokens [first, n_active) at layer l, recording the ranking when the log is on
+    auto rank = [&](int l, int first) {
+        backend.rank(l, first, r.importance);
+        if (!r.importance_log) return;
+        Session::ImportanceRecord record;
+        record.layer = l;
+        backend.read_ranking(first, &record.positions, &record.scores);
+        r.importance_log->push_back(std::move(record));
+    };
     int64_t pairs = 0;
     for (int l = 0; l < hp.n_layer; ++l) {
         // revive the active tokens whose next layer is l from the aux cache
@@ -47,13 +56,7 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
         const float keep_fraction = r.keep_per_layer ? r.keep_per_layer[l] : 1.0f;
         if (keep_fraction < 1.0f) {
             const int first = hp.is_sliding(l) ? backend.active_lower_bound(last_pos - hp.sliding_window + 1) : 0;
-            backend.rank(l, first, r.importance);
-            if (r.importance_log) {  // the ranked (in-window) tokens only
-                Session::ImportanceRecord record;
-                record.layer = l;
-                backend.read_ranking(first, &record.positions, &record.scores);
-                r.importance_log->push_back(std::move(record));
-            }
+            rank(l, first);  // (on a sliding layer, the in-window tokens only)
             // (a stage that keeps every token still goes through selection and compaction, which then move nothing)
             const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
             n_compute = backend.keep(l, n_keep, first);
@@ -64,7 +67,7 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
         // tokens outside the window matter to the global layers above.)
         // (layer l + 1 computes at most the compute rows and the earlier tokens whose next layer it is)
         if (budgeted && n_compute + next_layer_count[l + 1] - 1 > r.revival_budget) {
-            backend.rank(l, 0, r.importance);
+            rank(l, 0);
             const int n_free = backend.protect_computed(l);
             const int n_keep = std::min(n_active, n_free + 1 + r.revival_budget);
             if (n_keep < n_active) {

@@ -431,10 +431,11 @@ void test_add_residual() {
 
 // qkv_finish against the CPU sequence of cpu_forward.cpp (bias add, per-head rms_norm, apply_rope, q scale,
 // fp32_to_fp16 into the cache). RoPE may cancel, so errors are relative to the magnitude of each rotated
-// pair (which RoPE preserves): q and last_q 1e-5 * |pair|; the K cache 1 fp16 ulp + 1e-5 * |pair|, the V cache
-// 1 fp16 ulp; cache rows at other positions must be unchanged.
+// pair (which RoPE preserves): q and the window's queries 1e-5 * |pair|; the K cache 1 fp16 ulp + 1e-5 * |pair|,
+// the V cache 1 fp16 ulp; cache rows at other positions must be unchanged; window_has marks exactly the rows
+// at positions >= window_begin.
 void test_qkv_finish() {
-    const int n = 5, n_head = 4, n_head_kv = 2, hd = 64, rope_dim = 64, n_ctx = 32, last_pos = 20;
+    const int n = 5, n_head = 4, n_head_kv = 2, hd = 64, rope_dim = 64, n_ctx = 32, window_begin = 7, n_slots = 14;
     const int qd = n_head * hd, kvd = n_head_kv * hd;
     const float eps = 1e-6f, q_scale = 0.125f;
     const std::vector<int32_t> pos = {0, 3, 7, 8, 20};
@@ -450,20 +451,22 @@ void test_qkv_finish() {
     const Dev<float> drope(rope), dbq(bq), dbk(bk), dbv(bv), dqn(qn), dkn(kn);
     for (int c = 0; c < 8; ++c) {
         const bool neox = c & 1, bias = c & 2, norm = c & 4;
-        Dev<float> dq(q0), dk(k0), dv(v0), dlast(qd);
+        Dev<float> dq(q0), dk(k0), dv(v0), dwin(static_cast<size_t>(n_slots) * qd);
+        Dev<int32_t> dhas(std::vector<int32_t>(n_slots, 0));
         Dev<uint16_t> dkc(cache0), dvc(cache0);
-        CUDA_OK(cudaMemset(dlast.p, 0xFF, sizeof(float) * qd));
+        CUDA_OK(cudaMemset(dwin.p, 0xFF, sizeof(float) * n_slots * qd));
         cu::QkvParams p;
         p.q = dq.p, p.k = dk.p, p.v = dv.p, p.pos = dpos.p;
         p.bq = bias ? dbq.p : nullptr, p.bk = bias ? dbk.p : nullptr, p.bv = bias ? dbv.p : nullptr;
         p.q_norm = norm ? dqn.p : nullptr, p.k_norm = norm ? dkn.p : nullptr;
-        p.rope = drope.p, p.k_cache = as_half(dkc), p.v_cache = as_half(dvc), p.last_q = dlast.p, p.last_pos = last_pos;
+        p.rope = drope.p, p.k_cache = as_half(dkc), p.v_cache = as_half(dvc), p.window_q = dwin.p, p.window_has = dhas.p;
+        p.window_begin = window_begin;
         p.n = n, p.n_head = n_head, p.n_head_kv = n_head_kv, p.head_dim = hd, p.rope_dim = rope_dim;
         p.neox = neox, p.q_scale = q_scale, p.eps = eps;
         cu::qkv_finish(p, 0);
         sync();
         // the CPU sequence
-        std::vector<float> q = q0, k = k0, v = v0, last(qd);
+        std::vector<float> q = q0, k = k0, v = v0;
         std::vector<uint16_t> kc = cache0, vc = cache0;
         for (int r = 0; r < n; ++r) {
             float *qr = &q[r * qd], *kr = &k[r * kvd], *vr = &v[r * kvd];
@@ -481,7 +484,6 @@ void test_qkv_finish() {
             for (int i = 0; i < qd; ++i) qr[i] *= q_scale;
             fp32_to_fp16_row(kr, &kc[pos[r] * kvd], kvd);
             fp32_to_fp16_row(vr, &vc[pos[r] * kvd], kvd);
-            if (pos[r] == last_pos) std::copy(qr, qr + qd, last.begin());
         }
         // magnitude of the rotated pair element i (of a row of heads) belongs to
         auto pair_mag = [&](const float* row, int i) {
@@ -489,12 +491,21 @@ void test_qkv_finish() {
             const int partner = neox ? (j < half ? j + half : j - half) : (j ^ 1);
             return std::hypot(static_cast<double>(row[i]), static_cast<double>(row[h0 + partner]));
         };
-        const std::vector<float> gq = dq.get(), glast = dlast.get();
+        const std::vector<float> gq = dq.get(), gwin = dwin.get();
+        const std::vector<int32_t> ghas = dhas.get();
         const std::vector<uint16_t> gkc = dkc.get(), gvc = dvc.get();
         Worst wq, wl, wk, wv;
         for (int r = 0; r < n; ++r)
             for (int i = 0; i < qd; ++i) wq.add(gq[r * qd + i], q[r * qd + i], 1e-5 * pair_mag(&q[r * qd], i));
-        for (int i = 0; i < qd; ++i) wl.add(glast[i], last[i], 1e-5 * pair_mag(last.data(), i));
+        for (int r = 0; r < n; ++r) {  // the window's rows, and nothing else marked
+            if (pos[r] < window_begin) continue;
+            const int slot = pos[r] - window_begin;
+            for (int i = 0; i < qd; ++i) wl.add(gwin[slot * qd + i], q[r * qd + i], 1e-5 * pair_mag(&q[r * qd], i));
+        }
+        for (int slot = 0; slot < n_slots; ++slot) {
+            const bool want = std::find(pos.begin(), pos.end(), window_begin + slot) != pos.end();
+            wl.add(ghas[slot], want ? 1.0 : 0.0, 0.0);
+        }
         std::vector<const float*> k_at(n_ctx, nullptr);  // the fp32 K row written at each position
         for (int r = 0; r < n; ++r) k_at[pos[r]] = &k[r * kvd];
         for (int pp = 0; pp < n_ctx; ++pp)
@@ -511,7 +522,7 @@ void test_qkv_finish() {
         const std::string name = std::string("qkv_finish ") + (neox ? "neox" : "normal") + (bias ? " bias" : "") +
                                  (norm ? " qk_norm" : "");
         report(name + " q", wq);
-        report(name + " last_q", wl);
+        report(name + " window_q", wl);
         report(name + " k_cache", wk);
         report(name + " v_cache", wv);
     }
@@ -641,7 +652,7 @@ void attention_case(const KvCache& c, const std::string& name, int n_q, int wind
 
 // last_token_importance vs the CPU one over a ~60% active set (and a short one): tolerance 1e-5 abs per
 // token, and the importances must sum to 1 within 1e-4.
-void importance_case(const KvCache& c, int n_max, std::mt19937& rng) {
+void importance_case(const KvCache& c, int n_max, std::mt19937& rng, bool max_over_heads = false) {
     const int n_head = 6, n_head_kv = 2, hd = c.hd;
     std::vector<int32_t> active = random_subset(c.n_ctx, 0.6, {c.n_ctx - 1}, rng);
     if (static_cast<int>(active.size()) > n_max) active.erase(active.begin(), active.end() - n_max);
@@ -650,20 +661,57 @@ void importance_case(const KvCache& c, int n_max, std::mt19937& rng) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     std::vector<float> ref(n), scores(n);
     last_token_importance(q.data(), c.k.data(), active.data(), n, n_head, n_head_kv, hd, scale, scores.data(),
-                          ref.data());
+                          ref.data(), max_over_heads);
     const Dev<float> dq(q);
     const Dev<int32_t> dact(active);
     Dev<float> dscores(static_cast<size_t>(n_head) * (n + 2)), dimp(n);
-    cu::last_token_importance(dq.p, as_half(c.dk), dact.p, n, n_head, n_head_kv, hd, scale, dscores.p, dimp.p, 0);
+    cu::last_token_importance(dq.p, as_half(c.dk), dact.p, n, n_head, n_head_kv, hd, scale, dscores.p, dimp.p, 0,
+                              max_over_heads);
     sync();
     const std::vector<float> got = dimp.get();
     Worst w, ws;
     double sum = 0;
     for (int i = 0; i < n; ++i) w.add(got[i], ref[i], 1e-5), sum += got[i];
-    ws.add(sum, 1.0, 1e-4);
-    const std::string name = "last_token_importance hd=" + std::to_string(hd) + " n=" + std::to_string(n);
+    const std::string name = "last_token_importance hd=" + std::to_string(hd) + " n=" + std::to_string(n) +
+                             (max_over_heads ? " max" : "");
     report(name, w);
-    report(name + " sum", ws);
+    if (!max_over_heads) {  // a mean of distributions is one
+        ws.add(sum, 1.0, 1e-4);
+        report(name + " sum", ws);
+    }
+}
+
+// window_importance vs the CPU one: 8 window slots at the end of a ~60% active set, slot 2 not computed (no
+// query), each query causal over the keys at or before its position; tolerance 1e-5 abs per token.
+void window_importance_case(const KvCache& c, bool max_over_heads, std::mt19937& rng) {
+    const int n_head = 6, n_head_kv = 2, hd = c.hd, n_slots = 8, window_begin = c.n_ctx - n_slots;
+    std::vector<int32_t> active = random_subset(window_begin, 0.6, {}, rng);
+    for (int p = window_begin; p < c.n_ctx; ++p) active.push_back(p);  // the window's tokens are active
+    const int n = static_cast<int>(active.size());
+    const std::vector<float> win = normal_vec(static_cast<size_t>(n_slots) * n_head * hd, rng, 0.0f, 2.0f);
+    std::vector<int32_t> has(n_slots, 1);
+    has[2] = 0;
+    std::vector<float> packed;  // the CPU takes the computed queries packed, with their positions
+    std::vector<int32_t> q_pos;
+    for (int s = 0; s < n_slots; ++s)
+        if (has[s]) {
+            packed.insert(packed.end(), win.begin() + s * n_head * hd, win.begin() + (s + 1) * n_head * hd);
+            q_pos.push_back(window_begin + s);
+        }
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> ref(n), scratch(static_cast<size_t>(n_head + 1) * n);
+    window_importance(packed.data(), q_pos.data(), static_cast<int>(q_pos.size()), c.k.data(), active.data(), n, n_head,
+                      n_head_kv, hd, scale, scratch.data(), ref.data(), max_over_heads);
+    const Dev<float> dwin(win);
+    const Dev<int32_t> dhas(has), dact(active);
+    Dev<float> dscores(static_cast<size_t>(n_head) * (n + 2)), dacc(static_cast<size_t>(n_head) * n), dimp(n);
+    cu::window_importance(dwin.p, dhas.p, window_begin, n_slots, as_half(c.dk), dact.p, n, n_head, n_head_kv, hd, scale,
+                          dscores.p, dacc.p, dimp.p, 0, max_over_heads);
+    sync();
+    const std::vector<float> got = dimp.get();
+    Worst w;
+    for (int i = 0; i < n; ++i) w.add(got[i], ref[i], 1e-5);
+    report("window_importance hd=" + std::to_string(hd) + " n=" + std::to_string(n) + (max_over_heads ? " max" : " mean"), w);
 }
 
 void test_attention() {
@@ -677,6 +725,9 @@ void test_attention() {
         attention_case(c, "decode window=16", 1, 16, rng);         // ~10 keys over many splits: empty splits
         importance_case(c, 1 << 30, rng);
         importance_case(c, 37, rng);
+        importance_case(c, 1 << 30, rng, true);
+        window_importance_case(c, false, rng);
+        window_importance_case(c, true, rng);
     }
 }
 
@@ -723,6 +774,28 @@ void test_bookkeeping() {
     const int n_ctx = 64, d = 16;
     std::mt19937 rng(99);
     std::uniform_int_distribution<int> bit(0, 1);
+    // protect_computed: active tokens with KV beyond layer + 1 get importance +inf, and are counted
+    {
+        const int layer = 5;
+        const std::vector<int32_t> active = random_subset(n_ctx, 0.7, {}, rng);
+        const int n = static_cast<int>(active.size());
+        std::vector<int32_t> frontier(n_ctx);
+        std::uniform_int_distribution<int> f(0, 12);
+        for (int32_t& x : frontier) x = f(rng);
+        std::vector<float> importance = normal_vec(n, rng);
+        const Dev<int32_t> dact(active), dfront(frontier);
+        Dev<float> dimp(importance);
+        Dev<int32_t> dcount(std::vector<int32_t>{-1});
+        cu::protect_computed(dact.p, n, dfront.p, layer, dimp.p, dcount.p, 0);
+        sync();
+        int count = 0;
+        for (int i = 0; i < n; ++i)
+            if (frontier[active[i]] > layer + 1) importance[i] = INFINITY, ++count;
+        const std::vector<float> got = dimp.get();
+        int wrong = dcount.get()[0] != count;
+        for (int i = 0; i < n; ++i) wrong += !(got[i] == importance[i]);
+        report_exact("protect_computed", wrong);
+    }
     // init_step: (n_past, n_new) = (40, 24) and (0, 10)
     for (auto [n_past, n_new] : {std::pair{40, 24}, std::pair{0, 10}}) {
         std::vector<int32_t> active(n_ctx, -5), rows(n_ctx, -5), row_of(n_ctx, -5);
