@@ -199,7 +199,8 @@ def summarize(results, schedules, names):
     return rows
 
 
-def print_table(title, rows, out=sys.stdout):
+def print_table(title, rows, out=None):
+    out = out or sys.stdout
     fmt = lambda v, f: (format("-", ">" + f.split(".")[0]) if v is None else format(v, f))
     print(f"\n## {title}", file=out)
     print(f"{'schedule':30s} {'pass%':>6s} {'n':>3s} {'KL':>7s} {'top1%':>6s} {'tokens':>6s} {'TTFT×':>6s} "

@@ -1,0 +1,48 @@
+"""python -m lazyllm_edge.eval end to end on the tiny model: task kinds, the per-model table, the JSON report."""
+import json
+
+from lazyllm_edge import eval as lazy_eval
+
+
+def _task_file(tmp_path):
+    words = " ".join(f"w{i}" for i in range(40))
+    tasks = [
+        dict(kind="passkey", id="pk", user=f"{words} The pass key is 123. {words} What is the pass key?", answer="123",
+             approx_tokens=300, depth=0.5),
+        dict(kind="passkey", sub="multivalue", id="mv", user=f"{words} key: 7. {words} key: 9. Which values?",
+             answer="7", answers=["7", "9"], approx_tokens=300, depth=0.5),
+        dict(kind="fidelity", id="fi", user=words, continuation=" w1 w2 w3 w4", approx_tokens=150),
+    ]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(json.dumps(t) for t in tasks))
+    return path
+
+
+def test_eval_runs_every_kind_and_reports_answer_time(tiny_model, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = lazy_eval.main(["--model", str(tiny_model[0]), "--tasks", str(_task_file(tmp_path)), "--schedules",
+                         "off,1:0.5/revive:1", "--max-continuation", "3", "--json", str(out), "--quiet"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "tiny-llama.gguf" in table and "ans>=2k×" in table and "1:0.5/revive:1" in table
+    report = json.loads(out.read_text())["tiny-llama.gguf"]
+    rows = {r["schedule"]: r for r in report["summary"]}
+    assert rows["1:0.5/revive:1"]["spec"] == "1:0.5/revive:1" and rows["off"]["spec"] == "off"
+    assert rows["off"]["passkey_n"] == 2 and set(rows["off"]["accuracy_by_kind"]) == {"passkey", "multivalue"}
+    assert rows["off"]["ttft_speedup"] == 1.0 and rows["off"]["fidelity_top1"] == 100.0
+    results = report["results"]["1:0.5/revive:1"]
+    mv = next(r for r in results if r["id"] == "mv")
+    assert mv["correct"] == all(a in mv["reply"] for a in ("7", "9"))  # every value must appear
+    assert all(r["answer_s"] >= r["ttft_s"] for r in results if r["kind"] == "passkey")
+    assert next(r for r in results if r["id"] == "fi")["fraction_computed"] < 1.0
+
+
+def test_dev_sets_are_the_default(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(lazy_eval, "open_model", lambda model, threads: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(lazy_eval, "load_tasks", lambda path, kinds, max_tokens: seen.setdefault(path.name, []))
+    try:
+        lazy_eval.main([])
+    except SystemExit:
+        pass
+    assert sorted(seen) == sorted(lazy_eval.DEV_SETS)
