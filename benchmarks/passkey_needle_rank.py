@@ -33,13 +33,21 @@ def main():
     ap.add_argument("--model", default=None, help="GGUF path (default: the cached SmolLM2-135M-Instruct)")
     ap.add_argument("--tasks", default=None, help="jsonl (default: the package's longctx-dev.jsonl)")
     ap.add_argument("--min-tokens", type=int, default=1536, help="tasks of at least this approximate length")
+    ap.add_argument("--importance", choices=["mean", "max"], default="mean", help="importance signal (over heads)")
+    ap.add_argument("--window", type=int, default=1, help="query window: the last N prompt tokens rank (1: the last)")
+    ap.add_argument("--pool", type=int, default=0, help="max-pool the importance over +-N neighbouring positions")
+    ap.add_argument("--ruler", action="store_true", help="also the RULER-style single-needle tasks of ruler-dev.jsonl")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    gen = lazyllm_edge.Generator(args.model, n_ctx=4096, n_threads=args.threads)
+    gen = lazyllm_edge.Generator(args.model, n_ctx=8192 + 64, n_threads=args.threads)
     n_layer = gen.n_layer
     path = Path(args.tasks) if args.tasks else dev_set_path()
     tasks = [t for t in load_tasks(path, kinds=("passkey",)) if t["approx_tokens"] >= args.min_tokens]
-    probe = LazyConfig(schedule=tuple((l, 0.9999) for l in range(1, n_layer)), prune_decode=False)
+    if args.ruler:
+        tasks += [t for t in load_tasks(dev_set_path("ruler-dev.jsonl"), kinds=("passkey",))
+                  if t["sub"] == "niah" and t["approx_tokens"] >= args.min_tokens]
+    probe = LazyConfig(schedule=tuple((l, 0.9999) for l in range(1, n_layer)), prune_decode=False,
+                       importance=args.importance, query_window=args.window)
     first_all, worst_all, layers = [], [], []
     print("# rank fraction of the needle's digits under the last token's importance, by ranked layer")
     for task in tasks:
@@ -53,6 +61,9 @@ def main():
         layers = [layer for layer, _, _ in gen.session.importance]
         for layer, positions, scores in gen.session.importance:
             scores = np.asarray(scores)
+            if args.pool:  # max-pooled over neighbours (SnapKV's pooling): a hit keeps its surroundings
+                scores = np.lib.stride_tricks.sliding_window_view(
+                    np.pad(scores, args.pool, constant_values=-1.0), 2 * args.pool + 1).max(axis=1)
             order = np.argsort(-scores, kind="stable")
             rank = np.empty(len(scores), dtype=np.int64)
             rank[order] = np.arange(len(scores))
@@ -71,6 +82,8 @@ def main():
         print("  layer " + " ".join(f"{l:4d}" for l in layers))
         print("  first " + " ".join(f"{v:4.2f}" for v in np.median(first_all, axis=0)))
         print("  worst " + " ".join(f"{v:4.2f}" for v in np.median(worst_all, axis=0)))
+        print("80th percentile over tasks, by layer:")
+        print("  worst " + " ".join(f"{v:4.2f}" for v in np.percentile(worst_all, 80, axis=0)))
 
 
 if __name__ == "__main__":
