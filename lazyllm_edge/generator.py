@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
-from .lazy import LazyLike, resolve_lazy
+from .lazy import LazyConfig, LazyLike, resolve_lazy
 from .models import DEFAULT_MODEL, model_path
 
 
@@ -88,7 +89,8 @@ class Generator:
         self.info = self.model.info
         self.n_layer = self.info["n_layer"]
         self.n_vocab = self.info["n_vocab"]
-        self._default_lazy = resolve_lazy(lazy, self.n_layer)  # a LazySchedule
+        self._hinted = False
+        self._default_lazy = self._resolve_lazy(lazy)  # a LazySchedule
         self.session = _core.Session(self.model, n_ctx, self._default_lazy)
         self.n_ctx = n_ctx
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
@@ -127,7 +129,7 @@ class Generator:
         return dict(self.session.stats)
 
     def set_lazy(self, lazy: LazyLike) -> None:
-        self._default_lazy = resolve_lazy(lazy, self.n_layer)
+        self._default_lazy = self._resolve_lazy(lazy)
         self.session.set_lazy(self._default_lazy)
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
@@ -158,7 +160,7 @@ class Generator:
             ids = self.model.tokenize(prompt_or_ids, True if add_special is None else bool(add_special), True)
         else:
             ids = self._check_ids(prompt_or_ids)
-        override = None if lazy is None else resolve_lazy(lazy, self.n_layer)
+        override = None if lazy is None else self._resolve_lazy(lazy)
         self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
         self.session.reset()
         self.session.set_lazy(self._default_lazy)
@@ -197,6 +199,24 @@ class Generator:
         if token < 0:
             return ""
         return self.model.token_to_piece(token, True).decode("utf-8", errors="replace")
+
+    def _resolve_lazy(self, lazy: LazyLike):
+        """resolve_lazy, with the presets "balanced" and "aggressive" taken from this model's calibration when it has
+        one (models/registry.json or ``python -m lazyllm_edge.calibrate``); else the generic preset and a hint."""
+        name = lazy if isinstance(lazy, str) else None
+        if isinstance(lazy, LazyConfig) and lazy.preset_name and lazy == LazyConfig.preset(lazy.preset_name, lazy.prune_decode):
+            name = lazy.preset_name if lazy.prune_decode is None else None
+        if name in ("balanced", "aggressive"):
+            from .calibrate import calibrated_spec
+
+            calibrated, spec = calibrated_spec(self.path, name)
+            if spec is not None:
+                return resolve_lazy(spec, self.n_layer)
+            if not calibrated and not self._hinted:
+                self._hinted = True
+                print(f"lazyllm_edge: {os.path.basename(self.path)} has no calibrated LazyLLM schedule; using the generic "
+                      f"'{name}' (calibrate it: python -m lazyllm_edge.calibrate -m {self.path})", file=sys.stderr)
+        return resolve_lazy(lazy, self.n_layer)
 
     @staticmethod
     def _check_ids(ids) -> List[int]:

@@ -1,0 +1,222 @@
+"""Per-model LazyLLM calibration: finds from which layer a model's attention locates what a question needs, and
+chooses the model's own `balanced` and `aggressive` schedules.
+
+    python -m lazyllm_edge.calibrate [-m MODEL] [--probes 8] [--tokens 1800]
+    lazyllm-edge calibrate -m MODEL
+
+Probe tasks are built from text shipped with the package (the documents of the dev sets' fidelity tasks): a
+five-digit number hidden at a spread of depths, and a question about it. On each probe a dense prefill ranks the
+tokens at every layer (the schedule's own importance signal) and records how far down the number's worst digit
+ranks. A cut at layer L keeping a fraction k can only keep the number where that rank stays below k, so the
+candidates are the earliest layers where it does on most probes; each candidate (with a revival budget, so the
+answer is cheap too) is then checked by answering the probes, and the first that answers as many as dense does
+(less one) wins. The result is stored in the model cache under the file's sha256; ``lazy="balanced"`` and
+``lazy="aggressive"`` then use it (the registry's models ship theirs in models/registry.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+REVIVAL_BUDGET = 8     # decode steps revive at most this many pruned tokens per layer
+KEEPS = {"balanced": (0.2, 0.3), "aggressive": (0.1, 0.2)}  # keep fractions tried, cheapest first
+RANK_QUANTILE = 75     # a cut must keep the number's worst digit on this share of the probes
+NEEDLE = "The special magic number is {n}."
+QUESTION = "What is the special magic number mentioned in the text above? Answer with the number."
+
+
+def calibration_dir() -> Path:
+    from .models import cache_dir
+
+    return cache_dir() / "calibration"
+
+
+def model_sha256(path) -> str:
+    """The file's sha256, remembered per (path, size, mtime) so a large file is hashed once."""
+    from .models import sha256_of
+
+    path = Path(path).resolve()
+    st = path.stat()
+    index_path = calibration_dir() / "sha256-index.json"
+    key = f"{path}|{st.st_size}|{int(st.st_mtime)}"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key not in index:
+        index[key] = sha256_of(path)
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1))
+        tmp.replace(index_path)
+    return index[key]
+
+
+def calibrated_spec(path, preset: str):
+    """(calibrated, spec): whether the model has a calibration (the registry's, by sha256, or an earlier run of
+    this module), and its spec for the preset (None: the calibration kept the generic preset)."""
+    from .models import registry
+
+    sha = model_sha256(path)
+    for entry in registry().values():
+        if entry.get("sha256") == sha and "schedules" in entry:
+            return True, entry["schedules"].get(preset)
+    try:
+        return True, json.loads((calibration_dir() / f"{sha}.json").read_text())["schedules"].get(preset)
+    except (OSError, ValueError, KeyError):
+        return False, None
+
+
+def probe_texts():
+    """Real text shipped with the package: the dev sets' fidelity documents."""
+    from .eval import dev_set_path, load_tasks
+
+    return [t["user"] for t in load_tasks(dev_set_path(), kinds=("fidelity",))]
+
+
+def make_probes(gen, n: int, n_tokens: int, seed: int = 0):
+    """(prompt ids, answer) pairs: a number at depth (i + 0.5) / n of about n_tokens tokens of shipped text."""
+    rng = random.Random(seed)
+    texts = probe_texts()
+    probes = []
+    for i in range(n):
+        words = texts[i % len(texts)].split()
+        filler = " ".join(words[: max(50, int(n_tokens * 0.7))])  # ~1.4 tokens per word of English prose
+        ids = gen.tokenize(filler, add_special=False)[:n_tokens]
+        filler = gen.detokenize(ids)
+        cut = filler.rfind(" ", 0, int(len(filler) * (i + 0.5) / n)) + 1
+        answer = str(rng.randrange(10000, 100000))
+        user = filler[:cut] + NEEDLE.format(n=answer) + " " + filler[cut:] + "\n\n" + QUESTION
+        probes.append((gen.chat_ids([{"role": "user", "content": user}]), answer))
+    return probes
+
+
+def needle_positions(gen, ids, answer):
+    pieces = [gen.detokenize([i]) for i in ids]
+    start = "".join(pieces).find(answer)
+    ends = np.cumsum([len(p) for p in pieces])
+    begins = ends - np.array([len(p) for p in pieces])
+    return [i for i in range(len(ids)) if begins[i] < start + len(answer) and ends[i] > start]
+
+
+def needle_ranks(gen, probes, importance: str, window: int):
+    """(probes, layers) rank fraction of the number's worst digit at each layer (0 = most important)."""
+    from .lazy import LazyConfig
+
+    n_layer = gen.n_layer
+    gen.set_lazy(LazyConfig(schedule=tuple((l, 0.9999) for l in range(n_layer - 1)), prune_decode=False,
+                            importance=importance, query_window=window))
+    out = np.ones((len(probes), n_layer))
+    for p, (ids, answer) in enumerate(probes):
+        progress(p, len(probes), "ranking")
+        needle = needle_positions(gen, ids, answer)
+        gen.session.set_record_importance(True)
+        gen.reset()
+        gen.append(ids)
+        gen.session.set_record_importance(False)
+        for layer, positions, scores in gen.session.importance:
+            scores = np.asarray(scores)
+            rank = np.empty(len(scores), dtype=np.int64)
+            rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
+            where = {int(q): i for i, q in enumerate(positions)}
+            out[p, layer] = max(rank[where[t]] for t in needle) / len(scores)
+    progress(len(probes), len(probes), "ranking")
+    gen.set_lazy(None)
+    return out
+
+
+def progress(i: int, n: int, what: str) -> None:
+    """A one-line progress bar on stderr."""
+    done = 24 * i // max(n, 1)
+    sys.stderr.write(f"\r  [{'#' * done}{'.' * (24 - done)}] {i}/{n} {what}" + ("\n" if i == n else ""))
+    sys.stderr.flush()
+
+
+def answers(gen, probes, spec) -> int:
+    gen.set_lazy(spec)
+    ok = 0
+    for i, (ids, answer) in enumerate(probes):
+        progress(i, len(probes), f"answering ({spec})")
+        ok += answer in "".join(p.text for p in gen.generate(ids, max_tokens=24, temperature=0))
+    progress(len(probes), len(probes), f"answering ({spec})")
+    gen.set_lazy(None)
+    return ok
+
+
+def candidates(ranks, n_layer, keeps):
+    """(spec, fraction of prefill pairs computed), cheapest first: the earliest layer (from 25 % of depth) where
+    the worst digit ranks inside the keep fraction on RANK_QUANTILE % of the probes."""
+    bound = np.percentile(ranks, RANK_QUANTILE, axis=0)
+    out = []
+    for keep in keeps:
+        for layer in range(max(1, n_layer // 4), n_layer - 1):
+            if bound[layer] < keep:
+                cost = (layer + 1 + keep * (n_layer - layer - 1)) / n_layer
+                out.append((f"{layer}:{keep:g}/revive:{REVIVAL_BUDGET}", cost))
+                break
+    return sorted(out, key=lambda c: c[1])
+
+
+def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
+    """Calibrates a model; returns the stored record."""
+    from . import Generator
+    from .models import model_path, registry
+
+    path = model_path(model) if model in registry() or model is None else Path(model)
+    gen = Generator(str(path), n_ctx=n_tokens + 512, n_threads=threads)
+    n_tokens = min(n_tokens, (gen.info.get("n_ctx_train") or n_tokens) - 256)
+    t0 = time.time()
+    probes = make_probes(gen, n_probes, n_tokens)
+    log(f"[{time.time() - t0:5.0f}s] {len(probes)} probes of ~{n_tokens} tokens; ranking the number's digits per layer")
+    ranks = needle_ranks(gen, probes, "mean", 1)
+    bound = np.percentile(ranks, RANK_QUANTILE, axis=0)
+    log("  worst-digit rank fraction (75th pct) by layer: " + " ".join(f"{v:.2f}" for v in bound))
+    dense = answers(gen, probes, "off")
+    log(f"[{time.time() - t0:5.0f}s] dense answers {dense}/{len(probes)}")
+    chosen, checks = {}, []
+    for preset, keeps in KEEPS.items():
+        for spec, cost in candidates(ranks, gen.n_layer, keeps):
+            if spec in [c["spec"] for c in checks]:
+                ok = next(c["answers"] for c in checks if c["spec"] == spec)
+            else:
+                ok = answers(gen, probes, spec)
+                checks.append(dict(spec=spec, answers=ok, prefill_computed=round(cost, 3)))
+            log(f"[{time.time() - t0:5.0f}s] {preset}: {spec} (prefill {100 * cost:.0f} %) answers {ok}/{len(probes)}")
+            if ok >= dense - 1:
+                chosen[preset] = spec
+                break
+    record = dict(model=os.path.basename(str(path)), sha256=model_sha256(path), n_layer=gen.n_layer, probes=len(probes),
+                  probe_tokens=n_tokens, dense_answers=dense, schedules=chosen, checks=checks,
+                  worst_digit_rank_p75=[round(float(v), 3) for v in bound], date=time.strftime("%Y-%m-%d"))
+    out = calibration_dir() / f"{record['sha256']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(out)
+    log(f"stored {out}: " + (", ".join(f"{k} = {v}" for k, v in chosen.items()) or
+                             "no schedule answered as dense does; the generic presets stay in use"))
+    return record
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lazyllm_edge.calibrate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("-m", "--model", default=None, help="registry name or GGUF path (default: the default model)")
+    ap.add_argument("--probes", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=1800, help="probe length in tokens")
+    ap.add_argument("-t", "--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    calibrate(args.model, args.probes, args.tokens, args.threads, log=lambda m: print(m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

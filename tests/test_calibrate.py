@@ -1,0 +1,65 @@
+"""Per-model calibration (lazyllm_edge.calibrate) on the tiny model: the stored record, the Generator and the CLI
+picking the model's own schedule up, and the hint when a model has none."""
+import json
+import shutil
+
+import pytest
+
+import lazyllm_edge
+from lazyllm_edge import calibrate, cli
+
+
+@pytest.fixture()
+def own_cache(tmp_path, monkeypatch, tiny_model):
+    """An empty model cache, and a copy of the tiny model (a calibration is keyed by the file's sha256)."""
+    monkeypatch.setenv("LAZYLLM_EDGE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.gguf"
+    shutil.copy(tiny_model[0], path)
+    return path
+
+
+def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
+    # a random model's attention finds nothing: say its number ranks in the top 5 % from layer 2 on
+    measured = calibrate.needle_ranks
+    ranks = {}
+
+    def located_from_layer_2(gen, probes, importance, window):
+        ranks["measured"] = measured(gen, probes, importance, window)
+        return ranks["measured"] * [1, 1, 0.05, 0.05]
+    monkeypatch.setattr(calibrate, "needle_ranks", located_from_layer_2)
+    record = calibrate.calibrate(str(own_cache), n_probes=3, n_tokens=200, log=lambda m: None)
+    assert ranks["measured"].shape == (3, 4) and ((ranks["measured"] >= 0) & (ranks["measured"] <= 1)).all()
+    stored = json.loads((calibrate.calibration_dir() / f"{record['sha256']}.json").read_text())
+    assert stored == record and record["sha256"] == calibrate.model_sha256(own_cache)
+    assert len(record["worst_digit_rank_p75"]) == record["n_layer"] == 4
+    assert record["probes"] == 3 and all(0 <= c["answers"] <= 3 for c in record["checks"])
+    # the cut falls where the number ranks inside the keep fraction; the tiny random model answers nothing, so the
+    # cheapest candidate of each preset passes the check
+    assert record["schedules"] == {"balanced": f"2:0.2/revive:{calibrate.REVIVAL_BUDGET}",
+                                   "aggressive": f"2:0.1/revive:{calibrate.REVIVAL_BUDGET}"}
+    for preset, spec in record["schedules"].items():
+        assert spec.endswith(f"/revive:{calibrate.REVIVAL_BUDGET}")
+        gen = lazyllm_edge.Generator(str(own_cache), n_ctx=256, lazy=preset)
+        assert str(gen.session.lazy) == spec  # the model's own schedule, not the generic preset
+    assert "no calibrated" not in capsys.readouterr().err
+    args = ["-m", str(own_cache), "--lazy", "balanced", "-p", "hi"]
+    assert cli.with_calibrated_lazy(args) == ["-m", str(own_cache), "--lazy", record["schedules"]["balanced"], "-p", "hi"]
+
+
+def test_uncalibrated_model_uses_the_generic_preset_with_a_hint(own_cache, capsys):
+    gen = lazyllm_edge.Generator(str(own_cache), n_ctx=256, lazy="balanced")
+    assert gen.session.lazy == lazyllm_edge._core.lazy_preset("balanced", gen.n_layer)
+    gen.set_lazy("aggressive")
+    err = capsys.readouterr().err
+    assert err.count("no calibrated LazyLLM schedule") == 1 and "python -m lazyllm_edge.calibrate" in err
+    assert cli.with_calibrated_lazy(["-m", str(own_cache), "--lazy", "balanced"])[-1] == "balanced"
+
+
+def test_probes_hide_a_number_in_shipped_text(tiny_model):
+    gen = lazyllm_edge.Generator(str(tiny_model[0]), n_ctx=512)
+    probes = calibrate.make_probes(gen, 4, 200)
+    assert len({answer for _, answer in probes}) == 4
+    for ids, answer in probes:
+        text = gen.detokenize(ids)
+        assert calibrate.NEEDLE.format(n=answer) in text and calibrate.QUESTION in text
+        assert calibrate.needle_positions(gen, ids, answer)
