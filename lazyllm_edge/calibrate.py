@@ -28,7 +28,8 @@ from typing import Optional
 import numpy as np
 
 REVIVAL_BUDGET = 8     # decode steps revive at most this many pruned tokens per layer
-KEEPS = {"balanced": (0.2, 0.3), "aggressive": (0.1, 0.2)}  # keep fractions tried, cheapest first
+# the keep fractions of each stage tried per preset (a candidate's layers come from the probes' ranks)
+KEEPS = {"balanced": ((0.2,), (0.3,)), "aggressive": ((0.3, 0.1), (0.2, 0.1), (0.1,))}
 RANK_QUANTILE = 75     # a cut must keep the number's worst digit on this share of the probes
 NEEDLE = "The special magic number is {n}."
 QUESTION = "What is the special magic number mentioned in the text above? Answer with the number."
@@ -152,17 +153,30 @@ def answers(gen, probes, spec) -> int:
     return ok
 
 
-def candidates(ranks, n_layer, keeps):
-    """(spec, fraction of prefill pairs computed), cheapest first: the earliest layer (from 25 % of depth) where
-    the worst digit ranks inside the keep fraction on RANK_QUANTILE % of the probes."""
+def candidates(ranks, n_layer, keep_sets):
+    """(spec, fraction of prefill pairs computed), cheapest first. Each stage of a candidate sits at the earliest
+    layer (from 25 % of depth, after the stage before) where the number's worst digit ranks inside what the stages
+    so far keep, on RANK_QUANTILE % of the probes."""
     bound = np.percentile(ranks, RANK_QUANTILE, axis=0)
     out = []
-    for keep in keeps:
-        for layer in range(max(1, n_layer // 4), n_layer - 1):
-            if bound[layer] < keep:
-                cost = (layer + 1 + keep * (n_layer - layer - 1)) / n_layer
-                out.append((f"{layer}:{keep:g}/revive:{REVIVAL_BUDGET}", cost))
+    for keeps in keep_sets:
+        stages, kept, layer = [], 1.0, max(1, n_layer // 4) - 1
+        for keep in keeps:
+            layer = next((l for l in range(layer + 1, n_layer - 1) if bound[l] < kept * keep), None)
+            if layer is None:
                 break
+            stages.append((layer, keep))
+            kept *= keep
+        if len(stages) < len(keeps):
+            continue
+        # pairs computed: every token through the first cut, then what each stage keeps through the next
+        cost, kept, previous = stages[0][0] + 1, 1.0, stages[0][0]
+        for i, (layer, keep) in enumerate(stages):
+            kept *= keep
+            nxt = stages[i + 1][0] if i + 1 < len(stages) else n_layer - 1
+            cost += kept * (nxt - layer)
+        spec = ",".join(f"{l}:{k:g}" for l, k in stages) + f"/revive:{REVIVAL_BUDGET}"
+        out.append((spec, cost / n_layer))
     return sorted(out, key=lambda c: c[1])
 
 
@@ -183,8 +197,8 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
     dense = answers(gen, probes, "off")
     log(f"[{time.time() - t0:5.0f}s] dense answers {dense}/{len(probes)}")
     chosen, checks = {}, []
-    for preset, keeps in KEEPS.items():
-        for spec, cost in candidates(ranks, gen.n_layer, keeps):
+    for preset, keep_sets in KEEPS.items():
+        for spec, cost in candidates(ranks, gen.n_layer, keep_sets):
             if spec in [c["spec"] for c in checks]:
                 ok = next(c["answers"] for c in checks if c["spec"] == spec)
             else:

@@ -3,6 +3,8 @@ picking the model's own schedule up, and the hint when a model has none."""
 import json
 import shutil
 
+import numpy as np
+
 import pytest
 
 import lazyllm_edge
@@ -37,6 +39,7 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
     # cheapest candidate of each preset passes the check
     assert record["schedules"] == {"balanced": f"2:0.2/revive:{calibrate.REVIVAL_BUDGET}",
                                    "aggressive": f"2:0.1/revive:{calibrate.REVIVAL_BUDGET}"}
+
     for preset, spec in record["schedules"].items():
         assert spec.endswith(f"/revive:{calibrate.REVIVAL_BUDGET}")
         gen = lazyllm_edge.Generator(str(own_cache), n_ctx=256, lazy=preset)
@@ -63,3 +66,13 @@ def test_probes_hide_a_number_in_shipped_text(tiny_model):
         text = gen.detokenize(ids)
         assert calibrate.NEEDLE.format(n=answer) in text and calibrate.QUESTION in text
         assert calibrate.needle_positions(gen, ids, answer)
+
+
+def test_candidates_follow_the_ranks():
+    """Stages sit at the earliest layer where the number ranks inside what is kept so far; cheapest first."""
+    ranks = np.array([[0.9, 0.9, 0.9, 0.5, 0.25, 0.15, 0.05, 0.02, 0.01, 0.9]] * 4)  # 10 layers
+    got = dict(calibrate.candidates(ranks, 10, [(0.2,), (0.3, 0.1)]))
+    assert set(got) == {"5:0.2/revive:8", "4:0.3,7:0.1/revive:8"}
+    assert got["5:0.2/revive:8"] == pytest.approx((6 + 0.2 * 4) / 10)
+    assert got["4:0.3,7:0.1/revive:8"] == pytest.approx((5 + 0.3 * 3 + 0.03 * 2) / 10)
+    assert calibrate.candidates(ranks, 10, [(0.001,)]) == []  # never located that well: no candidate
