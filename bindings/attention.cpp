@@ -9,6 +9,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
+#include "cpu/llama_order/attention_llama.h"
 #include "base/thread_pool.h"
 
 namespace nb = nanobind;

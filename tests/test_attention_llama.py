@@ -1,8 +1,8 @@
-"""llama.cpp-numerics attention (cpp/cpu/attention_llama*.cpp, attention.h): its AVX2 and scalar phase kernels
-(prefill tasks, few-row phases, single-query decode) equal its step-by-step reference bit for bit on seeded random data over GQA
-ratios, head sizes, dense and sparse active sets, sliding windows and thread counts; the reference equals a NumPy
-transcription of llama.cpp's arithmetic bit for bit, and float64 attention within one fp16 step of the
-probabilities."""
+"""llama.cpp-numerics attention (cpp/cpu/llama_order/attention_llama*.cpp, attention_llama.h): its AVX2 and scalar
+phase kernels (prefill tasks, few-row phases, single-query decode) equal its step-by-step reference bit for bit on
+seeded random data over GQA ratios, head sizes, dense and sparse active sets, sliding windows and thread counts; the
+reference equals a NumPy transcription of llama.cpp's arithmetic bit for bit, and float64 attention within one fp16
+step of the probabilities."""
 import numpy as np
 import pytest
 

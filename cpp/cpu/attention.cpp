@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cpu/kernels.h"
+#include "cpu/llama_order/attention_llama.h"
 #include "base/thread_pool.h"
 
 namespace lazyllm_edge {

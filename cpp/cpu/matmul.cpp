@@ -1,5 +1,6 @@
 // Quantized matmul driver: validation, work split over the thread pool, per-thread scratch, dispatch.
-// The AVX2 micro-kernels live in kernels_avx2.cpp (namespace avx2); this file is baseline x86-64.
+// The AVX2 micro-kernels live in kernels_avx2.cpp, matmul_int8_avx2.cpp and llama_order/ (namespace avx2);
+// this file is baseline x86-64.
 #include "cpu/matmul.h"
 
 #include <algorithm>
@@ -25,7 +26,10 @@ void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_
 bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
                 int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
 bool gemm_q8(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum, const int16_t* bsums,
-             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy, bool llama);
+             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
+bool gemm_q8_llama(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum,
+                   const int16_t* bsums, int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows,
+                   float* y, int64_t ldy);
 }
 #endif
 
@@ -159,6 +163,13 @@ bool int8_prefill_from_env() {
 }
 std::atomic<bool> g_int8_prefill{int8_prefill_from_env()};
 
+#if defined(__x86_64__)
+using GemmQ8Fn = bool (*)(uint32_t, const int8_t*, const float*, const float*, const int32_t*, const int16_t*, int64_t,
+                          int64_t, const void*, size_t, int64_t, float*, int64_t);
+// The int8 kernels' fp32 order: llama.cpp's own with llama.cpp numerics, else the fast one.
+GemmQ8Fn gemm_q8_now() { return llama_cpp_numerics() ? avx2::gemm_q8_llama : avx2::gemm_q8; }
+#endif
+
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
                      int64_t K, float* y, int64_t ldy) {
     for (int64_t t = 0; t < n_tok; ++t)
@@ -232,10 +243,10 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
     // Quantized weights (as llama.cpp): quantize x once per call, then integer block dots; rows split over threads.
     if (matmul_uses_int8(type, n_tok)) {
         const Q8Rows qx = t_qscratch.quantize(x, n_tok, n_in, int8_format(type), pool);
-        const bool llama = llama_cpp_numerics();
+        const GemmQ8Fn gemm_q8 = gemm_q8_now();
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
-            avx2::gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
-                          wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out, llama);
+            gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
+                    wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
         });
         return;
     }
@@ -314,7 +325,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
         row_begin[i + 1] = row_begin[i] + w[i]->n_out;
     }
     // one dispatch over the concatenated rows; a chunk may span two weights
-    const bool llama = llama_cpp_numerics();
+    const GemmQ8Fn gemm_q8 = gemm_q8_now();
     pool.parallel_for(static_cast<long>(row_begin[n]), [&](long r0, long r1, int) {
         for (int i = 0; i < n; ++i) {
             const int64_t b = std::max<int64_t>(r0, row_begin[i]), e = std::min<int64_t>(r1, row_begin[i + 1]);
@@ -322,9 +333,9 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
             const WeightMatrix& wi = *w[i];
             const Q8Rows& q = qx[which[i]];
             const int64_t local = b - row_begin[i];
-            avx2::gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
-                          static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
-                          e - b, y[i] + local, wi.n_out, llama);
+            gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
+                    static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
+                    e - b, y[i] + local, wi.n_out);
         }
     });
 #endif
