@@ -71,6 +71,9 @@ def check_against_reference(c, isas=ISAS, threads=(1, 2, 3)):
                 first = got
             else:
                 assert np.array_equal(got, first), f"{isa}: {n} threads differ from {threads[0]}"
+        # fp32 numerics change only the matmuls: the same online softmax as fast
+        fp32 = K.attention(**c, isa=isa, n_threads=threads[0], numerics="fp32")
+        assert np.array_equal(fp32, first), f"{isa}: fp32 numerics changed the attention"
     return ref
 
 

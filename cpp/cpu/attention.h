@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "lazyllm_edge/numerics.hpp"
+
 namespace lazyllm_edge {
 
 class ThreadPool;
@@ -28,12 +30,15 @@ struct AttentionParams {
     int head_dim = 0;
     float scale = 1.0f;
     float* out = nullptr;                 // (n_q, n_head * head_dim)
+    // llama_cpp: attention() computes with llama.cpp's arithmetic (llama_order/attention_llama.h); fast and
+    // fp32 with the online softmax below.
+    Numerics numerics = Numerics::fast;
 };
 
 // Floats of scratch each thread needs for a context of n_ctx positions (covers attention_reference too).
 int64_t attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim);
 
-// scratch: pool.size() * attention_scratch_floats(...) floats.
+// scratch: pool.size() * attention_scratch_floats(...) floats (enough for either arithmetic).
 void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool);
 
 // Scalar reference, single thread, exact softmax per (query, head) (tests). scratch as for one thread.

@@ -2,7 +2,7 @@
 // per token row (Q8_0/Q8_1 blocks of 32, Q8_K blocks of 256; quantize_row_q8_1 / _q8_K below) and integer
 // dot products with the weight codes (vpmaddubsw + vpmaddwd), scaled per block in fp32. Weight types:
 // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (blocks of 32) and Q4_K, Q5_K, Q6_K (superblocks of 256); any token count.
-// This file has the fast fp32 order (the default numerics); llama.cpp's own order (llama.cpp numerics) is
+// This file has the fast fp32 order (`fast` numerics: decode); llama.cpp's own order (`llama_cpp` numerics) is
 // llama_order/matmul_int8_llama_avx2.cpp, and what both share is matmul_int8_avx2.h.
 //
 // Every output y[t][r] goes through the same fp32 operations in the same order whatever the tile shape,

@@ -1,4 +1,4 @@
-// llama.cpp's CPU attention arithmetic (attention_llama.h, llama.cpp numerics): the driver (prefill tasks, decode
+// llama.cpp's CPU attention arithmetic (attention_llama.h, `llama_cpp` numerics): the driver (prefill tasks, decode
 // phases), the scalar phase kernels and the step-by-step reference.
 #include "cpu/llama_order/attention_llama.h"
 

@@ -1,5 +1,5 @@
-// llama.cpp's CPU attention arithmetic (llama.cpp numerics, kernels.h: llama_cpp_numerics): attention()
-// (cpu/attention.h) hands its calls to attention_llama_cpp while they are on. The driver and the scalar phase kernels are
+// llama.cpp's CPU attention arithmetic (`llama_cpp` numerics): attention() (cpu/attention.h) hands a call with
+// AttentionParams::numerics == llama_cpp to attention_llama_cpp. The driver and the scalar phase kernels are
 // attention_llama.cpp, the AVX2 phase kernels attention_llama_avx2.cpp.
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The int8 matmul in llama.cpp's fp32 order (llama.cpp numerics), bit-identical to ggml's AVX2 kernels: its
+// The int8 matmul in llama.cpp's fp32 order (`llama_cpp` numerics), bit-identical to ggml's AVX2 kernels: its
 // vec_dot for the blocks of 32 and Q6_K, the repacked Q4_K/Q5_K gemv and 4-token gemm, and the tiled K-quant
 // kernel for Q6_K batches of >= 8 tokens, picked by batch size as llama.cpp picks them. The integers are the fast
 // order's (matmul_int8_avx2.cpp); what both share is matmul_int8_avx2.h.
