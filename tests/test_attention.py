@@ -4,9 +4,9 @@ and sparse active sets, sliding windows and thread counts; the reference against
 import numpy as np
 import pytest
 
-from lazyllm_edge import _core
+from conftest import load_testing_module
 
-K = _core.kernels
+K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
 ISAS = ["avx2", "scalar"] if HAS_AVX2 else ["scalar"]
 

@@ -6,10 +6,10 @@ arithmetic bit for bit, and float64 attention within one fp16 step of the probab
 import numpy as np
 import pytest
 
-from lazyllm_edge import _core
+from conftest import load_testing_module
 from test_attention import GQA, ISAS, make_case, numpy_attention
 
-K = _core.kernels
+K = load_testing_module().kernels
 F32 = np.float32
 
 

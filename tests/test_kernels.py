@@ -8,9 +8,9 @@ from gguf import GGMLQuantizationType as Q  # noqa: E402
 from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
 from gguf.quants import quantize as gguf_quantize  # noqa: E402
 
-from lazyllm_edge import _core  # noqa: E402
+from conftest import load_testing_module  # noqa: E402
 
-K = _core.kernels
+K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2/FMA/F16C: only the scalar kernels exist here")
 

@@ -36,7 +36,7 @@ def same_bits(a, b):
     return np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-def test_each_generator_computes_with_its_own_numerics(tiny_q4_1):
+def test_each_generator_computes_with_its_own_numerics(tiny_q4_1, testing):
     """Generators of one process, side by side: fast and fp32 prefill alike (both exact fp32) and decode apart
     (int8 against fp32), llama.cpp differs from both in prefill; creating or using one changes nothing in another."""
     fast = lazyllm_edge.Generator(tiny_q4_1, n_ctx=128)
@@ -49,7 +49,7 @@ def test_each_generator_computes_with_its_own_numerics(tiny_q4_1):
     after = run(fast)
     assert all(same_bits(a, b) for a, b in zip(before, after)), "another Generator's numerics changed this one's"
     assert same_bits(before[0], exact[0]), "fast and fp32 prefill should both be exact fp32"
-    if lazyllm_edge._core.kernels.detected_isa() == "avx2":  # the int8 path needs AVX2
+    if testing.kernels.detected_isa() == "avx2":  # the int8 path needs AVX2
         assert not same_bits(before[1], exact[1]), "fast decode should multiply in int8"
         assert not same_bits(before[0], llama_out[0]), "llama.cpp prefill should multiply in int8"
     # every numerics computes the same model: the same greedy tokens here, logits within int8 rounding
@@ -79,10 +79,8 @@ def test_no_process_wide_numerics_left():
     """The process-wide switches are gone from the package (numerics belong to a Generator)."""
     for name in ("set_numerics", "numerics"):
         assert not hasattr(lazyllm_edge, name)
-    for name in ("cuda_set_exact_gemm", "cuda_exact_gemm"):
-        assert not hasattr(lazyllm_edge._core, name), f"_core.{name} is a removed switch"
-    for name in ("set_llama_cpp_numerics", "set_int8", "set_int8_prefill", "set_int8_decode"):
-        assert not hasattr(lazyllm_edge._core.kernels, name), f"_core.kernels.{name} is a removed switch"
+    for name in ("kernels", "cuda_set_exact_gemm", "cuda_exact_gemm", "read_gguf"):
+        assert not hasattr(lazyllm_edge._core, name), f"_core.{name} is a test hook or a removed switch"
 
 
 def test_cli_numerics(tiny_q4_1):

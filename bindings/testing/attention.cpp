@@ -1,4 +1,4 @@
-// Test hook for the attention kernels: `_core.kernels.attention` (optimized or scalar reference, in the given
+// Test hook for the attention kernels: `_testing.kernels.attention` (optimized or scalar reference, in the given
 // numerics: llama.cpp's arithmetic for "llama.cpp", the online softmax otherwise).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>

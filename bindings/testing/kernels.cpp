@@ -1,4 +1,4 @@
-// Test hooks for the CPU kernels: `_core.kernels.*` (dequantize, quantize, matmul and its references, the ISA).
+// Test hooks for the CPU kernels: `_testing.kernels.*` (dequantize, quantize, matmul and its references, the ISA).
 // Hooks that compute take the ISA ("scalar", "avx2"/"best") and, where the arithmetic depends on it, the numerics
 // ("fast", "fp32", "llama.cpp") per call.
 #include <nanobind/nanobind.h>
@@ -106,7 +106,8 @@ void register_kernels(nb::module_& m) {
     k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
     k.def("set_active_isa", [](const std::string& isa) { set_active_isa(parse_isa(isa)); },
-          "Process-wide: which kernels the engine dispatches to ('scalar', 'avx2'/'best'); clamped to the CPU.");
+          "Which kernels this module's calls dispatch to ('scalar', 'avx2'/'best'; clamped to the CPU), until changed "
+          "again; `_core`, with its own copy of the kernels, is not affected.");
 
     k.def(
         "dequantize",
