@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-recompute-steps", type=int, default=4,
                     help="no-cache decode steps (full recomputes) per kv repetition (default 4)")
     ap.add_argument("--lazy", default=None, help="lazy preset/spec for every test (default: dense)")
+    ap.add_argument("--numerics", default="fast", help="fast (default) | fp32 | llama.cpp: the Generator's arithmetic")
     ap.add_argument("--text", default=None, help="text (.txt or eval .jsonl) to tokenize for prompts; default: the "
                     "package's long-context dev set")
     ap.add_argument("--no-warmup", action="store_true")
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
             need = max(need, t.n + max(args.kv_steps, args.kv_recompute_steps))
     n_ctx = (need + 16 + 255) // 256 * 256
     model = args.model or C.default_model()
-    g = Generator(model, n_ctx=n_ctx, n_threads=args.threads, lazy=args.lazy)
+    g = Generator(model, n_ctx=n_ctx, n_threads=args.threads, lazy=args.lazy, numerics=args.numerics)
     threads = g.info.get("n_threads", args.threads)
     text = C.load_text(args.text)
     bos = g.model.bos_id if g.model.bos_id >= 0 else None
@@ -129,7 +130,8 @@ def main(argv=None) -> int:
     model_name = os.path.splitext(os.path.basename(model))[0]
     size = C.human_size(os.path.getsize(model))
     print(f"# lazyllm_edge bench: {model_name} ({g.info['architecture']}, {g.n_layer} layers), threads={threads}, "
-          f"n_ctx={n_ctx}, reps={args.reps}, lazy={args.lazy or 'off'}, prompt={'text' if text else 'random ids'}",
+          f"n_ctx={n_ctx}, reps={args.reps}, lazy={args.lazy or 'off'}, numerics={g.numerics}, "
+          f"prompt={'text' if text else 'random ids'}",
           file=sys.stderr)
 
     if not args.no_warmup:
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
 
     if args.json:
         doc = {"engine": "lazyllm_edge", "model": model, "model_name": model_name, "model_size_bytes": os.path.getsize(model),
-               "threads": threads, "n_ctx": n_ctx, "reps": args.reps, "lazy": args.lazy or "off",
+               "threads": threads, "n_ctx": n_ctx, "reps": args.reps, "lazy": args.lazy or "off", "numerics": g.numerics,
                "prompt_source": "text" if text else "random", "host": C.host_info(), "results": results}
         s = json.dumps(doc, indent=2)
         if args.json == "-":

@@ -21,9 +21,6 @@ void register_model(nb::module_& m) {
             return nb::make_tuple(n, n > 0 ? cuda_device_name() : why);
         },
         "(count, device name or why there is none) for the CUDA backend.");
-    m.def("cuda_set_exact_gemm", &cuda_set_exact_gemm, nb::arg("on"),
-          "CUDA prefill GEMMs in near-fp32 3xTF32 (True) or fp16/bf16 (False, the default); process-wide.");
-    m.def("cuda_exact_gemm", &cuda_exact_gemm);
     nb::class_<Model>(m, "Model")
         .def_static(
             "load",

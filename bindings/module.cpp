@@ -1,4 +1,5 @@
-// The extension module `lazyllm_edge._core`: thin bindings over the C++ API, one file per area.
+// The extension module `lazyllm_edge._core`: thin bindings over the C++ API, one file per area. Kernel-level
+// test hooks live in the separate `_testing` module (bindings/testing/), which is never installed.
 #include <nanobind/nanobind.h>
 
 namespace nb = nanobind;
@@ -9,10 +10,6 @@ void register_lazy(nb::module_& m);
 void register_sampling(nb::module_& m);
 void register_session(nb::module_& m);
 void register_generation(nb::module_& m);
-void register_kernels(nb::module_& m);
-void register_attention(nb::module_& m);
-void register_gguf(nb::module_& m);
-void register_ops(nb::module_& m);
 
 NB_MODULE(_core, m) {
     m.doc() = "lazyllm_edge native core";
@@ -23,8 +20,4 @@ NB_MODULE(_core, m) {
     register_sampling(m);
     register_session(m);
     register_generation(m);
-    register_kernels(m);
-    register_attention(m);
-    register_gguf(m);
-    register_ops(m);
 }

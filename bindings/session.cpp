@@ -54,14 +54,16 @@ nb::dict stats_dict(const Session& s) {
 void register_session(nb::module_& m) {
     nb::class_<Session>(m, "Session")
         .def("__init__",
-             [](Session* self, std::shared_ptr<Model> model, int n_ctx, std::optional<LazyConfig> lazy) {
+             [](Session* self, std::shared_ptr<Model> model, int n_ctx, std::optional<LazyConfig> lazy,
+                const std::string& numerics) {
                  SessionParams p;
                  p.n_ctx = n_ctx;
                  if (lazy) p.lazy = *lazy;
+                 p.numerics = parse_numerics(numerics);
                  nb::gil_scoped_release release;
                  new (self) Session(std::move(model), p);
              },
-             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("lazy").none() = nb::none())
+             nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("lazy").none() = nb::none(), nb::arg("numerics") = "fast")
         .def("reset", &Session::reset)
         .def(
             "append",
@@ -102,6 +104,10 @@ void register_session(nb::module_& m) {
         .def_prop_ro("stats", &stats_dict)
         .def_prop_ro("lazy", [](const Session& s) { return s.lazy_config(); })
         .def("set_lazy", &Session::set_lazy_config, nb::arg("lazy"))
+        .def_prop_ro("numerics", [](const Session& s) { return std::string(numerics_name(s.numerics())); })
+        .def(
+            "set_numerics", [](Session& s, const std::string& numerics) { s.set_numerics(parse_numerics(numerics)); },
+            nb::arg("numerics"), "'fast', 'fp32' or 'llama.cpp', from the next append on (the cached KV stays).")
         .def("set_record_importance", &Session::set_record_importance)
         .def_prop_ro("importance",
                      [](const Session& s) {

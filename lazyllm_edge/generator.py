@@ -49,6 +49,20 @@ class Stream:
         return self._native.finish_reason
 
 
+# The arithmetic a Generator computes with (``numerics=``):
+#  - "fast" (default): CPU prefill in exact fp32 (dequantized weights), decode (up to 4 tokens) with int8 activations
+#    as llama.cpp does, online-softmax attention; CUDA prefill GEMMs in fp16/bf16 with fp32 accumulation.
+#  - "fp32": every matmul in (near-)exact fp32: the CPU without the int8 path, CUDA prefill by a 3xTF32 GEMM. For
+#    exactness tests and A/B comparisons.
+#  - "llama.cpp": llama.cpp's CPU arithmetic (AVX2, flash attention off, fp16 KV cache): int8 activations in prefill
+#    too, ggml's fp32 accumulation orders (vec_dot, tinyBLAS, the repacked Q4_K and tiled Q6_K kernels) and its
+#    attention (fp16 q and probabilities, its expf, its summation orders). Logits then equal llama.cpp's bit for bit
+#    for the covered weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K; not Q5_K) when prompts are evaluated as
+#    llama.cpp does (the whole prompt in one call: a call's last n % 4 tokens take ggml's gemv order). A validation
+#    mode: prefill 1.1-1.6x slower than "fast", decode 1.5-2.5x slower; CPU only (UnsupportedError on CUDA).
+NUMERICS = ("fast", "fp32", "llama.cpp")
+
+
 def cuda_available() -> bool:
     """Whether ``backend="cuda"`` can run here: the build has the CUDA backend and a device is present."""
     return _core.cuda_devices()[0] > 0
@@ -64,6 +78,8 @@ class Generator:
     ``backend``: "cpu" (default), "cuda" (an NVIDIA GPU; :class:`UnsupportedError` when the build has no CUDA
     backend or no device is present, see :func:`cuda_available`) or "auto" (CUDA when available, else CPU).
     The chosen one is ``info["backend"]``. Both run the same forward pass and LazyLLM semantics.
+    ``numerics``: "fast" (default), "fp32" or "llama.cpp" (:data:`NUMERICS`), the arithmetic of this Generator only;
+    ``set_numerics()`` changes it, ``numerics`` reads it.
     Threads: Generators are independent (the compute runs without the GIL), so one Generator per thread
     runs at full speed; give each ``n_threads`` = cores / number of Generators. One Generator used from two
     threads at once is refused, never corrupted (by the native session's guard): the thread entering while
@@ -75,7 +91,7 @@ class Generator:
     """
 
     def __init__(self, path: Optional[Union[str, os.PathLike]] = None, n_ctx: int = 4096, n_threads: Optional[int] = None,
-                 lazy: LazyLike = None, backend: str = "cpu", use_mmap: bool = True):
+                 lazy: LazyLike = None, backend: str = "cpu", use_mmap: bool = True, numerics: str = "fast"):
         if path is None:
             path = model_path(DEFAULT_MODEL)
             if not os.path.isfile(path):
@@ -91,7 +107,7 @@ class Generator:
         self.n_vocab = self.info["n_vocab"]
         self._hinted = False
         self._default_lazy = self._resolve_lazy(lazy)  # a LazySchedule
-        self.session = _core.Session(self.model, n_ctx, self._default_lazy)
+        self.session = _core.Session(self.model, n_ctx, self._default_lazy, numerics)
         self.n_ctx = n_ctx
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
@@ -131,6 +147,17 @@ class Generator:
     def set_lazy(self, lazy: LazyLike) -> None:
         self._default_lazy = self._resolve_lazy(lazy)
         self.session.set_lazy(self._default_lazy)
+
+    @property
+    def numerics(self) -> str:
+        """The arithmetic of this Generator: "fast", "fp32" or "llama.cpp" (see :data:`NUMERICS`)."""
+        return self.session.numerics
+
+    def set_numerics(self, numerics: str) -> None:
+        """Computes the next appends with `numerics` ("fast", "fp32" or "llama.cpp"; ValueError otherwise,
+        UnsupportedError for "llama.cpp" on CUDA). What is already cached stays as computed: reset() or a new
+        generate() for results entirely in the new numerics."""
+        self.session.set_numerics(numerics)
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits (n, n_vocab) float32 for every position of `ids`, computed densely from an empty cache."""

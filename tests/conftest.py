@@ -1,7 +1,12 @@
-"""Shared fixtures: paths of the reference data and cached models, tiny generated models."""
+"""Shared fixtures: paths of the reference data and cached models, tiny generated models, the test hooks' module."""
 
+import functools
+import importlib
+import importlib.util
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,3 +97,56 @@ def cuda_generator(default_model_path):
 def reference_generator(request):
     """The default model's Generator (n_ctx 4096) on each backend."""
     return request.getfixturevalue("default_generator" if request.param == "cpu" else "cuda_generator")
+
+
+# ---- the test hooks' module, lazyllm_edge._testing: kernel-level entry points, built with the tests, never installed ----
+
+TESTING_BUILD = REPO / "build" / "testing"
+
+
+def _build_testing() -> Path:
+    """Builds _testing (and the static core it links) for this Python with CMake in build/testing/ and returns its
+    path. The first build takes minutes (ccache helps); later ones find it up to date in seconds."""
+    if shutil.which("cmake") is None:
+        raise RuntimeError("building lazyllm_edge._testing (the kernel tests' hooks) needs cmake on PATH")
+    commands = []
+    if not (TESTING_BUILD / "CMakeCache.txt").is_file():
+        generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+        commands.append(["cmake", "-S", str(REPO), "-B", str(TESTING_BUILD), *generator, "-DCMAKE_BUILD_TYPE=Release",
+                         "-DLAZYLLM_EDGE_TESTING=ON", "-DLAZYLLM_EDGE_CUDA=OFF", f"-DPython_EXECUTABLE={sys.executable}"])
+    # CMAKE_BUILD_PARALLEL_LEVEL, when set, chooses the jobs
+    jobs = [] if "CMAKE_BUILD_PARALLEL_LEVEL" in os.environ else ["--parallel", str(os.cpu_count() or 2)]
+    commands.append(["cmake", "--build", str(TESTING_BUILD), "--target", "_testing", *jobs])
+    for command in commands:
+        r = subprocess.run(command, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"building lazyllm_edge._testing failed: {' '.join(command)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    built = sorted(TESTING_BUILD.glob("_testing*.so"))
+    if not built:
+        raise RuntimeError(f"the build left no _testing*.so in {TESTING_BUILD}")
+    return built[0]
+
+
+@functools.lru_cache(maxsize=None)
+def load_testing_module():
+    """lazyllm_edge._testing for the lazyllm_edge under test: the developer build's (next to its _core, with
+    -DLAZYLLM_EDGE_TESTING=ON), else built into build/testing/ on first use and loaded from there."""
+    from lazyllm_edge import _core
+
+    try:
+        module = importlib.import_module("lazyllm_edge._testing")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location("lazyllm_edge._testing", _build_testing())
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["lazyllm_edge._testing"] = module
+    if module.__version__ != _core.__version__:
+        raise RuntimeError(f"lazyllm_edge._testing {module.__version__} ({module.__file__}) does not match _core "
+                           f"{_core.__version__} ({_core.__file__})")
+    return module
+
+
+@pytest.fixture(scope="session")
+def testing():
+    """The test hooks' module (load_testing_module()), built the first time a test asks for it."""
+    return load_testing_module()

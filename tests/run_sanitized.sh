@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Builds the core, the C API, the C/C++ tests and the Python extension with AddressSanitizer + UBSan
-# (LAZYLLM_EDGE_SANITIZE=ON) in build/asan, then runs the C/C++ tests (CTest, leak checking on) and the
-# Python tests on tiny generated models with libasan preloaded into Python. A few minutes on 2 cores
-# (plus the build: ~5 min cold, seconds with a warm ccache). Exit code non-zero on any failure or report.
+# Builds the core, the C API, the C/C++ tests, the Python extension and the test hooks' module (_testing) with
+# AddressSanitizer + UBSan (LAZYLLM_EDGE_SANITIZE=ON) in build/asan, then runs the C/C++ tests (CTest, leak
+# checking on) and the Python tests on tiny generated models with libasan preloaded into Python. A few minutes on
+# 2 cores (plus the build: ~5 min cold, seconds with a warm ccache). Exit code non-zero on any failure or report.
 #   tests/run_sanitized.sh [extra pytest args]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=$ROOT/build/asan
-PY=$B/py  # the sanitized extension goes here, with a copy of the Python sources: the dev build stays as is
+PY=$B/py  # the sanitized extensions go here, with a copy of the Python sources: the dev build stays as is
 mkdir -p "$PY/lazyllm_edge"
 
 cmake -S "$ROOT" -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAZYLLM_EDGE_SANITIZE=ON \
-  -DLAZYLLM_EDGE_BUILD_TESTS=ON -DLAZYLLM_EDGE_PYTHON=ON -DLAZYLLM_EDGE_PYTHON_OUTPUT_DIR="$PY/lazyllm_edge" >/dev/null
+  -DLAZYLLM_EDGE_BUILD_TESTS=ON -DLAZYLLM_EDGE_PYTHON=ON -DLAZYLLM_EDGE_TESTING=ON \
+  -DLAZYLLM_EDGE_PYTHON_OUTPUT_DIR="$PY/lazyllm_edge" >/dev/null
 cmake --build "$B"
 cp "$ROOT"/lazyllm_edge/*.py "$PY/lazyllm_edge/"
 cp "$ROOT/models/registry.json" "$PY/lazyllm_edge/"
@@ -33,7 +34,8 @@ PRELOAD="$LIBASAN $LIBSTDCXX"
 # -s: a sanitizer report must reach the log, not die inside pytest's capture
 cd "$B"  # not the repo root: `python -m pytest` must import the sanitized package from $PY
 LD_PRELOAD=$PRELOAD ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=$PY python3 -c \
-  "import lazyllm_edge._core as c; assert c.__file__.startswith('$PY'), c.__file__"
+  "import lazyllm_edge._core as c, lazyllm_edge._testing as t
+for m in (c, t): assert m.__file__.startswith('$PY'), m.__file__"
 LD_PRELOAD=$PRELOAD ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=$PY python3 -m pytest -q -s -p no:cacheprovider \
   "$ROOT/tests/test_hardening.py" "$ROOT/tests/test_kernels.py" "$ROOT/tests/test_errors.py" \
   "$ROOT/tests/test_lazy.py" -k "not bit_identical and not long_decode" "$@"

@@ -4,9 +4,9 @@ and sparse active sets, sliding windows and thread counts; the reference against
 import numpy as np
 import pytest
 
-from lazyllm_edge import _core
+from conftest import load_testing_module
 
-K = _core.kernels
+K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
 ISAS = ["avx2", "scalar"] if HAS_AVX2 else ["scalar"]
 
@@ -71,6 +71,9 @@ def check_against_reference(c, isas=ISAS, threads=(1, 2, 3)):
                 first = got
             else:
                 assert np.array_equal(got, first), f"{isa}: {n} threads differ from {threads[0]}"
+        # fp32 numerics change only the matmuls: the same online softmax as fast
+        fp32 = K.attention(**c, isa=isa, n_threads=threads[0], numerics="fp32")
+        assert np.array_equal(fp32, first), f"{isa}: fp32 numerics changed the attention"
     return ref
 
 

@@ -1,23 +1,23 @@
-"""llama.cpp-numerics attention (cpp/cpu/attention_llama*.cpp, attention.h): its AVX2 and scalar phase kernels
-(prefill tasks, few-row phases, single-query decode) equal its step-by-step reference bit for bit on seeded random data over GQA
-ratios, head sizes, dense and sparse active sets, sliding windows and thread counts; the reference equals a NumPy
-transcription of llama.cpp's arithmetic bit for bit, and float64 attention within one fp16 step of the
-probabilities."""
+"""llama.cpp-numerics attention (cpp/cpu/llama_order/attention_llama*.cpp, attention_llama.h): its AVX2 and scalar
+phase kernels (prefill tasks, few-row phases, single-query decode), reached through attention() with llama.cpp
+numerics, equal its step-by-step reference bit for bit on seeded random data over GQA ratios, head sizes, dense and
+sparse active sets, sliding windows and thread counts; the reference equals a NumPy transcription of llama.cpp's
+arithmetic bit for bit, and float64 attention within one fp16 step of the probabilities."""
 import numpy as np
 import pytest
 
-from lazyllm_edge import _core
+from conftest import load_testing_module
 from test_attention import GQA, ISAS, make_case, numpy_attention
 
-K = _core.kernels
+K = load_testing_module().kernels
 F32 = np.float32
 
 
 def check(c, threads=(1, 2, 3)):
-    ref = K.attention(**c, reference=True, llama_cpp=True)
+    ref = K.attention(**c, reference=True, numerics="llama.cpp")
     for isa in ISAS:
         for n in threads:
-            got = K.attention(**c, isa=isa, n_threads=n, llama_cpp=True)
+            got = K.attention(**c, isa=isa, n_threads=n, numerics="llama.cpp")
             assert np.array_equal(got, ref), f"{isa}, {n} threads: max diff {np.abs(got - ref).max():.3g}"
     return ref
 
@@ -110,13 +110,13 @@ def ggml_attention(c):
                                                         (1, 50, False, 0, 24), (5, 60, True, 0, 16), (3, 90, True, 20, 24)])
 def test_reference_is_llama_cpp_arithmetic(n_q, n_ctx, sparse, window, hd):
     c = make_case(23 + n_q, n_q, n_ctx, 6, 2, hd, sparse=sparse, window=window)
-    assert np.array_equal(K.attention(**c, reference=True, llama_cpp=True), ggml_attention(c))
+    assert np.array_equal(K.attention(**c, reference=True, numerics="llama.cpp"), ggml_attention(c))
 
 
 @pytest.mark.parametrize("n_q,n_ctx,sparse,window", [(1, 900, False, 0), (13, 400, True, 0), (4, 300, True, 120)])
 def test_reference_near_float64(n_q, n_ctx, sparse, window):
     c = make_case(17, n_q, n_ctx, 9, 3, 64, sparse=sparse, window=window)
-    ref = K.attention(**c, reference=True, llama_cpp=True)
+    ref = K.attention(**c, reference=True, numerics="llama.cpp")
     # float64 attention of the fp16-rounded q; probabilities rounded to fp16 move at most 2^-11 of the mass
     c16 = {**c, "q": c["q"].astype(np.float16).astype(np.float32)}
     v_max = np.abs(c["v_cache"].view(np.float16).astype(np.float64)).max()

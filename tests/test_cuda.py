@@ -41,7 +41,16 @@ def test_backend_selection(tiny_model):
             lazyllm_edge.Generator(path, backend="cuda")
         assert np.isfinite(auto.append([1, 2, 3])).all()
     else:
-        assert lazyllm_edge.Generator(path, n_ctx=32, backend="cuda").info["backend"] == "cuda"
+        gpu = lazyllm_edge.Generator(path, n_ctx=32, backend="cuda")
+        assert gpu.info["backend"] == "cuda"
+        # llama.cpp numerics reproduce llama.cpp's CPU backend: refused on CUDA, at creation and later
+        with pytest.raises(lazyllm_edge.UnsupportedError, match="llama.cpp"):
+            lazyllm_edge.Generator(path, n_ctx=32, backend="cuda", numerics="llama.cpp")
+        with pytest.raises(lazyllm_edge.UnsupportedError, match="llama.cpp"):
+            gpu.set_numerics("llama.cpp")
+        assert gpu.numerics == "fast"
+        gpu.set_numerics("fp32")
+        assert gpu.numerics == "fp32" and np.isfinite(gpu.append([1, 2, 3])).all()
     with pytest.raises(ValueError, match="backend"):
         lazyllm_edge.Generator(path, backend="gpu")
 
@@ -54,7 +63,8 @@ CASES = [("llama", "F32"), ("llama", "F16"), ("llama", "Q8_0"), ("llama", "Q4_0"
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
-    """(cpu, cuda) Generators per tiny model case."""
+    """(cpu, cuda) Generators per tiny model case; the CPU side in exact fp32 (fp32 numerics: its int8 matmul
+    path off) for the comparisons, the CUDA side's numerics set by each test."""
     require_backend("cuda")
     from make_tiny import write_tiny_model
 
@@ -62,35 +72,25 @@ def pairs(tmp_path_factory):
     for arch, wtype in CASES:
         path = tmp_path_factory.mktemp("cuda") / f"tiny-{arch}-{wtype}.gguf"
         write_tiny_model(path, arch, 4, wtype)
-        out[(arch, wtype)] = tuple(lazyllm_edge.Generator(str(path), n_ctx=256, backend=b) for b in ("cpu", "cuda"))
+        out[(arch, wtype)] = tuple(lazyllm_edge.Generator(str(path), n_ctx=256, backend=b, numerics="fp32")
+                                   for b in ("cpu", "cuda"))
     return out
 
 
-@pytest.fixture
-def cpu_fp32():
-    """The CPU side in exact fp32 (its int8 matmul path off) for the comparisons."""
-    K = _core.kernels
-    saved = K.int8_enabled()
-    K.set_int8(False)
-    yield
-    K.set_int8(saved)
-
-
-@pytest.fixture
-def exact_gemm():
-    """CUDA prefill GEMMs in near-fp32 3xTF32 for the test (the default rounds their inputs to fp16/bf16)."""
-    saved = _core.cuda_exact_gemm()
-    _core.cuda_set_exact_gemm(True)
-    yield
-    _core.cuda_set_exact_gemm(saved)
+def with_gpu_numerics(pair, numerics):
+    """The pair, its CUDA side set to `numerics`: "fp32" takes the near-fp32 3xTF32 prefill GEMMs, "fast" (the
+    default) rounds their inputs to fp16/bf16."""
+    cpu, gpu = pair
+    gpu.set_numerics(numerics)
+    return cpu, gpu
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES, ids=[f"{a}-{t}" for a, t in CASES])
-def test_dense_logits_match_cpu(pairs, case, cpu_fp32, exact_gemm):
+def test_dense_logits_match_cpu(pairs, case):
     """With near-fp32 GEMMs, all-position prefill logits (tensor-core GEMM, attention) and 6 decode steps
     (matrix-vector kernel) agree with the CPU's exact fp32 path (int8 off) within 1e-3 of the logit range."""
-    cpu, gpu = pairs[case]
+    cpu, gpu = with_gpu_numerics(pairs[case], "fp32")
     ids = prompt_ids(70, seed=7)
     a, b = cpu.logits(ids), gpu.logits(ids)
     scale = np.abs(a).max()
@@ -106,26 +106,28 @@ def test_dense_logits_match_cpu(pairs, case, cpu_fp32, exact_gemm):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES, ids=[f"{a}-{t}" for a, t in CASES])
-def test_default_half_gemm_logits_close_to_cpu(pairs, case, cpu_fp32):
-    """The default prefill GEMM (fp16 inputs, bf16 for gemma3, fp32 accumulation): all-position logits
-    within 2 % of the logit range of the CPU's fp32 ones (bf16: 5 %), argmax equal at >= 90 % of positions."""
-    cpu, gpu = pairs[case]
-    assert not _core.cuda_exact_gemm()
+def test_default_half_gemm_logits_close_to_cpu(pairs, case):
+    """The default prefill GEMM (fast numerics: fp16 inputs, bf16 for gemma3, fp32 accumulation): all-position
+    logits within 2 % of the logit range of the CPU's fp32 ones (bf16: 5 %), argmax equal at >= 90 % of positions;
+    fp32 numerics on the same Generator come closer (the switch reaches the GEMMs)."""
+    cpu, gpu = with_gpu_numerics(pairs[case], "fast")
     ids = prompt_ids(70, seed=7)
     a, b = cpu.logits(ids), gpu.logits(ids)
     bound = (0.05 if case[0] == "gemma3" else 0.02) * np.abs(a).max()
     assert np.abs(a - b).max() <= bound, f"max diff {np.abs(a - b).max():.3g} > {bound:.3g}"
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+    gpu.set_numerics("fp32")
+    assert np.abs(a - gpu.logits(ids)).max() < np.abs(a - b).max()
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", [("llama", "F32"), ("gemma3", "F32"), ("qwen2", "Q8_0")], ids=lambda c: "-".join(c))
 @pytest.mark.parametrize("spec", ["1:0.5,2:0.5/2:0.7", "1:0.5,2:0.5,window:8,importance:max/revive:3"])
-def test_lazy_matches_cpu(pairs, case, spec, cpu_fp32, exact_gemm):
+def test_lazy_matches_cpu(pairs, case, spec):
     """The same schedule prunes the same tokens on both backends (importance within 1e-4, identical active
     sets and frontiers), in prefill and in decode steps that revive parked tokens: stages, and the query window,
     max-over-heads signal and revival budget."""
-    cpu, gpu = pairs[case]
+    cpu, gpu = with_gpu_numerics(pairs[case], "fp32")
     try:
         ids = prompt_ids(60, seed=11)
         for g in (cpu, gpu):

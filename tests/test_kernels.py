@@ -8,9 +8,9 @@ from gguf import GGMLQuantizationType as Q  # noqa: E402
 from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
 from gguf.quants import quantize as gguf_quantize  # noqa: E402
 
-from lazyllm_edge import _core  # noqa: E402
+from conftest import load_testing_module  # noqa: E402
 
-K = _core.kernels
+K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2/FMA/F16C: only the scalar kernels exist here")
 
@@ -134,11 +134,13 @@ def check_against_truth(y, x, w, label, rel=3e-5):
     assert np.all(err <= rel * scale + 1e-30), f"{label}: worst relative-to-|x||w| error {worst:.3g} > {rel}"
 
 
-# ---- int8 path (AVX2, quantized weights, any n_tok): x quantized as llama.cpp does, integer block dots ----
+# ---- int8 path (AVX2, quantized weights; fast numerics: decode, llama.cpp numerics: any n_tok): x quantized as
+# llama.cpp does, integer block dots ----
 # Activation format per weight type (ggml's vec_dot_type): Q8_0/Q8_1 blocks of 32 (fp16 scale), Q8_K blocks
 # of 256 (fp32 scale).
 INT8_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
 INT8_TOKENS = (1, 3, 4, 5, 17, 64)
+DECODE_TOKENS = (1, 2, 3, 4)  # where fast numerics take the int8 path
 
 
 def act_block(name):
@@ -263,24 +265,16 @@ def test_quantize_q8_K():
             assert np.array_equal(u.view(np.uint32), v.view(np.uint32)), "AVX2 quantization differs from scalar"
 
 
-@pytest.fixture(autouse=True)
-def _int8_prefill_on():
-    """The int8 kernels are held to their references at every token count, so prefill goes through them too."""
-    saved = K.int8_prefill_enabled()
-    K.set_int8_prefill(True)
-    yield
-    K.set_int8_prefill(saved)
-
-
 INT8_SHAPES = [(576, 40), (1536, 17), (64, 7), (640, 1)]
 
 
 @pytest.mark.parametrize("name", INT8_TYPES)
 @pytest.mark.parametrize("n_in,n_out", INT8_SHAPES)
 def test_matmul_int8(name, n_in, n_out):
-    """Scalar reference against the float64 product (activation-rounding bound), the AVX2 kernels against the
-    scalar reference (same integers, only the fp32 summation order differs), for several token counts, thread
-    counts and odd row counts; and a token's result does not depend on the batch or thread split."""
+    """Scalar reference against the float64 product (activation-rounding bound) at any token count; the AVX2
+    kernels of the fast order (decode batches) against the scalar reference (same integers, only the fp32 summation
+    order differs), for several thread counts and odd row counts; and a token's result does not depend on the batch
+    or thread split."""
     if name in K_QUANTS:
         n_in = max(256, n_in // 256 * 256)
     rng = np.random.default_rng(n_in + n_out + INT8_TYPES.index(name))
@@ -293,9 +287,9 @@ def test_matmul_int8(name, n_in, n_out):
         x[0, :32] *= 1e-4  # a block of tiny values next to normal ones
         ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
         check_int8_against_truth(ref8, x, w, name, f"{name} int8 reference n_tok={n_tok}", mins)
-        if not HAS_AVX2:
+        if not HAS_AVX2 or n_tok not in DECODE_TOKENS:
             continue
-        assert K.matmul_uses_int8(tid, n_tok, isa="avx2") == K.int8_enabled()
+        assert K.matmul_uses_int8(tid, n_tok, isa="avx2")
         scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
         single = np.stack([K.matmul(tid, data, n_in, n_out, x[t:t + 1], isa="avx2", n_threads=1)[0] for t in range(n_tok)])
         for threads in (1, 2, 3):
@@ -308,31 +302,33 @@ def test_matmul_int8(name, n_in, n_out):
 @pytest.mark.skipif(not HAS_AVX2, reason="the llama.cpp order is an AVX2 kernel variant")
 @pytest.mark.parametrize("name", INT8_TYPES)
 def test_matmul_int8_llama_cpp_order(name):
-    """With llama.cpp numerics the int8 kernels sum in ggml's fp32 order (checked bit for bit against
-    llama.cpp's logits in test_llama_cpp_numerics.py): same integers as the int8 reference, so the same bound;
-    the bits do not depend on the thread split (they do on the token count: ggml's gemm and gemv orders)."""
+    """With llama.cpp numerics every batch takes the int8 kernels, summing in ggml's fp32 order (checked bit for bit
+    against llama.cpp's logits in test_llama_cpp_numerics.py): same integers as the int8 reference, so the same
+    bound; the bits do not depend on the thread split (they do on the token count: ggml's gemm and gemv orders)
+    and differ from the fast order's."""
     n_in, n_out = (512, 24) if name in K_QUANTS else (96, 24)
     rng = np.random.default_rng(7 + INT8_TYPES.index(name))
     data, _ = make_weights(name, n_out, n_in, rng)
     tid = int(qtype(name))
     w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
-    saved = K.llama_cpp_numerics()
-    K.set_llama_cpp_numerics(True)
-    try:
-        for n_tok in (1, 5, 9):
-            x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
-            ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
-            scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-            first = None
-            for threads in (1, 2, 3):
-                y = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=threads)
-                err = np.abs(y.astype(np.float64) - ref8)
-                assert np.all(err <= 2e-6 * scale + 1e-30), f"{name}: {float((err / scale).max()):.3g}"
-                if first is None:
-                    first = y
-                assert np.array_equal(y.view(np.uint32), first.view(np.uint32)), f"{name}: thread split changed bits"
-    finally:
-        K.set_llama_cpp_numerics(saved)
+    orders_differ = False
+    for n_tok in (1, 5, 9):
+        assert K.matmul_uses_int8(tid, n_tok, isa="avx2", numerics="llama.cpp")
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        ref8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
+        scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
+        first = None
+        for threads in (1, 2, 3):
+            y = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=threads, numerics="llama.cpp")
+            err = np.abs(y.astype(np.float64) - ref8)
+            assert np.all(err <= 2e-6 * scale + 1e-30), f"{name}: {float((err / scale).max()):.3g}"
+            if first is None:
+                first = y
+            assert np.array_equal(y.view(np.uint32), first.view(np.uint32)), f"{name}: thread split changed bits"
+        if n_tok == 1:  # a decode token: the fast order's kernels give other bits
+            fast = K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=1, numerics="fast")
+            orders_differ = not np.array_equal(fast.view(np.uint32), first.view(np.uint32))
+    assert orders_differ, f"{name}: llama.cpp numerics computed the fast order's bits"
 
 
 def ggml_cpu():
@@ -386,8 +382,8 @@ def ggml_cpu():
 @needs_avx2
 @pytest.mark.parametrize("name", INT8_TYPES)
 def test_matmul_int8_matches_ggml(name):
-    """The int8 path reproduces ggml-cpu's own mul_mat (llama-cpp-python's library) to fp32 summation-order
-    noise (seen: <= 2e-7 of |x| @ |W|^T), where the exact fp32 product differs by ~1e-3."""
+    """The int8 path, in either order, reproduces ggml-cpu's own mul_mat (llama-cpp-python's library) to fp32
+    summation-order noise (seen: <= 2e-7 of |x| @ |W|^T), where the exact fp32 product differs by ~1e-3."""
     mul_mat = ggml_cpu()
     if mul_mat is None:
         pytest.skip("llama-cpp-python (ggml's CPU library) is not installed")
@@ -396,12 +392,14 @@ def test_matmul_int8_matches_ggml(name):
     data, _ = make_weights(name, n_out, n_in, rng)
     tid = int(qtype(name))
     w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
-    for n_tok in (1, 5, 80):  # ggml's vec_dot (and, for K-quants from 64 tokens, its tiled GEMM)
+    # ggml's vec_dot (and, for K-quants from 64 tokens, its tiled GEMM); fast numerics multiply in int8 in decode only
+    for numerics, n_tok in (("fast", 1), ("fast", 4), ("llama.cpp", 1), ("llama.cpp", 5), ("llama.cpp", 80)):
+        assert K.matmul_uses_int8(tid, n_tok, isa="avx2", numerics=numerics)
         x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10, (n_tok, 1))).astype(np.float32)
         x[:, 7] += 3.0
         want = mul_mat(tid, data, n_in, n_out, x).astype(np.float64)
         scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T
-        for label, y in [("avx2", K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=2)),
+        for label, y in [(numerics, K.matmul(tid, data, n_in, n_out, x, isa="avx2", n_threads=2, numerics=numerics)),
                          ("reference", K.matmul_int8_reference(tid, data, n_in, n_out, x))]:
             worst = float((np.abs(y - want) / scale).max())
             assert worst <= 1e-6, f"{name} {label} n_tok={n_tok}: {worst:.3g} of |x||w| from ggml"
@@ -420,8 +418,8 @@ def test_matmul(name, n_in, n_out):
         assert ref.shape == (n_tok, n_out) and ref.dtype == np.float32
         check_against_truth(ref, x, w, f"{name} reference n_tok={n_tok}")
         for isa in isas:
-            int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)
-            assert int8 == (isa == "avx2" and name in INT8_TYPES and K.int8_enabled())
+            int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)  # fast numerics
+            assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4)
             for threads in (1, 2, 3):
                 y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                 assert y.shape == (n_tok, n_out)
@@ -429,11 +427,9 @@ def test_matmul(name, n_in, n_out):
                 if int8:  # int8 activations: the activation-rounding bound instead of fp32 rounding
                     mins = weight_mins(name, data, n_out, n_in)
                     check_int8_against_truth(y, x, w, name, f"{name} {isa} threads={threads} n_tok={n_tok}", mins)
-                    K.set_int8(False)  # the fp32 path it replaces, still used when switched off
-                    try:
-                        y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
-                    finally:
-                        K.set_int8(True)
+                    # the fp32 path it replaces, which fp32 numerics take
+                    assert not K.matmul_uses_int8(tid, n_tok, isa=isa, numerics="fp32")
+                    y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads, numerics="fp32")
                 check_against_truth(y, x, w, f"{name} {isa} threads={threads} n_tok={n_tok}")
                 # Optimized vs reference: both within the bound above, so within twice of it of each other.
                 assert np.all(np.abs(y.astype(np.float64) - ref) <= 6e-5 * scale + 1e-30)
@@ -441,10 +437,11 @@ def test_matmul(name, n_in, n_out):
 
 @pytest.mark.parametrize("names", [("Q4_1", "Q4_1", "Q4_1"), ("Q4_K", "Q5_0", "Q6_K"), ("Q8_0", "F16"), ("Q5_K", "Q4_K")])
 @pytest.mark.parametrize("n_tok", [1, 3, 9])
-def test_matmul_shared_input(names, n_tok):
+@pytest.mark.parametrize("numerics", ["fast", "fp32", "llama.cpp"])
+def test_matmul_shared_input(names, n_tok, numerics):
     """q/k/v and gate/up go out as one call (x quantized once per format, one dispatch over all rows): the
-    outputs equal separate matmul() calls bit for bit, with mixed activation formats and odd row counts, and
-    fall back to separate calls when a weight has no int8 path."""
+    outputs equal separate matmul() calls in the same numerics bit for bit, with mixed activation formats and odd
+    row counts, and fall back to separate calls when a weight has no int8 path."""
     n_in = 512
     rng = np.random.default_rng(len(names) * 10 + n_tok)
     weights = []
@@ -454,10 +451,10 @@ def test_matmul_shared_input(names, n_tok):
         weights.append((int(qtype(name)), data, n_out))
     x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
     for threads in (1, 2, 3):
-        outs = K.matmul_shared_input(weights, n_in, x, n_threads=threads)
+        outs = K.matmul_shared_input(weights, n_in, x, n_threads=threads, numerics=numerics)
         assert len(outs) == len(weights)
         for (tid, data, n_out), y in zip(weights, outs):
-            expect = K.matmul(tid, data, n_in, n_out, x, isa="best", n_threads=threads)
+            expect = K.matmul(tid, data, n_in, n_out, x, isa="best", n_threads=threads, numerics=numerics)
             assert y.shape == (n_tok, n_out)
             assert np.array_equal(y.view(np.uint32), expect.view(np.uint32)), f"{names} {tid}: differs from matmul()"
     with pytest.raises(ValueError):
@@ -466,28 +463,20 @@ def test_matmul_shared_input(names, n_tok):
         K.matmul_shared_input(weights[:1], n_in + 32, x)
 
 
-def test_int8_prefill_switch():
-    saved = K.int8_prefill_enabled()
-    tid = 3  # Q4_1
-    try:
-        K.set_int8_prefill(False)
-        assert not K.matmul_uses_int8(tid, 64, isa="avx2")
-        assert K.matmul_uses_int8(tid, 1, isa="avx2") == (HAS_AVX2 and K.int8_enabled())
-        K.set_int8_prefill(True)
-        assert K.matmul_uses_int8(tid, 64, isa="avx2") == (HAS_AVX2 and K.int8_enabled())
-    finally:
-        K.set_int8_prefill(saved)
-
-
-def test_int8_switch_aliases():
-    saved = K.int8_enabled()
-    try:
-        K.set_int8_decode(False)
-        assert not K.int8_enabled() and not K.int8_decode_enabled()
-        K.set_int8(True)
-        assert K.int8_decode_enabled()
-    finally:
-        K.set_int8(saved)
+def test_numerics_choose_the_int8_path():
+    """fast: int8 in decode (up to 4 tokens), exact fp32 prefill; fp32: never int8; llama.cpp: int8 at every token
+    count. Only for quantized weights with an int8 kernel, only with AVX2."""
+    q4_1, f16 = int(Q.Q4_1), int(Q.F16)
+    for n_tok, fast, llama in ((1, True, True), (4, True, True), (5, False, True), (64, False, True)):
+        assert K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="fast") == (HAS_AVX2 and fast)
+        assert K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="llama.cpp") == (HAS_AVX2 and llama)
+        assert not K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="fp32")
+        for numerics in ("fast", "fp32", "llama.cpp"):
+            assert not K.matmul_uses_int8(q4_1, n_tok, isa="scalar", numerics=numerics)
+            assert not K.matmul_uses_int8(f16, n_tok, isa="avx2", numerics=numerics)
+    assert K.matmul_uses_int8(q4_1, 1, isa="avx2", numerics="default") == HAS_AVX2  # the old name of "fast"
+    with pytest.raises(ValueError, match="numerics"):
+        K.matmul_uses_int8(q4_1, 1, numerics="int8")
 
 
 def test_matmul_avx2_skip_reason():

@@ -22,16 +22,12 @@ def prompt_ids(n, seed=0, vocab=267):
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def tiny(tiny_model, request):
-    """The tiny model on each backend; on CUDA with near-fp32 prefill GEMMs (the exact comparisons with the
-    NumPy reference below need them; the default fp16 GEMMs are compared in test_cuda.py)."""
-    from lazyllm_edge import _core
-
+    """The tiny model on each backend; on CUDA with fp32 numerics, i.e. near-fp32 prefill GEMMs (the exact
+    comparisons with the NumPy reference below need them; the default fp16 GEMMs are compared in test_cuda.py)."""
     path, hp, weights = tiny_model
-    gen = lazyllm_edge.Generator(str(path), n_ctx=512, backend=require_backend(request.param))
-    saved = _core.cuda_exact_gemm()
-    _core.cuda_set_exact_gemm(request.param == "cuda" or saved)
+    numerics = "fp32" if request.param == "cuda" else "fast"
+    gen = lazyllm_edge.Generator(str(path), n_ctx=512, backend=require_backend(request.param), numerics=numerics)
     yield gen, hp, weights
-    _core.cuda_set_exact_gemm(saved)
 
 
 # ranks at every stage and keeps every token (ceil(0.99999 * n) == n below 10^4 tokens), so each stage goes

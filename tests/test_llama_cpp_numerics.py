@@ -1,4 +1,4 @@
-"""llama.cpp numerics (lazyllm_edge.set_numerics("llama.cpp")) against llama.cpp's own logits
+"""llama.cpp numerics (Generator(..., numerics="llama.cpp")) against llama.cpp's own logits
 (shared/reference/<model>/logits.npz, CPU, flash attention off, fp16 KV): the prompt logits of SmolLM2 (Q4_1,
 Q8_0), Gemma 3 and Qwen2.5-Coder (Q5_0, Q8_0, Q4_K, Q6_K) are equal bit for bit at every position, and decoding
 the greedy continuation token by token predicts every one of its tokens.
@@ -17,19 +17,15 @@ MODELS = {"smollm2-135m": DEFAULT_REFERENCE, "gemma3-270m": "gemma-3-270m-q4_k_m
           "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct"}
 
 
-
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def llama_numerics(request):
     import lazyllm_edge
 
     ref = reference_root() / MODELS[request.param]
     path = cached_model(MODELS[request.param])
-    saved = lazyllm_edge.numerics()
-    lazyllm_edge.set_numerics("llama.cpp")
-    try:
-        yield request.param, lazyllm_edge.Generator(str(path), n_ctx=4096), ref
-    finally:
-        lazyllm_edge.set_numerics(saved)
+    gen = lazyllm_edge.Generator(str(path), n_ctx=4096, numerics="llama.cpp")
+    assert gen.numerics == "llama.cpp"
+    return request.param, gen, ref
 
 
 def _log_softmax(x):

@@ -4,9 +4,9 @@ code against the scalar code (bit for bit) on seeded random data, extremes inclu
 import numpy as np
 import pytest
 
-from lazyllm_edge import _core
+from conftest import load_testing_module
 
-K = _core.kernels
+K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
 F32 = np.float32
 

@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 import lazyllm_edge
 from conftest import REPO, reference_root, registry_name
 from lazyllm_edge.cli import binary_path
@@ -41,3 +43,12 @@ def test_reference_outputs_for_every_registry_model():
         for part in ("model.json", "prompts.json", "tokenizer.json", "logits.npz"):
             assert (reference_root() / f / part).is_file(), (f, part)
         assert json.loads((reference_root() / f / "prompts.json").read_text())
+
+
+def test_test_hooks_are_not_installed():
+    """The kernel-level test hooks (lazyllm_edge._testing) are built with the tests, never installed: an installed
+    package has no such module (the developer build puts one next to its _core in the source tree)."""
+    package = Path(lazyllm_edge.__file__).resolve().parent
+    if package == REPO / "lazyllm_edge":
+        pytest.skip("the source tree's package (developer build), not an installed one")
+    assert not list(package.glob("_testing*")), list(package.glob("_testing*"))

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 MODELS = {"gemma3-270m": "gemma-3-270m-q4_k_m", "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct"}
 TOP1, CONFIDENT_TOP1, MEDIAN_DLOGP, GREEDY = 0.94, 1.0, 0.06, 0.95
 
-# Where this engine (default numerics) misses the bars above against llama.cpp, the looser bound that guards
+# Where this engine (fast numerics, the default) misses the bars above against llama.cpp, the looser bound that guards
 # against regressions, and why. With llama.cpp numerics the logits are llama.cpp's own, bit for bit
 # (test_llama_cpp_numerics.py). The engine equals the exact fp32 NumPy reference (tests/numpy_reference.py) to
 # ~6e-3 in the logits on these models; llama.cpp rounds activations to 8 bits (Q8_0 / Q8_K) inside its

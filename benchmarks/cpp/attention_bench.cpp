@@ -1,7 +1,8 @@
 // Attention micro-benchmark: the last n_q queries of a dense causal context of n_ctx positions (prefill
 // micro-batch: n_q = 512; decode: n_q = 1), ms per call and GFMA/s (q.k and p.v multiply-adds).
 // --layers L cycles the calls over L separate K/V caches (30 for SmolLM2: the caches of a whole forward pass
-// come from DRAM, as in decode, instead of staying in L3).
+// come from DRAM, as in decode, instead of staying in L3). --numerics llama.cpp times llama.cpp's attention
+// arithmetic (cpp/cpu/llama_order/) instead of the online softmax.
 //
 //   g++ -O3 -std=c++17 -pthread -Iinclude -Icpp benchmarks/cpp/attention_bench.cpp build/dev/liblazyllm_edge_core.a \
 //       -o build/attention_bench
@@ -18,19 +19,28 @@
 
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
+#include "base/error.h"
 #include "base/thread_pool.h"
 
 using namespace lazyllm_edge;
 
 int main(int argc, char** argv) {
     int layers = 1;
+    Numerics numerics = Numerics::fast;
     std::vector<int> a;
-    for (int i = 1; i < argc; ++i) {
-        if (!std::strcmp(argv[i], "--layers") && i + 1 < argc) layers = std::atoi(argv[++i]);
-        else a.push_back(std::atoi(argv[i]));
+    try {
+        for (int i = 1; i < argc; ++i) {
+            if (!std::strcmp(argv[i], "--layers") && i + 1 < argc) layers = std::atoi(argv[++i]);
+            else if (!std::strcmp(argv[i], "--numerics") && i + 1 < argc) numerics = parse_numerics(argv[++i]);
+            else a.push_back(std::atoi(argv[i]));
+        }
+    } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 2;
     }
     if (a.size() < 3) {
-        std::fprintf(stderr, "usage: attention_bench n_q n_ctx n_threads [n_head n_head_kv head_dim] [--layers L]\n");
+        std::fprintf(stderr, "usage: attention_bench n_q n_ctx n_threads [n_head n_head_kv head_dim] [--layers L] "
+                             "[--numerics fast|llama.cpp]\n");
         return 2;
     }
     const int n_q = a[0], n_ctx = a[1], n_threads = a[2];
@@ -59,6 +69,7 @@ int main(int argc, char** argv) {
     p.head_dim = hd;
     p.scale = 1.0f / 8;
     p.out = out.data();
+    p.numerics = numerics;
     ThreadPool pool(n_threads);
     std::vector<float> scratch(attention_scratch_floats(n_ctx, n_head, n_head_kv, hd) * n_threads);
 
@@ -78,7 +89,7 @@ int main(int argc, char** argv) {
         const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls;
         if (rep > 0) best = std::min(best, dt);  // the first repetition warms up
     }
-    std::printf("n_q=%d n_ctx=%d heads=%d/%d head_dim=%d threads=%d layers=%d: %.3f ms/call, %.1f GFMA/s\n", n_q, n_ctx,
-                n_head, n_head_kv, hd, n_threads, layers, best * 1e3, fma / best * 1e-9);
+    std::printf("n_q=%d n_ctx=%d heads=%d/%d head_dim=%d threads=%d layers=%d numerics=%s: %.3f ms/call, %.1f GFMA/s\n",
+                n_q, n_ctx, n_head, n_head_kv, hd, n_threads, layers, numerics_name(numerics), best * 1e3, fma / best * 1e-9);
     return 0;
 }

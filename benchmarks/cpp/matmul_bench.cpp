@@ -1,5 +1,6 @@
 // Matmul micro-benchmark: GFLOP/s (2*n_tok*n_in*n_out per call) and weight GB/s for typical shapes.
-// Usage: matmul_bench [n_threads]   (default: 2)
+// Usage: matmul_bench [n_threads [numerics [all]]]   (defaults: 2 threads, fast numerics; numerics: fast | fp32 |
+// llama.cpp; a third argument adds the other weight types at the prefill shape)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "gguf/ggml_types.h"
+#include "base/error.h"
 #include "base/thread_pool.h"
 
 using namespace lazyllm_edge;
@@ -43,7 +45,8 @@ std::vector<uint8_t> random_weights(GgmlType type, int64_t n_in, int64_t n_out, 
     return w;
 }
 
-void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok, bool quiet = false) {
+void bench(ThreadPool& pool, Numerics numerics, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok,
+           bool quiet = false) {
     std::mt19937 rng(42);
     std::vector<uint8_t> wdata = random_weights(type, n_in, n_out, rng);
     std::vector<float> x(static_cast<size_t>(n_tok * n_in)), y(static_cast<size_t>(n_tok * n_out));
@@ -53,11 +56,11 @@ void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t
 
     const double flop = 2.0 * n_tok * n_in * n_out;
     // Warm up, then repeat for ~0.5 s and report the best of 5 batches.
-    matmul(w, x.data(), n_tok, y.data(), pool);
+    matmul(w, x.data(), n_tok, y.data(), numerics, pool);
     int reps = 1;
     for (;;) {
         auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) matmul(w, x.data(), n_tok, y.data(), pool);
+        for (int i = 0; i < reps; ++i) matmul(w, x.data(), n_tok, y.data(), numerics, pool);
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (s > 0.1) break;
         reps *= 2;
@@ -65,7 +68,7 @@ void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t
     double best = 1e30;
     for (int b = 0; b < 5; ++b) {
         auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) matmul(w, x.data(), n_tok, y.data(), pool);
+        for (int i = 0; i < reps; ++i) matmul(w, x.data(), n_tok, y.data(), numerics, pool);
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
         if (s < best) best = s;
     }
@@ -79,18 +82,26 @@ void bench(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t
 
 int main(int argc, char** argv) {
     const int n_threads = argc > 1 ? std::atoi(argv[1]) : 2;
-    ThreadPool pool(n_threads);
-    std::printf("isa %s, %d threads\n", active_isa() == CpuIsa::avx2 ? "avx2" : "scalar", n_threads);
-    bench(pool, GgmlType::Q4_1, 576, 1536, 1, true);  // warm up threads and clocks
-    for (int64_t n_tok : {1, 512}) {
-        bench(pool, GgmlType::Q4_1, 576, 1536, n_tok);
-        bench(pool, GgmlType::Q4_1, 1536, 576, n_tok);
-        bench(pool, GgmlType::Q8_0, 576, 49152, n_tok);
+    Numerics numerics = Numerics::fast;
+    try {
+        if (argc > 2) numerics = parse_numerics(argv[2]);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 2;
     }
-    if (argc > 2) {  // extra types at the prefill shape
+    ThreadPool pool(n_threads);
+    std::printf("isa %s, %d threads, %s numerics\n", active_isa() == CpuIsa::avx2 ? "avx2" : "scalar", n_threads,
+                numerics_name(numerics));
+    bench(pool, numerics, GgmlType::Q4_1, 576, 1536, 1, true);  // warm up threads and clocks
+    for (int64_t n_tok : {1, 512}) {
+        bench(pool, numerics, GgmlType::Q4_1, 576, 1536, n_tok);
+        bench(pool, numerics, GgmlType::Q4_1, 1536, 576, n_tok);
+        bench(pool, numerics, GgmlType::Q8_0, 576, 49152, n_tok);
+    }
+    if (argc > 3) {  // extra types at the prefill shape
         for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K,
                            GgmlType::Q5_K, GgmlType::Q6_K})
-            for (int64_t n_tok : {1, 512}) bench(pool, t, 1536, 576, n_tok);
+            for (int64_t n_tok : {1, 512}) bench(pool, numerics, t, 1536, 576, n_tok);
     }
     return 0;
 }

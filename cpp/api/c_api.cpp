@@ -105,6 +105,35 @@ le_finish_reason to_finish_reason(FinishReason reason) {
     return LE_FINISH_NONE;
 }
 
+// The caller's struct, defaults where it is NULL or older than a field: a struct from an earlier minor version is
+// shorter, so fields added since are not read from it.
+le_session_params read_session_params(const le_session_params* params) {
+    le_session_params p;
+    le_session_params_init(&p);
+    if (!params) return p;
+    check_struct_version(params->api_version, "le_session_params");
+    // the 1.0 fields
+    p.api_version = params->api_version;
+    p.n_ctx = params->n_ctx;
+    p.lazy = params->lazy;
+    p.schedule = params->schedule;
+    p.n_schedule = params->n_schedule;
+    p.prune_decode = params->prune_decode;
+    // 1.2
+    if ((params->api_version & 0xFFFF) >= 2) p.numerics = params->numerics;
+    return p;
+}
+
+Numerics to_numerics(int32_t numerics) {
+    switch (numerics) {
+        case LE_NUMERICS_FAST: return Numerics::fast;
+        case LE_NUMERICS_FP32: return Numerics::fp32;
+        case LE_NUMERICS_LLAMA_CPP: return Numerics::llama_cpp;
+        default: fail(LE_ERR_INVALID_ARGUMENT, "numerics must be LE_NUMERICS_FAST, LE_NUMERICS_FP32 or LE_NUMERICS_LLAMA_CPP, got " +
+                                                   std::to_string(numerics));
+    }
+}
+
 LazyConfig to_lazy(const le_session_params& p, int n_layer) {
     LazyConfig lazy;
     if (p.lazy) {
@@ -241,15 +270,11 @@ le_status le_session_create(le_model* model, const le_session_params* params, le
         require(out, "out");
         *out = nullptr;
         model_of(model);
-        le_session_params p;
-        le_session_params_init(&p);
-        if (params) {
-            check_struct_version(params->api_version, "le_session_params");
-            p = *params;
-        }
+        const le_session_params p = read_session_params(params);
         SessionParams sp;
         sp.n_ctx = p.n_ctx;
         sp.lazy = to_lazy(p, model->model->info().n_layer);
+        sp.numerics = to_numerics(p.numerics);
         auto handle = std::make_unique<le_session>();
         handle->model = model->model;
         handle->session = std::make_unique<Session>(model->model, sp);

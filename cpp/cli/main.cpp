@@ -14,7 +14,6 @@
 
 #include "api/chat_format.h"
 #include "api/model_cache.h"
-#include "cpu/kernels.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "tokenizer/tokenizer.h"
 
@@ -45,7 +44,8 @@ void usage(FILE* out) {
                  "                        [/DECODE]: decode steps' own stages (layer:keep,... | preset | off),\n"
                  "                        revive:N: at most N pruned tokens revived per layer and step\n"
                  "      --no-prune-decode prune in prefill only (as SPEC/off does)\n"
-                 "      --numerics MODE   default | llama.cpp (llama.cpp's CPU arithmetic, bit for bit; slower)\n"
+                 "      --numerics MODE   fast (default) | fp32 (every matmul in exact fp32) | llama.cpp (llama.cpp's\n"
+                 "                        CPU arithmetic, bit for bit; slower; CPU only)\n"
                  "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
                  "  -h, --help\n"
                  "      --version\n");
@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     std::string model_path, prompt, lazy_spec = "off", backend = "cpu";
     bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
+    Numerics numerics = Numerics::fast;
     SamplingParams sp;
     std::vector<std::string> stops;
     try {
@@ -89,11 +90,7 @@ int main(int argc, char** argv) {
             } else if (a == "-n" || a == "--n-predict") n_predict = next_int();
             else if (a == "-t" || a == "--threads") n_threads = next_int();
             else if (a == "-c" || a == "--ctx-size") n_ctx = next_int();
-            else if (a == "--numerics") {
-                const std::string mode = next();
-                if (mode != "default" && mode != "llama.cpp") throw std::invalid_argument("--numerics: default or llama.cpp");
-                lazyllm_edge::set_llama_cpp_numerics(mode == "llama.cpp");
-            }
+            else if (a == "--numerics") numerics = parse_numerics(next());
             else if (a == "--temp") sp.temperature = std::stof(next());
             else if (a == "--top-k") sp.top_k = next_int();
             else if (a == "--top-p") sp.top_p = std::stof(next());
@@ -140,6 +137,7 @@ int main(int argc, char** argv) {
         SessionParams params;
         params.n_ctx = n_ctx;
         params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer);
+        params.numerics = numerics;
         if (no_prune_decode) params.lazy.prune_decode = false;
         Session session(model, params);
 

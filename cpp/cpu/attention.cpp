@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cpu/kernels.h"
+#include "cpu/llama_order/attention_llama.h"
 #include "base/thread_pool.h"
 
 namespace lazyllm_edge {
@@ -152,7 +153,7 @@ void attention_tile_scalar(const AttentionParams& p, const AttentionTile& tile, 
 
 void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& pool) {
     if (p.n_q <= 0) return;
-    if (llama_cpp_numerics()) return attention_llama_cpp(p, scratch, n_ctx, pool);
+    if (p.numerics == Numerics::llama_cpp) return attention_llama_cpp(p, scratch, n_ctx, pool);
     const int group = p.n_head / p.n_head_kv;
     const int hd = p.head_dim;
     const int bk = attention_block_keys(hd);

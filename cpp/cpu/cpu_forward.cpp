@@ -18,7 +18,7 @@ namespace {
 
 class CpuSession final : public SessionBackend {
 public:
-    CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier);
+    CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics);
 
     void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
@@ -30,6 +30,7 @@ public:
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
+    void set_numerics(Numerics numerics) override { numerics_ = numerics; }  // every value runs on the CPU
     void frontier_changed() override {}
     void read_kv(int layer, int position, float* k, float* v) const override;
     void read_aux(int position, float* hidden) const override;
@@ -72,6 +73,7 @@ private:
     const ModelImpl& m_;
     const int n_ctx_;
     int32_t* frontier_;  // (n_ctx) the session's
+    Numerics numerics_;  // the kernels' arithmetic, passed to each call
     ThreadPool pool_;
     Arena arena_;
     Buffers buf_;
@@ -88,8 +90,8 @@ private:
     StepCounters counters_;
 };
 
-CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier)
-    : m_(model), n_ctx_(n_ctx), frontier_(frontier), pool_(model.params.n_threads) {
+CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics)
+    : m_(model), n_ctx_(n_ctx), frontier_(frontier), numerics_(numerics), pool_(model.params.n_threads) {
     const ModelHparams& hp = m_.hparams;
     const int64_t n = n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
     const int64_t ub = std::min<int64_t>(n, 512);
@@ -215,7 +217,7 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     {
         const WeightMatrix* qkv[] = {&w.wq, &w.wk, &w.wv};
         float* out[] = {ws.q, ws.k, ws.v};
-        matmul_shared_input(qkv, out, 3, ws.norm, nb, pool);
+        matmul_shared_input(qkv, out, 3, ws.norm, nb, numerics_, pool);
     }
     // biases, per-head norms, RoPE, then K/V into the cache as fp16
     const float* rope_table = sliding ? ws.rope_local : ws.rope_global;
@@ -264,9 +266,10 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     ap.head_dim = hd;
     ap.scale = hp.softmax_scale();
     ap.out = ws.attn_out;
+    ap.numerics = numerics_;
     attention(ap, ws.attention_scratch, n_ctx_, pool);
     // output projection and residual
-    matmul(w.wo, ws.attn_out, nb, ws.proj, pool);
+    matmul(w.wo, ws.attn_out, nb, ws.proj, numerics_, pool);
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
             if (w.post_attn_norm) rms_norm(ws.proj + r * d, w.post_attn_norm, ws.proj + r * d, d, hp.rms_eps);
@@ -278,7 +281,7 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     {
         const WeightMatrix* gate_up[] = {&w.gate, &w.up};
         float* out[] = {ws.gate, ws.up};
-        matmul_shared_input(gate_up, out, 2, ws.norm, nb, pool);
+        matmul_shared_input(gate_up, out, 2, ws.norm, nb, numerics_, pool);
     }
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
@@ -286,7 +289,7 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
             else swiglu(ws.gate + r * ff, ws.up + r * ff, ff);
         }
     });
-    matmul(w.down, ws.gate, nb, ws.proj, pool);
+    matmul(w.down, ws.gate, nb, ws.proj, numerics_, pool);
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
             if (w.post_ffn_norm) rms_norm(ws.proj + r * d, w.post_ffn_norm, ws.proj + r * d, d, hp.rms_eps);
@@ -377,7 +380,7 @@ void CpuSession::output_logits(const float* hidden, int n, float* logits) {
                 rms_norm(hidden + (c0 + r) * static_cast<int64_t>(d), m_.output_norm, buf_.norm + r * d, d, hp.rms_eps);
         });
         float* out = logits + static_cast<int64_t>(c0) * hp.n_vocab;  // (nb, n_vocab)
-        matmul(m_.output, buf_.norm, nb, out, pool_);
+        matmul(m_.output, buf_.norm, nb, out, numerics_, pool_);
         // final logit soft-capping (gemma2-style; only when the metadata asks for it)
         if (hp.final_logit_softcap > 0) {
             const float cap = hp.final_logit_softcap;
@@ -412,8 +415,8 @@ void CpuSession::read_aux(int position, float* hidden) const {
 
 }  // namespace
 
-std::unique_ptr<SessionBackend> create_cpu_session(const ModelImpl& model, int n_ctx, int32_t* frontier) {
-    return std::make_unique<CpuSession>(model, n_ctx, frontier);
+std::unique_ptr<SessionBackend> create_cpu_session(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics) {
+    return std::make_unique<CpuSession>(model, n_ctx, frontier, numerics);
 }
 
 }  // namespace lazyllm_edge

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -228,17 +227,6 @@ void check_blocks(GgmlType type, int64_t n) {
 }
 
 }  // namespace
-
-namespace {
-bool numerics_from_env() {
-    const char* e = std::getenv("LAZYLLM_EDGE_NUMERICS");
-    return e && std::string(e) == "llama.cpp";
-}
-std::atomic<bool> g_llama_numerics{numerics_from_env()};
-}  // namespace
-
-bool llama_cpp_numerics() { return g_llama_numerics.load(std::memory_order_relaxed); }
-void set_llama_cpp_numerics(bool on) { g_llama_numerics.store(on, std::memory_order_relaxed); }
 
 CpuIsa detected_isa() { return g_detected; }
 CpuIsa active_isa() { return static_cast<CpuIsa>(g_active.load(std::memory_order_relaxed)); }

@@ -8,17 +8,10 @@ namespace lazyllm_edge {
 
 enum class CpuIsa { scalar = 0, avx2 = 1 };
 
-// llama.cpp numerics (process-wide; LAZYLLM_EDGE_NUMERICS=llama.cpp at start-up, or set_llama_cpp_numerics):
-// prefill takes the int8 path too, the int8 matmuls sum in ggml's fp32 order and attention uses its exact
-// arithmetic (attention.h), so logits equal llama.cpp's CPU backend's (AVX2, flash attention off, fp16 KV)
-// bit for bit for the weight types and ops it covers. A validation mode: prefill 1.1-1.6x slower than the
-// default, decode 1.5-2.5x slower.
-bool llama_cpp_numerics();
-void set_llama_cpp_numerics(bool on);
-
 // Best ISA this CPU supports (AVX2+FMA+F16C checked with cpuid).
 CpuIsa detected_isa();
-// The ISA the kernels below dispatch to; tests may lower it to compare implementations.
+// The ISA the kernels dispatch to: detected_isa(), unless a test lowered it (process-wide, a test hook: only the
+// `_testing` module, which has its own copy of the kernels, calls set_active_isa) to compare implementations.
 CpuIsa active_isa();
 void set_active_isa(CpuIsa isa);  // clamped to detected_isa()
 

@@ -1,9 +1,9 @@
 // Quantized matmul driver: validation, work split over the thread pool, per-thread scratch, dispatch.
-// The AVX2 micro-kernels live in kernels_avx2.cpp (namespace avx2); this file is baseline x86-64.
+// The AVX2 micro-kernels live in kernels_avx2.cpp, matmul_int8_avx2.cpp and llama_order/ (namespace avx2);
+// this file is baseline x86-64.
 #include "cpu/matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -25,7 +25,10 @@ void gemm_f32(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_
 bool gemv_fused(uint32_t type, const float* x, int64_t ldx, int64_t n_tok, const void* w, size_t row_bytes,
                 int64_t n_rows, int64_t K, const float* xsum, float* y, int64_t ldy);
 bool gemm_q8(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum, const int16_t* bsums,
-             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy, bool llama);
+             int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy);
+bool gemm_q8_llama(uint32_t type, const int8_t* q, const float* d, const float* s, const int32_t* isum,
+                   const int16_t* bsums, int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows,
+                   float* y, int64_t ldy);
 }
 #endif
 
@@ -140,24 +143,12 @@ thread_local QScratch t_qscratch2;  // a second activation format in matmul_shar
 
 bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 
-// LAZYLLM_EDGE_INT8=0 (or the older LAZYLLM_EDGE_INT8_DECODE=0) switches the int8 path off at start-up.
-bool int8_from_env() {
-    for (const char* name : {"LAZYLLM_EDGE_INT8", "LAZYLLM_EDGE_INT8_DECODE"}) {
-        const char* e = std::getenv(name);
-        if (e && e[0] == '0' && e[1] == '\0') return false;
-    }
-    return true;
-}
-std::atomic<bool> g_int8{int8_from_env()};
-
-// Prefill (more than 4 tokens) on the int8 path too: faster, but int8 rounding noise that is not llama.cpp's
-// own (attention and the other ops are not bit-identical to it) lowers agreement with llama.cpp's logits,
-// so prefill stays exact fp32 unless LAZYLLM_EDGE_INT8_PREFILL=1 or set_matmul_int8_prefill(true).
-bool int8_prefill_from_env() {
-    const char* e = std::getenv("LAZYLLM_EDGE_INT8_PREFILL");
-    return e && e[0] == '1' && e[1] == '\0';
-}
-std::atomic<bool> g_int8_prefill{int8_prefill_from_env()};
+#if defined(__x86_64__)
+using GemmQ8Fn = bool (*)(uint32_t, const int8_t*, const float*, const float*, const int32_t*, const int16_t*, int64_t,
+                          int64_t, const void*, size_t, int64_t, float*, int64_t);
+// The int8 kernels' fp32 order: llama.cpp's own for llama_cpp numerics, else the fast one.
+GemmQ8Fn gemm_q8_for(Numerics numerics) { return numerics == Numerics::llama_cpp ? avx2::gemm_q8_llama : avx2::gemm_q8; }
+#endif
 
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
                      int64_t K, float* y, int64_t ldy) {
@@ -195,7 +186,7 @@ void validate(const WeightMatrix& w, int64_t n_tok) {
 
 }  // namespace
 
-void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Numerics numerics, ThreadPool& pool) {
     validate(w, n_tok);
     if (n_tok == 0 || w.n_out == 0) return;
 
@@ -230,16 +221,16 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
 
 #if defined(__x86_64__)
     // Quantized weights (as llama.cpp): quantize x once per call, then integer block dots; rows split over threads.
-    if (matmul_uses_int8(type, n_tok)) {
+    if (matmul_uses_int8(type, n_tok, numerics)) {
         const Q8Rows qx = t_qscratch.quantize(x, n_tok, n_in, int8_format(type), pool);
-        const bool llama = llama_cpp_numerics();
+        const GemmQ8Fn gemm_q8 = gemm_q8_for(numerics);
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
-            avx2::gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
-                          wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out, llama);
+            gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
+                    wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
         });
         return;
     }
-    // int8 path switched off: fp32 fused decode (dequantize in registers, no scratch round trip).
+    // fp32 numerics (no int8 path): fused decode (dequantize in registers, no scratch round trip).
     if (n_tok <= 4 && active_isa() == CpuIsa::avx2 &&
         (type == GgmlType::Q4_0 || type == GgmlType::Q4_1 || type == GgmlType::Q8_0)) {
         const int64_t nb = n_in / 32;
@@ -287,12 +278,12 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Thre
 }
 
 void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, const float* x, int64_t n_tok,
-                         ThreadPool& pool) {
+                         Numerics numerics, ThreadPool& pool) {
     bool fused = n > 1 && n <= kMaxSharedInput;
     for (int i = 0; fused && i < n; ++i)
-        fused = matmul_uses_int8(w[i]->type, n_tok) && w[i]->n_in == w[0]->n_in && w[i]->n_out > 0;
+        fused = matmul_uses_int8(w[i]->type, n_tok, numerics) && w[i]->n_in == w[0]->n_in && w[i]->n_out > 0;
     if (!fused) {
-        for (int i = 0; i < n; ++i) matmul(*w[i], x, n_tok, y[i], pool);
+        for (int i = 0; i < n; ++i) matmul(*w[i], x, n_tok, y[i], numerics, pool);
         return;
     }
     for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
@@ -314,7 +305,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
         row_begin[i + 1] = row_begin[i] + w[i]->n_out;
     }
     // one dispatch over the concatenated rows; a chunk may span two weights
-    const bool llama = llama_cpp_numerics();
+    const GemmQ8Fn gemm_q8 = gemm_q8_for(numerics);
     pool.parallel_for(static_cast<long>(row_begin[n]), [&](long r0, long r1, int) {
         for (int i = 0; i < n; ++i) {
             const int64_t b = std::max<int64_t>(r0, row_begin[i]), e = std::min<int64_t>(r1, row_begin[i + 1]);
@@ -322,9 +313,9 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
             const WeightMatrix& wi = *w[i];
             const Q8Rows& q = qx[which[i]];
             const int64_t local = b - row_begin[i];
-            avx2::gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
-                          static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
-                          e - b, y[i] + local, wi.n_out, llama);
+            gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
+                    static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
+                    e - b, y[i] + local, wi.n_out);
         }
     });
 #endif
@@ -340,16 +331,12 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
     }
 }
 
-bool matmul_uses_int8(GgmlType type, int64_t n_tok) {
-    return n_tok >= 1 && (n_tok <= 4 || g_int8_prefill.load(std::memory_order_relaxed) || llama_cpp_numerics()) &&
-           active_isa() == CpuIsa::avx2 && int8_type(type) && g_int8.load(std::memory_order_relaxed);
+bool matmul_uses_int8(GgmlType type, int64_t n_tok, Numerics numerics) {
+    // fast: decode only (int8 prefill's rounding noise is not llama.cpp's own and lowers agreement with its
+    // logits, so fast prefill stays exact fp32); llama_cpp: every batch, as llama.cpp does; fp32: never
+    const bool batch = numerics == Numerics::llama_cpp ? n_tok >= 1 : numerics == Numerics::fast && n_tok >= 1 && n_tok <= 4;
+    return batch && active_isa() == CpuIsa::avx2 && int8_type(type);
 }
-
-void set_matmul_int8_prefill(bool on) { g_int8_prefill.store(on, std::memory_order_relaxed); }
-bool matmul_int8_prefill_enabled() { return g_int8_prefill.load(std::memory_order_relaxed); }
-
-void set_matmul_int8(bool on) { g_int8.store(on, std::memory_order_relaxed); }
-bool matmul_int8_enabled() { return g_int8.load(std::memory_order_relaxed); }
 
 namespace {
 

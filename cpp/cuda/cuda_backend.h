@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "lazyllm_edge/numerics.hpp"
+
 namespace lazyllm_edge {
 
 struct ModelImpl;
@@ -19,15 +21,12 @@ int cuda_device_count(std::string* why_none = nullptr);
 // Name of the device the backend uses ("" when none).
 std::string cuda_device_name();
 
-// Process-wide precision of the CUDA prefill GEMMs: false (default) fp16/bf16 inputs with fp32 accumulation,
-// true near-fp32 3xTF32 (LAZYLLM_EDGE_CUDA_EXACT=1 at start-up). Decode's matrix-vector products are fp32.
-void cuda_set_exact_gemm(bool on);
-bool cuda_exact_gemm();
-
 // Copies the weights to the device. Error(unsupported) for a weight type or shape the kernels lack.
 std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl& m);
 // The session backend on the device: KV cache, aux cache and work buffers in one cudaMalloc, the forward
 // pass and the LazyLLM data movement as kernels. `frontier` (n_ctx) is the session's host frontier.
-std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier);
+// `numerics`: fast (prefill GEMMs in fp16/bf16 with fp32 accumulation) or fp32 (prefill by the near-fp32
+// 3xTF32 GEMM); decode's matrix-vector products are fp32 in both. llama_cpp: Error(unsupported).
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier, Numerics numerics);
 
 }  // namespace lazyllm_edge

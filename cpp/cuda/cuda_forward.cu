@@ -26,7 +26,7 @@ __global__ void window_start_kernel(const int32_t* active, int n, int32_t first_
 
 class CudaSessionBackend final : public SessionBackend {
 public:
-    CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier);
+    CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics);
 
     void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
@@ -38,6 +38,7 @@ public:
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
+    void set_numerics(Numerics numerics) override;
     void frontier_changed() override;
     void read_kv(int layer, int position, float* k, float* v) const override;
     void read_aux(int position, float* hidden) const override;
@@ -50,6 +51,7 @@ private:
     const ModelImpl& m_;
     const int n_ctx_;
     int32_t* frontier_;  // (n_ctx) the session's host frontier
+    Numerics numerics_;  // fast or fp32: the precision of the prefill GEMMs
     CudaSession g_;
     std::vector<float> host_logits_;  // (n_vocab) the last row's logits
     // the step: which of the two buffers hold the compute rows (cur_) and the active set (act_), their sizes
@@ -62,8 +64,10 @@ private:
     int32_t window_begin_ = 0;  // first position of the query window
 };
 
-CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier)
-    : m_(model), n_ctx_(n_ctx), frontier_(frontier), host_logits_(static_cast<size_t>(model.hparams.n_vocab)) {
+CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics)
+    : m_(model), n_ctx_(n_ctx), frontier_(frontier), numerics_(Numerics::fast),
+      host_logits_(static_cast<size_t>(model.hparams.n_vocab)) {
+    set_numerics(numerics);  // refused before anything is allocated
     const ModelHparams& hp = m_.hparams;
     CudaSession& g = g_;
     g.device = m_.cuda->device;
@@ -191,9 +195,9 @@ void CudaSessionBackend::layer_micro_batch(int l, int c0, int nb) {
 
     // attention norm, q/k/v projections
     cuda::rms_norm(x, w.attn_norm, g.norm, nb, d, hp.rms_eps, stream);
-    cuda::matmul(w.wq, g.norm, nb, g.q, g.gemm_scratch, stream);
-    cuda::matmul(w.wk, g.norm, nb, g.k_new, g.gemm_scratch, stream);
-    cuda::matmul(w.wv, g.norm, nb, g.v_new, g.gemm_scratch, stream);
+    cuda::matmul(w.wq, g.norm, nb, g.q, g.gemm_scratch, numerics_, stream);
+    cuda::matmul(w.wk, g.norm, nb, g.k_new, g.gemm_scratch, numerics_, stream);
+    cuda::matmul(w.wv, g.norm, nb, g.v_new, g.gemm_scratch, numerics_, stream);
     // biases, head norms, RoPE, K/V into the cache as fp16, the last token's query kept for pruning
     cuda::QkvParams qp;
     qp.q = g.q;
@@ -238,13 +242,13 @@ void CudaSessionBackend::layer_micro_batch(int l, int c0, int nb) {
     a.partial = g.attn_partial;
     cuda::attention(a, stream);
     // output projection, residual, FFN norm
-    cuda::matmul(w.wo, g.attn_out, nb, g.proj, g.gemm_scratch, stream);
+    cuda::matmul(w.wo, g.attn_out, nb, g.proj, g.gemm_scratch, numerics_, stream);
     cuda::add_residual(x, g.proj, w.post_attn_norm, w.ffn_norm, g.norm, nb, d, hp.rms_eps, stream);
     // gated FFN and residual
-    cuda::matmul(w.gate, g.norm, nb, g.gate, g.gemm_scratch, stream);
-    cuda::matmul(w.up, g.norm, nb, g.up, g.gemm_scratch, stream);
+    cuda::matmul(w.gate, g.norm, nb, g.gate, g.gemm_scratch, numerics_, stream);
+    cuda::matmul(w.up, g.norm, nb, g.up, g.gemm_scratch, numerics_, stream);
     cuda::gated_activation(g.gate, g.up, static_cast<int64_t>(nb) * ff, hp.gelu_ffn, stream);
-    cuda::matmul(w.down, g.gate, nb, g.proj, g.gemm_scratch, stream);
+    cuda::matmul(w.down, g.gate, nb, g.proj, g.gemm_scratch, numerics_, stream);
     cuda::add_residual(x, g.proj, w.post_ffn_norm, nullptr, nullptr, nb, d, hp.rms_eps, stream);
 }
 
@@ -344,6 +348,13 @@ StepCounters CudaSessionBackend::end_step() {
     return counters;
 }
 
+void CudaSessionBackend::set_numerics(Numerics numerics) {
+    if (numerics == Numerics::llama_cpp)
+        throw_error(ErrorCode::unsupported, "numerics 'llama.cpp' reproduces llama.cpp's CPU backend: the CUDA backend "
+                                            "computes with 'fast' or 'fp32' numerics");
+    numerics_ = numerics;
+}
+
 void CudaSessionBackend::frontier_changed() {
     check(cudaSetDevice(g_.device), "cudaSetDevice");
     check(cudaMemcpy(g_.frontier, frontier_, sizeof(int32_t) * n_ctx_, cudaMemcpyHostToDevice), "frontier");
@@ -372,8 +383,8 @@ void CudaSessionBackend::read_aux(int position, float* hidden) const {
 
 }  // namespace
 
-std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier) {
-    return std::make_unique<CudaSessionBackend>(m, n_ctx, frontier);
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl& m, int n_ctx, int32_t* frontier, Numerics numerics) {
+    return std::make_unique<CudaSessionBackend>(m, n_ctx, frontier, numerics);
 }
 
 }  // namespace lazyllm_edge

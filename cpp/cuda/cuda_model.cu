@@ -32,9 +32,6 @@ std::string cuda_device_name() {
     return prop.name;
 }
 
-void cuda_set_exact_gemm(bool on) { cuda::set_exact_gemm(on); }
-bool cuda_exact_gemm() { return cuda::exact_gemm(); }
-
 namespace {
 
 // Host regions to copy into the one device block: (source, bytes, where the device pointer goes).

@@ -16,9 +16,7 @@ int cuda_device_count(std::string* why_none) {
     return 0;
 }
 std::string cuda_device_name() { return ""; }
-void cuda_set_exact_gemm(bool) {}
-bool cuda_exact_gemm() { return false; }
 std::shared_ptr<CudaModel> cuda_upload_model(const ModelImpl&) { unavailable(); }
-std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl&, int, int32_t*) { unavailable(); }
+std::unique_ptr<SessionBackend> cuda_create_session(const ModelImpl&, int, int32_t*, Numerics) { unavailable(); }
 
 }  // namespace lazyllm_edge

@@ -4,7 +4,7 @@
 // rounded to the same 16-bit type as they are staged in shared memory, accumulating in fp32. Weight tiles
 // arrive by cp.async into a second buffer while the current one is multiplied; activation tiles are
 // prefetched into registers. Accuracy: each input rounded to 11 (fp16) or 8 (bf16) significant bits, as
-// a cuBLAS fp16/bf16 GEMM; the 3xTF32 kernel in matmul.cu is the near-fp32 alternative (set_exact_gemm).
+// a cuBLAS fp16/bf16 GEMM; the 3xTF32 kernel in matmul.cu is the near-fp32 alternative (`fp32` numerics).
 #include <cuda_bf16.h>
 #include <mma.h>
 

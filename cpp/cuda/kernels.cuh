@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "gguf/ggml_types.h"
+#include "lazyllm_edge/numerics.hpp"
 
 namespace lazyllm_edge {
 namespace cuda {
@@ -36,14 +37,12 @@ struct GemmScratch {
     bool bf16 = false;     // bf16 instead of fp16 (models with activations beyond fp16's range: gemma3)
 };
 // y = x . W^T by the half-precision GEMM (gemm_half.cu) when it applies: more than kMatvecMaxTokens
-// tokens, the exact switch off, the matrix fits the scratch; otherwise as matmul() above.
-void matmul(const DeviceMatrix& w, const float* x, int n_tok, float* y, const GemmScratch& scratch, cudaStream_t stream);
+// tokens, `fast` numerics, the matrix fits the scratch; otherwise (`fp32`: the near-fp32 3xTF32 GEMM) as
+// matmul() above.
+void matmul(const DeviceMatrix& w, const float* x, int n_tok, float* y, const GemmScratch& scratch, Numerics numerics,
+            cudaStream_t stream);
 bool gemm_half_fits(const DeviceMatrix& w, const GemmScratch& scratch);
 void gemm_half(const DeviceMatrix& w, const float* x, int n_tok, float* y, const GemmScratch& scratch, cudaStream_t stream);
-// Process-wide: prefill GEMMs in near-fp32 3xTF32 (true) instead of fp16/bf16 (false, the default;
-// LAZYLLM_EDGE_CUDA_EXACT=1 in the environment at start-up sets it). For A/B and exactness tests.
-void set_exact_gemm(bool on);
-bool exact_gemm();
 // The same product by the matrix-vector kernel whatever n_tok (tests compare the two paths).
 void matmul_matvec(const DeviceMatrix& w, const float* x, int n_tok, float* y, cudaStream_t stream);
 

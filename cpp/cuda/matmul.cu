@@ -8,9 +8,6 @@
 //    rounds both inputs to 11 bits, ~1e-3 relative), at three tensor-core products per tile step.
 #include <mma.h>
 
-#include <atomic>
-#include <cstdlib>
-
 #include "cuda/cuda_check.h"
 #include "cuda/dequant.cuh"
 #include "cuda/kernels.cuh"
@@ -171,19 +168,9 @@ void matmul_matvec(const DeviceMatrix& w, const float* x, int n_tok, float* y, c
     }
 }
 
-namespace {
-bool exact_gemm_from_environment() {
-    const char* v = std::getenv("LAZYLLM_EDGE_CUDA_EXACT");
-    return v && v[0] == '1';
-}
-std::atomic<bool> g_exact_gemm{exact_gemm_from_environment()};
-}  // namespace
-
-void set_exact_gemm(bool on) { g_exact_gemm.store(on); }
-bool exact_gemm() { return g_exact_gemm.load(); }
-
-void matmul(const DeviceMatrix& w, const float* x, int n_tok, float* y, const GemmScratch& scratch, cudaStream_t stream) {
-    if (n_tok > kMatvecMaxTokens && !exact_gemm() && gemm_half_fits(w, scratch))
+void matmul(const DeviceMatrix& w, const float* x, int n_tok, float* y, const GemmScratch& scratch, Numerics numerics,
+            cudaStream_t stream) {
+    if (n_tok > kMatvecMaxTokens && numerics == Numerics::fast && gemm_half_fits(w, scratch))
         return gemm_half(w, x, n_tok, y, scratch, stream);
     matmul(w, x, n_tok, y, stream);
 }

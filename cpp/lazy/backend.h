@@ -60,6 +60,9 @@ public:
     virtual StepCounters end_step() = 0;
 
     // ---- between steps ----
+    // The arithmetic of the next steps (lazyllm_edge/numerics.hpp). Error(unsupported), nothing changed, where
+    // the backend lacks it.
+    virtual void set_numerics(Numerics numerics) = 0;
     // The host frontier was changed by the session (reset, or a failed step rolled back).
     virtual void frontier_changed() = 0;
     // One cached K/V row (kv_dim floats each) and one aux-cache row (d_model floats), as fp32.

@@ -25,12 +25,13 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     if (params.n_ctx < 1) throw_error(ErrorCode::invalid_argument, "n_ctx must be at least 1");
     if (params.n_ctx > (1 << 24)) throw_error(ErrorCode::invalid_argument, "n_ctx is too large");
     s.n_ctx = params.n_ctx;
+    s.numerics = params.numerics;
     s.prune_plan = std::make_unique<PrunePlan>(params.lazy, s.hp->n_layer);
     s.frontier.assign(static_cast<size_t>(s.n_ctx), 0);
     s.layer_scratch.assign(static_cast<size_t>(s.hp->n_layer) + 1, 0);
     // the backend owns the caches and work buffers: on the device for "cuda", else in one host arena
-    s.backend = s.m->cuda ? cuda_create_session(*s.m, s.n_ctx, s.frontier.data())
-                          : create_cpu_session(*s.m, s.n_ctx, s.frontier.data());
+    s.backend = s.m->cuda ? cuda_create_session(*s.m, s.n_ctx, s.frontier.data(), s.numerics)
+                          : create_cpu_session(*s.m, s.n_ctx, s.frontier.data(), s.numerics);
     s.tokens.reserve(static_cast<size_t>(s.n_ctx));
     reset();
 }
@@ -132,6 +133,14 @@ void Session::set_lazy_config(const LazyConfig& lazy) {
     auto plan = std::make_unique<PrunePlan>(lazy, impl_->hp->n_layer);  // validated before anything changes
     SessionUse use(*impl_);
     impl_->prune_plan = std::move(plan);
+}
+
+Numerics Session::numerics() const { return impl_->numerics; }
+
+void Session::set_numerics(Numerics numerics) {
+    SessionUse use(*impl_);
+    impl_->backend->set_numerics(numerics);  // may refuse: then nothing changed
+    impl_->numerics = numerics;
 }
 
 void Session::set_record_importance(bool on) { impl_->record_importance = on; }

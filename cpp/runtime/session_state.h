@@ -18,6 +18,7 @@ struct SessionImpl {
     ModelImpl* m = nullptr;
     const ModelHparams* hp = nullptr;
     int n_ctx = 0;
+    Numerics numerics = Numerics::fast;  // what the backend computes with
     std::unique_ptr<PrunePlan> prune_plan;
     std::vector<int32_t> tokens;    // (n_ctx capacity) the context
     std::vector<int32_t> frontier;  // (n_ctx) layers with KV per position: token p has KV at [0, frontier[p]);

@@ -42,9 +42,10 @@
 extern "C" {
 #endif
 
-/* Major changes break the ABI; minor versions only add functions. */
+/* Major changes break the ABI; minor versions only add functions, and fields at the end of a params struct (the
+ * library reads a new field only from a struct whose api_version has it). */
 #define LE_API_VERSION_MAJOR 1
-#define LE_API_VERSION_MINOR 1  /* 1.1: le_session_generate_until */
+#define LE_API_VERSION_MINOR 2  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics */
 #define LE_API_VERSION ((LE_API_VERSION_MAJOR << 16) | LE_API_VERSION_MINOR)
 
 typedef enum le_status {
@@ -126,6 +127,14 @@ typedef struct le_prune_stage {
     float keep_fraction;
 } le_prune_stage;
 
+/* The arithmetic a session computes with. */
+typedef enum le_numerics {
+    LE_NUMERICS_FAST = 0,      /* default. CPU: exact fp32 prefill, int8 decode as llama.cpp; CUDA: fp16/bf16 prefill GEMMs */
+    LE_NUMERICS_FP32 = 1,      /* every matmul in (near-)exact fp32 (CPU: no int8; CUDA: 3xTF32 prefill GEMMs) */
+    LE_NUMERICS_LLAMA_CPP = 2  /* llama.cpp's CPU arithmetic bit for bit (int8 prefill too, ggml's orders, its
+                                  attention); slower; CPU only (LE_ERR_UNSUPPORTED on CUDA) */
+} le_numerics;
+
 typedef struct le_session_params {
     uint32_t api_version;
     int32_t n_ctx;
@@ -136,6 +145,7 @@ typedef struct le_session_params {
     const le_prune_stage* schedule;
     size_t n_schedule;
     int32_t prune_decode;  /* 1: prune in decode steps too, 0: prefill only, -1: as the preset or spec says (balanced and schedules: 1, aggressive and "X/off": 0) */
+    int32_t numerics;      /* an le_numerics (API 1.2; a 1.0/1.1 struct computes with LE_NUMERICS_FAST) */
 } le_session_params;
 
 static inline void le_session_params_init(le_session_params* p) {
@@ -145,6 +155,7 @@ static inline void le_session_params_init(le_session_params* p) {
     p->schedule = NULL;
     p->n_schedule = 0;
     p->prune_decode = -1;
+    p->numerics = LE_NUMERICS_FAST;
 }
 
 typedef struct le_sampling_params {

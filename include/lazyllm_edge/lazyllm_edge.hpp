@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lazyllm_edge/error.hpp"
+#include "lazyllm_edge/numerics.hpp"
 
 namespace lazyllm_edge {
 
@@ -94,6 +95,7 @@ struct LazyConfig {
 struct SessionParams {
     int n_ctx = 4096;
     LazyConfig lazy;
+    Numerics numerics = Numerics::fast;  // the arithmetic (numerics.hpp); the CUDA backend refuses llama_cpp
 };
 
 struct SessionStats {
@@ -134,6 +136,10 @@ public:
     const SessionStats& stats() const;
     const LazyConfig& lazy_config() const;
     void set_lazy_config(const LazyConfig& lazy);  // validated; takes effect at the next append
+    Numerics numerics() const;
+    // Takes effect at the next append (the cached KV stays as computed); Error(unsupported) where the backend
+    // lacks it (llama_cpp on CUDA), the session then unchanged.
+    void set_numerics(Numerics numerics);
     const std::shared_ptr<Model>& model() const;
 
     // Last importance vector computed (debug/tests): positions and scores at the given pruning layer.

@@ -1,4 +1,5 @@
-// Core hardening checks: test_core <tiny-model.gguf>. One session from two threads never corrupts state;
+// Core hardening checks: test_core <tiny-model.gguf>. One session from two threads never corrupts state (also
+// when one of them changes its numerics);
 // an n_ctx beyond the memory limit fails at session creation; the context end is an error, not a crash.
 // The generation loop: stop strings with hold-back, finish reasons, a superseded generation, the lazy override.
 #include <atomic>
@@ -75,6 +76,44 @@ void test_shared_session(const std::shared_ptr<Model>& model) {
     CHECK(session.n_past() == done.load());
     for (int32_t t : session.tokens()) CHECK(t == 5 || t == 7);
     for (int p = 0; p < session.n_past(); ++p) CHECK(session.token_frontier(p) == model->info().n_layer);
+}
+
+// Numerics: each name parses back to its value, a bad name is refused; a session carries its value and changes it
+// between calls, and a change while another thread appends is refused as busy (never applied mid-step).
+void test_numerics(const std::shared_ptr<Model>& model) {
+    for (Numerics n : {Numerics::fast, Numerics::fp32, Numerics::llama_cpp}) CHECK(parse_numerics(numerics_name(n)) == n);
+    CHECK(parse_numerics("default") == Numerics::fast && parse_numerics("llama_cpp") == Numerics::llama_cpp);
+    CHECK(code_of([] { parse_numerics("int8"); }) == ErrorCode::invalid_argument);
+    SessionParams sp;
+    sp.n_ctx = 512;
+    sp.numerics = Numerics::llama_cpp;
+    Session session(model, sp);
+    CHECK(session.numerics() == Numerics::llama_cpp);
+    std::atomic<int> appended{0}, other{0};
+    std::thread appender([&] {
+        int32_t token = 5;
+        for (int i = 0; i < 300; ++i) {
+            const ErrorCode c = code_of([&] { session.append(&token, 1); });
+            if (c == ErrorCode::ok) ++appended;
+            else if (c != ErrorCode::busy) ++other;
+        }
+    });
+    int changed = 0, busy = 0;
+    Numerics last = session.numerics();
+    for (int i = 0; i < 300; ++i) {
+        const Numerics want = i % 2 ? Numerics::fp32 : Numerics::fast;
+        switch (code_of([&] { session.set_numerics(want); })) {
+            case ErrorCode::ok: ++changed, last = want; break;
+            case ErrorCode::busy: ++busy; break;
+            default: ++other; break;
+        }
+    }
+    appender.join();
+    std::printf("numerics: %d changes, %d refused as busy, %d appends\n", changed, busy, appended.load());
+    CHECK(other.load() == 0);
+    CHECK(changed + busy == 300);
+    CHECK(session.numerics() == last);
+    CHECK(session.n_past() == appended.load());
 }
 
 void test_limits(const std::shared_ptr<Model>& model) {
@@ -223,6 +262,7 @@ int main(int argc, char** argv) {
         auto model = Model::load(argv[1], mp);
         test_thread_pool_lifecycle();
         test_shared_session(model);
+        test_numerics(model);
         test_limits(model);
         test_stop_strings();
         test_generation(model);

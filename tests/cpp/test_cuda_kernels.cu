@@ -268,8 +268,8 @@ void test_matmul() {
 // The half-precision prefill GEMM (gemm_half.cu: weights dequantized once into fp16 or bf16 scratch, then
 // 128x128 tensor-core tiles) for every type, n_out 200 (a partial tile), against the double-precision
 // reference. Bounds from the input rounding: fp16 2^-11 per operand -> 2e-3 * sum|w*x|; bf16 2^-8 ->
-// 1.6e-2 * sum|w*x|. Then matmul() with the scratch: the half path by default, the 3xTF32 one with the
-// exact switch on (its result equals matmul() without scratch bit for bit).
+// 1.6e-2 * sum|w*x|. Then matmul() with the scratch: the half path with fast numerics, the 3xTF32 one with
+// fp32 numerics (its result equals matmul() without scratch bit for bit).
 void test_gemm_half() {
     const int n_in = 512, n_out = 200, max_tok = 300;
     std::mt19937 rng(4321);
@@ -303,12 +303,12 @@ void test_gemm_half() {
                 report("gemm_half " + std::string(bf16 ? "bf16 " : "fp16 ") + tname + " n_tok=" + std::to_string(n_tok), wst);
             }
         }
-        // dispatch: with scratch, matmul() takes the half path unless the exact switch is on
+        // dispatch: with scratch, matmul() takes the half path with fast numerics, the 3xTF32 one with fp32
         cu::GemmScratch gs;
         gs.data = scratch.p;
         gs.elems = static_cast<int64_t>(n_out) * n_in;
         const int n_tok = 130;
-        cu::matmul(dm, dx.p, n_tok, dy.p, gs, 0);
+        cu::matmul(dm, dx.p, n_tok, dy.p, gs, Numerics::fast, 0);
         cu::gemm_half(dm, dx.p, n_tok, dy2.p, gs, 0);
         sync();
         Worst same_half;
@@ -317,9 +317,7 @@ void test_gemm_half() {
             for (size_t i = 0; i < static_cast<size_t>(n_tok) * n_out; ++i) same_half.add(a[i], b[i], 0);
         }
         report("matmul(scratch) == gemm_half " + tname, same_half);
-        cu::set_exact_gemm(true);
-        cu::matmul(dm, dx.p, n_tok, dy.p, gs, 0);
-        cu::set_exact_gemm(false);
+        cu::matmul(dm, dx.p, n_tok, dy.p, gs, Numerics::fp32, 0);
         cu::matmul(dm, dx.p, n_tok, dy2.p, 0);
         sync();
         Worst same_exact;
@@ -327,7 +325,7 @@ void test_gemm_half() {
             const std::vector<float> a = dy.get(), b = dy2.get();
             for (size_t i = 0; i < static_cast<size_t>(n_tok) * n_out; ++i) same_exact.add(a[i], b[i], 0);
         }
-        report("matmul(scratch, exact) == 3xTF32 " + tname, same_exact);
+        report("matmul(scratch, fp32) == 3xTF32 " + tname, same_exact);
     }
 }
 

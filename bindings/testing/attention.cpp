@@ -1,4 +1,5 @@
-// Test hook for the attention kernels: `_core.kernels.attention` (optimized or scalar reference).
+// Test hook for the attention kernels: `_testing.kernels.attention` (optimized or scalar reference, in the given
+// numerics: llama.cpp's arithmetic for "llama.cpp", the online softmax otherwise).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -9,6 +10,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/kernels.h"
+#include "cpu/llama_order/attention_llama.h"
 #include "base/thread_pool.h"
 
 namespace nb = nanobind;
@@ -23,7 +25,8 @@ using IndexVector = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::de
 
 FloatArray run_attention(const Matrix& q, const HalfMatrix& k, const HalfMatrix& v, const IndexVector& positions,
                          const IndexVector& begin, const IndexVector& end, int n_head, int n_head_kv, float scale,
-                         const std::string& isa, int n_threads, bool reference, bool llama_cpp) {
+                         const std::string& isa, int n_threads, bool reference, const std::string& numerics) {
+    const Numerics mode = parse_numerics(numerics);
     const int64_t n_q = static_cast<int64_t>(q.shape(0)), n_ctx = static_cast<int64_t>(k.shape(0));
     const int64_t n_pos = static_cast<int64_t>(positions.shape(0));
     if (n_head < 1 || n_head_kv < 1 || n_head % n_head_kv != 0) throw nb::value_error("n_head must be a multiple of n_head_kv");
@@ -57,18 +60,18 @@ FloatArray run_attention(const Matrix& q, const HalfMatrix& k, const HalfMatrix&
         p.head_dim = static_cast<int>(hd);
         p.scale = scale;
         p.out = out;
+        p.numerics = mode;
         const int threads = n_threads < 1 ? 1 : n_threads;
         const int64_t per_thread = attention_scratch_floats(static_cast<int>(n_pos > 0 ? n_pos : 1), n_head, n_head_kv, p.head_dim);
         std::vector<float> scratch(static_cast<size_t>(per_thread * (reference ? 1 : threads)));
         if (reference) {
-            if (llama_cpp) attention_llama_cpp_reference(p, scratch.data());
+            if (mode == Numerics::llama_cpp) attention_llama_cpp_reference(p, scratch.data());
             else attention_reference(p, scratch.data());
         } else {
             const CpuIsa saved = active_isa();
             set_active_isa(isa == "scalar" ? CpuIsa::scalar : detected_isa());
             ThreadPool pool(threads);
-            if (llama_cpp) attention_llama_cpp(p, scratch.data(), static_cast<int>(n_pos), pool);
-            else attention(p, scratch.data(), static_cast<int>(n_pos), pool);
+            attention(p, scratch.data(), static_cast<int>(n_pos), pool);  // dispatches on p.numerics
             set_active_isa(saved);
         }
     }
@@ -81,9 +84,10 @@ void register_attention(nb::module_& m) {
     nb::module_ k = nb::borrow<nb::module_>(m.attr("kernels"));
     k.def("attention", &run_attention, nb::arg("q"), nb::arg("k_cache"), nb::arg("v_cache"), nb::arg("kv_positions"),
           nb::arg("attend_begin"), nb::arg("attend_end"), nb::arg("n_head"), nb::arg("n_head_kv"), nb::arg("scale"),
-          nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("reference") = false, nb::arg("llama_cpp") = false,
+          nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("reference") = false, nb::arg("numerics") = "fast",
           "Attention of q (n_q, n_head*hd) over fp16 K/V (n_ctx, n_head_kv*hd, as uint16 bits) at kv_positions, query t "
           "seeing kv_positions[attend_begin[t]:attend_end[t]]. reference=True: the scalar exact-softmax reference "
           "(one thread); else the tiled online-softmax kernels ('scalar' or 'avx2'/'best') on n_threads threads. "
-          "llama_cpp=True: llama.cpp's attention arithmetic instead (its reference, or its phase kernels).");
+          "numerics='llama.cpp': llama.cpp's attention arithmetic instead (its reference, or its phase kernels); "
+          "'fast' and 'fp32' compute the same.");
 }

@@ -1,6 +1,6 @@
-// llama.cpp's CPU attention arithmetic (attention.h, "llama.cpp numerics"): the driver (prefill tasks, decode
+// llama.cpp's CPU attention arithmetic (attention_llama.h, `llama_cpp` numerics): the driver (prefill tasks, decode
 // phases), the scalar phase kernels and the step-by-step reference.
-#include "cpu/attention.h"
+#include "cpu/llama_order/attention_llama.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,6 @@
-// Test hooks for the CPU kernels: `_core.kernels.*` (dequantize, matmul, matmul_reference, detected_isa).
+// Test hooks for the CPU kernels: `_testing.kernels.*` (dequantize, quantize, matmul and its references, the ISA).
+// Hooks that compute take the ISA ("scalar", "avx2"/"best") and, where the arithmetic depends on it, the numerics
+// ("fast", "fp32", "llama.cpp") per call.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -15,6 +17,7 @@
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "gguf/ggml_types.h"
+#include "lazyllm_edge/numerics.hpp"
 #include "base/thread_pool.h"
 
 namespace nb = nanobind;
@@ -73,7 +76,7 @@ WeightMatrix make_weight(uint32_t type_id, const nb::bytes& w, int64_t n_in, int
 }
 
 FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-                      const std::string& isa, int n_threads, bool reference, bool int8_reference = false) {
+                      const std::string& isa, int n_threads, Numerics numerics, bool reference, bool int8_reference = false) {
     WeightMatrix m = make_weight(type_id, w, n_in, n_out);
     if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
     const int64_t n_tok = static_cast<int64_t>(x.shape(0));
@@ -89,7 +92,7 @@ FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_
         } else {
             IsaScope scope(want);
             ThreadPool pool(n_threads < 1 ? 1 : n_threads);
-            matmul(m, x.data(), n_tok, y, pool);
+            matmul(m, x.data(), n_tok, y, numerics, pool);
         }
     }
     return out;
@@ -103,7 +106,8 @@ void register_kernels(nb::module_& m) {
     k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
     k.def("set_active_isa", [](const std::string& isa) { set_active_isa(parse_isa(isa)); },
-          "Process-wide: which kernels the engine dispatches to ('scalar', 'avx2'/'best'); clamped to the CPU.");
+          "Which kernels this module's calls dispatch to ('scalar', 'avx2'/'best'; clamped to the CPU), until changed "
+          "again; `_core`, with its own copy of the kernels, is not affected.");
 
     k.def(
         "dequantize",
@@ -133,14 +137,19 @@ void register_kernels(nb::module_& m) {
     k.def(
         "matmul",
         [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-           const std::string& isa, int n_threads) { return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, false); },
+           const std::string& isa, int n_threads, const std::string& numerics) {
+            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, parse_numerics(numerics), false);
+        },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
-        nb::arg("isa") = "best", nb::arg("n_threads") = 2, "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels.");
+        nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("numerics") = "fast",
+        "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels, in the given numerics.");
 
     k.def(
         "matmul_reference",
         [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-           const std::string& isa, int n_threads) { return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, true); },
+           const std::string& isa, int n_threads) {
+            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, Numerics::fp32, true);
+        },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
         nb::arg("isa") = "scalar", nb::arg("n_threads") = 1, "Scalar single-thread reference matmul.");
 
@@ -151,24 +160,27 @@ void register_kernels(nb::module_& m) {
                 case 2: case 3: case 6: case 7: case 8: case 12: case 13: case 14: break;
                 default: throw nb::value_error("Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K only");
             }
-            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, true, true);
+            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, Numerics::fast, true, true);
         },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
         "Scalar reference of the int8 matmul path (x quantized to Q8_0/Q8_1/Q8_K blocks, integer block dots).");
 
     k.def(
         "matmul_uses_int8",
-        [](uint32_t type_id, int64_t n_tok, const std::string& isa) {
+        [](uint32_t type_id, int64_t n_tok, const std::string& isa, const std::string& numerics) {
             checked_traits(type_id);
+            const Numerics mode = parse_numerics(numerics);
             IsaScope scope(parse_isa(isa));
-            return matmul_uses_int8(static_cast<GgmlType>(type_id), n_tok);
+            return matmul_uses_int8(static_cast<GgmlType>(type_id), n_tok, mode);
         },
-        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", "Whether matmul() takes the int8 path.");
+        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", nb::arg("numerics") = "fast",
+        "Whether matmul() takes the int8 path.");
 
     k.def(
         "matmul_shared_input",
         [](const std::vector<std::tuple<uint32_t, nb::bytes, int64_t>>& weights, int64_t n_in, const InputMatrix& x,
-           int n_threads) {
+           int n_threads, const std::string& numerics) {
+            const Numerics mode = parse_numerics(numerics);
             if (weights.empty() || weights.size() > static_cast<size_t>(kMaxSharedInput))
                 throw nb::value_error("1 to 3 weights");
             if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
@@ -185,26 +197,12 @@ void register_kernels(nb::module_& m) {
             {
                 nb::gil_scoped_release release;
                 ThreadPool pool(n_threads < 1 ? 1 : n_threads);
-                matmul_shared_input(wp, yp, static_cast<int>(ws.size()), x.data(), n_tok, pool);
+                matmul_shared_input(wp, yp, static_cast<int>(ws.size()), x.data(), n_tok, mode, pool);
             }
             return outs;
         },
-        nb::arg("weights"), nb::arg("n_in"), nb::arg("x"), nb::arg("n_threads") = 1,
+        nb::arg("weights"), nb::arg("n_in"), nb::arg("x"), nb::arg("n_threads") = 1, nb::arg("numerics") = "fast",
         "matmul() for several weights [(type_id, weight_bytes, n_out)] that read the same x (one list of outputs).");
-    k.def("set_llama_cpp_numerics", [](bool on) { set_llama_cpp_numerics(on); },
-          "Process-wide: llama.cpp numerics (int8 prefill, ggml's fp32 orders, exact attention) on or off.");
-    k.def("llama_cpp_numerics", [] { return llama_cpp_numerics(); });
-    k.def("set_int8", [](bool on) { set_matmul_int8(on); },
-          "Process-wide: use the int8 matmul path (llama.cpp's activation quantization; quantized weights, AVX2); "
-          "default on (LAZYLLM_EDGE_INT8=0 turns it off at start-up).");
-    k.def("int8_enabled", [] { return matmul_int8_enabled(); });
-    k.def("set_int8_prefill", [](bool on) { set_matmul_int8_prefill(on); },
-          "Process-wide: prefill (more than 4 tokens) on the int8 path too; default off "
-          "(LAZYLLM_EDGE_INT8_PREFILL=1 turns it on at start-up).");
-    k.def("int8_prefill_enabled", [] { return matmul_int8_prefill_enabled(); });
-    // Older names of the same switch (it covered decode only once).
-    k.def("set_int8_decode", [](bool on) { set_matmul_int8(on); }, "Alias of set_int8.");
-    k.def("int8_decode_enabled", [] { return matmul_int8_enabled(); }, "Alias of int8_enabled.");
 
     k.def(
         "quantize_q8_1",

@@ -1,4 +1,5 @@
-// GGUF inspection: metadata and tensor table as Python objects (tests, tooling).
+// GGUF inspection for the tests: `_testing.read_gguf(path)`, the reader's view of a file (metadata and tensor
+// table) as Python objects.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 

@@ -1,5 +1,5 @@
 // AVX2/FMA/F16C phase kernels of the llama.cpp-numerics attention, bit-identical to the scalar ones in attention_llama.cpp (the arithmetic is
-// fixed by attention.h: fp16 x fp16 products are exact, so FMA and multiply-add agree, and every sum keeps the
+// fixed by attention_llama.h: fp16 x fp16 products are exact, so FMA and multiply-add agree, and every sum keeps the
 // documented order):
 //  - scores: register tiles of up to 3 rows x 4 keys, one 8-lane accumulator per (row, key) over head dims;
 //  - softmax: vector max, expf_ggml, group sums of 8 positions (straight from the row when the positions are
@@ -7,7 +7,7 @@
 //  - P.V: up to 4 rows x 16 dims of accumulators per lane, the keys of each lane in position order;
 //  - a single query: q.k with 4 accumulators of 8 (lanes d % 32) per row, one key at a time; P.V adds each key
 //    into its lane pos % 32 in memory.
-#include "cpu/attention.h"
+#include "cpu/llama_order/attention_llama.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)
 #include <immintrin.h>

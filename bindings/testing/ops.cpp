@@ -1,4 +1,4 @@
-// Test hooks for the per-row operations (cpu/ops.h) and expf_ggml: `_core.kernels.activation`, `.rope`,
+// Test hooks for the per-row operations (cpu/ops.h) and expf_ggml: `_testing.kernels.activation`, `.rope`,
 // `.rms_norm`, `.expf_ggml`; activation and rope on the scalar or the AVX2 code.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>

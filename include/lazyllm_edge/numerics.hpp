@@ -1,0 +1,27 @@
+// lazyllm_edge C++ API: the arithmetic a session computes with. A value carried by the session
+// (SessionParams::numerics, Session::set_numerics) down to its backend's kernels; nothing process-wide.
+#pragma once
+#include <string>
+
+namespace lazyllm_edge {
+
+enum class Numerics : int {
+    // The default. CPU: prefill multiplies in exact fp32 (dequantized weights), decode (up to 4 tokens) in int8
+    // as llama.cpp's CPU backend does (activations quantized to Q8_0/Q8_1/Q8_K), online-softmax attention.
+    // CUDA: prefill GEMMs on tensor cores in fp16/bf16 with fp32 accumulation, decode in fp32.
+    fast = 0,
+    // Every matmul in (near-)exact fp32: CPU without the int8 path; CUDA prefill by the 3xTF32 GEMM.
+    // For exactness tests and A/B comparisons.
+    fp32 = 1,
+    // llama.cpp's CPU backend (AVX2, flash attention off, fp16 KV cache) bit for bit where it is covered: int8
+    // prefill too, ggml's fp32 accumulation orders and its attention arithmetic (cpp/cpu/llama_order/). CPU
+    // only (the CUDA backend refuses it); a validation mode, slower than `fast`.
+    llama_cpp = 2,
+};
+
+// "fast", "fp32", "llama.cpp".
+const char* numerics_name(Numerics numerics);
+// The names above, "llama_cpp" for "llama.cpp" and "default" for "fast"; Error(invalid_argument) otherwise.
+Numerics parse_numerics(const std::string& name);
+
+}  // namespace lazyllm_edge
