@@ -110,7 +110,8 @@ def needle_positions(gen, ids, answer):
 
 
 def needle_ranks(gen, probes, importance: str, window: int):
-    """(probes, layers) rank fraction of the number's worst digit at each layer (0 = most important)."""
+    """(probes, layers) rank fraction of the number's worst digit at each layer (0 = most important; 1 where the
+    layer does not rank it: the last layer, and sliding-window layers whose window leaves the number out)."""
     from .lazy import LazyConfig
 
     n_layer = gen.n_layer
@@ -129,7 +130,8 @@ def needle_ranks(gen, probes, importance: str, window: int):
             rank = np.empty(len(scores), dtype=np.int64)
             rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
             where = {int(q): i for i, q in enumerate(positions)}
-            out[p, layer] = max(rank[where[t]] for t in needle) / len(scores)
+            if all(t in where for t in needle):  # (a sliding-window layer ranks only its window: no cut there)
+                out[p, layer] = max(rank[where[t]] for t in needle) / len(scores)
     progress(len(probes), len(probes), "ranking")
     gen.set_lazy(None)
     return out

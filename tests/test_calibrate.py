@@ -76,3 +76,17 @@ def test_candidates_follow_the_ranks():
     assert got["5:0.2/revive:8"] == pytest.approx((6 + 0.2 * 4) / 10)
     assert got["4:0.3,7:0.1/revive:8"] == pytest.approx((5 + 0.3 * 3 + 0.03 * 2) / 10)
     assert calibrate.candidates(ranks, 10, [(0.001,)]) == []  # never located that well: no candidate
+
+
+def test_sliding_window_layers_are_no_cut(tmp_path):
+    """gemma3: a sliding layer ranks only the last token's window, which leaves the number out; such a layer
+    counts as not locating it (rank 1), so no stage is placed there."""
+    from make_tiny import write_tiny_model
+
+    path = tmp_path / "tiny-gemma3.gguf"
+    hp, _ = write_tiny_model(path, "gemma3", 6, "F32")  # layers 0-4 slide over 8 tokens, layer 5 is global
+    gen = lazyllm_edge.Generator(str(path), n_ctx=512)
+    probes = calibrate.make_probes(gen, 2, 120)
+    ranks = calibrate.needle_ranks(gen, probes, "mean", 1)
+    assert ranks.shape == (2, 6) and (ranks[:, :5] == 1.0).all() and (ranks[:, 5] == 1.0).all()
+
