@@ -199,7 +199,8 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
     dense = answers(gen, probes, "off")
     log(f"[{time.time() - t0:5.0f}s] dense answers {dense}/{len(probes)}")
     chosen, checks = {}, []
-    for preset, keep_sets in KEEPS.items():
+    # (a model that answers no probe dense gives nothing to check a schedule against: the generic presets stay)
+    for preset, keep_sets in (KEEPS.items() if dense > 0 else ()):
         for spec, cost in candidates(ranks, gen.n_layer, keep_sets):
             if spec in [c["spec"] for c in checks]:
                 ok = next(c["answers"] for c in checks if c["spec"] == spec)
@@ -219,7 +220,7 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(out)
     log(f"stored {out}: " + (", ".join(f"{k} = {v}" for k, v in chosen.items()) or
-                             "no schedule answered as dense does; the generic presets stay in use"))
+                             "no schedule answered as dense does (or dense answered none); the generic presets stay"))
     return record
 
 

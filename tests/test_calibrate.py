@@ -29,14 +29,16 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
         ranks["measured"] = measured(gen, probes, importance, window)
         return ranks["measured"] * [1, 1, 0.05, 0.05]
     monkeypatch.setattr(calibrate, "needle_ranks", located_from_layer_2)
+    # and that it answers every probe, dense or pruned (the run still answers them: 3 generations each)
+    measured_answers = calibrate.answers
+    monkeypatch.setattr(calibrate, "answers", lambda gen, probes, spec: measured_answers(gen, probes, spec) * 0 + len(probes))
     record = calibrate.calibrate(str(own_cache), n_probes=3, n_tokens=200, log=lambda m: None)
     assert ranks["measured"].shape == (3, 4) and ((ranks["measured"] >= 0) & (ranks["measured"] <= 1)).all()
     stored = json.loads((calibrate.calibration_dir() / f"{record['sha256']}.json").read_text())
     assert stored == record and record["sha256"] == calibrate.model_sha256(own_cache)
     assert len(record["worst_digit_rank_p75"]) == record["n_layer"] == 4
     assert record["probes"] == 3 and all(0 <= c["answers"] <= 3 for c in record["checks"])
-    # the cut falls where the number ranks inside the keep fraction; the tiny random model answers nothing, so the
-    # cheapest candidate of each preset passes the check
+    # the cut falls where the number ranks inside the keep fraction; the cheapest candidate of each preset passes
     assert record["schedules"] == {"balanced": f"2:0.2/revive:{calibrate.REVIVAL_BUDGET}",
                                    "aggressive": f"2:0.1/revive:{calibrate.REVIVAL_BUDGET}"}
 
@@ -89,4 +91,11 @@ def test_sliding_window_layers_are_no_cut(tmp_path):
     probes = calibrate.make_probes(gen, 2, 120)
     ranks = calibrate.needle_ranks(gen, probes, "mean", 1)
     assert ranks.shape == (2, 6) and (ranks[:, :5] == 1.0).all() and (ranks[:, 5] == 1.0).all()
+
+
+def test_a_model_that_answers_nothing_dense_keeps_the_generic_presets(own_cache, monkeypatch):
+    monkeypatch.setattr(calibrate, "needle_ranks", lambda gen, probes, importance, window: np.zeros((len(probes), 4)))
+    record = calibrate.calibrate(str(own_cache), n_probes=2, n_tokens=200, log=lambda m: None)
+    assert record["dense_answers"] == 0 and record["schedules"] == {} and record["checks"] == []
+    assert calibrate.calibrated_spec(own_cache, "balanced") == (True, None)  # calibrated: no hint, generic preset
 
