@@ -151,23 +151,26 @@ def tiny_gen(tiny_model):
     return lazyllm_edge.Generator(str(tiny_model[0]), n_ctx=64)
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_tokens=-1), dict(top_p=0.0), dict(top_p=1.5), dict(temperature=-1),
-                                    dict(min_p=2.0), dict(repeat_penalty=0), dict(bogus=1), dict(seed=-3),
-                                    dict(stop=[1, 2]), dict(lazy="sideways")])
-def test_bad_generate_arguments(tiny_gen, kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs,named", [(dict(max_tokens=-1), "max_tokens"), (dict(top_p=0.0), "top_p"),
+                                          (dict(top_p=1.5), "top_p"), (dict(temperature=-1), "temperature"),
+                                          (dict(min_p=2.0), "min_p"), (dict(repeat_penalty=0), "repeat_penalty"),
+                                          (dict(bogus=1), "bogus"), (dict(seed=-3), "seed"), (dict(stop=[1, 2]), "stop"),
+                                          (dict(lazy="sideways"), "sideways")])
+def test_bad_generate_arguments(tiny_gen, kwargs, named):
+    with pytest.raises(ValueError, match=named):
         list(tiny_gen.generate("hello", **kwargs))
-    assert len(list(tiny_gen.generate("hello", max_tokens=3, seed=1))) >= 0  # still usable
+    pieces = list(tiny_gen.generate("hello", max_tokens=3, seed=1))  # still usable: a whole generation
+    assert tiny_gen.finish_reason in ("stop", "length") and len(pieces) <= 3
 
 
 def test_prompt_longer_than_context(tiny_gen):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_ctx"):
         list(tiny_gen.generate("the " * 200, max_tokens=4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_ctx"):
         tiny_gen.logits(list(range(100)))
     tiny_gen.reset()
     tiny_gen.append([1, 2, 3])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_ctx"):
         tiny_gen.append(list(range(70)))
     assert tiny_gen.n_past == 3  # the failed append changed nothing
     assert np.isfinite(tiny_gen.append([4])).all()
@@ -175,18 +178,19 @@ def test_prompt_longer_than_context(tiny_gen):
 
 def test_bad_token_ids(tiny_gen):
     for ids in ([-1], [10**6], ["a"], [1.5]):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="token id"):
             tiny_gen.append(ids)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one token"):
         tiny_gen.append([])
 
 
 def test_bad_constructor_arguments(tiny_model):
     path = str(tiny_model[0])
-    for kwargs in (dict(n_ctx=0), dict(n_ctx=-5), dict(n_threads=0), dict(lazy=[(1, 2.0)])):
-        with pytest.raises(ValueError):
+    for kwargs, named in ((dict(n_ctx=0), "n_ctx"), (dict(n_ctx=-5), "n_ctx"), (dict(n_threads=0), "n_threads"),
+                          (dict(lazy=[(1, 2.0)]), "keep_fraction")):
+        with pytest.raises(ValueError, match=named):
             lazyllm_edge.Generator(path, **kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backend 'tpu'"):
         lazyllm_edge.Generator(path, backend="tpu")
 
 
