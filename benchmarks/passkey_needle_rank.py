@@ -68,7 +68,8 @@ def main():
             rank = np.empty(len(scores), dtype=np.int64)
             rank[order] = np.arange(len(scores))
             where = {int(p): i for i, p in enumerate(positions)}
-            fr = [rank[where[n]] / len(scores) for n in needle]
+            # (1 where a sliding-window layer ranks only its window and the needle is outside it)
+            fr = [rank[where[n]] / len(scores) if n in where else 1.0 for n in needle]
             first.append(fr[0])
             worst.append(max(fr))
         gen.session.set_record_importance(False)
