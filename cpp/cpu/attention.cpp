@@ -307,6 +307,29 @@ void attention_reference(const AttentionParams& p, float* scratch) {
         for (int g = 0; g < p.n_head_kv; ++g) attention_task_reference(p, t, g, scratch);
 }
 
+namespace {
+
+// One head's softmax of q_h . k_j * scale over kv_positions[0, n): writes exp(s_j - max) to scores, returns their sum.
+double head_softmax(const float* qh, const uint16_t* k_cache, const int32_t* kv_positions, int n, int kv_dim,
+                    int head_offset, int head_dim, float scale, float* scores) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+        const uint16_t* k = k_cache + static_cast<int64_t>(kv_positions[j]) * kv_dim + head_offset;
+        float s = 0.0f;
+        for (int d = 0; d < head_dim; ++d) s += qh[d] * fp16_to_fp32(k[d]);
+        scores[j] = s * scale;
+        mx = std::max(mx, scores[j]);
+    }
+    double sum = 0.0;
+    for (int j = 0; j < n; ++j) {
+        scores[j] = std::exp(scores[j] - mx);
+        sum += scores[j];
+    }
+    return sum;
+}
+
+}  // namespace
+
 void last_token_importance(const float* q, const uint16_t* k_cache, const int32_t* kv_positions, int n,
                            int n_head, int n_head_kv, int head_dim, float scale, float* scores,
                            float* importance, bool max_over_heads) {
@@ -315,20 +338,7 @@ void last_token_importance(const float* q, const uint16_t* k_cache, const int32_
     for (int j = 0; j < n; ++j) importance[j] = 0.0f;
     for (int h = 0; h < n_head; ++h) {
         const float* qh = q + static_cast<int64_t>(h) * head_dim;
-        const int g = h / group;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; ++j) {
-            const uint16_t* k = k_cache + static_cast<int64_t>(kv_positions[j]) * kv_dim + g * head_dim;
-            float s = 0.0f;
-            for (int d = 0; d < head_dim; ++d) s += qh[d] * fp16_to_fp32(k[d]);
-            scores[j] = s * scale;
-            mx = std::max(mx, scores[j]);
-        }
-        double sum = 0.0;
-        for (int j = 0; j < n; ++j) {
-            scores[j] = std::exp(scores[j] - mx);
-            sum += scores[j];
-        }
+        const double sum = head_softmax(qh, k_cache, kv_positions, n, kv_dim, h / group * head_dim, head_dim, scale, scores);
         if (max_over_heads) {
             const float w = static_cast<float>(1.0 / sum);
             for (int j = 0; j < n; ++j) importance[j] = std::max(importance[j], scores[j] * w);
@@ -352,20 +362,8 @@ void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const
         const int n_seen = static_cast<int>(std::upper_bound(kv_positions, kv_positions + n, q_pos[w]) - kv_positions);
         for (int h = 0; h < n_head; ++h) {
             const float* qh = q_rows + static_cast<int64_t>(w) * n_head * head_dim + static_cast<int64_t>(h) * head_dim;
-            const int g = h / group;
-            float mx = -INFINITY;
-            for (int j = 0; j < n_seen; ++j) {
-                const uint16_t* k = k_cache + static_cast<int64_t>(kv_positions[j]) * kv_dim + g * head_dim;
-                float s = 0.0f;
-                for (int d = 0; d < head_dim; ++d) s += qh[d] * fp16_to_fp32(k[d]);
-                scores[j] = s * scale;
-                mx = std::max(mx, scores[j]);
-            }
-            double sum = 0.0;
-            for (int j = 0; j < n_seen; ++j) {
-                scores[j] = std::exp(scores[j] - mx);
-                sum += scores[j];
-            }
+            const double sum =
+                head_softmax(qh, k_cache, kv_positions, n_seen, kv_dim, h / group * head_dim, head_dim, scale, scores);
             const float wgt = static_cast<float>(1.0 / (sum * n_q));
             float* acc = per_head + static_cast<int64_t>(h) * n;
             for (int j = 0; j < n_seen; ++j) acc[j] += scores[j] * wgt;
