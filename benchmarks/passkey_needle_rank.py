@@ -16,16 +16,8 @@ import numpy as np
 
 import lazyllm_edge
 from lazyllm_edge import LazyConfig
+from lazyllm_edge.calibrate import needle_positions
 from lazyllm_edge.eval import dev_set_path, load_tasks, passkey_prompt_ids
-
-
-def needle_positions(gen, ids, answer):
-    """Indices of the tokens that spell the answer (it occurs once, in the hidden sentence)."""
-    pieces = [gen.detokenize([i]) for i in ids]
-    start = "".join(pieces).find(answer)
-    ends = np.cumsum([len(p) for p in pieces])
-    begins = ends - [len(p) for p in pieces]
-    return [i for i in range(len(ids)) if begins[i] < start + len(answer) and ends[i] > start]
 
 
 def main():

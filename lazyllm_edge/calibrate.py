@@ -102,6 +102,7 @@ def make_probes(gen, n: int, n_tokens: int, seed: int = 0):
 
 
 def needle_positions(gen, ids, answer):
+    """Indices of the tokens that spell the answer (it occurs once, in the hidden sentence)."""
     pieces = [gen.detokenize([i]) for i in ids]
     start = "".join(pieces).find(answer)
     ends = np.cumsum([len(p) for p in pieces])

@@ -231,8 +231,8 @@ class Generator:
         """resolve_lazy, with the presets "balanced" and "aggressive" taken from this model's calibration when it has
         one (models/registry.json or ``python -m lazyllm_edge.calibrate``); else the generic preset and a hint."""
         name = lazy if isinstance(lazy, str) else None
-        if isinstance(lazy, LazyConfig) and lazy.preset_name and lazy == LazyConfig.preset(lazy.preset_name, lazy.prune_decode):
-            name = lazy.preset_name if lazy.prune_decode is None else None
+        if isinstance(lazy, LazyConfig) and lazy.preset_name and lazy == LazyConfig.preset(lazy.preset_name):
+            name = lazy.preset_name  # the preset as it is, nothing overridden
         if name in ("balanced", "aggressive"):
             from .calibrate import calibrated_spec
 

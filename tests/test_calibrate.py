@@ -46,6 +46,10 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
         assert spec.endswith(f"/revive:{calibrate.REVIVAL_BUDGET}")
         gen = lazyllm_edge.Generator(str(own_cache), n_ctx=256, lazy=preset)
         assert str(gen.session.lazy) == spec  # the model's own schedule, not the generic preset
+        gen.set_lazy(lazyllm_edge.LazyConfig.preset(preset))  # the preset as a LazyConfig: the same
+        assert str(gen.session.lazy) == spec
+        gen.set_lazy(lazyllm_edge.LazyConfig.preset(preset, prune_decode=False))  # overridden: the generic one
+        assert gen.session.lazy == lazyllm_edge.LazyConfig.preset(preset, prune_decode=False).resolve(gen.n_layer)
     assert "no calibrated" not in capsys.readouterr().err
     args = ["-m", str(own_cache), "--lazy", "balanced", "-p", "hi"]
     assert cli.with_calibrated_lazy(args) == ["-m", str(own_cache), "--lazy", record["schedules"]["balanced"], "-p", "hi"]
