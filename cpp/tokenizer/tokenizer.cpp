@@ -42,6 +42,41 @@ uint32_t attr_from_type(int32_t t) {
 
 const char* kSpaceEscape = "\xE2\x96\x81";  // U+2581
 
+// llama.cpp's clean_spaces passes in llama_detokenize, in place as there: " ?", " !", " .", " ," lose the space;
+// " ' " becomes "'"; " 's", " 'm", " 're", " 've" lose the space.
+void clean_up_tokenization_spaces(std::string& s) {
+    char* text = s.data();
+    const size_t total1 = s.size();
+    size_t total = total1 ? 1 : 0;
+    for (size_t i = 1; i < total1; ++i) {
+        const char x = text[i];
+        if (text[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) total--;
+        text[total++] = x;
+    }
+    const size_t total2 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < total2; ++i) {
+        const char x = text[i];
+        if (x == '\'' && i + 1 < total2 && text[i - 1] == ' ' && text[i + 1] == ' ') {
+            total--;           // the space before
+            text[++i] = '\0';  // the space after (skipped, and no longer a space for the next test)
+        }
+        text[total++] = x;
+    }
+    const size_t total3 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < total3; ++i) {
+        const char x = text[i];
+        if (text[i - 1] == ' ' && x == '\'' && i + 1 < total3) {
+            const char x1 = text[i + 1];
+            if (x1 == 's' || x1 == 'm') total--;
+            else if (i + 2 < total3 && ((x1 == 'r' && text[i + 2] == 'e') || (x1 == 'v' && text[i + 2] == 'e'))) total--;
+        }
+        text[total++] = x;
+    }
+    s.resize(total);
+}
+
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
     if (from.empty()) return;
     std::string out;
@@ -130,7 +165,7 @@ struct Tokenizer::Impl {
 };
 
 void Tokenizer::Impl::build() {
-    if (v.model == "gpt2") {
+    if (v.model == "gpt2" || v.model == "gemma4") {
         is_bpe = true;
         pre = make_pre_tokenizer(v.pre);
     } else if (v.model == "llama") {
@@ -280,8 +315,11 @@ void Tokenizer::Impl::build() {
     static const char* hex = "0123456789ABCDEF";
     for (int b = 0; b < 256; ++b) {
         int32_t id = -1;
-        if (is_bpe) {
+        if (is_bpe && pre.byte_encode) {
             id = text_to_token(unicode::byte_to_utf8(static_cast<uint8_t>(b)));
+        } else if (is_bpe) {  // SentencePiece-style BPE (gemma4): <0xXX> byte-fallback tokens only
+            const char buf[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
+            id = text_to_token(buf);
         } else {
             const char buf[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
             id = text_to_token(buf);
@@ -299,7 +337,7 @@ std::string Tokenizer::Impl::make_piece(int32_t id) const {
     const std::string& text = v.tokens[id];
     if (attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED)) return text;
     if (attr & ATTR_NORMAL) {
-        if (!is_bpe) {
+        if (!is_bpe || pre.escape_spaces) {
             std::string r = text;
             replace_all(r, kSpaceEscape, " ");
             return r;
@@ -420,10 +458,14 @@ void Tokenizer::Impl::bpe_tokenize(std::string_view text, std::vector<int32_t>& 
     std::string word;
     for (const std::string& raw : raw_words) {
         word.clear();
-        for (unsigned char c : raw) word += unicode::byte_to_utf8(c);
+        if (pre.byte_encode)
+            for (unsigned char c : raw) word += unicode::byte_to_utf8(c);
+        else
+            word = raw;
         symbols.clear();
         queue = {};
-        if (pre.ignore_merges) {
+        // a word that is a token skips the merges: llama3-style vocabularies, and gemma4's runs of newlines
+        if (pre.ignore_merges || (pre.escape_spaces && word.find_first_not_of('\n') == std::string::npos)) {
             const int32_t id = text_to_token(word);
             if (id >= 0) {
                 out.push_back(id);
@@ -467,9 +509,10 @@ void Tokenizer::Impl::bpe_tokenize(std::string_view text, std::vector<int32_t>& 
             const int32_t id = text_to_token(std::string_view(s.text, s.n));
             if (id >= 0) {
                 out.push_back(id);
-            } else {
+            } else {  // llama.cpp's fallback: each byte of the symbol's text as a token, where there is one
                 for (size_t k = 0; k < s.n; ++k) {
-                    const int32_t bid = text_to_token(std::string_view(s.text + k, 1));
+                    const int32_t bid = pre.byte_encode ? text_to_token(std::string_view(s.text + k, 1))
+                                                        : byte_tokens[static_cast<uint8_t>(s.text[k])];
                     if (bid >= 0) out.push_back(bid);
                 }
             }
@@ -542,8 +585,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     if (add_special && m.v.add_bos && m.v.bos_id >= 0) out.push_back(m.v.bos_id);
     if (m.is_bpe) {
         for (const Fragment& f : frags) {
-            if (f.token >= 0) out.push_back(f.token);
-            else m.bpe_tokenize(text.substr(f.off, f.len), out);
+            if (f.token >= 0) {
+                out.push_back(f.token);
+            } else if (m.pre.escape_spaces) {
+                std::string t(text.substr(f.off, f.len));
+                replace_all(t, " ", kSpaceEscape);
+                m.bpe_tokenize(t, out);
+            } else {
+                m.bpe_tokenize(text.substr(f.off, f.len), out);
+            }
         }
     } else {
         bool prev_special = true;
@@ -572,6 +622,9 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
     return impl_->pieces[id];
 }
 
+// As llama.cpp's llama_detokenize (remove_special off): the first token's piece loses one leading space where
+// the vocabulary prefixes text with one (SentencePiece), then the clean-up of tokenization spaces where the
+// vocabulary asks for it.
 std::string Tokenizer::decode(const int32_t* ids, size_t n, bool render_special) const {
     std::string out;
     for (size_t i = 0; i < n; ++i) {
@@ -579,8 +632,11 @@ std::string Tokenizer::decode(const int32_t* ids, size_t n, bool render_special)
         if (id < 0 || id >= n_vocab())
             throw Error(ErrorCode::invalid_argument, "token id " + std::to_string(id) + " out of range");
         if (!render_special && (impl_->attrs[id] & (ATTR_UNKNOWN | ATTR_CONTROL))) continue;
-        out += impl_->pieces[id];
+        const std::string& piece = impl_->pieces[id];
+        const bool strip = i == 0 && impl_->v.add_space_prefix && !piece.empty() && piece[0] == ' ';
+        out.append(piece, strip ? 1 : 0, std::string::npos);
     }
+    if (impl_->is_bpe && impl_->pre.clean_spaces) clean_up_tokenization_spaces(out);
     return out;
 }
 
