@@ -104,7 +104,9 @@ def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=
     return hp, w
 
 
-def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, **dims):
+def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, tokenizer_model="gpt2", tokenizer_pre=None,
+                     **dims):
+    """Writes the tiny model; tokenizer_model / tokenizer_pre replace the tokenizer's names (tests of unknown ones)."""
     import gguf
 
     hp, weights = tiny_model_weights(arch, n_layer, seed=seed, **dims)
@@ -127,8 +129,8 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, *
         writer.add_rope_dimension_count(hp["head_dim"])
         writer.add_rope_scaling_orig_ctx_len(hp["n_ctx_orig"])
         writer.add_rope_scaling_attn_factors(hp["rope_attn_factor"])
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm" if arch == "llama" else "qwen2")
+    writer.add_tokenizer_model(tokenizer_model)
+    writer.add_tokenizer_pre(tokenizer_pre or ("smollm" if arch == "llama" else "qwen2"))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)

@@ -75,10 +75,21 @@ def test_lazy_all_ones_equals_dense_and_pruning_saves_pairs(tiny):
     gen.reset()
 
 
-def test_unknown_architecture_is_named(tmp_path):
-    path = tmp_path / "tiny-mamba.gguf"
-    write_tiny_model(path, "mamba", 2, "F32")
-    with pytest.raises(lazyllm_edge.ModelLoadError, match="mamba"):
+@pytest.mark.parametrize("arch", ["mamba", "gemma4", "qwen35"])
+def test_unknown_architecture_is_named(tmp_path, arch):
+    path = tmp_path / f"tiny-{arch}.gguf"
+    write_tiny_model(path, arch, 2, "F32")
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=f"unsupported model architecture '{arch}'"):
+        lazyllm_edge.Generator(str(path))
+
+
+@pytest.mark.parametrize("model, pre, message", [("gpt2", "superbpe-x", "unsupported pre-tokenizer type: 'superbpe-x'"),
+                                                 ("rwkv", None, "unsupported tokenizer model: 'rwkv'"),
+                                                 ("bert", None, "unsupported tokenizer model: 'bert'")])
+def test_unknown_tokenizer_is_named(tmp_path, model, pre, message):
+    path = tmp_path / "tiny-tokenizer.gguf"
+    write_tiny_model(path, "llama", 1, "F32", tokenizer_model=model, tokenizer_pre=pre)
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=message):
         lazyllm_edge.Generator(str(path))
 
 
