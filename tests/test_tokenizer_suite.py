@@ -65,6 +65,15 @@ def test_detokenize_matches_llama_cpp(suite, testing, name):
         assert tok.decode(ids).decode("utf-8") == want, f"{name}: {text[:40]!r}"
 
 
+@pytest.mark.parametrize("name", WITH_CASES)
+def test_parsed_special_tokens_match_llama_cpp(suite, testing, name):
+    """Chat-formatted texts with special tokens parsed: llama.cpp's ids (Phi-3's special tokens strip the
+    whitespace after them)."""
+    tok = _tokenizer(testing, suite[name])
+    for text, ids in DETOKENIZED[name]["special"]:
+        assert tok.encode(text, False, True) == ids, f"{name}: {text!r}"
+
+
 def test_sentencepiece_round_trip(suite, testing):
     """llama-spm and phi-3 prefix the text with a space when encoding; detokenize takes it off again, so every
     case comes back as it went in (as with llama.cpp)."""

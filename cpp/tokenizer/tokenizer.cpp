@@ -26,7 +26,11 @@ enum : uint32_t {
     ATTR_CONTROL = 1 << 3,
     ATTR_USER_DEFINED = 1 << 4,
     ATTR_BYTE = 1 << 5,
+    ATTR_LSTRIP = 1 << 7,  // a parsed special token takes the whitespace before it away
+    ATTR_RSTRIP = 1 << 8,  // ... and after it
 };
+
+bool is_c_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  // isspace, "C" locale
 
 uint32_t attr_from_type(int32_t t) {
     switch (static_cast<TokenType>(t)) {
@@ -305,6 +309,13 @@ void Tokenizer::Impl::build() {
         if (attrs[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)) special_cache.push_back(static_cast<int32_t>(i));
     std::stable_sort(special_cache.begin(), special_cache.end(),
                      [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
+    // llama.cpp's attributes by model name: Phi-3's special tokens (and </s>) strip the whitespace after them
+    if (v.model_name.find("phi-3") != std::string::npos || v.model_name.find("phi3") != std::string::npos) {
+        for (int32_t id : special_cache) attrs[id] |= ATTR_RSTRIP;
+        if (const int32_t id = text_to_token("</s>"); id >= 0) attrs[id] |= ATTR_RSTRIP;
+        for (const char* t : {"<unk>", "<s>", "<|endoftext|>"})
+            if (const int32_t id = text_to_token(t); id >= 0) attrs[id] &= ~ATTR_RSTRIP;
+    }
     special_rank.assign(n, -1);
     for (size_t r = 0; r < special_cache.size(); ++r) {
         special_rank[special_cache[r]] = static_cast<int32_t>(r);
@@ -390,7 +401,8 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
         return;
     }
     std::sort(occ.begin(), occ.end());
-    std::vector<int32_t> claim(text.size(), -1);  // token id covering each byte
+    // per byte: -1 raw text, a token id where a token starts, -2 inside a token, -3 whitespace a token stripped
+    std::vector<int32_t> claim(text.size(), -1);
     size_t i = 0;
     while (i < occ.size()) {
         const int32_t rank = occ[i].first;
@@ -402,11 +414,19 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
             if (p < last_end) continue;
             bool free = true;
             for (size_t k = p; k < p + len; ++k)
-                if (claim[k] >= 0) { free = false; break; }
+                if (claim[k] != -1) { free = false; break; }
             if (!free) continue;
             claim[p] = id;
             for (size_t k = p + 1; k < p + len; ++k) claim[k] = -2;  // continuation
             last_end = p + len;
+            // LSTRIP / RSTRIP: the raw text's whitespace next to the token is dropped (up to the next token)
+            if (attrs[id] & ATTR_LSTRIP)
+                for (size_t k = p; k > 0 && claim[k - 1] == -1 && is_c_space(text[k - 1]); --k) claim[k - 1] = -3;
+            if (attrs[id] & ATTR_RSTRIP)
+                for (size_t k = p + len; k < text.size() && claim[k] == -1 && is_c_space(text[k]); ++k) {
+                    claim[k] = -3;
+                    last_end = k + 1;
+                }
         }
     }
     size_t raw_start = 0;
@@ -416,6 +436,9 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
             out.push_back({claim[p], p, v.tokens[claim[p]].size()});
             p += v.tokens[claim[p]].size();
             raw_start = p;
+        } else if (claim[p] == -3) {  // stripped whitespace ends the raw text before it
+            if (p > raw_start) out.push_back({-1, raw_start, p - raw_start});
+            raw_start = ++p;
         } else {
             ++p;
         }

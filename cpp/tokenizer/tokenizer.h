@@ -18,6 +18,7 @@ enum class TokenType : int32_t { undefined = 0, normal = 1, unknown = 2, control
 struct TokenizerVocab {
     std::string model;                 // "gpt2", "gemma4" or "llama"
     std::string pre;                   // pre-tokenizer name ("smollm", "llama-bpe", "qwen2", "default", ...)
+    std::string model_name;            // general.name, lowercased (llama.cpp sets some token attributes by it)
     std::vector<std::string> tokens;   // token text as stored (byte-level BPE: GPT-2 byte-to-unicode mapped)
     std::vector<float> scores;         // SentencePiece scores (may be empty for BPE)
     std::vector<int32_t> token_types;  // TokenType per token (may be empty -> all normal)

@@ -1,4 +1,5 @@
 // read_tokenizer_vocab: tokenizer.ggml.* metadata -> TokenizerVocab, with llama.cpp's defaults.
+#include <cctype>
 #include <string>
 
 #include "base/error.h"
@@ -13,6 +14,8 @@ TokenizerVocab read_tokenizer_vocab(const GgufFile& f) {
     if (!model) throw Error(ErrorCode::model_load, "GGUF has no tokenizer (tokenizer.ggml.model is missing)");
     v.model = f.get_string("tokenizer.ggml.model");
     v.pre = f.get_string("tokenizer.ggml.pre");
+    v.model_name = f.get_string("general.name");
+    for (char& c : v.model_name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const bool spm = v.model == "llama";
     const bool gemma4 = v.model == "gemma4";  // SentencePiece-style BPE; llama.cpp names its pre-tokenizer "gemma4"
     const bool bpe = v.model == "gpt2" || gemma4;

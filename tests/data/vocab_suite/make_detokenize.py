@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes detokenize.json: llama.cpp's llama_detokenize (remove_special off, unparse_special on, as
-test-tokenizer-0's common_detokenize) of the expected ids of every case of llama.cpp's tokenizer suite.
+test-tokenizer-0's common_detokenize) of the expected ids of every case of llama.cpp's tokenizer suite, and
+llama.cpp's ids of a few chat-formatted texts with special tokens parsed (SPECIAL_TEXTS).
 
     python models/fetch_vocab_suite.py && python tests/data/vocab_suite/make_detokenize.py
 
@@ -18,6 +19,17 @@ import llama_cpp
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/
 from vocab_suite import read_cases, suite_files  # noqa: E402
+
+
+# chat formats of several families; each vocabulary parses the special tokens it has (Phi-3's strip the
+# whitespace after them, as llama.cpp decides by the model name)
+SPECIAL_TEXTS = [
+    "<|user|>\nHello<|end|>\n<|assistant|>\n",
+    "<s> Hi</s>  there <unk> x",
+    "<|im_start|>user\nHi  <|im_end|>\n<|im_start|>assistant\n",
+    "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
+    "<start_of_turn>user\nHi<end_of_turn>\n<bos>",
+]
 
 
 def detokenize(llm, ids):
@@ -42,7 +54,8 @@ def main():
             print(f"{name}: llama.cpp cannot load it ({e})")
             continue
         out[name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                     "detokenized": [detokenize(llm, ids) for _, ids in cases]}
+                     "detokenized": [detokenize(llm, ids) for _, ids in cases],
+                     "special": [[t, llm.tokenize(t.encode(), add_bos=False, special=True)] for t in SPECIAL_TEXTS]}
         print(f"{name}: {len(cases)} cases")
     (HERE / "detokenize.json").write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
