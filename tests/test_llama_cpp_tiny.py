@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import lazyllm_edge
+from conftest import BACKENDS, require_backend
 from make_tiny import content_sha256, write_tiny_model
 
 DATA = Path(__file__).parent / "data" / "tiny_llama_cpp"
@@ -29,8 +30,8 @@ def test_architectures_have_references():
     assert {"phi3", "smollm3"} <= set(ARCHS)
 
 
-def _logits(path, ref, numerics):
-    gen = lazyllm_edge.Generator(str(path), n_ctx=int(ref["n_ctx"]), n_threads=2, numerics=numerics)
+def _logits(path, ref, numerics, backend="cpu"):
+    gen = lazyllm_edge.Generator(str(path), n_ctx=int(ref["n_ctx"]), n_threads=2, numerics=numerics, backend=backend)
     got = gen.logits(ref["ids"].tolist())
     assert got.shape == ref["logits"].shape
     return gen, got
@@ -46,12 +47,13 @@ def test_llama_cpp_numerics_reproduce_llama_cpp(case):
     assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max(), f"{arch}: max |Δ| {np.abs(got - want).max():.4g}"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("numerics", ["fast", "fp32"])
-def test_logits_match_llama_cpp(case, numerics):
+def test_logits_match_llama_cpp(case, numerics, backend):
     """The engine's own arithmetic: differences of fp16-KV size, and the same top-1 wherever llama.cpp's two best
     logits are more than 0.01 apart (a near tie may go either way)."""
     arch, path, ref = case
-    _, got = _logits(path, ref, numerics)
+    _, got = _logits(path, ref, numerics, require_backend(backend))
     want = ref["logits"]
     bound = 5e-3 * np.abs(want).max()
     assert np.abs(got - want).max() <= bound, f"{arch}: max |Δ| {np.abs(got - want).max():.4g} (bound {bound:.3g})"
