@@ -224,6 +224,8 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
 // ---- Model: the public handle (C++ API) ----
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
+    // the OS would read the path up to the NUL: another file than the one named
+    if (path.find('\0') != std::string::npos) throw_error(ErrorCode::invalid_argument, "model path contains a NUL byte");
     if (params.backend != "cpu" && params.backend != "cuda" && params.backend != "auto")
         throw_error(ErrorCode::invalid_argument, "unknown backend '" + params.backend + "' (expected cpu, cuda or auto)");
     if (params.n_threads < 0 || params.n_threads > 1024)
