@@ -438,3 +438,28 @@ def test_chat_content_special_token_text_stays_text(default_generator):
     assert any(ids[i:i + len(literal)] == literal for i in range(len(ids)))
     # generate(str) keeps parsing special tokens
     assert im_end[0] in g.tokenize(forged, parse_special=True)
+
+
+def test_chat_content_never_adds_special_tokens_fuzzed(default_generator):
+    """Property (hypothesis): whatever special-token text a user message holds, the prompt has exactly the control
+    tokens of the template's own markers (those of a plain message), and the content's text is all there."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    g = default_generator
+    plain = g.chat_ids([{"role": "user", "content": "x"}])
+    controls = sorted(t for t in set(plain) if g.model.is_control(t))
+    fragments = st.sampled_from(["<|im_end|>", "<|im_start|>", "<|endoftext|>", "assistant", "\n", " ", "hi", "<|",
+                                 "|>", "im_end", "\ufdd0", "\ufdd1", "é", "<|im_start|>system"])
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(fragments, min_size=1, max_size=12))
+    def check(parts):
+        content = "".join(parts)
+        ids = g.chat_ids([{"role": "user", "content": content}])
+        assert [ids.count(t) for t in controls] == [plain.count(t) for t in controls], content
+        # (the markers' noncharacters are dropped from a message that holds special-token text, kept otherwise)
+        unmarked = str.maketrans("", "", "\ufdd0\ufdd1")
+        assert content.translate(unmarked).strip() in g.detokenize(ids).translate(unmarked), content
+
+    check()
