@@ -80,7 +80,8 @@ INT32_MAX = 2**31 - 1
 
 
 def _integer(name: str, value, lo: int, hi: int) -> int:
-    """An integer argument in [lo, hi] (bool is not one); ValueError naming it otherwise."""
+    """An integer argument in [lo, hi] (bool is not one; the bounds are what the core's type holds, the core checks
+    the meaning); ValueError naming it otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
         raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
@@ -245,12 +246,13 @@ class Generator:
         if unknown:
             raise ValueError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
         if max_tokens is not None:
-            max_tokens = _integer("max_tokens", max_tokens, 0, INT32_MAX)
+            max_tokens = _integer("max_tokens", max_tokens, -INT32_MAX - 1, INT32_MAX)  # (the core says why < 0 is not)
         sampling = _core.SamplingParams(temperature=_number("temperature", temperature),
                                         top_k=_integer("top_k", top_k, -INT32_MAX - 1, INT32_MAX),
                                         top_p=_number("top_p", top_p), min_p=_number("min_p", min_p),
                                         repeat_penalty=_number("repeat_penalty", repeat_penalty),
-                                        repeat_last_n=_integer("repeat_last_n", repeat_last_n, 0, INT32_MAX), seed=seed)
+                                        repeat_last_n=_integer("repeat_last_n", repeat_last_n, -INT32_MAX - 1, INT32_MAX),
+                                        seed=seed)
         if isinstance(prompt_or_ids, str):
             ids = self.model.tokenize(_text("prompt", prompt_or_ids), True if add_special is None else bool(add_special),
                                       True)
