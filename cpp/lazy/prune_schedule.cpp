@@ -3,6 +3,7 @@
 #include "lazy/backend.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -102,8 +103,8 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
         bool relative = layer_text.find('.') != std::string::npos;
         if (relative && !(layer >= 0.0 && layer < 1.0)) bad("relative depth must be in [0, 1): '" + item + "'");
         if (!relative && layer != std::floor(layer)) bad("layer must be an integer: '" + item + "'");
-        // (checked before the conversion: a layer beyond int's range would wrap)
-        if (!relative && !(layer >= 0 && layer < n_layer))
+        // (checked before the conversion, which would wrap; validate_stages reports the layers inside int's range)
+        if (!relative && !(layer >= INT_MIN && layer <= INT_MAX))
             bad("prune layer '" + layer_text + "' is out of range [0, " + std::to_string(n_layer) + ")");
         int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
         stages.push_back({l, static_cast<float>(keep)});
