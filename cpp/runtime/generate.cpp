@@ -95,6 +95,14 @@ struct Generation::State {
         session.set_lazy_config(previous);
     }
 
+    // The prompt is the whole context: the session keeps what it already holds of it (under this generation's
+    // schedule) and only the rest is fed.
+    void keep_common_prefix() {
+        const int kept = session.reuse_prefix(prompt.data(), static_cast<int>(prompt.size()));
+        prompt.erase(prompt.begin(), prompt.begin() + kept);
+        context.resize(static_cast<size_t>(kept));  // (the session held `context`: expect_session checked it)
+    }
+
     // Samples the next token, feeding the last one first; nothing when the generation ends instead.
     std::optional<int32_t> sample_next() {
         expect_session();
@@ -108,6 +116,7 @@ struct Generation::State {
                 }
                 session.set_lazy_config(*params.lazy);
             }
+            if (params.reuse_prefix && !prompt.empty()) keep_common_prefix();
             if (limit_reached()) {
                 if (!prompt.empty()) feed(prompt);  // max_tokens 0: the prompt is still fed
                 return end(FinishReason::length);

@@ -30,7 +30,18 @@ struct SessionImpl {
     bool record_importance = false;
     std::unique_ptr<SessionBackend> backend;
     std::atomic<bool> busy{false};  // set while a call mutates the session (see SessionUse)
+    // What the cached tokens were computed with: a prompt reuses them (reuse_prefix) only under the same schedule
+    // and numerics, so a new call with other settings computes everything in its own.
+    LazyConfig cache_lazy;
+    Numerics cache_numerics = Numerics::fast;
+    bool cache_mixed = false;     // steps with different settings since the context was empty: nothing is reused
+    bool prompt_pending = false;  // reuse_prefix kept a prefix: the next append is the rest of a prompt (stats)
 };
+
+// Shortens the context to its first n tokens (n <= n_past): the frontier of the others goes to 0, so their KV and
+// aux rows are as if never computed; what the kept tokens have (KV layers, pruned state in the aux cache) stays.
+// Refreshes the per-layer KV counts. The one way a context shrinks: reset, reuse_prefix, a failed step's rollback.
+void truncate_context(SessionImpl& s, size_t n);
 
 // Marks the session in use for one call; a second thread entering meanwhile gets Error(busy) instead of
 // racing on the caches.
