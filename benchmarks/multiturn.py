@@ -154,7 +154,8 @@ def main(argv=None) -> int:
         import llama_cpp
 
         log("  llama.cpp (llama-cpp-python create_chat_completion):")
-        llm = llama_cpp.Llama(model_path=path, n_ctx=args.n_ctx, n_threads=args.threads, verbose=False)
+        llm = llama_cpp.Llama(model_path=path, n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads,
+                              verbose=False)
         theirs = conversation(theirs_turn, llm, doc, questions, args.reply_tokens, log)
         del llm
 
