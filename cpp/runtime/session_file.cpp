@@ -208,8 +208,12 @@ SessionImage parse_session_file(const uint8_t* data, size_t size, const SessionF
     SessionImage image;
     image.tokens.resize(n);
     image.frontier.resize(n);
-    std::memcpy(image.tokens.data(), r.take(sizeof(int32_t) * n, "the tokens"), sizeof(int32_t) * n);
-    std::memcpy(image.frontier.data(), r.take(sizeof(int32_t) * n, "the frontier"), sizeof(int32_t) * n);
+    const uint8_t* tokens = r.take(sizeof(int32_t) * n, "the tokens");
+    const uint8_t* frontier = r.take(sizeof(int32_t) * n, "the frontier");
+    if (n > 0) {  // (an empty session: no vector storage to copy into)
+        std::memcpy(image.tokens.data(), tokens, sizeof(int32_t) * n);
+        std::memcpy(image.frontier.data(), frontier, sizeof(int32_t) * n);
+    }
     for (int p = 0; p < n; ++p) {
         if (image.tokens[p] < 0 || image.tokens[p] >= expected.n_vocab)
             fail("token " + std::to_string(image.tokens[p]) + " at position " + std::to_string(p) + " is out of range");
