@@ -66,8 +66,10 @@ class Terminal:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 return os.waitstatus_to_exitcode(status)
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
             try:
-                os.read(self.fd, 4096)  # drain, so the child never blocks on a full terminal
+                if ready:
+                    os.read(self.fd, 4096)  # drain, so the child never blocks on a full terminal
             except OSError:
                 time.sleep(0.05)
         os.kill(self.pid, 9)

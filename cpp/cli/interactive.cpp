@@ -1,9 +1,12 @@
 #include "cli/interactive.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <vector>
 
 #include "api/chat_format.h"
@@ -15,35 +18,65 @@ namespace lazyllm_edge {
 namespace {
 
 std::atomic<bool>* sigint_flag = nullptr;
+int sigint_pipe[2] = {-1, -1};  // the handler writes a byte: a read at the prompt wakes up even if ^C came just before
 
 void on_sigint(int) {
     if (sigint_flag) sigint_flag->store(true);
+    const int saved = errno;
+    const char byte = 1;
+    if (write(sigint_pipe[1], &byte, 1) < 0) {  // (full: a wake-up is pending anyway)
+    }
+    errno = saved;
 }
 
-// SIGINT sets the flag and interrupts a blocking read (no SA_RESTART), so Ctrl-C at the prompt is seen at once.
 void catch_sigint(std::atomic<bool>& flag) {
     sigint_flag = &flag;
+    if (pipe(sigint_pipe) == 0) {
+        for (int fd : sigint_pipe) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_RESTART;  // (the prompt waits in poll, which the pipe wakes)
     sigaction(SIGINT, &sa, nullptr);
+}
+
+// Forgets the Ctrl-C of a reply that has ended: only one pressed at the prompt exits.
+void clear_sigint(std::atomic<bool>& flag) {
+    char buf[64];
+    while (read(sigint_pipe[0], buf, sizeof buf) > 0) {
+    }
+    flag.store(false);
 }
 
 enum class Input { line, end, interrupted };
 
-Input read_line(std::string& line, std::atomic<bool>& interrupted) {
-    char* buf = nullptr;
-    size_t cap = 0;
-    errno = 0;
-    const ssize_t n = getline(&buf, &cap, stdin);
-    const bool eintr = errno == EINTR;
-    if (n >= 0) line.assign(buf, static_cast<size_t>(n));
-    std::free(buf);
-    if (interrupted.exchange(false) || (n < 0 && eintr)) return Input::interrupted;
-    if (n < 0) return Input::end;
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    return Input::line;
+// One line of stdin (without its newline), waiting in poll() on stdin and the SIGINT pipe; `pending` keeps what a
+// read brought beyond the line (piped input).
+Input read_line(std::string& line, std::string& pending, std::atomic<bool>& interrupted) {
+    for (;;) {
+        const size_t eol = pending.find('\n');
+        if (eol != std::string::npos) {
+            line = pending.substr(0, eol);
+            pending.erase(0, eol + 1);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            return Input::line;
+        }
+        pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {sigint_pipe[0], POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0 && errno != EINTR) return Input::end;
+        if (interrupted.load() || (fds[1].revents & POLLIN)) return Input::interrupted;
+        if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char buf[4096];
+        const ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {  // end of input: a last line without a newline still counts
+            if (pending.empty()) return Input::end;
+            line.swap(pending);
+            pending.clear();
+            return Input::line;
+        }
+        pending.append(buf, static_cast<size_t>(n));
+    }
 }
 
 // The text that continues a conversation after the assistant's reply with a new user message: the end of the
@@ -129,12 +162,12 @@ int run_interactive(Session& session, const InteractiveOptions& options, std::at
             }
         }
     }
-    std::string line;
+    std::string line, pending;
     for (;;) {
-        interrupted.store(false);  // a Ctrl-C that came as the last reply ended is not one at the prompt
+        clear_sigint(interrupted);  // a Ctrl-C that came as the last reply ended is not one at the prompt
         std::fputs("> ", stdout);
         std::fflush(stdout);
-        const Input input = read_line(line, interrupted);
+        const Input input = read_line(line, pending, interrupted);
         if (input != Input::line) {
             std::fputc('\n', stdout);
             return 0;
