@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import Generator
-from .lazy import LazyConfig, resolve_lazy
+from .lazy import LazyConfig
 
 DEV_SETS = ("longctx-dev.jsonl", "ruler-dev.jsonl")
 ANSWER_TOKENS = 16  # the whole-answer time is measured to this many reply tokens
@@ -126,10 +126,11 @@ def open_model(model, threads):
 def evaluate_model(gen: Generator, tasks, names, args, log):
     """Runs every task under every schedule; returns (per-schedule results, the schedules)."""
     limit = min(gen.n_ctx, gen.info.get("n_ctx_train") or gen.n_ctx)  # prompts stay inside the training context
-    schedules = {name: with_prune_decode(resolve_lazy(name.replace(";", ","), gen.n_layer), args.prune_decode, gen.n_layer)
-                 for name in names}
-    fidelity_schedules = {name: with_prune_decode(resolve_lazy(name.replace(";", ","), gen.n_layer),
-                                                  args.fidelity_prune_decode, gen.n_layer) for name in names}
+    # what lazy=name gives a user of this model (a preset is the model's calibrated schedule where it has one)
+    resolved = {name: gen.schedule_for(name.replace(";", ",")) for name in names}
+    schedules = {name: with_prune_decode(resolved[name], args.prune_decode, gen.n_layer) for name in names}
+    fidelity_schedules = {name: with_prune_decode(resolved[name], args.fidelity_prune_decode, gen.n_layer)
+                          for name in names}
     results = {name: [] for name in names}
     t_start = time.time()
     for task in tasks:
@@ -213,6 +214,9 @@ def print_table(title, rows, out=None):
               f"{fmt(r['ttft_speedup'], '6.2f')} {fmt(r['ttft_speedup_ge_2k'], '6.2f')} "
               f"{fmt(r['answer_speedup_ge_2k'], '8.2f')} {fmt(r['answer_speedup_ge_6k'], '8.2f')} "
               f"{r['percent_prompt_computed']:5.1f} {r['percent_total_computed']:5.1f}  {kinds}", file=out)
+    for r in rows:
+        if r["schedule"] != r["spec"]:
+            print(f"  {r['schedule']} = {r['spec']}", file=out)  # a preset: the schedule it stands for on this model
 
 
 def main(argv=None) -> int:

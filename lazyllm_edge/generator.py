@@ -12,7 +12,7 @@ from typing import Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from .lazy import LazyConfig, LazyLike, resolve_lazy
+from .lazy import LazyConfig, LazyLike, LazySchedule, resolve_lazy
 from .models import DEFAULT_MODEL, model_path
 
 
@@ -112,7 +112,7 @@ class Generator:
         self.n_layer = self.info["n_layer"]
         self.n_vocab = self.info["n_vocab"]
         self._hinted = False
-        self._default_lazy = self._resolve_lazy(lazy)  # a LazySchedule
+        self._default_lazy = self.schedule_for(lazy)  # a LazySchedule
         self.session = _core.Session(self.model, n_ctx, self._default_lazy, numerics)
         self.n_ctx = n_ctx
         self.cache_prompt = bool(cache_prompt)
@@ -165,7 +165,7 @@ class Generator:
         return dict(self.session.stats)
 
     def set_lazy(self, lazy: LazyLike) -> None:
-        self._default_lazy = self._resolve_lazy(lazy)
+        self._default_lazy = self.schedule_for(lazy)
         self.session.set_lazy(self._default_lazy)
 
     @property
@@ -208,7 +208,7 @@ class Generator:
             ids = self.model.tokenize(prompt_or_ids, True if add_special is None else bool(add_special), True)
         else:
             ids = self._check_ids(prompt_or_ids)
-        override = None if lazy is None else self._resolve_lazy(lazy)
+        override = None if lazy is None else self.schedule_for(lazy)
         self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
         if not self.cache_prompt:
             self.session.reset()
@@ -249,9 +249,10 @@ class Generator:
             return ""
         return self.model.token_to_piece(token, True).decode("utf-8", errors="replace")
 
-    def _resolve_lazy(self, lazy: LazyLike):
-        """resolve_lazy, with the presets "balanced" and "aggressive" taken from this model's calibration when it has
-        one (models/registry.json or ``python -m lazyllm_edge.calibrate``); else the generic preset and a hint."""
+    def schedule_for(self, lazy: LazyLike) -> LazySchedule:
+        """The schedule ``lazy=`` means on this model: resolve_lazy, with the presets "balanced" and "aggressive" taken
+        from this model's calibration when it has one (models/registry.json or ``python -m lazyllm_edge.calibrate``);
+        else the generic preset and a one-line hint."""
         name = lazy if isinstance(lazy, str) else None
         if isinstance(lazy, LazyConfig) and lazy.preset_name and lazy == LazyConfig.preset(lazy.preset_name):
             name = lazy.preset_name  # the preset as it is, nothing overridden

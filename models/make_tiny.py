@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Writes tiny random GGUF models for tests (no download needed).
 
-    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3|phi3|smollm3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
 
 Any other --arch name writes a llama-shaped file under that architecture (for "unsupported" tests).
 gemma3 files get a sliding window of 8 tokens (every 6th layer global) so short prompts exercise it.
+phi3 files have the fused attn_qkv and gate+up ffn_up tensors and LongRoPE factors (original context 64, so a
+session of more than 64 tokens takes the long ones) with an attention factor; smollm3 files have a NoPE layer
+every 4th layer (as llama.cpp, from the architecture).
 
 The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
 so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
@@ -60,12 +63,18 @@ def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=
 
     w = {"token_embd.weight": mat(n_vocab, d_model, 1.0), "output_norm.weight": norm(d_model),
          "output.weight": mat(n_vocab, d_model)}
+    if arch == "phi3":  # LongRoPE frequency divisors (head_dim/2), drawn before the layers
+        w["rope_factors_short.weight"] = (1.0 + rng.random(head_dim // 2)).astype(np.float32)
+        w["rope_factors_long.weight"] = (1.0 + 4.0 * rng.random(head_dim // 2)).astype(np.float32)
     for l in range(n_layer):
         b = f"blk.{l}."
         w[b + "attn_norm.weight"] = norm(d_model)
-        w[b + "attn_q.weight"] = mat(d_model, d_model)
-        w[b + "attn_k.weight"] = mat(kv, d_model)
-        w[b + "attn_v.weight"] = mat(kv, d_model)
+        if arch == "phi3":  # one fused matrix: q rows, then k rows, then v rows
+            w[b + "attn_qkv.weight"] = np.concatenate([mat(d_model, d_model), mat(kv, d_model), mat(kv, d_model)])
+        else:
+            w[b + "attn_q.weight"] = mat(d_model, d_model)
+            w[b + "attn_k.weight"] = mat(kv, d_model)
+            w[b + "attn_v.weight"] = mat(kv, d_model)
         w[b + "attn_output.weight"] = mat(d_model, d_model)
         if arch == "qwen2":
             w[b + "attn_q.bias"] = (0.1 * rng.standard_normal(d_model)).astype(np.float32)
@@ -78,23 +87,34 @@ def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=
             w[b + "post_attention_norm.weight"] = norm(d_model)
             w[b + "post_ffw_norm.weight"] = norm(d_model)
         w[b + "ffn_norm.weight"] = norm(d_model)
-        w[b + "ffn_gate.weight"] = mat(ffn, d_model)
-        w[b + "ffn_up.weight"] = mat(ffn, d_model)
+        if arch == "phi3":  # one fused matrix: gate rows, then up rows
+            w[b + "ffn_up.weight"] = np.concatenate([mat(ffn, d_model), mat(ffn, d_model)])
+        else:
+            w[b + "ffn_gate.weight"] = mat(ffn, d_model)
+            w[b + "ffn_up.weight"] = mat(ffn, d_model)
         w[b + "ffn_down.weight"] = mat(d_model, ffn)
     hp = dict(arch=arch, n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, ffn=ffn,
               head_dim=head_dim, n_vocab=n_vocab, rope_base=10000.0, eps=1e-5, n_ctx=512)
     if arch == "gemma3":
         hp.update(rope_base=1e6, sliding_window=8, sliding_window_pattern=6, rope_base_local=10000.0)
+    if arch == "phi3":
+        hp.update(n_ctx_orig=64, rope_attn_factor=1.19)
+    if arch == "smollm3":
+        hp.update(rope_neox=False, nope_layer_step=4)
     return hp, w
 
 
-def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, **dims):
+def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, tokenizer_model="gpt2", tokenizer_pre=None,
+                     **dims):
+    """Writes the tiny model; tokenizer_model / tokenizer_pre replace the tokenizer's names (tests of unknown ones)."""
     import gguf
 
     hp, weights = tiny_model_weights(arch, n_layer, seed=seed, **dims)
     tokens, merges, types = tiny_vocab()
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_name(f"tiny-{arch}")
+    # (llama.cpp gives the special tokens of a model whose name contains "phi3" extra attributes, looking up
+    # tokens this vocabulary lacks: the tiny phi3 is named otherwise)
+    writer.add_name(f"tiny-{arch}" if arch != "phi3" else "tiny-phi-three")
     writer.add_block_count(hp["n_layer"])
     writer.add_context_length(hp["n_ctx"])
     writer.add_embedding_length(hp["d_model"])
@@ -105,8 +125,12 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, *
     writer.add_layer_norm_rms_eps(hp["eps"])
     if arch == "gemma3":
         writer.add_sliding_window(hp["sliding_window"])
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm" if arch == "llama" else "qwen2")
+    if arch == "phi3":
+        writer.add_rope_dimension_count(hp["head_dim"])
+        writer.add_rope_scaling_orig_ctx_len(hp["n_ctx_orig"])
+        writer.add_rope_scaling_attn_factors(hp["rope_attn_factor"])
+    writer.add_tokenizer_model(tokenizer_model)
+    writer.add_tokenizer_pre(tokenizer_pre or ("smollm" if arch == "llama" else "qwen2"))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -132,10 +156,31 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, *
     return hp, weights
 
 
+def content_sha256(path):
+    """sha256 of what a GGUF file says, not of its layout: every metadata key and value, every tensor's name,
+    type, shape and bytes, in the file's order. Stable across gguf-py versions that lay the file out
+    differently; any change to a weight or a hyperparameter changes it."""
+    import hashlib
+
+    import gguf
+
+    r = gguf.GGUFReader(str(path))
+    h = hashlib.sha256()
+    for name, field in r.fields.items():
+        if name.startswith("GGUF."):  # the header's own fields (version, counts)
+            continue
+        h.update(name.encode())
+        h.update(repr(field.contents()).encode())
+    for t in r.tensors:
+        h.update(f"{t.name}|{t.tensor_type.name}|{list(map(int, t.shape))}".encode())
+        h.update(np.ascontiguousarray(t.data).tobytes())
+    return h.hexdigest()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3 (or any name: llama-shaped)")
+    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3, phi3, smollm3 (or any name: llama-shaped)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--type", default="F32")
     ap.add_argument("--seed", type=int, default=0)

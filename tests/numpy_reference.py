@@ -15,6 +15,10 @@ Architectures:
 - gemma3: embeddings * sqrt(d_model); qwen3-style q/k norms; RMSNorm after attention and after the FFN
           (before each residual add); GELU(tanh)-gated FFN; sliding-window attention on layers
           l % pattern != pattern - 1 with their own RoPE base. Norm weights are stored with the +1 folded in.
+- phi3:   llama with one fused attn_qkv (q, k, v rows) and one fused ffn_up (gate rows, then up rows), RoPE NEOX
+          with LongRoPE frequency divisors (long past the original context n_ctx_orig, else short) and cos/sin
+          times rope_attn_factor.
+- smollm3: llama without RoPE on every 4th layer ((l + 1) % 4 == 0).
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ def rms_norm(x, w, eps):
     return (y * w).astype(np.float32)
 
 
-def rope(x, positions, base, neox, rope_dim=None):
-    """x: (n, heads, head_dim) rotated by position; NORM rotates (2i, 2i+1), NEOX rotates (i, i + rope_dim/2)."""
+def rope(x, positions, base, neox, rope_dim=None, freq_factors=None, attn_factor=1.0):
+    """x: (n, heads, head_dim) rotated by position; NORM rotates (2i, 2i+1), NEOX rotates (i, i + rope_dim/2).
+    freq_factors divide the frequencies; cos and sin are multiplied by attn_factor."""
     n, _, hd = x.shape
     rd = rope_dim or hd
     inv = base ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)           # (rd/2)
+    if freq_factors is not None:
+        inv = inv / np.asarray(freq_factors, dtype=np.float64)
     ang = np.asarray(positions, dtype=np.float64)[:, None] * inv[None, :]  # (n, rd/2)
-    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    c, s = attn_factor * np.cos(ang)[:, None, :], attn_factor * np.sin(ang)[:, None, :]
     out = x.astype(np.float64).copy()
     if neox:
         a, b = out[..., : rd // 2].copy(), out[..., rd // 2: rd].copy()
@@ -74,8 +81,9 @@ def attention(q, k, v, n_head_kv, scale, window=0):
     return out.reshape(n, H * hd).astype(np.float32)
 
 
-def forward(hp, w, ids):
-    """Logits (n, n_vocab) for token ids at positions 0..n-1."""
+def forward(hp, w, ids, n_ctx=None):
+    """Logits (n, n_vocab) for token ids at positions 0..n-1 (n_ctx: the session's context size, which picks
+    phi3's LongRoPE factors)."""
     arch = hp["arch"]
     L, d, H, Hkv, hd, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["n_head_kv"], hp["head_dim"], hp["eps"]
     gemma = arch == "gemma3"
@@ -85,6 +93,10 @@ def forward(hp, w, ids):
     n = len(ids)
     pos = np.arange(n)
     x = w["token_embd.weight"][ids].astype(np.float32)                     # (n, d)
+    factors, attn_factor = None, hp.get("rope_attn_factor", 1.0)
+    if "rope_factors_long.weight" in w:
+        long = (n_ctx or n) > hp["n_ctx_orig"]
+        factors = w["rope_factors_long.weight" if long else "rope_factors_short.weight"]
     if gemma:
         x = x * np.float32(np.sqrt(d))
     for l in range(L):
@@ -92,20 +104,27 @@ def forward(hp, w, ids):
         sliding = gemma and hp.get("sliding_window", 0) > 0 and l % hp["sliding_window_pattern"] != hp["sliding_window_pattern"] - 1
         base = hp.get("rope_base_local", 10000.0) if sliding else hp["rope_base"]
         h = rms_norm(x, w[b + "attn_norm.weight"], eps)
-        q, k, v = h @ w[b + "attn_q.weight"].T, h @ w[b + "attn_k.weight"].T, h @ w[b + "attn_v.weight"].T
+        if b + "attn_qkv.weight" in w:
+            q, k, v = np.split(h @ w[b + "attn_qkv.weight"].T, [H * hd, H * hd + Hkv * hd], axis=1)
+        else:
+            q, k, v = h @ w[b + "attn_q.weight"].T, h @ w[b + "attn_k.weight"].T, h @ w[b + "attn_v.weight"].T
         if b + "attn_q.bias" in w:
             q, k, v = q + w[b + "attn_q.bias"], k + w[b + "attn_k.bias"], v + w[b + "attn_v.bias"]
         q, k, v = q.reshape(n, H, hd), k.reshape(n, Hkv, hd), v.reshape(n, Hkv, hd)
         if b + "attn_q_norm.weight" in w:
             q, k = rms_norm(q, w[b + "attn_q_norm.weight"], eps), rms_norm(k, w[b + "attn_k_norm.weight"], eps)
-        q, k = rope(q, pos, base, neox), rope(k, pos, base, neox)
+        if not (hp.get("nope_layer_step") and (l + 1) % hp["nope_layer_step"] == 0):
+            q, k = rope(q, pos, base, neox, None, factors, attn_factor), rope(k, pos, base, neox, None, factors, attn_factor)
         a = attention(q, k, v, Hkv, scale, hp["sliding_window"] if sliding else 0)
         a = a @ w[b + "attn_output.weight"].T
         if gemma:
             a = rms_norm(a, w[b + "post_attention_norm.weight"], eps)
         x = x + a
         h = rms_norm(x, w[b + "ffn_norm.weight"], eps)
-        g, u = h @ w[b + "ffn_gate.weight"].T, h @ w[b + "ffn_up.weight"].T
+        if b + "ffn_gate.weight" in w:
+            g, u = h @ w[b + "ffn_gate.weight"].T, h @ w[b + "ffn_up.weight"].T
+        else:
+            g, u = np.split(h @ w[b + "ffn_up.weight"].T, 2, axis=1)
         f = ((gelu_tanh(g) if gemma else silu(g)) * u) @ w[b + "ffn_down.weight"].T
         if gemma:
             f = rms_norm(f, w[b + "post_ffw_norm.weight"], eps)

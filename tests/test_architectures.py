@@ -7,15 +7,16 @@ import lazyllm_edge
 from make_tiny import write_tiny_model
 from numpy_reference import forward
 
-ARCHS = ["llama", "qwen2", "qwen3", "gemma3"]
-# gemma3 tiny: 6 layers so layer 5 is global and 0-4 slide over an 8-token window.
-LAYERS = {"llama": 4, "qwen2": 4, "qwen3": 4, "gemma3": 6}
+ARCHS = ["llama", "qwen2", "qwen3", "gemma3", "phi3", "smollm3"]
+# gemma3 tiny: 6 layers so layer 5 is global and 0-4 slide over an 8-token window; smollm3: layer 3 has no RoPE.
+LAYERS = {"llama": 4, "qwen2": 4, "qwen3": 4, "gemma3": 6, "phi3": 4, "smollm3": 4}
+N_CTX = 128  # > the phi3 tiny's original context (64): its sessions take the long LongRoPE factors
 
 
 def _tiny(arch, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / f"tiny-{arch}.gguf"
     hp, weights = write_tiny_model(path, arch, LAYERS[arch], "F32")
-    return arch, lazyllm_edge.Generator(str(path), n_ctx=128, n_threads=2), hp, weights
+    return arch, lazyllm_edge.Generator(str(path), n_ctx=N_CTX, n_threads=2), hp, weights
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -37,7 +38,7 @@ def test_logits_match_numpy_reference(tiny):
     assert gen.info["architecture"] == arch
     ids = _ids(24, hp["n_vocab"])  # longer than gemma3's 8-token window
     got = gen.logits(ids)
-    want = forward(hp, weights, ids)
+    want = forward(hp, weights, ids, n_ctx=N_CTX)
     # the engine keeps K/V in fp16: differences of a few 1e-3 relative to the logit scale
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 5e-3 * scale, f"{arch}: max |Δ| {np.abs(got - want).max():.4g} (scale {scale:.3g})"
@@ -74,10 +75,21 @@ def test_lazy_all_ones_equals_dense_and_pruning_saves_pairs(tiny):
     gen.reset()
 
 
-def test_unknown_architecture_is_named(tmp_path):
-    path = tmp_path / "tiny-mamba.gguf"
-    write_tiny_model(path, "mamba", 2, "F32")
-    with pytest.raises(lazyllm_edge.ModelLoadError, match="mamba"):
+@pytest.mark.parametrize("arch", ["mamba", "gemma4", "qwen35"])
+def test_unknown_architecture_is_named(tmp_path, arch):
+    path = tmp_path / f"tiny-{arch}.gguf"
+    write_tiny_model(path, arch, 2, "F32")
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=f"unsupported model architecture '{arch}'"):
+        lazyllm_edge.Generator(str(path))
+
+
+@pytest.mark.parametrize("model, pre, message", [("gpt2", "superbpe-x", "unsupported pre-tokenizer type: 'superbpe-x'"),
+                                                 ("rwkv", None, "unsupported tokenizer model: 'rwkv'"),
+                                                 ("bert", None, "unsupported tokenizer model: 'bert'")])
+def test_unknown_tokenizer_is_named(tmp_path, model, pre, message):
+    path = tmp_path / "tiny-tokenizer.gguf"
+    write_tiny_model(path, "llama", 1, "F32", tokenizer_model=model, tokenizer_pre=pre)
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=message):
         lazyllm_edge.Generator(str(path))
 
 

@@ -46,3 +46,16 @@ def test_dev_sets_are_the_default(monkeypatch):
     except SystemExit:
         pass
     assert sorted(seen) == sorted(lazy_eval.DEV_SETS)
+
+
+def test_a_preset_is_the_schedule_a_user_gets(tiny_model, tmp_path, capsys, monkeypatch):
+    # a model calibrated with its own "balanced": the eval measures that schedule, as Generator(lazy="balanced") runs
+    from lazyllm_edge import calibrate
+
+    monkeypatch.setattr(calibrate, "calibrated_spec", lambda path, name: (True, "1:0.5/revive:2"))
+    out = tmp_path / "report.json"
+    assert lazy_eval.main(["--model", str(tiny_model[0]), "--tasks", str(_task_file(tmp_path)), "--schedules",
+                           "balanced", "--kinds", "passkey", "--json", str(out), "--quiet"]) == 0
+    assert "balanced = 1:0.5/revive:2" in capsys.readouterr().out
+    rows = {r["schedule"]: r for r in json.loads(out.read_text())["tiny-llama.gguf"]["summary"]}
+    assert rows["balanced"]["spec"] == "1:0.5/revive:2"

@@ -41,7 +41,7 @@ def test_save_load_continue_is_bit_identical(path, tmp_path, lazy):
     # only the used part: each token's KV layers (+ the aux rows of pruned tokens), nothing for the empty context
     layers = sum(frontier(saved))
     n_pruned = sum(f < saved.n_layer for f in frontier(saved))
-    expected = 76 + 8 + 8 * saved.n_past + layers * kv_bytes(saved) + n_pruned * 4 * saved.info["d_model"]
+    expected = 80 + 8 + 8 * saved.n_past + layers * kv_bytes(saved) + n_pruned * 4 * saved.info["d_model"]
     assert os.path.getsize(file) == expected
     if lazy:
         assert n_pruned > 0 and layers < saved.n_past * saved.n_layer
@@ -124,8 +124,9 @@ def test_bad_files_leave_the_session_as_it_was(path, tmp_path, tiny_model):
         "version": (data[:8] + (99).to_bytes(4, "little") + data[12:], "version 99"),
         "corrupted digest": (corrupt(data, 20), "another model"),
         "corrupted shape": (corrupt(data, 44), "shape"),
-        "corrupted token": (corrupt(data, 76 + 3), "out of range"),
-        "corrupted frontier": (corrupt(data, 76 + 4 * len(ids) + 1), "layers"),
+        "corrupted RoPE factors": (corrupt(data, 64), "RoPE factors"),
+        "corrupted token": (corrupt(data, 80 + 3), "out of range"),
+        "corrupted frontier": (corrupt(data, 80 + 4 * len(ids) + 1), "layers"),
         "corrupted KV row": (corrupt(data, len(data) // 2), "corrupted"),
         "corrupted checksum": (corrupt(data, len(data) - 1), "corrupted"),
     }
@@ -145,3 +146,23 @@ def test_bad_files_leave_the_session_as_it_was(path, tmp_path, tiny_model):
     copy.append(gen.tokenize(" and", add_special=False))
     nxt = gen.tokenize(" then", add_special=False)
     assert np.array_equal(gen.append(nxt), copy.append(nxt))
+
+
+def test_rope_factors_of_the_session_must_match(tmp_path):
+    """phi3 rotates keys with LongRoPE factors chosen by the session's n_ctx (long ones past the original context):
+    a cache saved under one choice does not load under the other; with the same choice it continues bit for bit."""
+    from make_tiny import write_tiny_model
+
+    model = tmp_path / "tiny-phi3.gguf"
+    write_tiny_model(model, "phi3", 2, "F32")  # original context 64
+    long_ctx = lazyllm_edge.Generator(str(model), n_ctx=128, n_threads=1)
+    long_ctx.append(list(range(5, 25)))
+    file = tmp_path / "phi3.bin"
+    long_ctx.save_state(file)
+    short_ctx = lazyllm_edge.Generator(str(model), n_ctx=64, n_threads=1)
+    with pytest.raises(lazyllm_edge.StateFileError, match="RoPE factors"):
+        short_ctx.load_state(file)
+    assert short_ctx.n_past == 0
+    same = lazyllm_edge.Generator(str(model), n_ctx=256, n_threads=1)
+    same.load_state(file)
+    assert np.array_equal(same.append([30]), long_ctx.append([30]))

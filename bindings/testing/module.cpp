@@ -1,6 +1,6 @@
 // The extension module `lazyllm_edge._testing`: kernel-level test hooks (the CPU kernels against their references,
-// the GGUF reader's view of a file). Built with the tests (CMake option LAZYLLM_EDGE_TESTING), never installed:
-// tests/conftest.py builds it on first use. It links its own copy of the core, so its ISA override
+// the GGUF reader's view of a file, the tokenizer of a vocabulary-only file). Built with the tests (CMake option
+// LAZYLLM_EDGE_TESTING), never installed: tests/conftest.py builds it on first use. It links its own copy of the core, so its ISA override
 // (kernels.set_active_isa) changes only the kernels it calls, never those of `_core`.
 #include <nanobind/nanobind.h>
 
@@ -12,6 +12,7 @@ void register_kernels(nb::module_& m);
 void register_attention(nb::module_& m);
 void register_ops(nb::module_& m);
 void register_gguf(nb::module_& m);
+void register_tokenizer(nb::module_& m);
 
 namespace {
 
@@ -37,4 +38,5 @@ NB_MODULE(_testing, m) {
     register_attention(m);
     register_ops(m);
     register_gguf(m);
+    register_tokenizer(m);
 }

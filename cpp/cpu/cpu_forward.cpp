@@ -134,7 +134,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
     if (has_local_rope) plan.add(b.rope_local, n * hp.rope_dim);
     plan.add(b.logits, hp.n_vocab);
     arena_.allocate(plan, "session (KV cache, aux cache, work buffers)");
-    build_rope_table(b.rope_global, n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, m_.rope_freqs);
+    build_model_rope_table(m_, n_ctx, b.rope_global);
     if (has_local_rope) build_rope_table(b.rope_local, n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
     else b.rope_local = b.rope_global;
 }
@@ -237,8 +237,10 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
                 for (int h = 0; h < hp.n_head; ++h) rms_norm(q + h * hd, w.q_norm, q + h * hd, hd, hp.rms_eps);
             if (w.k_norm)
                 for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(k + h * hd, w.k_norm, k + h * hd, hd, hp.rms_eps);
-            apply_rope(q, 1, hp.n_head, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
-            apply_rope(k, 1, hp.n_head_kv, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
+            if (hp.uses_rope(l)) {  // smollm3's NoPE layers skip it
+                apply_rope(q, 1, hp.n_head, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
+                apply_rope(k, 1, hp.n_head_kv, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
+            }
             if (hp.scale_q)
                 for (int i = 0; i < qd; ++i) q[i] *= hp.attention_scale;
             fp32_to_fp16_row(k, k_at(l, pos[r]), kvd);

@@ -134,7 +134,7 @@ CudaSessionBackend::CudaSessionBackend(const ModelImpl& model, int n_ctx, int32_
     check(cudaMallocHost(&g.host_counters, 2 * sizeof(int64_t)), "pinned host memory");
     // RoPE tables, built on the host as the CPU backend builds them
     std::vector<float> rope(static_cast<size_t>(n) * hp.rope_dim);
-    build_rope_table(rope.data(), n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, m_.rope_freqs);
+    build_model_rope_table(m_, n_ctx, rope.data());
     check(cudaMemcpy(g.rope_global, rope.data(), sizeof(float) * rope.size(), cudaMemcpyHostToDevice), "uploading RoPE tables");
     if (has_local_rope) {
         build_rope_table(rope.data(), n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
@@ -223,7 +223,7 @@ void CudaSessionBackend::layer_micro_batch(int l, int c0, int nb) {
     qp.n_head = hp.n_head;
     qp.n_head_kv = hp.n_head_kv;
     qp.head_dim = hp.head_dim;
-    qp.rope_dim = hp.rope_dim;
+    qp.rope_dim = hp.uses_rope(l) ? hp.rope_dim : 0;  // smollm3's NoPE layers: no rotation
     qp.neox = hp.rope_neox;
     qp.q_scale = hp.scale_q ? hp.attention_scale : 1.0f;
     qp.eps = hp.rms_eps;

@@ -4,6 +4,7 @@
 
 #include "base/thread_pool.h"
 #include "cpu/kernels.h"
+#include "cpu/ops.h"
 #include "cuda/cuda_backend.h"
 #include "model/chat_template.h"
 
@@ -38,6 +39,14 @@ public:
         w.data = t.data;
         w.row_bytes = ggml_row_size(t.type, n_in);
         return w;
+    }
+
+    // Rows [first, first + n_out) of a bound matrix, as a matrix of their own (fused tensors: phi3's attn_qkv, ffn_up).
+    static WeightMatrix rows(const WeightMatrix& w, int64_t first, int64_t n_out) {
+        WeightMatrix part = w;
+        part.n_out = n_out;
+        part.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.row_bytes;
+        return part;
     }
 
     // A 1-D fp32 vector of length n (converted and kept by the model when stored otherwise).
@@ -101,6 +110,8 @@ const char* architecture_name(Architecture a) {
         case Architecture::qwen2: return "qwen2";
         case Architecture::qwen3: return "qwen3";
         case Architecture::gemma3: return "gemma3";
+        case Architecture::phi3: return "phi3";
+        case Architecture::smollm3: return "smollm3";
     }
     return "?";
 }
@@ -118,7 +129,9 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     else if (arch == "qwen2") hp.arch = Architecture::qwen2;
     else if (arch == "qwen3") hp.arch = Architecture::qwen3;
     else if (arch == "gemma3") hp.arch = Architecture::gemma3;
-    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3)");
+    else if (arch == "phi3") hp.arch = Architecture::phi3;
+    else if (arch == "smollm3") hp.arch = Architecture::smollm3;
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, phi3, smollm3)");
 
     const std::string p = arch + ".";
     hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
@@ -143,8 +156,15 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (scaling == "linear" && factor > 0) hp.rope_freq_scale = static_cast<float>(1.0 / factor);
     else if (scaling != "none" && scaling != "linear" && factor > 1.0)
         fail("RoPE scaling type '" + scaling + "' is not supported");
-    hp.rope_neox = hp.arch != Architecture::llama;
+    hp.rope_attn_factor = static_cast<float>(f.get_float(p + "rope.scaling.attn_factor", 1.0));
+    if (!(hp.rope_attn_factor > 0) || hp.rope_attn_factor > 100) fail("rope.scaling.attn_factor out of range");
+    hp.n_ctx_orig = optional_dim(f, p + "rope.scaling.original_context_length", hp.n_ctx_train, 1, 1 << 24);
+    hp.rope_neox = hp.arch != Architecture::llama && hp.arch != Architecture::smollm3;
     hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+    // phi3: llama.cpp's graph scales Qcur by 1/sqrt(head_dim) before attention; its sliding window is ignored there
+    if (hp.arch == Architecture::phi3) hp.scale_q = true;
+    // smollm3: every 4th layer has no RoPE (llama.cpp's n_no_rope_layer_step, fixed at 4)
+    if (hp.arch == Architecture::smollm3) hp.nope_layer_step = 4;
 
     if (hp.arch == Architecture::gemma3) {
         // As llama.cpp's gemma3 graph: embeddings scaled by sqrt(d_model); 5 of every 6 layers attend
@@ -179,15 +199,25 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (const GgufTensor* out = bind.find("output.weight")) model->output = bind.bind_matrix(*out, d, hp.n_vocab);
     else model->output = model->token_embd;  // tied embeddings
     model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
+    // phi3 LongRoPE: one pair for the whole model (llama.cpp's converter writes them once, blk.0 names them too)
+    model->rope_factors_long = bind.vector("rope_factors_long.weight", hp.rope_dim / 2, false);
+    model->rope_factors_short = bind.vector("rope_factors_short.weight", hp.rope_dim / 2, false);
 
     model->layers.resize(hp.n_layer);
     for (int l = 0; l < hp.n_layer; ++l) {
         LayerWeights& w = model->layers[l];
         const std::string b = "blk." + std::to_string(l) + ".";
         w.attn_norm = bind.vector(b + "attn_norm.weight", d);
-        w.wq = bind.matrix(b + "attn_q.weight", d, qd);
-        w.wk = bind.matrix(b + "attn_k.weight", d, kvd);
-        w.wv = bind.matrix(b + "attn_v.weight", d, kvd);
+        if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
+            const WeightMatrix qkv = bind.matrix(b + "attn_qkv.weight", d, qd + 2 * kvd);
+            w.wq = WeightBinder::rows(qkv, 0, qd);
+            w.wk = WeightBinder::rows(qkv, qd, kvd);
+            w.wv = WeightBinder::rows(qkv, qd + kvd, kvd);
+        } else {
+            w.wq = bind.matrix(b + "attn_q.weight", d, qd);
+            w.wk = bind.matrix(b + "attn_k.weight", d, kvd);
+            w.wv = bind.matrix(b + "attn_v.weight", d, kvd);
+        }
         w.wo = bind.matrix(b + "attn_output.weight", qd, d);
         w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
         w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
@@ -198,8 +228,14 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
         bool gemma = hp.arch == Architecture::gemma3;
         w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
         w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
-        w.gate = bind.matrix(b + "ffn_gate.weight", d, ff);
-        w.up = bind.matrix(b + "ffn_up.weight", d, ff);
+        if (hp.arch == Architecture::phi3 && !bind.find(b + "ffn_gate.weight")) {  // fused: gate rows, then up rows
+            const WeightMatrix gate_up = bind.matrix(b + "ffn_up.weight", d, 2 * static_cast<int64_t>(ff));
+            w.gate = WeightBinder::rows(gate_up, 0, ff);
+            w.up = WeightBinder::rows(gate_up, ff, ff);
+        } else {
+            w.gate = bind.matrix(b + "ffn_gate.weight", d, ff);
+            w.up = bind.matrix(b + "ffn_up.weight", d, ff);
+        }
         w.down = bind.matrix(b + "ffn_down.weight", ff, d);
         w.post_ffn_norm = bind.vector(b + "post_ffw_norm.weight", d, gemma);
     }
@@ -219,6 +255,19 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     // Some conversions (gemma-3-270m) carry no template; use the architecture's own turn format.
     if (info.chat_template.empty()) info.chat_template = default_chat_template(arch);
     return model;
+}
+
+const float* rope_frequency_factors(const ModelImpl& model, int n_ctx) {
+    if (model.rope_freqs) return model.rope_freqs;
+    if (n_ctx > model.hparams.n_ctx_orig && model.rope_factors_long) return model.rope_factors_long;
+    return model.rope_factors_short;
+}
+
+void build_model_rope_table(const ModelImpl& model, int n_ctx, float* table) {
+    const ModelHparams& hp = model.hparams;
+    build_rope_table(table, n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, rope_frequency_factors(model, n_ctx));
+    if (hp.rope_attn_factor != 1.0f)
+        for (int64_t i = 0; i < static_cast<int64_t>(n_ctx) * hp.rope_dim; ++i) table[i] *= hp.rope_attn_factor;
 }
 
 // ---- Model: the public handle (C++ API) ----

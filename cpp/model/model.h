@@ -17,7 +17,7 @@ namespace lazyllm_edge {
 class ThreadPool;
 struct CudaModel;
 
-enum class Architecture { llama, qwen2, qwen3, gemma3 };
+enum class Architecture { llama, qwen2, qwen3, gemma3, phi3, smollm3 };
 
 struct ModelHparams {
     Architecture arch = Architecture::llama;
@@ -34,6 +34,9 @@ struct ModelHparams {
     float rope_freq_scale = 1.0f;   // linear RoPE scaling: positions are multiplied by this
     int rope_dim = 0;               // rotated dimensions per head (<= head_dim)
     bool rope_neox = false;         // rotate pairs (i, i + rope_dim/2) instead of (2i, 2i+1)
+    float rope_attn_factor = 1.0f;  // cos/sin are multiplied by this (rope.scaling.attn_factor; phi3 LongRoPE)
+    int n_ctx_orig = 0;             // rope.scaling.original_context_length: above it, the long RoPE factors (phi3)
+    int nope_layer_step = 0;        // > 0: every Nth layer ((l + 1) % N == 0) has no RoPE (smollm3's NoPE layers)
     float attention_scale = 0.0f;   // softmax scale for q·k
     bool scale_q = false;           // q is multiplied by attention_scale before attention (softmax scale 1)
     // gemma3
@@ -47,6 +50,7 @@ struct ModelHparams {
     bool is_sliding(int layer) const {
         return sliding_window > 0 && sliding_window_pattern > 0 && (layer % sliding_window_pattern) != sliding_window_pattern - 1;
     }
+    bool uses_rope(int layer) const { return nope_layer_step == 0 || (layer + 1) % nope_layer_step != 0; }
     int kv_dim() const { return n_head_kv * head_dim; }
     // Scale of q.k in the attention softmax: 1 where the model scales q itself (scale_q).
     float softmax_scale() const { return scale_q ? 1.0f : attention_scale; }
@@ -55,7 +59,8 @@ struct ModelHparams {
 
 struct LayerWeights {
     const float* attn_norm = nullptr;       // (d_model)
-    WeightMatrix wq, wk, wv, wo;            // (q_dim, d) (kv_dim, d) (kv_dim, d) (d, q_dim)
+    WeightMatrix wq, wk, wv, wo;            // (q_dim, d) (kv_dim, d) (kv_dim, d) (d, q_dim); q/k/v may be row
+                                            // ranges of one fused attn_qkv tensor (phi3)
     const float* bq = nullptr;              // optional biases (qwen2)
     const float* bk = nullptr;
     const float* bv = nullptr;
@@ -63,7 +68,8 @@ struct LayerWeights {
     const float* k_norm = nullptr;
     const float* post_attn_norm = nullptr;  // optional (gemma3)
     const float* ffn_norm = nullptr;        // (d_model)
-    WeightMatrix gate, up, down;            // (ffn, d) (ffn, d) (d, ffn)
+    WeightMatrix gate, up, down;            // (ffn, d) (ffn, d) (d, ffn); gate/up may be the halves of one fused
+                                            // ffn_up tensor (phi3)
     const float* post_ffn_norm = nullptr;   // optional (gemma3)
 };
 
@@ -77,6 +83,8 @@ struct ModelImpl {
     const float* output_norm = nullptr;     // (d)
     WeightMatrix output;                    // (n_vocab, d); token_embd when tied
     const float* rope_freqs = nullptr;      // optional (rope_dim/2) frequency divisors (llama3)
+    const float* rope_factors_long = nullptr;   // optional (rope_dim/2) LongRoPE divisors past n_ctx_orig (phi3)
+    const float* rope_factors_short = nullptr;  // optional (rope_dim/2) LongRoPE divisors up to n_ctx_orig (phi3)
     std::vector<LayerWeights> layers;
     std::vector<std::vector<float>> owned_vectors;  // small vectors converted to fp32 at load
     std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
@@ -91,5 +99,13 @@ const char* architecture_name(Architecture a);
 
 // The sha256 of the model file (as the registry names files), computed once per model on first use.
 const Sha256Digest& model_file_sha256(const ModelImpl& m);
+
+// The RoPE frequency divisors a session of n_ctx tokens uses (rope_freqs, else phi3's long or short LongRoPE
+// factors as llama.cpp chooses them by the context size), or null.
+const float* rope_frequency_factors(const ModelImpl& model, int n_ctx);
+
+// The session's RoPE table (n_ctx, rope_dim) cos/sin for the global layers: build_rope_table with the model's
+// base, scale and frequency factors, times rope_attn_factor.
+void build_model_rope_table(const ModelImpl& model, int n_ctx, float* table);
 
 }  // namespace lazyllm_edge

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "model/model.h"
 #include "runtime/session_state.h"
 
 namespace lazyllm_edge {
@@ -15,7 +16,7 @@ namespace {
 constexpr char kMagic[8] = {'L', 'Z', 'E', 'D', 'G', 'E', 'S', 'S'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kKvFp16 = 1;
-constexpr size_t kHeaderBytes = 8 + 4 + 32 + 4 * 4 + 4 + 4 + 8;
+constexpr size_t kHeaderBytes = 8 + 4 + 32 + 4 * 4 + 4 + 4 + 4 + 8;
 constexpr size_t kTrailerBytes = 8;
 
 [[noreturn]] void fail(const std::string& message) { throw_error(ErrorCode::state_file, message); }
@@ -149,6 +150,7 @@ void write_session_file(const SessionFileShape& shape, const SessionContents& c,
     sink.write(shape.model_sha256.data(), shape.model_sha256.size());
     for (int32_t v : {shape.n_layer, shape.n_vocab, shape.d_model, shape.kv_dim}) sink.put<int32_t>(v);
     sink.put<uint32_t>(kKvFp16);
+    sink.put<uint32_t>(shape.rope_factors);
     sink.put<int32_t>(c.n);
     sink.put<uint64_t>(payload_bytes(shape, c.frontier, c.n));
     // payload
@@ -195,6 +197,11 @@ SessionImage parse_session_file(const uint8_t* data, size_t size, const SessionF
     check_shape_field("d_model", r.get<int32_t>("the shape"), expected.d_model);
     check_shape_field("kv_dim", r.get<int32_t>("the shape"), expected.kv_dim);
     if (r.get<uint32_t>("the KV type") != kKvFp16) fail("the file's KV cache type is not fp16");
+    if (r.get<uint32_t>("the RoPE factors") != expected.rope_factors)
+        fail(expected.rope_factors ? "the file's keys were rotated with the model's short RoPE factors, this session's n_ctx "
+                                     "uses the long ones: load it into a session with n_ctx at most the model's original context"
+                                   : "the file's keys were rotated with other RoPE factors than this session's (the long LongRoPE "
+                                     "factors of a larger n_ctx, or a corrupted header)");
     const int32_t n = r.get<int32_t>("the token count");
     if (n < 0) fail("the file's token count " + std::to_string(n) + " is negative");
     if (n > expected.n_ctx)
@@ -243,6 +250,8 @@ SessionFileShape session_file_shape(const SessionImpl& s) {
     shape.n_vocab = s.hp->n_vocab;
     shape.d_model = s.hp->d_model;
     shape.kv_dim = s.hp->kv_dim();
+    // (phi3 rotates keys with factors chosen by the session's n_ctx: a cache is only valid under the same ones)
+    shape.rope_factors = s.m->rope_factors_long && rope_frequency_factors(*s.m, s.n_ctx) == s.m->rope_factors_long;
     shape.n_ctx = s.n_ctx;
     return shape;
 }

@@ -3,7 +3,9 @@
 //
 // Layout (version 1, little-endian), only the used part of the caches:
 //   header   magic "LZEDGESS" · u32 version · model file sha256 (32 bytes) · i32 n_layer, n_vocab, d_model,
-//            kv_dim · u32 kv_type (1: fp16) · i32 n_tokens · u64 payload_bytes                        (76 bytes)
+//            kv_dim · u32 kv_type (1: fp16) · u32 rope_factors (which RoPE frequency factors the keys were
+//            rotated with: 1 phi3's long LongRoPE factors, chosen by a large n_ctx; 0 the model's only ones) ·
+//            i32 n_tokens · u64 payload_bytes                                                        (80 bytes)
 //   payload  i32 tokens[n] · i32 frontier[n] (layers with KV per token, each in [1, n_layer]) ·
 //            per layer l: the K rows, then the V rows, of the tokens with KV there (frontier > l), by
 //            position, (c_l, kv_dim) fp16 as the caches store them ·
@@ -25,6 +27,7 @@ struct SessionImpl;
 struct SessionFileShape {
     Sha256Digest model_sha256{};
     int n_layer = 0, n_vocab = 0, d_model = 0, kv_dim = 0;
+    uint32_t rope_factors = 0;  // 1: the session's n_ctx chose the model's long LongRoPE factors (phi3)
     int n_ctx = 0;  // the loading session's: a file with more tokens does not fit
 };
 

@@ -23,6 +23,7 @@ struct Flags {
     bool in_range = false;
     bool letter() const { return in_range && (f & 7) == unicode::ucat_letter; }
     bool number() const { return in_range && (f & 7) == unicode::ucat_number; }
+    bool mark() const { return in_range && (f & 7) == unicode::ucat_mark; }
     bool space() const { return in_range && (f & kWhitespaceBit); }
     bool any() const { return in_range; }  // as_uint() != 0
 };
@@ -167,6 +168,122 @@ Offsets split_custom(const std::vector<uint32_t>& cpts, const Offsets& offsets) 
                 add(++pos);
             }
         }
+    }
+    return out;
+}
+
+// llama.cpp's unicode_regex_split_custom_qwen35: the qwen2 regex with combining marks in letter runs,
+// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+Offsets split_qwen35(const std::vector<uint32_t>& cpts, const Offsets& offsets) {
+    Offsets out;
+    out.reserve(offsets.size());
+    size_t start = 0;
+    for (size_t offset : offsets) {
+        const size_t ini = start, end = start + offset;
+        start = end;
+        auto get_cpt = [&](size_t pos) -> uint32_t { return (ini <= pos && pos < end) ? cpts[pos] : OUT_OF_RANGE; };
+        auto get_flags = [&](size_t pos) -> Flags {
+            Flags fl;
+            if (ini <= pos && pos < end) {
+                fl.f = cpt_flags(cpts[pos]);
+                fl.in_range = true;
+            }
+            return fl;
+        };
+        auto letter_or_mark = [](const Flags& f) { return f.letter() || f.mark(); };
+        size_t prev_end = ini;
+        auto add = [&](size_t e) -> size_t {
+            const size_t len = e - prev_end;
+            if (len > 0) out.push_back(len);
+            prev_end = e;
+            return len;
+        };
+        auto lower = [](uint32_t c) -> uint32_t { return (c >= 'A' && c <= 'Z') ? c + 32 : c; };
+
+        for (size_t pos = ini; pos < end;) {
+            const uint32_t cpt = get_cpt(pos);
+            const Flags flags = get_flags(pos);
+            // contractions, case-insensitive
+            if (cpt == '\'' && pos + 1 < end) {
+                const uint32_t n1 = lower(get_cpt(pos + 1));
+                if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
+                    pos += add(pos + 2);
+                    continue;
+                }
+                if (pos + 2 < end) {
+                    const uint32_t n2 = lower(get_cpt(pos + 2));
+                    if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
+                        pos += add(pos + 3);
+                        continue;
+                    }
+                }
+            }
+            // [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+
+            if (!(cpt == '\r' || cpt == '\n' || flags.number())) {
+                if (letter_or_mark(flags) || letter_or_mark(get_flags(pos + 1))) {
+                    pos++;
+                    while (letter_or_mark(get_flags(pos))) pos++;
+                    add(pos);
+                    continue;
+                }
+            }
+            // \p{N}
+            if (flags.number()) {
+                add(++pos);
+                continue;
+            }
+            // <space>?[^\s\p{L}\p{M}\p{N}]+[\r\n]*
+            Flags flags2 = (cpt == ' ' ? get_flags(pos + 1) : flags);
+            auto other = [&](const Flags& f) { return !(f.space() || f.letter() || f.mark() || f.number()); };
+            if (other(flags2) && flags.any()) {
+                pos += (cpt == ' ');
+                while (other(flags2) && flags2.any()) flags2 = get_flags(++pos);
+                uint32_t c2 = get_cpt(pos);
+                while (c2 == '\r' || c2 == '\n') c2 = get_cpt(++pos);
+                add(pos);
+                continue;
+            }
+            size_t nws = 0, last_rn = 0;
+            while (get_flags(pos + nws).space()) {
+                const uint32_t c2 = get_cpt(pos + nws);
+                if (c2 == '\r' || c2 == '\n') last_rn = pos + nws + 1;
+                nws++;
+            }
+            if (last_rn > 0) {  // \s*[\r\n]+
+                pos = last_rn;
+                add(pos);
+                continue;
+            }
+            if (nws > 1 && get_cpt(pos + nws) != OUT_OF_RANGE) {  // \s+(?!\S)
+                pos += nws - 1;
+                add(pos);
+                continue;
+            }
+            if (nws > 0) {  // \s+
+                pos += nws;
+                add(pos);
+                continue;
+            }
+            add(++pos);
+        }
+    }
+    return out;
+}
+
+// llama.cpp's unicode_regex_split_custom_newlines: [^\n]+|[\n]+
+Offsets split_newline_runs(const std::vector<uint32_t>& cpts, const Offsets& offsets) {
+    Offsets out;
+    out.reserve(offsets.size());
+    size_t start = 0;
+    for (size_t offset : offsets) {
+        const size_t end = start + offset;
+        for (size_t pos = start; pos < end;) {
+            const bool newline = cpts[pos] == '\n';
+            const size_t run = pos;
+            while (pos < end && (cpts[pos] == '\n') == newline) pos++;
+            out.push_back(pos - run);
+        }
+        start = end;
     }
     return out;
 }
@@ -344,6 +461,103 @@ Offsets split_regex(const std::vector<uint8_t>& col, const Offsets& offsets, Mat
     return out;
 }
 
+// \p{P} on the collapsed text: 0xD3 and the ASCII punctuation !-#%-*,-/:-;?-@[-]_{}
+inline bool cPunct(uint8_t c) {
+    if (c == 0xD3) return true;
+    return (c >= 0x21 && c <= 0x23) || (c >= 0x25 && c <= 0x2A) || (c >= 0x2C && c <= 0x2F) || (c >= 0x3A && c <= 0x3B) ||
+           (c >= 0x3F && c <= 0x40) || (c >= 0x5B && c <= 0x5D) || c == 0x5F || c == 0x7B || c == 0x7D;
+}
+
+// \s?X+ on the collapsed text (returns p when no match)
+template <typename Member>
+size_t match_space_then_run(const uint8_t* c, size_t p, size_t end, Member member) {
+    size_t s = p;
+    if (cS(c[p]) && p + 1 < end && member(c[p + 1])) s = p + 1;
+    if (!member(c[s])) return p;
+    size_t q = s + 1;
+    while (q < end && member(c[q])) q++;
+    return q;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regexes without \p{..} that llama.cpp runs through std::wregex on the code points, with every
+// non-ASCII whitespace code point replaced by 0x0B (so \s, the "C" locale's, still sees it).
+// ---------------------------------------------------------------------------------------------
+
+inline uint32_t wide(uint32_t cpt) { return (cpt > 0x7F && (cpt_flags(cpt) & kWhitespaceBit)) ? 0x0B : cpt; }
+inline bool wS(uint32_t c) { return c == ' ' || (c >= 0x09 && c <= 0x0D); }
+
+struct CptRange {
+    uint32_t first, last;
+};
+
+template <size_t N>
+bool in_ranges(const CptRange (&ranges)[N], uint32_t c) {
+    for (const CptRange& r : ranges)
+        if (c >= r.first && c <= r.last) return true;
+    return false;
+}
+
+// deepseek-llm's letter class, as written in llama.cpp's regex (A-Za-z and the cased letters of other scripts)
+constexpr CptRange kDeepseekLetters[] = {
+    {0x41, 0x5A}, {0x61, 0x7A}, {0xB5, 0xB5}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x1BA}, {0x1BC, 0x1BF}, {0x1C4, 0x293},
+    {0x295, 0x2AF}, {0x370, 0x373}, {0x376, 0x377}, {0x37B, 0x37D}, {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A},
+    {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481}, {0x48A, 0x52F}, {0x531, 0x556}, {0x10A0, 0x10C5},
+    {0x13A0, 0x13F5}, {0x13F8, 0x13FD}, {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF}, {0x1D00, 0x1D2B}, {0x1D6B, 0x1D77},
+    {0x1D79, 0x1D9A}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D}, {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57},
+    {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B}, {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC},
+    {0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC},
+    {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC}, {0x2102, 0x2102}, {0x2107, 0x2107}, {0x210A, 0x2113}, {0x2115, 0x2115},
+    {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128}, {0x212A, 0x212D}, {0x212F, 0x2134},
+    {0x2139, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2C7B},
+    {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE}, {0x2CF2, 0x2CF3}, {0xA640, 0xA66D}, {0xA680, 0xA69B}, {0xA722, 0xA76F},
+    {0xA771, 0xA787}, {0xA78B, 0xA78E}, {0xAB70, 0xABBF}, {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFF21, 0xFF3A},
+    {0xFF41, 0xFF5A}, {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB}, {0x10C80, 0x10CB2},
+    {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
+};
+// [!-/:-~！-／：-～‘-‟　-。]
+constexpr CptRange kDeepseekPunct[] = {{0x21, 0x2F}, {0x3A, 0x7E}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002}};
+// [一-龥ࠀ-一가-퟿]
+constexpr CptRange kCjk[] = {{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}};
+
+// Splits each piece at the leftmost-first matches of `match` over the wide (whitespace-mapped) code points.
+template <typename Match>
+Offsets split_wide(const std::vector<uint32_t>& cpts, const Offsets& offsets, Match match) {
+    std::vector<uint32_t> w(cpts.size());
+    for (size_t i = 0; i < cpts.size(); ++i) w[i] = wide(cpts[i]);
+    Offsets out;
+    out.reserve(offsets.size());
+    size_t start = 0;
+    for (size_t offset : offsets) {
+        const size_t ini = start, end = start + offset;
+        start = end;
+        size_t gap = ini, p = ini;
+        while (p < end) {
+            const size_t q = match(w.data(), p, end);
+            if (q > p) {
+                if (p > gap) out.push_back(p - gap);
+                out.push_back(q - p);
+                p = gap = q;
+            } else {
+                p++;
+            }
+        }
+        if (end > gap) out.push_back(end - gap);
+    }
+    return out;
+}
+
+// \s?[class]+ over wide code points (returns p when no match)
+template <size_t N>
+size_t match_wide_space_then_run(const uint32_t* w, size_t p, size_t end, const CptRange (&ranges)[N]) {
+    size_t s = p;
+    if (wS(w[p]) && p + 1 < end && in_ranges(ranges, w[p + 1])) s = p + 1;
+    if (!in_ranges(ranges, w[s])) return p;
+    size_t q = s + 1;
+    while (q < end && in_ranges(ranges, w[q])) q++;
+    return q;
+}
+
 // bloom:  ?[^(\s|.,!?…。，、।۔،)]+   (std::wregex on code points; non-ASCII whitespace -> 0x0B)
 bool bloom_allowed(uint32_t c) {
     if (c < 128) {
@@ -375,6 +589,16 @@ PreTokenizer make_pre_tokenizer(const std::string& pre) {
         {"viking", 8},
         {"gpt-4o", 9}, {"llama4", 9}, {"kanana2", 9}, {"talkie", 9}, {"minimax-m2", 9},
         {"tekken", 10},
+        {"deepseek-llm", 11},
+        {"deepseek-coder", 12},
+        {"qwen35", 13},
+        {"gemma4", 14}, {"granite-embed-multi-311m", 14},
+    };
+    // llama.cpp's clean_up_tokenization_spaces is on for byte-level BPE except for these pre-tokenizers
+    static const char* const kNoCleanSpaces[] = {
+        "deepseek-llm", "deepseek-coder", "command-r", "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "qwen35",
+        "poro-chat", "viking", "tekken", "smollm", "gpt-4o", "llama4", "kanana2", "talkie", "trillion",
+        "granite-docling", "hunyuan", "grok-2", "minimax-m2", "solar-open",
     };
     auto it = groups.find(pre);
     if (it == groups.end()) throw Error(ErrorCode::model_load, "unsupported pre-tokenizer type: '" + pre + "'");
@@ -391,7 +615,23 @@ PreTokenizer make_pre_tokenizer(const std::string& pre) {
         case 8: pt.steps = {SplitKind::bloom, SplitKind::digit}; break;
         case 9: pt.steps = {SplitKind::gpt4o}; break;
         case 10: pt.steps = {SplitKind::tekken}; pt.ignore_merges = true; break;
+        case 11:
+            pt.steps = {SplitKind::line_break, SplitKind::deepseek_letters, SplitKind::deepseek_punct,
+                        SplitKind::trailing_spaces, SplitKind::cjk, SplitKind::digits};
+            break;
+        case 12:
+            pt.steps = {SplitKind::line_break, SplitKind::letters, SplitKind::punct, SplitKind::cjk, SplitKind::digit};
+            break;
+        case 13: pt.steps = {SplitKind::qwen35}; break;
+        case 14:  // SentencePiece-style BPE: spaces escaped, merges over raw UTF-8, split only at newlines
+            pt.steps = {SplitKind::newline_runs};
+            pt.byte_encode = false;
+            pt.escape_spaces = true;
+            break;
     }
+    pt.clean_spaces = true;
+    for (const char* name : kNoCleanSpaces)
+        if (pre == name) pt.clean_spaces = false;
     return pt;
 }
 
@@ -412,6 +652,44 @@ std::vector<std::string> pre_tokenize(std::string_view text, const PreTokenizer&
             case SplitKind::gpt2: offsets = split_custom<false>(cpts, offsets); break;
             case SplitKind::llama3: offsets = split_custom<true>(cpts, offsets); break;
             case SplitKind::qwen2: offsets = split_regex(collapsed(), offsets, match_qwen2); break;
+            case SplitKind::qwen35: offsets = split_qwen35(cpts, offsets); break;
+            case SplitKind::newline_runs: offsets = split_newline_runs(cpts, offsets); break;
+            case SplitKind::line_break:
+                offsets = split_wide(cpts, offsets,
+                                     [](const uint32_t* w, size_t p, size_t) { return (w[p] == '\r' || w[p] == '\n') ? p + 1 : p; });
+                break;
+            case SplitKind::deepseek_letters:
+                offsets = split_wide(cpts, offsets, [](const uint32_t* w, size_t p, size_t e) {
+                    return match_wide_space_then_run(w, p, e, kDeepseekLetters);
+                });
+                break;
+            case SplitKind::deepseek_punct:
+                offsets = split_wide(cpts, offsets, [](const uint32_t* w, size_t p, size_t e) {
+                    return match_wide_space_then_run(w, p, e, kDeepseekPunct);
+                });
+                break;
+            case SplitKind::trailing_spaces:
+                offsets = split_wide(cpts, offsets, [](const uint32_t* w, size_t p, size_t e) {
+                    size_t q = p;
+                    while (q < e && wS(w[q])) q++;
+                    return (q > p && q == e) ? q : p;
+                });
+                break;
+            case SplitKind::cjk:
+                offsets = split_wide(cpts, offsets, [](const uint32_t* w, size_t p, size_t e) {
+                    size_t q = p;
+                    while (q < e && in_ranges(kCjk, w[q])) q++;
+                    return q;
+                });
+                break;
+            case SplitKind::letters:
+                offsets = split_regex(collapsed(), offsets,
+                                      [](const uint8_t* c, size_t p, size_t e) { return match_space_then_run(c, p, e, cL); });
+                break;
+            case SplitKind::punct:
+                offsets = split_regex(collapsed(), offsets,
+                                      [](const uint8_t* c, size_t p, size_t e) { return match_space_then_run(c, p, e, cPunct); });
+                break;
             case SplitKind::gpt4o:
                 offsets = split_regex(collapsed(), offsets,
                                       [](const uint8_t* c, size_t p, size_t e) { return match_gpt4o(c, p, e, false); });

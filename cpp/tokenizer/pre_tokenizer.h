@@ -20,11 +20,23 @@ enum class SplitKind {
     bloom,           //  ?[^(\s|.,!?…。，、।۔،)]+
     gpt4o,           // gpt-4o / tekken style (case-split letters), with \p{N}{1,3}
     tekken,          // tekken: like gpt4o without contractions, \p{N}, [\r\n/]*
+    qwen35,          // qwen2 with [\p{L}\p{M}]+ letter runs and [^\s\p{L}\p{M}\p{N}]+   (llama.cpp custom)
+    line_break,      // [\r\n]                                                              (std::wregex)
+    deepseek_letters,// \s?[A-Za-zµÀ-ÖØ-öø-ƺ...]+  (deepseek-llm's list of cased-letter ranges) (std::wregex)
+    deepseek_punct,  // \s?[!-/:-~！-／：-～‘-‟　-。]+                                    (std::wregex)
+    trailing_spaces, // \s+$                                                                (std::wregex)
+    cjk,             // [一-龥ࠀ-一가-퟿]+                                                  (std::wregex)
+    letters,         // \s?\p{L}+
+    punct,           // \s?\p{P}+
+    newline_runs,    // [^\n]+|[\n]+                                                         (llama.cpp custom)
 };
 
 struct PreTokenizer {
     std::vector<SplitKind> steps;
     bool ignore_merges = false;  // llama3-style: a word that is a whole token skips the merges
+    bool byte_encode = true;     // words are GPT-2 byte-mapped before the merges; false: raw UTF-8 (gemma4)
+    bool escape_spaces = false;  // spaces become U+2581 before splitting, and back in pieces (gemma4)
+    bool clean_spaces = false;   // detokenize removes the spaces before ?!., and some contractions (llama.cpp's list)
 };
 
 // Error(model_load) for an unknown / unsupported pre-tokenizer name.

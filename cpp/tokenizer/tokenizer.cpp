@@ -26,7 +26,11 @@ enum : uint32_t {
     ATTR_CONTROL = 1 << 3,
     ATTR_USER_DEFINED = 1 << 4,
     ATTR_BYTE = 1 << 5,
+    ATTR_LSTRIP = 1 << 7,  // a parsed special token takes the whitespace before it away
+    ATTR_RSTRIP = 1 << 8,  // ... and after it
 };
+
+bool is_c_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }  // isspace, "C" locale
 
 uint32_t attr_from_type(int32_t t) {
     switch (static_cast<TokenType>(t)) {
@@ -41,6 +45,41 @@ uint32_t attr_from_type(int32_t t) {
 }
 
 const char* kSpaceEscape = "\xE2\x96\x81";  // U+2581
+
+// llama.cpp's clean_spaces passes in llama_detokenize, in place as there: " ?", " !", " .", " ," lose the space;
+// " ' " becomes "'"; " 's", " 'm", " 're", " 've" lose the space.
+void clean_up_tokenization_spaces(std::string& s) {
+    char* text = s.data();
+    const size_t total1 = s.size();
+    size_t total = total1 ? 1 : 0;
+    for (size_t i = 1; i < total1; ++i) {
+        const char x = text[i];
+        if (text[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) total--;
+        text[total++] = x;
+    }
+    const size_t total2 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < total2; ++i) {
+        const char x = text[i];
+        if (x == '\'' && i + 1 < total2 && text[i - 1] == ' ' && text[i + 1] == ' ') {
+            total--;           // the space before
+            text[++i] = '\0';  // the space after (skipped, and no longer a space for the next test)
+        }
+        text[total++] = x;
+    }
+    const size_t total3 = total;
+    total = total ? 1 : 0;
+    for (size_t i = 1; i < total3; ++i) {
+        const char x = text[i];
+        if (text[i - 1] == ' ' && x == '\'' && i + 1 < total3) {
+            const char x1 = text[i + 1];
+            if (x1 == 's' || x1 == 'm') total--;
+            else if (i + 2 < total3 && ((x1 == 'r' && text[i + 2] == 'e') || (x1 == 'v' && text[i + 2] == 'e'))) total--;
+        }
+        text[total++] = x;
+    }
+    s.resize(total);
+}
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
     if (from.empty()) return;
@@ -130,7 +169,7 @@ struct Tokenizer::Impl {
 };
 
 void Tokenizer::Impl::build() {
-    if (v.model == "gpt2") {
+    if (v.model == "gpt2" || v.model == "gemma4") {
         is_bpe = true;
         pre = make_pre_tokenizer(v.pre);
     } else if (v.model == "llama") {
@@ -270,6 +309,13 @@ void Tokenizer::Impl::build() {
         if (attrs[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)) special_cache.push_back(static_cast<int32_t>(i));
     std::stable_sort(special_cache.begin(), special_cache.end(),
                      [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
+    // llama.cpp's attributes by model name: Phi-3's special tokens (and </s>) strip the whitespace after them
+    if (v.model_name.find("phi-3") != std::string::npos || v.model_name.find("phi3") != std::string::npos) {
+        for (int32_t id : special_cache) attrs[id] |= ATTR_RSTRIP;
+        if (const int32_t id = text_to_token("</s>"); id >= 0) attrs[id] |= ATTR_RSTRIP;
+        for (const char* t : {"<unk>", "<s>", "<|endoftext|>"})
+            if (const int32_t id = text_to_token(t); id >= 0) attrs[id] &= ~ATTR_RSTRIP;
+    }
     special_rank.assign(n, -1);
     for (size_t r = 0; r < special_cache.size(); ++r) {
         special_rank[special_cache[r]] = static_cast<int32_t>(r);
@@ -280,8 +326,11 @@ void Tokenizer::Impl::build() {
     static const char* hex = "0123456789ABCDEF";
     for (int b = 0; b < 256; ++b) {
         int32_t id = -1;
-        if (is_bpe) {
+        if (is_bpe && pre.byte_encode) {
             id = text_to_token(unicode::byte_to_utf8(static_cast<uint8_t>(b)));
+        } else if (is_bpe) {  // SentencePiece-style BPE (gemma4): <0xXX> byte-fallback tokens only
+            const char buf[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
+            id = text_to_token(buf);
         } else {
             const char buf[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
             id = text_to_token(buf);
@@ -299,7 +348,7 @@ std::string Tokenizer::Impl::make_piece(int32_t id) const {
     const std::string& text = v.tokens[id];
     if (attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED)) return text;
     if (attr & ATTR_NORMAL) {
-        if (!is_bpe) {
+        if (!is_bpe || pre.escape_spaces) {
             std::string r = text;
             replace_all(r, kSpaceEscape, " ");
             return r;
@@ -352,7 +401,8 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
         return;
     }
     std::sort(occ.begin(), occ.end());
-    std::vector<int32_t> claim(text.size(), -1);  // token id covering each byte
+    // per byte: -1 raw text, a token id where a token starts, -2 inside a token, -3 whitespace a token stripped
+    std::vector<int32_t> claim(text.size(), -1);
     size_t i = 0;
     while (i < occ.size()) {
         const int32_t rank = occ[i].first;
@@ -364,11 +414,19 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
             if (p < last_end) continue;
             bool free = true;
             for (size_t k = p; k < p + len; ++k)
-                if (claim[k] >= 0) { free = false; break; }
+                if (claim[k] != -1) { free = false; break; }
             if (!free) continue;
             claim[p] = id;
             for (size_t k = p + 1; k < p + len; ++k) claim[k] = -2;  // continuation
             last_end = p + len;
+            // LSTRIP / RSTRIP: the raw text's whitespace next to the token is dropped (up to the next token)
+            if (attrs[id] & ATTR_LSTRIP)
+                for (size_t k = p; k > 0 && claim[k - 1] == -1 && is_c_space(text[k - 1]); --k) claim[k - 1] = -3;
+            if (attrs[id] & ATTR_RSTRIP)
+                for (size_t k = p + len; k < text.size() && claim[k] == -1 && is_c_space(text[k]); ++k) {
+                    claim[k] = -3;
+                    last_end = k + 1;
+                }
         }
     }
     size_t raw_start = 0;
@@ -378,6 +436,9 @@ void Tokenizer::Impl::partition(std::string_view text, bool parse_special, std::
             out.push_back({claim[p], p, v.tokens[claim[p]].size()});
             p += v.tokens[claim[p]].size();
             raw_start = p;
+        } else if (claim[p] == -3) {  // stripped whitespace ends the raw text before it
+            if (p > raw_start) out.push_back({-1, raw_start, p - raw_start});
+            raw_start = ++p;
         } else {
             ++p;
         }
@@ -420,10 +481,14 @@ void Tokenizer::Impl::bpe_tokenize(std::string_view text, std::vector<int32_t>& 
     std::string word;
     for (const std::string& raw : raw_words) {
         word.clear();
-        for (unsigned char c : raw) word += unicode::byte_to_utf8(c);
+        if (pre.byte_encode)
+            for (unsigned char c : raw) word += unicode::byte_to_utf8(c);
+        else
+            word = raw;
         symbols.clear();
         queue = {};
-        if (pre.ignore_merges) {
+        // a word that is a token skips the merges: llama3-style vocabularies, and gemma4's runs of newlines
+        if (pre.ignore_merges || (pre.escape_spaces && word.find_first_not_of('\n') == std::string::npos)) {
             const int32_t id = text_to_token(word);
             if (id >= 0) {
                 out.push_back(id);
@@ -467,9 +532,10 @@ void Tokenizer::Impl::bpe_tokenize(std::string_view text, std::vector<int32_t>& 
             const int32_t id = text_to_token(std::string_view(s.text, s.n));
             if (id >= 0) {
                 out.push_back(id);
-            } else {
+            } else {  // llama.cpp's fallback: each byte of the symbol's text as a token, where there is one
                 for (size_t k = 0; k < s.n; ++k) {
-                    const int32_t bid = text_to_token(std::string_view(s.text + k, 1));
+                    const int32_t bid = pre.byte_encode ? text_to_token(std::string_view(s.text + k, 1))
+                                                        : byte_tokens[static_cast<uint8_t>(s.text[k])];
                     if (bid >= 0) out.push_back(bid);
                 }
             }
@@ -542,8 +608,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     if (add_special && m.v.add_bos && m.v.bos_id >= 0) out.push_back(m.v.bos_id);
     if (m.is_bpe) {
         for (const Fragment& f : frags) {
-            if (f.token >= 0) out.push_back(f.token);
-            else m.bpe_tokenize(text.substr(f.off, f.len), out);
+            if (f.token >= 0) {
+                out.push_back(f.token);
+            } else if (m.pre.escape_spaces) {
+                std::string t(text.substr(f.off, f.len));
+                replace_all(t, " ", kSpaceEscape);
+                m.bpe_tokenize(t, out);
+            } else {
+                m.bpe_tokenize(text.substr(f.off, f.len), out);
+            }
         }
     } else {
         bool prev_special = true;
@@ -572,6 +645,9 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
     return impl_->pieces[id];
 }
 
+// As llama.cpp's llama_detokenize (remove_special off): the first token's piece loses one leading space where
+// the vocabulary prefixes text with one (SentencePiece), then the clean-up of tokenization spaces where the
+// vocabulary asks for it.
 std::string Tokenizer::decode(const int32_t* ids, size_t n, bool render_special) const {
     std::string out;
     for (size_t i = 0; i < n; ++i) {
@@ -579,8 +655,11 @@ std::string Tokenizer::decode(const int32_t* ids, size_t n, bool render_special)
         if (id < 0 || id >= n_vocab())
             throw Error(ErrorCode::invalid_argument, "token id " + std::to_string(id) + " out of range");
         if (!render_special && (impl_->attrs[id] & (ATTR_UNKNOWN | ATTR_CONTROL))) continue;
-        out += impl_->pieces[id];
+        const std::string& piece = impl_->pieces[id];
+        const bool strip = i == 0 && impl_->v.add_space_prefix && !piece.empty() && piece[0] == ' ';
+        out.append(piece, strip ? 1 : 0, std::string::npos);
     }
+    if (impl_->is_bpe && impl_->pre.clean_spaces) clean_up_tokenization_spaces(out);
     return out;
 }
 

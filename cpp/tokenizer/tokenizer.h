@@ -1,5 +1,6 @@
 // Tokenizer built from the GGUF's tokenizer.ggml.* metadata: byte-level BPE ("gpt2") with the
-// pre-tokenizer named by tokenizer.ggml.pre, and SentencePiece-style ("llama").
+// pre-tokenizer named by tokenizer.ggml.pre, SentencePiece-style BPE ("gemma4": merges over raw UTF-8 with
+// spaces escaped as U+2581) and SentencePiece-style ("llama").
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -15,8 +16,9 @@ class GgufFile;
 enum class TokenType : int32_t { undefined = 0, normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
 
 struct TokenizerVocab {
-    std::string model;                 // "gpt2" or "llama"
+    std::string model;                 // "gpt2", "gemma4" or "llama"
     std::string pre;                   // pre-tokenizer name ("smollm", "llama-bpe", "qwen2", "default", ...)
+    std::string model_name;            // general.name, lowercased (llama.cpp sets some token attributes by it)
     std::vector<std::string> tokens;   // token text as stored (byte-level BPE: GPT-2 byte-to-unicode mapped)
     std::vector<float> scores;         // SentencePiece scores (may be empty for BPE)
     std::vector<int32_t> token_types;  // TokenType per token (may be empty -> all normal)
@@ -38,10 +40,12 @@ public:
     // parse_special: text like "<|im_start|>" becomes the control/user-defined token instead of plain text.
     std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
 
-    // Concatenated bytes of the tokens; render_special=false drops control tokens (BOS/EOS/...).
+    // The text of the tokens as llama.cpp's llama_detokenize gives it: the pieces concatenated, the first one
+    // without the leading space a SentencePiece prefix put there, spaces cleaned up where the vocabulary asks
+    // (clean_up_tokenization_spaces). render_special=false drops control tokens (BOS/EOS/...).
     // Out-of-range ids -> Error(invalid_argument).
     std::string decode(const int32_t* ids, size_t n, bool render_special = true) const;
-    std::string token_to_piece(int32_t id, bool render_special = true) const;  // raw bytes of one token
+    std::string token_to_piece(int32_t id, bool render_special = true) const;  // raw bytes of one token, as is
 
     int32_t n_vocab() const;
     int32_t bos_id() const;

@@ -1,4 +1,5 @@
 // read_tokenizer_vocab: tokenizer.ggml.* metadata -> TokenizerVocab, with llama.cpp's defaults.
+#include <cctype>
 #include <string>
 
 #include "base/error.h"
@@ -13,9 +14,17 @@ TokenizerVocab read_tokenizer_vocab(const GgufFile& f) {
     if (!model) throw Error(ErrorCode::model_load, "GGUF has no tokenizer (tokenizer.ggml.model is missing)");
     v.model = f.get_string("tokenizer.ggml.model");
     v.pre = f.get_string("tokenizer.ggml.pre");
+    v.model_name = f.get_string("general.name");
+    for (char& c : v.model_name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const bool spm = v.model == "llama";
-    const bool bpe = v.model == "gpt2";
-    if (!spm && !bpe) throw Error(ErrorCode::model_load, "unsupported tokenizer model: '" + v.model + "'");
+    const bool gemma4 = v.model == "gemma4";  // SentencePiece-style BPE; llama.cpp names its pre-tokenizer "gemma4"
+    const bool bpe = v.model == "gpt2" || gemma4;
+    if (v.model == "bert")
+        throw Error(ErrorCode::model_load, "unsupported tokenizer model: 'bert' (WordPiece vocabularies of BERT-style "
+                                           "embedding models are not supported; this engine runs generative LLMs)");
+    if (!spm && !bpe)
+        throw Error(ErrorCode::model_load, "unsupported tokenizer model: '" + v.model + "' (supported: llama, gpt2, gemma4)");
+    if (gemma4) v.pre = "gemma4";
 
     v.tokens = f.get_string_array("tokenizer.ggml.tokens");
     if (v.tokens.empty()) throw Error(ErrorCode::model_load, "GGUF tokenizer.ggml.tokens is missing or empty");
@@ -36,6 +45,7 @@ TokenizerVocab read_tokenizer_vocab(const GgufFile& f) {
     // llama.cpp defaults: SPM bos=1 eos=2 unk=0; BPE bos=eos=11. Out-of-range ids are dropped; a bad
     // id in the file keeps the default.
     int64_t bos = spm ? 1 : 11, eos = spm ? 2 : 11, unk = spm ? 0 : -1, pad = -1, eot = -1, eom = -1;
+    if (gemma4) bos = eos = -1;  // read from the file only
     auto in_range = [&](int64_t id) { return id >= 0 && static_cast<size_t>(id) < n; };
     auto read_id = [&](const char* key, int64_t& id) {
         if (!in_range(id)) id = -1;
@@ -67,6 +77,7 @@ TokenizerVocab read_tokenizer_vocab(const GgufFile& f) {
     v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", add_space_prefix);
     v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", add_bos);
     v.add_eos = f.get_bool("tokenizer.ggml.add_eos_token", false);
+    if (v.pre == "gemma4") v.add_bos = true;  // llama.cpp overrides it for Gemma 4 (its files say false)
     if (v.add_bos && v.bos_id < 0)
         throw Error(ErrorCode::model_load, "tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
     if (v.add_eos && v.eos_id < 0)
