@@ -7,7 +7,8 @@ create_chat_completion on the same model file and threads (which reuses its cach
 Reported: per turn, our TTFT with prefix reuse (cache_prompt, the default) and llama.cpp's; the first turn (a cold
 prefill of the whole document) with lazy="balanced" (the model's calibrated schedule where it has one) against
 llama.cpp's; and a saved session: after the first turn the session is saved, a new Generator loads it and answers
-the second question, against the cold prefill of the first turn. Each engine keeps its own replies in its
+the second question, against the cold prefill of the first turn (save and load include hashing the model file,
+once per model: the file names the model by its sha256). Each engine keeps its own replies in its
 conversation (greedy, --reply-tokens at most). The figures are single runs: on a shared machine they are noisy.
 """
 import argparse
@@ -102,8 +103,9 @@ def saved_session(path: str, args, doc: str, first: Dict) -> Dict:
         t0 = time.perf_counter()
         fresh.load_state(file)
         load_s = time.perf_counter() - t0
+        loaded = fresh.n_past
         r2 = ours_turn(fresh, messages, args.reply_tokens)
-    return dict(cold_ttft_s=first["ttft_s"], save_s=save_s, load_s=load_s, file_bytes=size, loaded_tokens=fresh.n_past,
+    return dict(cold_ttft_s=first["ttft_s"], save_s=save_s, load_s=load_s, file_bytes=size, loaded_tokens=loaded,
                 first_reply_ttft_s=r2["ttft_s"], first_reply_reused=r2["reused_tokens"],
                 first_reply_computed=r2["computed_tokens"], ratio_ttft=r2["ttft_s"] / first["ttft_s"],
                 ratio_load_and_ttft=(load_s + r2["ttft_s"]) / first["ttft_s"])
