@@ -35,6 +35,10 @@ public:
     void frontier_changed() override {}
     void read_kv(int layer, int position, float* k, float* v) const override;
     void read_aux(int position, float* hidden) const override;
+    void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const override;
+    void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) override;
+    void read_aux_rows(int n, float* hidden) const override;
+    void write_aux_rows(int n, const float* hidden) override;
 
 private:
     // Every buffer of the session, carved from one arena (the table in the constructor names each once).
@@ -432,6 +436,25 @@ void CpuSession::read_kv(int layer, int position, float* k, float* v) const {
 void CpuSession::read_aux(int position, float* hidden) const {
     const int d = m_.hparams.d_model;
     std::memcpy(hidden, buf_.aux_cache + static_cast<int64_t>(position) * d, sizeof(float) * d);
+}
+
+// rows [0, n) of a layer are contiguous in the (n_layer, n_ctx, kv_dim) caches
+void CpuSession::read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const {
+    std::memcpy(k, k_at(layer, 0), sizeof(uint16_t) * n * kv_dim_);
+    std::memcpy(v, v_at(layer, 0), sizeof(uint16_t) * n * kv_dim_);
+}
+
+void CpuSession::write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) {
+    std::memcpy(k_at(layer, 0), k, sizeof(uint16_t) * n * kv_dim_);
+    std::memcpy(v_at(layer, 0), v, sizeof(uint16_t) * n * kv_dim_);
+}
+
+void CpuSession::read_aux_rows(int n, float* hidden) const {
+    std::memcpy(hidden, buf_.aux_cache, sizeof(float) * n * m_.hparams.d_model);
+}
+
+void CpuSession::write_aux_rows(int n, const float* hidden) {
+    std::memcpy(buf_.aux_cache, hidden, sizeof(float) * n * m_.hparams.d_model);
 }
 
 }  // namespace

@@ -16,6 +16,10 @@ std::vector<float> keep_fraction_per_layer(const std::vector<PruneStage>& stages
 ImportanceSignal parse_importance_signal(const std::string& name);
 const char* importance_signal_name(ImportanceSignal signal);
 
+// Whether two configs prune the same way (every field equal): a session reuses cached tokens only under the
+// schedule that computed them.
+bool same_lazy_config(const LazyConfig& a, const LazyConfig& b);
+
 // The spec string of a resolved config (absolute layers), which parse_lazy_spec reads back as the same config.
 std::string lazy_spec_string(const LazyConfig& config);
 

@@ -297,4 +297,9 @@ const ModelInfo& Model::info() const { return impl_->info; }
 const Tokenizer& Model::tokenizer() const { return *impl_->tokenizer; }
 const ModelParams& Model::params() const { return impl_->params; }
 
+const Sha256Digest& model_file_sha256(const ModelImpl& m) {
+    std::call_once(m.file_sha256_once, [&] { m.file_sha256 = sha256(m.file->bytes(), m.file->size()); });
+    return m.file_sha256;
+}
+
 }  // namespace lazyllm_edge

@@ -1,11 +1,13 @@
 // Model description and weights, read from GGUF metadata and tensors (nothing assumed).
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf_reader.h"
 #include "base/error.h"
+#include "base/sha256.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "model/weight_matrix.h"
 #include "tokenizer/tokenizer.h"
@@ -86,12 +88,17 @@ struct ModelImpl {
     std::vector<LayerWeights> layers;
     std::vector<std::vector<float>> owned_vectors;  // small vectors converted to fp32 at load
     std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
+    mutable std::once_flag file_sha256_once;  // model_file_sha256: hashed on first use (saved sessions)
+    mutable Sha256Digest file_sha256{};
 };
 
 // Parses hparams and binds weights; Error(model_load) on anything missing or inconsistent.
 std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams& params);
 
 const char* architecture_name(Architecture a);
+
+// The sha256 of the model file (as the registry names files), computed once per model on first use.
+const Sha256Digest& model_file_sha256(const ModelImpl& m);
 
 // The RoPE frequency divisors a session of n_ctx tokens uses (rope_freqs, else phi3's long or short LongRoPE
 // factors as llama.cpp chooses them by the context size), or null.
