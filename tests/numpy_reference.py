@@ -19,6 +19,15 @@ Architectures:
           with LongRoPE frequency divisors (long past the original context n_ctx_orig, else short) and cos/sin
           times rope_attn_factor.
 - smollm3: llama without RoPE on every 4th layer ((l + 1) % 4 == 0).
+- gemma4: gemma3's layer with, per layer, its type (hp["sliding"]), head size and kv heads (sliding and full
+          layers differ), FFN size and K/V source: the last layers (hp["kv_source"][l] != l) compute no K/V and
+          attend over the K/V of an earlier layer of their type. q and k get their RMSNorm, v an RMSNorm without
+          weight; K = V where a layer has no attn_v; attention scale 1; RoPE NEOX, the full layers' with
+          rope_freqs as frequency divisors (proportional RoPE: 1e30 leaves a pair unrotated). Per-layer
+          embeddings: per_layer_token_embd[id] * sqrt(ple) plus RMSNorm(per_layer_model_proj . x0 / sqrt(d)),
+          times 1/sqrt(2), gives each layer a (ple) input; after the FFN residual a layer adds
+          RMSNorm(proj . (gelu(inp_gate . x) * input_l)), then scales the residual stream by
+          layer_output_scale. Logits soft-capped.
 """
 
 from __future__ import annotations
@@ -27,10 +36,10 @@ import numpy as np
 
 
 def rms_norm(x, w, eps):
-    """x: (..., n); normalised over the last axis, times w."""
+    """x: (..., n); normalised over the last axis, times w (None: no weight)."""
     x = x.astype(np.float64)
     y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
-    return (y * w).astype(np.float32)
+    return (y if w is None else y * w).astype(np.float32)
 
 
 def rope(x, positions, base, neox, rope_dim=None, freq_factors=None, attn_factor=1.0):
@@ -81,10 +90,63 @@ def attention(q, k, v, n_head_kv, scale, window=0):
     return out.reshape(n, H * hd).astype(np.float32)
 
 
+def gemma4_per_layer_inputs(hp, w, ids, x0):
+    """(n, n_layer, ple) per-layer inputs of tokens `ids` with scaled embeddings x0 (n, d)."""
+    L, d, ple, eps = hp["n_layer"], hp["d_model"], hp["per_layer_dim"], hp["eps"]
+    tok = w["per_layer_token_embd.weight"][ids].reshape(len(ids), L, ple) * np.float32(np.sqrt(ple))
+    proj = (x0 @ w["per_layer_model_proj.weight"].T) * np.float32(1.0 / np.sqrt(d))
+    proj = rms_norm(proj.reshape(len(ids), L, ple), w["per_layer_proj_norm.weight"], eps)
+    return ((proj + tok) * np.float32(1.0 / np.sqrt(2.0))).astype(np.float32)
+
+
+def forward_gemma4(hp, w, ids):
+    """gemma4 logits (n, n_vocab) for token ids at positions 0..n-1."""
+    L, d, H, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["eps"]
+    ids = np.asarray(ids)
+    n = len(ids)
+    pos = np.arange(n)
+    x = w["token_embd.weight"][ids].astype(np.float32) * np.float32(np.sqrt(d))  # (n, d)
+    per_layer = gemma4_per_layer_inputs(hp, w, ids, x) if hp.get("per_layer_dim") else None
+    kv = {}  # layer -> (K, V) of the layers that compute them
+    for l in range(L):
+        b = f"blk.{l}."
+        hd, Hkv, sliding = hp["head_dim_of"][l], hp["n_head_kv_of"][l], hp["sliding"][l]
+        h = rms_norm(x, w[b + "attn_norm.weight"], eps)
+        q = rms_norm((h @ w[b + "attn_q.weight"].T).reshape(n, H, hd), w[b + "attn_q_norm.weight"], eps)
+        base, factors = (hp["rope_base_local"], None) if sliding else (hp["rope_base"], w["rope_freqs.weight"])
+        rope_dim = hp["rope_dim_local"] if sliding else hp["rope_dim"]
+        q = rope(q, pos, base, True, rope_dim, factors)
+        src = hp["kv_source"][l]
+        if src == l:
+            k = (h @ w[b + "attn_k.weight"].T).reshape(n, Hkv, hd)
+            v = (h @ w[b + "attn_v.weight"].T).reshape(n, Hkv, hd) if b + "attn_v.weight" in w else k
+            k = rope(rms_norm(k, w[b + "attn_k_norm.weight"], eps), pos, base, True, rope_dim, factors)
+            kv[l] = (k, rms_norm(v, None, eps))
+        k, v = kv[src]
+        a = attention(q, k, v, Hkv, hp.get("attention_scale", 1.0), hp["sliding_window"] if sliding else 0)
+        x = x + rms_norm(a @ w[b + "attn_output.weight"].T, w[b + "post_attention_norm.weight"], eps)
+        h = rms_norm(x, w[b + "ffn_norm.weight"], eps)
+        f = (gelu_tanh(h @ w[b + "ffn_gate.weight"].T) * (h @ w[b + "ffn_up.weight"].T)) @ w[b + "ffn_down.weight"].T
+        x = x + rms_norm(f, w[b + "post_ffw_norm.weight"], eps)
+        if per_layer is not None:
+            g = gelu_tanh(x @ w[b + "inp_gate.weight"].T) * per_layer[:, l]
+            x = x + rms_norm(g @ w[b + "proj.weight"].T, w[b + "post_norm.weight"], eps)
+        if b + "layer_output_scale.weight" in w:
+            x = x * w[b + "layer_output_scale.weight"][0]
+    x = rms_norm(x, w["output_norm.weight"], eps)
+    logits = x @ w.get("output.weight", w["token_embd.weight"]).T
+    cap = hp.get("final_logit_softcap", 0.0)
+    if cap:
+        logits = cap * np.tanh(logits / cap)
+    return logits.astype(np.float32)
+
+
 def forward(hp, w, ids, n_ctx=None):
     """Logits (n, n_vocab) for token ids at positions 0..n-1 (n_ctx: the session's context size, which picks
     phi3's LongRoPE factors)."""
     arch = hp["arch"]
+    if arch == "gemma4":
+        return forward_gemma4(hp, w, ids)
     L, d, H, Hkv, hd, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["n_head_kv"], hp["head_dim"], hp["eps"]
     gemma = arch == "gemma3"
     neox = hp.get("rope_neox", arch != "llama")
