@@ -117,6 +117,18 @@ void geglu(float* gate, const float* up, int n) {
     }
 }
 
+void gelu(float* x, int n) {
+    const uint16_t* table = gelu_table();
+    for (int i = 0; i < n; ++i) {
+        const float g = x[i];
+        x[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g : fp16_to_fp32(table[fp32_to_fp16(g)]);
+    }
+}
+
+void mul_in_place(float* y, const float* x, int n) {
+    for (int i = 0; i < n; ++i) y[i] *= x[i];
+}
+
 void add_in_place(float* y, const float* x, int n) {
     for (int i = 0; i < n; ++i) y[i] += x[i];
 }

@@ -23,6 +23,11 @@ void swiglu(float* gate, const float* up, int n);
 // gate[i] = gelu_tanh(gate[i]) * up[i]
 void geglu(float* gate, const float* up, int n);
 
+// x[i] = gelu_tanh(x[i]) in place, as ggml_gelu: through the fp16 table inside (-10, 10), 0 below, x above
+void gelu(float* x, int n);
+// y[i] *= x[i]
+void mul_in_place(float* y, const float* x, int n);
+
 // y += x
 void add_in_place(float* y, const float* x, int n);
 
