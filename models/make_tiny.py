@@ -57,9 +57,10 @@ GEMMA4_LAYER_TYPES = [True, True, False, True, True, False, True, False]
 GEMMA4_SHARED_KV = 2
 
 
-def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0):
+def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0, n_expert=0):
     """The gemma4 tiny (see the module docstring); hp has per-layer lists: sliding, head_dim_of, n_head_kv_of,
-    ffn_of, kv_source (the layer whose K/V each layer attends over)."""
+    ffn_of, kv_source (the layer whose K/V each layer attends over). n_expert > 0 adds a mixture-of-experts
+    router to every layer (expert_count; the experts themselves are left out: files the engine must refuse)."""
     if n_layer != len(GEMMA4_LAYER_TYPES):
         raise ValueError(f"the gemma4 tiny has {len(GEMMA4_LAYER_TYPES)} layers")
     tokens, _, _ = tiny_vocab()
@@ -107,7 +108,9 @@ def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0):
         w[b + "proj.weight"] = mat(d_model, ple)
         w[b + "post_norm.weight"] = norm(d_model)
         w[b + "layer_output_scale.weight"] = (0.5 + rng.random(1)).astype(np.float32)
-    hp = dict(arch="gemma4", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=max(n_head_kv_of), ffn=ffn,
+        if n_expert:
+            w[b + "ffn_gate_inp.weight"] = mat(n_expert, d_model)
+    hp = dict(n_expert=n_expert, arch="gemma4", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=max(n_head_kv_of), ffn=ffn,
               head_dim=hd_full, n_vocab=n_vocab, rope_base=1e6, rope_base_local=10000.0, eps=1e-6, n_ctx=512,
               sliding_window=8, sliding=sliding, head_dim_of=head_dim_of, n_head_kv_of=n_head_kv_of, ffn_of=ffn_of,
               kv_source=kv_source, shared_kv_layers=GEMMA4_SHARED_KV, rope_dim=hd_full, rope_dim_local=hd_swa,
@@ -115,10 +118,12 @@ def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0):
     return hp, w
 
 
-def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0):
-    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model."""
+def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0, n_expert=0):
+    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model (n_expert: gemma4 only)."""
     if arch == "gemma4":
-        return tiny_gemma4_weights(n_layer, d_model, n_head, ffn, seed)
+        return tiny_gemma4_weights(n_layer, d_model, n_head, ffn, seed, n_expert)
+    if n_expert:
+        raise ValueError("n_expert: gemma4 tinies only")
     tokens, _, _ = tiny_vocab()
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
@@ -208,6 +213,8 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
         writer.add_rope_dimension_count_swa(hp["rope_dim_local"])
         writer.add_rope_freq_base_swa(hp["rope_base_local"])
         writer.add_final_logit_softcapping(hp["final_logit_softcap"])
+        if hp["n_expert"]:
+            writer.add_expert_count(hp["n_expert"])
     if arch == "phi3":
         writer.add_rope_dimension_count(hp["head_dim"])
         writer.add_rope_scaling_orig_ctx_len(hp["n_ctx_orig"])
@@ -223,8 +230,10 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
     writer.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     qtype = getattr(gguf.GGMLQuantizationType, weight_type)
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
     for name, arr in weights.items():
-        if arr.ndim == 2 and weight_type != "F32":
+        # (a matrix whose rows are no whole number of blocks, the gemma4 tiny's per-layer proj, stays F32)
+        if arr.ndim == 2 and weight_type != "F32" and arr.shape[1] % block == 0:
             if weight_type == "F16":
                 writer.add_tensor(name, arr.astype(np.float16))
             else:

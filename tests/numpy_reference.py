@@ -72,14 +72,17 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def attention(q, k, v, n_head_kv, scale, window=0):
-    """q: (n, H, hd), k/v: (n, Hkv, hd); causal (and within `window` positions when > 0). -> (n, H*hd)."""
+def attention(q, k, v, n_head_kv, scale, window=0, keys=None):
+    """q: (n, H, hd), k/v: (n, Hkv, hd); causal (and within `window` positions when > 0; only the positions
+    where `keys` (n) is True, when given: a query outside them sees itself). -> (n, H*hd)."""
     n, H, hd = q.shape
     group = H // n_head_kv
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
     mask = j <= i
     if window > 0:
         mask &= j > i - window
+    if keys is not None:
+        mask &= keys[None, :] | (i == j)
     out = np.empty((n, H, hd), dtype=np.float64)
     for h in range(H):
         kh, vh = k[:, h // group].astype(np.float64), v[:, h // group].astype(np.float64)
@@ -99,12 +102,27 @@ def gemma4_per_layer_inputs(hp, w, ids, x0):
     return ((proj + tok) * np.float32(1.0 / np.sqrt(2.0))).astype(np.float32)
 
 
-def forward_gemma4(hp, w, ids):
-    """gemma4 logits (n, n_vocab) for token ids at positions 0..n-1."""
+def tokens_to_keep(n_active, keep):
+    """lazy/selection.cpp's count: ceil(keep * n) with slack for the float keep fraction, at least 1."""
+    return n_active if keep >= 1 else min(max(int(np.ceil(np.float32(keep) * n_active - 1e-4)), 1), n_active)
+
+
+def forward_gemma4(hp, w, ids, schedule=None, kv_fp16=False):
+    """gemma4 logits (n, n_vocab) for token ids at positions 0..n-1.
+
+    schedule {layer: keep fraction}: LazyLLM pruning of this (fresh) prefill, as lazy/step.cpp defines it: after
+    a stage layer the last token's softmax attention (per head over the active tokens it sees there, averaged
+    over the heads) ranks the active tokens (on a sliding layer those inside its window; the earlier ones stay),
+    the top ceil(keep * n) stay (ties to the earlier position, the last token always); the others are neither
+    computed nor attended to in later layers. A shared-KV layer attends over its own active tokens with its
+    source layer's K/V (each of them was computed there). Returns (logits, frontier): the layers each position
+    was computed through. kv_fp16 rounds K and V to fp16 as the engine's cache does (for rankings)."""
     L, d, H, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["eps"]
     ids = np.asarray(ids)
     n = len(ids)
     pos = np.arange(n)
+    active = np.ones(n, dtype=bool)
+    frontier = np.zeros(n, dtype=np.int64)
     x = w["token_embd.weight"][ids].astype(np.float32) * np.float32(np.sqrt(d))  # (n, d)
     per_layer = gemma4_per_layer_inputs(hp, w, ids, x) if hp.get("per_layer_dim") else None
     kv = {}  # layer -> (K, V) of the layers that compute them
@@ -121,24 +139,42 @@ def forward_gemma4(hp, w, ids):
             k = (h @ w[b + "attn_k.weight"].T).reshape(n, Hkv, hd)
             v = (h @ w[b + "attn_v.weight"].T).reshape(n, Hkv, hd) if b + "attn_v.weight" in w else k
             k = rope(rms_norm(k, w[b + "attn_k_norm.weight"], eps), pos, base, True, rope_dim, factors)
-            kv[l] = (k, rms_norm(v, None, eps))
+            v = rms_norm(v, None, eps)
+            kv[l] = (k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)) if kv_fp16 else (k, v)
         k, v = kv[src]
-        a = attention(q, k, v, Hkv, hp.get("attention_scale", 1.0), hp["sliding_window"] if sliding else 0)
-        x = x + rms_norm(a @ w[b + "attn_output.weight"].T, w[b + "post_attention_norm.weight"], eps)
-        h = rms_norm(x, w[b + "ffn_norm.weight"], eps)
+        window = hp["sliding_window"] if sliding else 0
+        a = attention(q, k, v, Hkv, hp.get("attention_scale", 1.0), window, active)
+        y = x + rms_norm(a @ w[b + "attn_output.weight"].T, w[b + "post_attention_norm.weight"], eps)
+        h = rms_norm(y, w[b + "ffn_norm.weight"], eps)
         f = (gelu_tanh(h @ w[b + "ffn_gate.weight"].T) * (h @ w[b + "ffn_up.weight"].T)) @ w[b + "ffn_down.weight"].T
-        x = x + rms_norm(f, w[b + "post_ffw_norm.weight"], eps)
+        y = y + rms_norm(f, w[b + "post_ffw_norm.weight"], eps)
         if per_layer is not None:
-            g = gelu_tanh(x @ w[b + "inp_gate.weight"].T) * per_layer[:, l]
-            x = x + rms_norm(g @ w[b + "proj.weight"].T, w[b + "post_norm.weight"], eps)
+            g = gelu_tanh(y @ w[b + "inp_gate.weight"].T) * per_layer[:, l]
+            y = y + rms_norm(g @ w[b + "proj.weight"].T, w[b + "post_norm.weight"], eps)
         if b + "layer_output_scale.weight" in w:
-            x = x * w[b + "layer_output_scale.weight"][0]
+            y = y * w[b + "layer_output_scale.weight"][0]
+        x = np.where(active[:, None], y, x)  # only the active tokens are computed
+        frontier[active] = l + 1
+        keep = (schedule or {}).get(l, 1.0)
+        if keep < 1.0 and l + 1 < L:  # a stage: rank by the last token's attention, keep the most important
+            ranked = active & (pos > n - 1 - window) if window else active.copy()
+            cand = np.flatnonzero(ranked)
+            group = H // Hkv
+            imp = np.zeros(len(cand))
+            for head in range(H):
+                sc = k[cand, head // group].astype(np.float64) @ q[n - 1, head].astype(np.float64) * hp.get("attention_scale", 1.0)
+                e = np.exp(sc - sc.max())
+                imp += e / e.sum() / H
+            n_keep = tokens_to_keep(len(cand), keep)
+            order = sorted(range(len(cand)), key=lambda i: (cand[i] != n - 1, -imp[i], cand[i]))[:n_keep]
+            active[cand] = False
+            active[cand[order]] = True
     x = rms_norm(x, w["output_norm.weight"], eps)
     logits = x @ w.get("output.weight", w["token_embd.weight"]).T
     cap = hp.get("final_logit_softcap", 0.0)
     if cap:
         logits = cap * np.tanh(logits / cap)
-    return logits.astype(np.float32)
+    return (logits.astype(np.float32), frontier) if schedule is not None else logits.astype(np.float32)
 
 
 def forward(hp, w, ids, n_ctx=None):
@@ -207,10 +243,7 @@ def load_gguf(path):
         f = r.fields.get(f"{arch}.{key}")
         return default if f is None else f.contents()
 
-    w = {}
-    for t in r.tensors:
-        a = gguf.quants.dequantize(t.data, t.tensor_type)
-        w[t.name] = np.asarray(a, dtype=np.float32).reshape(tuple(int(s) for s in reversed(t.shape)) if len(t.shape) > 1 else -1)
+    w = load_gguf_weights(path, r)
     d, H = int(meta("embedding_length")), int(meta("attention.head_count"))
     hp = dict(arch=arch, n_layer=int(meta("block_count")), d_model=d, n_head=H,
               n_head_kv=int(meta("attention.head_count_kv", H)), head_dim=int(meta("attention.key_length", d // H)),
@@ -219,3 +252,15 @@ def load_gguf(path):
     if arch == "gemma3":
         hp.update(sliding_window=int(meta("attention.sliding_window", 0)), sliding_window_pattern=6, rope_base_local=10000.0)
     return hp, w
+
+
+def load_gguf_weights(path, reader=None):
+    """Every tensor of a GGUF file dequantized to fp32 with gguf-py: matrices (n_out, n_in), vectors (n,)."""
+    import gguf
+
+    r = reader or gguf.GGUFReader(str(path))
+    w = {}
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type)
+        w[t.name] = np.asarray(a, dtype=np.float32).reshape(tuple(int(s) for s in reversed(t.shape)) if len(t.shape) > 1 else -1)
+    return w
