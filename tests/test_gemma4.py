@@ -148,3 +148,18 @@ def test_quantized_tiny_matches_numpy_reference(tmp_path, weight_type):
     want = forward_gemma4(hp, weights, ids)
     assert np.abs(got - want).max() <= 5e-3 * np.abs(want).max()
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def test_cuda_refuses_gemma4_and_auto_takes_the_cpu(tmp_path):
+    """The CUDA backend lacks gemma4's kernels: backend="cuda" raises UnsupportedError naming the architecture
+    where a GPU is (without one it raises for the missing device), "auto" runs it on the CPU."""
+    from conftest import cuda_available
+
+    path = tmp_path / "tiny-gemma4.gguf"
+    hp, _ = write_tiny_model(path, "gemma4", N_LAYER, "F32")
+    match = "does not support architecture 'gemma4'" if cuda_available() else "backend 'cuda'"
+    with pytest.raises(lazyllm_edge.UnsupportedError, match=match):
+        lazyllm_edge.Generator(str(path), backend="cuda")
+    gen = lazyllm_edge.Generator(str(path), n_ctx=N_CTX, n_threads=2, backend="auto")
+    assert gen.info["backend"] == "cpu"
+    assert gen.logits(_ids(8, hp["n_vocab"], seed=9)).shape == (8, hp["n_vocab"])
