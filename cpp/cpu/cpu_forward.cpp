@@ -70,8 +70,9 @@ private:
     };
 
     // The K/V a layer attends over (a shared-KV layer's are its source layer's), at a position.
-    uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + kv_offset_[layer] + static_cast<int64_t>(pos) * m_.hparams.shape(layer).kv_dim(); }
-    uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + kv_offset_[layer] + static_cast<int64_t>(pos) * m_.hparams.shape(layer).kv_dim(); }
+    int64_t kv_index(int layer, int pos) const { return kv_offset_[layer] + int64_t{pos} * m_.hparams.shape(layer).kv_dim(); }
+    uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + kv_index(layer, pos); }
+    uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + kv_index(layer, pos); }
     void embed_per_layer_inputs(int n_past, int n_new);
     void layer_micro_batch(int l, int c0, int nb);
     void per_layer_embedding(int l, int c0, int nb);

@@ -35,6 +35,8 @@ struct ModelHparams {
     int n_layer = 0;
     int d_model = 0;
     int n_head = 0;
+    // every layer's, where all are alike; gemma4: the largest n_head_kv and ffn_dim, the full layers' head_dim
+    // (the CPU forward pass reads shape(layer); kv_dim() and q_dim() below are the uniform ones)
     int n_head_kv = 0;
     int head_dim = 0;
     int ffn_dim = 0;
