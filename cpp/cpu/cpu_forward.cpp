@@ -67,6 +67,14 @@ private:
         float* ple_inputs = nullptr;           // (n_ctx, n_layer * per_layer_dim) gemma4: each position's per-layer inputs
         float* ple_token = nullptr;            // (n_threads, n_layer * per_layer_dim) one token's per-layer embedding row
         float* ple = nullptr;                  // (n_ubatch, per_layer_dim) the compute rows' per-layer branch
+        // gemma4 mixture of experts (n_expert > 0; gate and up above hold the larger of ffn_dim and expert_ffn_dim)
+        float* expert_in = nullptr;            // (n_ubatch, d_model) the router's input, then the experts', then their sum
+        float* router_logits = nullptr;        // (n_ubatch, n_expert)
+        int32_t* expert_choice = nullptr;      // (n_ubatch, n_expert_used) each row's experts, by decreasing weight
+        float* expert_weight = nullptr;        // (n_ubatch, n_expert_used)
+        int32_t* expert_slots = nullptr;       // (n_ubatch * n_expert_used) the (row, slot)s routed to one expert
+        float* expert_x = nullptr;             // (n_ubatch * n_expert_used, d_model) their inputs, then outputs
+        float* expert_out = nullptr;           // (n_ubatch * n_expert_used, d_model) each (row, slot)'s weighted output
         float* logits = nullptr;               // (n_vocab)
     };
 
@@ -77,6 +85,7 @@ private:
     void embed_per_layer_inputs(int n_past, int n_new);
     void layer_micro_batch(int l, int c0, int nb);
     void per_layer_embedding(int l, int c0, int nb);
+    void mixture_of_experts(int l, int c0, int nb);
     void advance_frontier(int layer, int n_rows);
     void output_logits(const float* hidden, int n, float* logits);
 
@@ -110,7 +119,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
         const LayerShape& s = hp.shape(l);
         kvd = std::max<int64_t>(kvd, s.kv_dim());
         qd = std::max<int64_t>(qd, int64_t{hp.n_head} * s.head_dim);
-        ff = std::max<int64_t>(ff, s.ffn_dim);
+        ff = std::max<int64_t>(ff, std::max(s.ffn_dim, hp.expert_ffn_dim));
         attention_floats = std::max(attention_floats, attention_scratch_floats(n_ctx, hp.n_head, s.n_head_kv, s.head_dim));
         kv_offset_[l] = hp.computes_kv(l) ? kv_elems : kv_offset_[s.kv_source];
         if (hp.computes_kv(l)) kv_elems += n * s.kv_dim();
@@ -149,6 +158,16 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
         plan.add(b.ple_inputs, n * ple_row);
         plan.add(b.ple_token, ple_row * pool_.size());
         plan.add(b.ple, ub * hp.per_layer_dim);
+    }
+    if (hp.n_expert > 0) {
+        const int64_t slots = ub * hp.n_expert_used;
+        plan.add(b.expert_in, ub * d);
+        plan.add(b.router_logits, ub * hp.n_expert);
+        plan.add(b.expert_choice, slots);
+        plan.add(b.expert_weight, slots);
+        plan.add(b.expert_slots, slots);
+        plan.add(b.expert_x, slots * d);
+        plan.add(b.expert_out, slots * d);
     }
     plan.add(b.logits, hp.n_vocab);
     arena_.allocate(plan, "session (KV cache, aux cache, work buffers)");
@@ -351,6 +370,9 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
             rms_norm(x + r * d, w.ffn_norm, ws.norm + r * d, d, hp.rms_eps);
         }
     });
+    // gemma4 mixture of experts: the routed experts' weighted sum (the FFN below is the shared expert)
+    const bool moe = w.router.data != nullptr;
+    if (moe) mixture_of_experts(l, c0, nb);
     // gated FFN and residual
     {
         const WeightMatrix* gate_up[] = {&w.gate, &w.up};
@@ -366,6 +388,10 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     matmul(w.down, ws.gate, nb, ws.proj, numerics_, pool);
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
+            if (moe) {  // shared expert normed, plus the experts
+                rms_norm(ws.proj + r * d, w.shared_post_norm, ws.proj + r * d, d, hp.rms_eps);
+                add_in_place(ws.proj + r * d, ws.expert_in + r * d, d);
+            }
             if (w.post_ffn_norm) rms_norm(ws.proj + r * d, w.post_ffn_norm, ws.proj + r * d, d, hp.rms_eps);
             add_in_place(x + r * d, ws.proj + r * d, d);
         }
@@ -378,6 +404,75 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
             for (float* y = x + b * d; y < x + e * d; ++y) *y *= scale;
         });
     }
+}
+
+// gemma4, rows [c0, c0 + nb) after attention (x: its residual sum): the router (on RMSNorm(x) / sqrt(d) *
+// router_scale) picks n_expert_used experts per row with normalized softmax weights; each expert runs the rows
+// routed to it (GELU-gated, on RMSNorm(x) * expert_norm) and its output, times its down scale and the row's
+// weight, goes to the row's slot; the slots are summed in order and normed into expert_in (nb, d).
+void CpuSession::mixture_of_experts(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    Buffers& ws = buf_;
+    const int d = hp.d_model, n_used = hp.n_expert_used, ff = hp.expert_ffn_dim;
+    const float* x = ws.hidden + static_cast<int64_t>(c0) * d;  // (nb, d)
+    const float router_in_scale = 1.0f / std::sqrt(static_cast<float>(d));
+    // routing
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            float* y = ws.expert_in + r * d;
+            rms_norm(x + r * d, nullptr, y, d, hp.rms_eps);
+            for (int j = 0; j < d; ++j) y[j] = y[j] * router_in_scale * w.router_scale[j];
+        }
+    });
+    matmul(w.router, ws.expert_in, nb, ws.router_logits, numerics_, pool_);  // (nb, n_expert)
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r)
+            moe_route(ws.router_logits + r * hp.n_expert, hp.n_expert, n_used, ws.expert_choice + r * n_used,
+                      ws.expert_weight + r * n_used);
+    });
+    // the experts' input
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) rms_norm(x + r * d, w.expert_norm, ws.expert_in + r * d, d, hp.rms_eps);
+    });
+    // each expert over the (row, slot)s routed to it
+    for (int expert = 0; expert < hp.n_expert; ++expert) {
+        int n = 0;
+        for (int slot = 0; slot < nb * n_used; ++slot)
+            if (ws.expert_choice[slot] == expert) ws.expert_slots[n++] = slot;
+        if (n == 0) continue;
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i)
+                std::memcpy(ws.expert_x + i * d, ws.expert_in + static_cast<int64_t>(ws.expert_slots[i] / n_used) * d,
+                            sizeof(float) * d);
+        });
+        const WeightMatrix* gate_up[] = {&w.expert_gate[expert], &w.expert_up[expert]};
+        float* out[] = {ws.gate, ws.up};
+        matmul_shared_input(gate_up, out, 2, ws.expert_x, n, numerics_, pool_);  // (n, ff) each
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i) geglu(ws.gate + i * ff, ws.up + i * ff, ff);
+        });
+        matmul(w.expert_down[expert], ws.gate, n, ws.expert_x, numerics_, pool_);  // (n, d)
+        const float scale = w.expert_down_scale ? w.expert_down_scale[expert] : 1.0f;
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i) {
+                const int slot = ws.expert_slots[i];
+                const float weight = ws.expert_weight[slot];
+                const float* y = ws.expert_x + i * d;
+                float* o = ws.expert_out + static_cast<int64_t>(slot) * d;
+                for (int j = 0; j < d; ++j) o[j] = y[j] * scale * weight;
+            }
+        });
+    }
+    // the slots summed in order, normed
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            float* sum = ws.expert_in + r * d;
+            std::memcpy(sum, ws.expert_out + r * n_used * static_cast<int64_t>(d), sizeof(float) * d);
+            for (int k = 1; k < n_used; ++k) add_in_place(sum, ws.expert_out + (r * n_used + k) * static_cast<int64_t>(d), d);
+            rms_norm(sum, w.experts_post_norm, sum, d, hp.rms_eps);
+        }
+    });
 }
 
 // gemma4, rows [c0, c0 + nb) after the FFN: x += RMSNorm(proj . (gelu(inp_gate . x) * per-layer input l)).

@@ -13,11 +13,15 @@ using model_load::WeightBinder;
 
 void load_gemma4_hparams(const GgufFile& f, const std::string& p, ModelHparams& hp) {
     const int n_layer = hp.n_layer;
-    // mixture of experts (the 26B-A4B layout): not implemented
-    const int64_t n_expert = f.get_int(p + "expert_count", 0);
-    if (n_expert > 0 || f.find_tensor("blk.0.ffn_gate_inp.weight"))
-        fail("gemma4 mixture-of-experts models (expert_count " + std::to_string(n_expert) +
-             ") are not supported; the dense gemma4 models are");
+    // mixture of experts (the 26B-A4B layout): every layer with a router has n_expert experts, n_expert_used per token
+    hp.n_expert = optional_dim(f, p + "expert_count", 0, 0, 1024);
+    if (hp.n_expert > 0) {
+        hp.n_expert_used = checked_dim(f, p + "expert_used_count", 1, hp.n_expert);
+        const std::vector<int> ff_exp = per_layer_dim(f, p + "expert_feed_forward_length", n_layer, -1, 1, 1 << 20);
+        if (std::any_of(ff_exp.begin(), ff_exp.end(), [&](int x) { return x != ff_exp[0]; }))
+            fail("gemma4: expert_feed_forward_length varies per layer, which is not supported");
+        hp.expert_ffn_dim = ff_exp[0];
+    }
     // layer types: an array of bools, one per layer (true: sliding window)
     const GgufValue* pattern = f.find(p + "attention.sliding_window_pattern");
     if (!pattern || pattern->type != GgufValueType::ARRAY)
@@ -92,6 +96,34 @@ void load_gemma4_hparams(const GgufFile& f, const std::string& p, ModelHparams& 
     if (static_cast<int64_t>(hp.per_layer_dim) * n_layer > (1 << 24)) fail("gemma4: per-layer embeddings too large");
 }
 
+namespace {
+
+// A layer's router and experts (blk.N.ffn_gate_inp.weight present): the experts' gate and up as two tensors or one
+// fused gate_up tensor (gate rows, then up rows, per expert), down with an optional per-expert scale.
+void bind_gemma4_experts(const ModelHparams& hp, const std::string& b, const WeightBinder& bind, LayerWeights& w) {
+    const int d = hp.d_model, n_expert = hp.n_expert, ff = hp.expert_ffn_dim;
+    if (n_expert == 0) fail("gemma4: tensor '" + b + "ffn_gate_inp.weight' but no expert_count");
+    w.router = bind.matrix(b + "ffn_gate_inp.weight", d, n_expert);
+    w.router_scale = bind.vector(b + "ffn_gate_inp.scale", d);
+    w.expert_norm = bind.vector(b + "pre_ffw_norm_2.weight", d);
+    w.shared_post_norm = bind.vector(b + "post_ffw_norm_1.weight", d);
+    w.experts_post_norm = bind.vector(b + "post_ffw_norm_2.weight", d);
+    if (bind.find(b + "ffn_gate_up_exps.weight")) {
+        const std::vector<WeightMatrix> gate_up = bind.experts(b + "ffn_gate_up_exps.weight", d, 2 * int64_t{ff}, n_expert);
+        for (const WeightMatrix& m : gate_up) {
+            w.expert_gate.push_back(WeightBinder::rows(m, 0, ff));
+            w.expert_up.push_back(WeightBinder::rows(m, ff, ff));
+        }
+    } else {
+        w.expert_gate = bind.experts(b + "ffn_gate_exps.weight", d, ff, n_expert);
+        w.expert_up = bind.experts(b + "ffn_up_exps.weight", d, ff, n_expert);
+    }
+    w.expert_down = bind.experts(b + "ffn_down_exps.weight", ff, d, n_expert);
+    w.expert_down_scale = bind.vector(b + "ffn_down_exps.scale", n_expert, false);
+}
+
+}  // namespace
+
 void bind_gemma4_weights(ModelImpl& model, const WeightBinder& bind) {
     const ModelHparams& hp = model.hparams;
     const int d = hp.d_model, ple = hp.per_layer_dim;
@@ -133,7 +165,7 @@ void bind_gemma4_weights(ModelImpl& model, const WeightBinder& bind) {
             w.ple_post_norm = bind.vector(b + "post_norm.weight", d);
         }
         w.output_scale = bind.vector(b + "layer_output_scale.weight", 1, false);
-        if (bind.find(b + "ffn_gate_inp.weight")) fail("gemma4 mixture-of-experts layers are not supported (" + b + ")");
+        if (bind.find(b + "ffn_gate_inp.weight")) bind_gemma4_experts(hp, b, bind, w);
     }
 }
 

@@ -65,6 +65,9 @@ struct ModelHparams {
     int rope_dim_local = 0;         // rotated dimensions on sliding layers (rope.dimension_count_swa)
     bool v_norm = false;            // V gets an RMSNorm without weight
     int per_layer_dim = 0;          // per-layer embedding size (embedding_length_per_layer_input); 0: none
+    int n_expert = 0;               // mixture of experts (the 26B-A4B layout): experts per layer, 0: dense
+    int n_expert_used = 0;          // experts each token runs (expert_used_count)
+    int expert_ffn_dim = 0;         // an expert's FFN size (expert_feed_forward_length)
     std::vector<LayerShape> layer_shapes;  // (n_layer)
     bool is_sliding(int layer) const {
         if (!sliding_layers.empty()) return sliding_window > 0 && sliding_layers[layer] != 0;
@@ -98,6 +101,14 @@ struct LayerWeights {
     WeightMatrix ple_proj;                  // (d, per_layer_dim) back to the residual stream (proj)
     const float* ple_post_norm = nullptr;   // (d)
     const float* output_scale = nullptr;    // optional (1): the residual stream is multiplied by it after the layer
+    // gemma4 mixture of experts (n_expert > 0): the dense FFN above is the shared expert
+    WeightMatrix router;                    // (n_expert, d) ffn_gate_inp
+    const float* router_scale = nullptr;    // (d) the router's input scale (ffn_gate_inp.scale)
+    const float* expert_norm = nullptr;     // (d) the experts' input norm (pre_ffw_norm_2)
+    const float* shared_post_norm = nullptr;   // (d) after the shared expert (post_ffw_norm_1)
+    const float* experts_post_norm = nullptr;  // (d) after the experts' weighted sum (post_ffw_norm_2)
+    std::vector<WeightMatrix> expert_gate, expert_up, expert_down;  // (n_expert) x (ff_exp, d) (ff_exp, d) (d, ff_exp)
+    const float* expert_down_scale = nullptr;  // optional (n_expert): each expert's output times its scale
 };
 
 struct ModelImpl {

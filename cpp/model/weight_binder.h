@@ -51,6 +51,27 @@ public:
         return part;
     }
 
+    // The n_expert matrices (n_out, n_in) of a 3-D expert tensor [n_in, n_out, n_expert], one after another.
+    std::vector<WeightMatrix> experts(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_expert) const {
+        const GgufTensor* t = find(name);
+        if (!t) fail("model file has no tensor '" + name + "'");
+        if (t->n_dims != 3 || t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != n_expert)
+            fail("tensor '" + name + "' has shape [" + std::to_string(t->ne[0]) + ", " + std::to_string(t->ne[1]) + ", " +
+                 std::to_string(t->ne[2]) + "], expected [" + std::to_string(n_in) + ", " + std::to_string(n_out) + ", " +
+                 std::to_string(n_expert) + "]");
+        const GgmlTypeTraits& traits = ggml_traits(t->type);
+        if (!traits.supported) fail("tensor '" + name + "' has unsupported type " + traits.name);
+        WeightMatrix all;
+        all.type = t->type;
+        all.n_in = n_in;
+        all.n_out = n_out * n_expert;
+        all.data = t->data;
+        all.row_bytes = ggml_row_size(t->type, n_in);
+        std::vector<WeightMatrix> out;
+        for (int64_t e = 0; e < n_expert; ++e) out.push_back(rows(all, e * n_out, n_out));
+        return out;
+    }
+
     // A 1-D fp32 vector of length n (converted and kept by the model when stored otherwise).
     const float* vector(const std::string& name, int64_t n, bool required = true) const {
         const GgufTensor* t = find(name);
