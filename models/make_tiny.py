@@ -11,7 +11,8 @@ every 4th layer (as llama.cpp, from the architecture). gemma4 files have the E2B
 GEMMA4_LAYER_TYPES): sliding (head_dim 16, 2 kv heads) and full (head_dim 32, 1 kv head, proportional RoPE:
 rope_freqs leaves 3/4 of the pairs unrotated) layers, K = V on the full layers (no attn_v), per-layer
 embeddings, the last two layers sharing the K/V of the last sliding and the last full layer with their own
-KV, double-wide FFNs on the shared layers, a layer output scale and the final logit soft-cap; 8 layers.
+KV, double-wide FFNs on the shared layers, a layer output scale and the final logit soft-cap; 8 layers
+(write_tiny_model(..., n_expert=4): every layer a mixture of experts, the 26B-A4B layout).
 
 The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
 so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
@@ -59,8 +60,10 @@ GEMMA4_SHARED_KV = 2
 
 def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0, n_expert=0):
     """The gemma4 tiny (see the module docstring); hp has per-layer lists: sliding, head_dim_of, n_head_kv_of,
-    ffn_of, kv_source (the layer whose K/V each layer attends over). n_expert > 0 adds a mixture-of-experts
-    router to every layer (expert_count; the experts themselves are left out: files the engine must refuse)."""
+    ffn_of, kv_source (the layer whose K/V each layer attends over). n_expert > 0 makes every layer a mixture of
+    experts as the 26B-A4B layout (the dense FFN its shared expert): a router with its input scale, n_expert experts
+    of FFN size ffn // 4 (gate and up fused on even layers, separate on odd ones; a down scale per expert), 2 used
+    per token, and the extra norms."""
     if n_layer != len(GEMMA4_LAYER_TYPES):
         raise ValueError(f"the gemma4 tiny has {len(GEMMA4_LAYER_TYPES)} layers")
     tokens, _, _ = tiny_vocab()
@@ -109,8 +112,21 @@ def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0, n_expe
         w[b + "post_norm.weight"] = norm(d_model)
         w[b + "layer_output_scale.weight"] = (0.5 + rng.random(1)).astype(np.float32)
         if n_expert:
-            w[b + "ffn_gate_inp.weight"] = mat(n_expert, d_model)
-    hp = dict(n_expert=n_expert, arch="gemma4", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=max(n_head_kv_of), ffn=ffn,
+            ff_exp = ffn // 4
+            w[b + "ffn_gate_inp.weight"] = mat(n_expert, d_model, 1.0)
+            w[b + "ffn_gate_inp.scale"] = norm(d_model)
+            w[b + "pre_ffw_norm_2.weight"] = norm(d_model)
+            w[b + "post_ffw_norm_1.weight"] = norm(d_model)
+            w[b + "post_ffw_norm_2.weight"] = norm(d_model)
+            gate = np.stack([mat(ff_exp, d_model) for _ in range(n_expert)])  # (n_expert, ff_exp, d)
+            up = np.stack([mat(ff_exp, d_model) for _ in range(n_expert)])
+            if l % 2 == 0:  # one tensor: each expert's gate rows, then its up rows
+                w[b + "ffn_gate_up_exps.weight"] = np.concatenate([gate, up], axis=1)
+            else:
+                w[b + "ffn_gate_exps.weight"], w[b + "ffn_up_exps.weight"] = gate, up
+            w[b + "ffn_down_exps.weight"] = np.stack([mat(d_model, ff_exp) for _ in range(n_expert)])
+            w[b + "ffn_down_exps.scale"] = (0.5 + rng.random(n_expert)).astype(np.float32)
+    hp = dict(n_expert=n_expert, n_expert_used=2 if n_expert else 0, expert_ffn=ffn // 4, arch="gemma4", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=max(n_head_kv_of), ffn=ffn,
               head_dim=hd_full, n_vocab=n_vocab, rope_base=1e6, rope_base_local=10000.0, eps=1e-6, n_ctx=512,
               sliding_window=8, sliding=sliding, head_dim_of=head_dim_of, n_head_kv_of=n_head_kv_of, ffn_of=ffn_of,
               kv_source=kv_source, shared_kv_layers=GEMMA4_SHARED_KV, rope_dim=hd_full, rope_dim_local=hd_swa,
@@ -215,6 +231,8 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
         writer.add_final_logit_softcapping(hp["final_logit_softcap"])
         if hp["n_expert"]:
             writer.add_expert_count(hp["n_expert"])
+            writer.add_expert_used_count(hp["n_expert_used"])
+            writer.add_expert_feed_forward_length(hp["expert_ffn"])
     if arch == "phi3":
         writer.add_rope_dimension_count(hp["head_dim"])
         writer.add_rope_scaling_orig_ctx_len(hp["n_ctx_orig"])
@@ -233,7 +251,7 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
     block = gguf.GGML_QUANT_SIZES[qtype][0]
     for name, arr in weights.items():
         # (a matrix whose rows are no whole number of blocks, the gemma4 tiny's per-layer proj, stays F32)
-        if arr.ndim == 2 and weight_type != "F32" and arr.shape[1] % block == 0:
+        if arr.ndim >= 2 and weight_type != "F32" and arr.shape[-1] % block == 0:
             if weight_type == "F16":
                 writer.add_tensor(name, arr.astype(np.float16))
             else:

@@ -107,6 +107,31 @@ def tokens_to_keep(n_active, keep):
     return n_active if keep >= 1 else min(max(int(np.ceil(np.float32(keep) * n_active - 1e-4)), 1), n_active)
 
 
+def gemma4_experts(hp, w, b, x):
+    """gemma4's routed experts for the rows x (n, d) (the residual stream after attention): the router on
+    RMSNorm(x) / sqrt(d) * ffn_gate_inp.scale, softmax, the n_expert_used largest with their probabilities
+    renormalized; each chosen expert's GELU-gated FFN on RMSNorm(x) * pre_ffw_norm_2, times its down scale and
+    weight, summed; RMSNorm * post_ffw_norm_2."""
+    d, eps, k = hp["d_model"], hp["eps"], hp["n_expert_used"]
+    logits = (rms_norm(x, None, eps) / np.sqrt(d) * w[b + "ffn_gate_inp.scale"]) @ w[b + "ffn_gate_inp.weight"].T
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    xin = rms_norm(x, w[b + "pre_ffw_norm_2.weight"], eps)
+    if b + "ffn_gate_up_exps.weight" in w:
+        gate, up = np.split(w[b + "ffn_gate_up_exps.weight"], 2, axis=1)
+    else:
+        gate, up = w[b + "ffn_gate_exps.weight"], w[b + "ffn_up_exps.weight"]
+    down, scale = w[b + "ffn_down_exps.weight"], w.get(b + "ffn_down_exps.scale")
+    out = np.zeros_like(x, dtype=np.float64)
+    for r in range(len(x)):
+        chosen = np.argsort(-p[r], kind="stable")[:k]
+        weights = p[r, chosen] / p[r, chosen].sum()
+        for e, wt in zip(chosen, weights):
+            y = (gelu_tanh(gate[e] @ xin[r]) * (up[e] @ xin[r])) @ down[e].T
+            out[r] += wt * (scale[e] if scale is not None else 1.0) * y
+    return rms_norm(out, w[b + "post_ffw_norm_2.weight"], eps)
+
+
 def forward_gemma4(hp, w, ids, schedule=None, kv_fp16=False):
     """gemma4 logits (n, n_vocab) for token ids at positions 0..n-1.
 
@@ -147,6 +172,8 @@ def forward_gemma4(hp, w, ids, schedule=None, kv_fp16=False):
         y = x + rms_norm(a @ w[b + "attn_output.weight"].T, w[b + "post_attention_norm.weight"], eps)
         h = rms_norm(y, w[b + "ffn_norm.weight"], eps)
         f = (gelu_tanh(h @ w[b + "ffn_gate.weight"].T) * (h @ w[b + "ffn_up.weight"].T)) @ w[b + "ffn_down.weight"].T
+        if b + "ffn_gate_inp.weight" in w:  # mixture of experts: f is the shared expert
+            f = rms_norm(f, w[b + "post_ffw_norm_1.weight"], eps) + gemma4_experts(hp, w, b, y)
         y = y + rms_norm(f, w[b + "post_ffw_norm.weight"], eps)
         if per_layer is not None:
             g = gelu_tanh(y @ w[b + "inp_gate.weight"].T) * per_layer[:, l]

@@ -2,8 +2,8 @@
 models/make_tiny.py writes (seeded, F32) run through llama.cpp once (tests/data/tiny_llama_cpp/make_reference.py,
 llama-cpp-python 0.3.36, CPU) and through this engine here. The test writes the model again and checks it is the
 one the reference was made from (make_tiny.content_sha256), then holds the logits to what the real models reach:
-the same top-1 at every position and differences of fp16-KV size. A quantized tiny (gemma4_q8_0) is compared with
-numerics="llama.cpp" only: llama.cpp quantizes the activations of every matmul, the engine's own numerics do not
+the same top-1 at every position and differences of fp16-KV size. The quantized tinies (gemma4_q8_0 and the
+mixture-of-experts gemma4_moe_q8_0) are compared with numerics="llama.cpp" only: llama.cpp quantizes the activations of every matmul, the engine's own numerics do not
 in a prefill."""
 from pathlib import Path
 
@@ -25,9 +25,9 @@ def case(request, tmp_path_factory):
     ref = dict(np.load(DATA / f"{name}.npz"))
     ref.setdefault("arch", np.array(name))
     ref.setdefault("weight_type", np.array("F32"))
-    arch = str(ref["arch"])
+    arch, n_expert = str(ref["arch"]), int(ref.get("n_expert", 0))
     path = tmp_path_factory.mktemp("tiny") / f"tiny-{name}.gguf"
-    write_tiny_model(path, arch, int(ref["n_layer"]), str(ref["weight_type"]))
+    write_tiny_model(path, arch, int(ref["n_layer"]), str(ref["weight_type"]), **({"n_expert": n_expert} if n_expert else {}))
     assert content_sha256(path) == str(ref["content_sha256"]), f"{name}: make_tiny no longer writes the reference's model"
     return arch, path, ref
 
@@ -38,7 +38,7 @@ def _own_numerics_comparable(ref):
 
 
 def test_architectures_have_references():
-    assert {"phi3", "smollm3", "gemma4", "gemma4_q8_0"} <= set(NAMES)
+    assert {"phi3", "smollm3", "gemma4", "gemma4_q8_0", "gemma4_moe_q8_0"} <= set(NAMES)
 
 
 def _logits(path, ref, numerics, backend="cpu"):
