@@ -169,32 +169,39 @@ def test_mixture_of_experts_lazy_invariants(tiny_moe):
     gen.reset()
 
 
-def test_mixture_of_experts_without_experts_is_refused(tmp_path):
-    """A router without expert_count, or experts of the wrong shape, fail at load naming them."""
+def _without_keys(path, out, keys):
+    """Copies a GGUF file leaving out the metadata `keys`."""
     import gguf
 
-    path = tmp_path / "tiny-gemma4-moe.gguf"
-    write_tiny_model(path, "gemma4", N_LAYER, "F32", n_expert=4)
     reader = gguf.GGUFReader(str(path))
-    broken = tmp_path / "broken.gguf"
-    writer = gguf.GGUFWriter(str(broken), "gemma4")
+    writer = gguf.GGUFWriter(str(out), str(reader.fields["general.architecture"].contents()))
     for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name in ("general.architecture", "gemma4.expert_count"):
+        if field.name.startswith("GGUF.") or field.name == "general.architecture" or field.name in keys:
             continue
-        value = field.contents()
-        vtype = field.types[0]
-        if vtype == gguf.GGUFValueType.ARRAY:
-            writer.add_key_value(field.name, value, vtype, sub_type=field.types[-1])
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=field.types[-1])
         else:
-            writer.add_key_value(field.name, value, vtype)
+            writer.add_key_value(field.name, field.contents(), field.types[0])
     for t in reader.tensors:
         writer.add_tensor(t.name, np.asarray(t.data).reshape(tuple(reversed([int(x) for x in t.shape]))))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(lazyllm_edge.ModelLoadError, match="ffn_gate_inp.weight' but no expert_count"):
-        lazyllm_edge.Generator(str(broken))
+    return out
+
+
+@pytest.mark.parametrize("key, message", [("gemma4.expert_count", "ffn_gate_inp.weight' but no expert_count"),
+                                          ("gemma4.expert_feed_forward_length", "expert_feed_forward_length' is missing"),
+                                          ("gemma4.feed_forward_length", "feed_forward_length' is missing"),
+                                          ("gemma4.attention.sliding_window_pattern", "must be an array")])
+def test_missing_metadata_is_named(tmp_path, key, message):
+    """A router without expert_count, experts without their FFN size, no FFN sizes, no layer types: errors at
+    load naming what is missing."""
+    path = tmp_path / "tiny-gemma4-moe.gguf"
+    write_tiny_model(path, "gemma4", N_LAYER, "F32", n_expert=4)
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=message):
+        lazyllm_edge.Generator(str(_without_keys(path, tmp_path / "broken.gguf", {key})))
 
 
 @pytest.mark.parametrize("weight_type", ["Q8_0", "F16"])

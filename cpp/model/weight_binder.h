@@ -131,6 +131,7 @@ inline int uniform_dim(const GgufFile& f, const std::string& key, int fallback, 
 inline std::vector<int> per_layer_dim(const GgufFile& f, const std::string& key, int n_layer, int fallback, int64_t lo,
                                       int64_t hi) {
     const GgufValue* v = f.find(key);
+    if (!v && fallback < 0) fail("GGUF metadata '" + key + "' is missing");
     if (!v || v->type != GgufValueType::ARRAY) return std::vector<int>(n_layer, v ? checked_dim(f, key, lo, hi) : fallback);
     std::vector<int32_t> values = f.get_int_array(key);
     if (static_cast<int>(values.size()) != n_layer)
