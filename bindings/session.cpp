@@ -152,7 +152,7 @@ void register_session(nb::module_& m) {
                  return nb::make_tuple(layer, to_numpy(std::move(h), {n}));
              })
         .def("read_kv", [](const Session& s, int layer, int position) -> nb::object {
-            const int kvd = s.model()->info().n_head_kv * s.model()->info().head_dim;
+            const int kvd = s.kv_dim(layer);
             std::vector<float> k(kvd), v(kvd);
             if (!s.read_kv(layer, position, k.data(), v.data())) return nb::none();
             size_t n = static_cast<size_t>(kvd);

@@ -7,102 +7,16 @@
 #include "cpu/ops.h"
 #include "cuda/cuda_backend.h"
 #include "model/chat_template.h"
+#include "model/gemma4.h"
+#include "model/weight_binder.h"
 
 namespace lazyllm_edge {
-namespace {
 
-[[noreturn]] void fail(const std::string& message) { throw_error(ErrorCode::model_load, message); }
-
-// Binds tensors by name and checks their shapes against the hparams.
-class WeightBinder {
-public:
-    WeightBinder(ModelImpl& model) : model_(model), file_(*model.file) {}
-
-    const GgufTensor* find(const std::string& name) const { return file_.find_tensor(name); }
-
-    WeightMatrix matrix(const std::string& name, int64_t n_in, int64_t n_out) const {
-        const GgufTensor* t = find(name);
-        if (!t) fail("model file has no tensor '" + name + "'");
-        return bind_matrix(*t, n_in, n_out);
-    }
-
-    WeightMatrix bind_matrix(const GgufTensor& t, int64_t n_in, int64_t n_out) const {
-        if (t.n_dims > 2 || t.ne[0] != n_in || t.ne[1] != n_out)
-            fail("tensor '" + t.name + "' has shape [" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) +
-                 "], expected [" + std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
-        const GgmlTypeTraits& traits = ggml_traits(t.type);
-        if (!traits.supported) fail("tensor '" + t.name + "' has unsupported type " + traits.name);
-        WeightMatrix w;
-        w.type = t.type;
-        w.n_in = n_in;
-        w.n_out = n_out;
-        w.data = t.data;
-        w.row_bytes = ggml_row_size(t.type, n_in);
-        return w;
-    }
-
-    // Rows [first, first + n_out) of a bound matrix, as a matrix of their own (fused tensors: phi3's attn_qkv, ffn_up).
-    static WeightMatrix rows(const WeightMatrix& w, int64_t first, int64_t n_out) {
-        WeightMatrix part = w;
-        part.n_out = n_out;
-        part.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.row_bytes;
-        return part;
-    }
-
-    // A 1-D fp32 vector of length n (converted and kept by the model when stored otherwise).
-    const float* vector(const std::string& name, int64_t n, bool required = true) const {
-        const GgufTensor* t = find(name);
-        if (!t) {
-            if (required) fail("model file has no tensor '" + name + "'");
-            return nullptr;
-        }
-        if (t->n_elements() != n)
-            fail("tensor '" + name + "' has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n));
-        const GgmlTypeTraits& traits = ggml_traits(t->type);
-        if (!traits.supported) fail("tensor '" + name + "' has unsupported type " + traits.name);
-        if (t->type == GgmlType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
-            return reinterpret_cast<const float*>(t->data);
-        if (n % traits.block_size != 0) fail("tensor '" + name + "' length is not a whole number of blocks");
-        model_.owned_vectors.emplace_back(static_cast<size_t>(n));
-        dequantize_row_reference(t->type, t->data, model_.owned_vectors.back().data(), n);
-        return model_.owned_vectors.back().data();
-    }
-
-private:
-    ModelImpl& model_;
-    const GgufFile& file_;
-};
-
-int checked_dim(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
-    int64_t v = f.require_int(key);
-    if (v < lo || v > hi)
-        fail("GGUF metadata '" + key + "' = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
-             std::to_string(hi) + "]");
-    return static_cast<int>(v);
-}
-
-int optional_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
-    if (!f.find(key)) return fallback;
-    return checked_dim(f, key, lo, hi);
-}
-
-// head_count / head_count_kv / feed_forward_length may be per-layer arrays; all layers must agree here.
-int uniform_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
-    const GgufValue* v = f.find(key);
-    if (!v) {
-        if (fallback >= 0) return fallback;
-        fail("GGUF metadata '" + key + "' is missing");
-    }
-    if (v->type != GgufValueType::ARRAY) return checked_dim(f, key, lo, hi);
-    std::vector<int32_t> values = f.get_int_array(key);
-    if (values.empty()) fail("GGUF metadata '" + key + "' is an empty array");
-    for (int32_t x : values)
-        if (x != values[0]) fail("GGUF metadata '" + key + "' varies per layer, which is not supported");
-    if (values[0] < lo || values[0] > hi) fail("GGUF metadata '" + key + "' is out of range");
-    return values[0];
-}
-
-}  // namespace
+using model_load::checked_dim;
+using model_load::fail;
+using model_load::optional_dim;
+using model_load::uniform_dim;
+using model_load::WeightBinder;
 
 const char* architecture_name(Architecture a) {
     switch (a) {
@@ -110,6 +24,7 @@ const char* architecture_name(Architecture a) {
         case Architecture::qwen2: return "qwen2";
         case Architecture::qwen3: return "qwen3";
         case Architecture::gemma3: return "gemma3";
+        case Architecture::gemma4: return "gemma4";
         case Architecture::phi3: return "phi3";
         case Architecture::smollm3: return "smollm3";
     }
@@ -129,24 +44,27 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     else if (arch == "qwen2") hp.arch = Architecture::qwen2;
     else if (arch == "qwen3") hp.arch = Architecture::qwen3;
     else if (arch == "gemma3") hp.arch = Architecture::gemma3;
+    else if (arch == "gemma4") hp.arch = Architecture::gemma4;
     else if (arch == "phi3") hp.arch = Architecture::phi3;
     else if (arch == "smollm3") hp.arch = Architecture::smollm3;
-    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, phi3, smollm3)");
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3)");
 
     const std::string p = arch + ".";
     hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
     hp.d_model = checked_dim(f, p + "embedding_length", 1, 1 << 16);
     hp.n_head = uniform_dim(f, p + "attention.head_count", -1, 1, 1024);
-    hp.n_head_kv = uniform_dim(f, p + "attention.head_count_kv", hp.n_head, 1, 1024);
-    hp.ffn_dim = uniform_dim(f, p + "feed_forward_length", -1, 1, 1 << 20);
     hp.n_ctx_train = optional_dim(f, p + "context_length", 2048, 1, 1 << 24);
-    if (hp.n_head % hp.n_head_kv != 0) fail("attention.head_count is not a multiple of head_count_kv");
-    int default_head_dim = hp.d_model / hp.n_head;
-    hp.head_dim = optional_dim(f, p + "attention.key_length", default_head_dim, 1, 4096);
-    if (optional_dim(f, p + "attention.value_length", hp.head_dim, 1, 4096) != hp.head_dim)
-        fail("attention.key_length != value_length is not supported");
-    if (hp.head_dim % 2 != 0) fail("head dimension must be even");
-    hp.rope_dim = optional_dim(f, p + "rope.dimension_count", hp.head_dim, 2, hp.head_dim);
+    if (hp.arch != Architecture::gemma4) {  // (gemma4's shapes vary per layer: load_gemma4_hparams)
+        hp.n_head_kv = uniform_dim(f, p + "attention.head_count_kv", hp.n_head, 1, 1024);
+        hp.ffn_dim = uniform_dim(f, p + "feed_forward_length", -1, 1, 1 << 20);
+        if (hp.n_head % hp.n_head_kv != 0) fail("attention.head_count is not a multiple of head_count_kv");
+        int default_head_dim = hp.d_model / hp.n_head;
+        hp.head_dim = optional_dim(f, p + "attention.key_length", default_head_dim, 1, 4096);
+        if (optional_dim(f, p + "attention.value_length", hp.head_dim, 1, 4096) != hp.head_dim)
+            fail("attention.key_length != value_length is not supported");
+        if (hp.head_dim % 2 != 0) fail("head dimension must be even");
+        hp.rope_dim = optional_dim(f, p + "rope.dimension_count", hp.head_dim, 2, hp.head_dim);
+    }
     hp.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
     if (!(hp.rms_eps > 0) || hp.rms_eps > 1) fail("layer_norm_rms_epsilon out of range");
     hp.rope_freq_base = static_cast<float>(f.get_float(p + "rope.freq_base", 10000.0));
@@ -160,7 +78,19 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (!(hp.rope_attn_factor > 0) || hp.rope_attn_factor > 100) fail("rope.scaling.attn_factor out of range");
     hp.n_ctx_orig = optional_dim(f, p + "rope.scaling.original_context_length", hp.n_ctx_train, 1, 1 << 24);
     hp.rope_neox = hp.arch != Architecture::llama && hp.arch != Architecture::smollm3;
-    hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+    if (hp.arch == Architecture::gemma4) {
+        load_gemma4_hparams(f, p, hp);  // layer types and shapes, shared K/V, per-layer embeddings, scales
+    } else {
+        hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+        hp.rope_dim_local = hp.rope_dim;
+        LayerShape s;  // every layer alike
+        s.head_dim = hp.head_dim;
+        s.n_head_kv = hp.n_head_kv;
+        s.ffn_dim = hp.ffn_dim;
+        s.rope_dim = hp.rope_dim;
+        hp.layer_shapes.assign(hp.n_layer, s);
+        for (int l = 0; l < hp.n_layer; ++l) hp.layer_shapes[l].kv_source = l;
+    }
     // phi3: llama.cpp's graph scales Qcur by 1/sqrt(head_dim) before attention; its sliding window is ignored there
     if (hp.arch == Architecture::phi3) hp.scale_q = true;
     // smollm3: every 4th layer has no RoPE (llama.cpp's n_no_rope_layer_step, fixed at 4)
@@ -198,13 +128,14 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     model->output_norm = bind.vector("output_norm.weight", d);
     if (const GgufTensor* out = bind.find("output.weight")) model->output = bind.bind_matrix(*out, d, hp.n_vocab);
     else model->output = model->token_embd;  // tied embeddings
-    model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
+    if (hp.arch == Architecture::gemma4) bind_gemma4_weights(*model, bind);  // (its rope_freqs: the full layers')
+    else model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
     // phi3 LongRoPE: one pair for the whole model (llama.cpp's converter writes them once, blk.0 names them too)
     model->rope_factors_long = bind.vector("rope_factors_long.weight", hp.rope_dim / 2, false);
     model->rope_factors_short = bind.vector("rope_factors_short.weight", hp.rope_dim / 2, false);
 
-    model->layers.resize(hp.n_layer);
-    for (int l = 0; l < hp.n_layer; ++l) {
+    if (hp.arch != Architecture::gemma4) model->layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer && hp.arch != Architecture::gemma4; ++l) {
         LayerWeights& w = model->layers[l];
         const std::string b = "blk." + std::to_string(l) + ".";
         w.attn_norm = bind.vector(b + "attn_norm.weight", d);
@@ -283,9 +214,16 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     std::string why_no_device;
     const bool has_device = cuda_device_count(&why_no_device) > 0;
     if (params.backend == "cuda" && !has_device) throw_error(ErrorCode::unsupported, "backend 'cuda': " + why_no_device);
-    const bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
+    bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
     std::shared_ptr<Model> model(new Model());
     model->impl_ = load_model(path, params);
+    // gemma4 runs on the CPU only (its per-layer shapes, shared K/V and per-layer embeddings have no CUDA kernels)
+    if (on_device && model->impl_->hparams.arch == Architecture::gemma4) {
+        if (params.backend == "cuda")
+            throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'gemma4' (per-layer "
+                                                "embeddings, shared K/V and per-layer head sizes run on the CPU only)");
+        on_device = false;  // "auto": the CPU
+    }
     model->impl_->params.backend = on_device ? "cuda" : "cpu";
     if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();
     if (on_device) model->impl_->cuda = cuda_upload_model(*model->impl_);

@@ -252,6 +252,12 @@ std::vector<float> Session::aux_hidden(int position, int* layer) const {
     return h;
 }
 
+int Session::kv_dim(int layer) const {
+    const SessionImpl& s = *impl_;
+    if (layer < 0 || layer >= s.hp->n_layer) throw_error(ErrorCode::invalid_argument, "layer out of range");
+    return s.hp->shape(layer).kv_dim();
+}
+
 bool Session::read_kv(int layer, int position, float* k_out, float* v_out) const {
     const SessionImpl& s = *impl_;
     if (layer < 0 || layer >= s.hp->n_layer) throw_error(ErrorCode::invalid_argument, "layer out of range");

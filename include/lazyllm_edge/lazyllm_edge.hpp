@@ -176,8 +176,10 @@ public:
     // Hidden state stored in the aux cache for a position, or empty when it has none; and its layer.
     std::vector<float> aux_hidden(int position, int* layer) const;
     int token_frontier(int position) const;  // number of layers with KV for that position
-    // Copies K and V (fp32) of one (layer, position); false when absent.
+    // Copies K and V (fp32, kv_dim(layer) floats each) of one (layer, position); false when absent. A layer that
+    // shares another layer's K/V (gemma4) reads that layer's.
     bool read_kv(int layer, int position, float* k_out, float* v_out) const;
+    int kv_dim(int layer) const;  // kv heads x head size of the layer (gemma4's layers differ)
 
 private:
     friend class Generation;  // checks the session between its steps (see Generation)
