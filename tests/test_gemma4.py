@@ -233,3 +233,37 @@ def test_cuda_refuses_gemma4_and_auto_takes_the_cpu(tmp_path):
     gen = lazyllm_edge.Generator(str(path), n_ctx=N_CTX, n_threads=2, backend="auto")
     assert gen.info["backend"] == "cpu"
     assert gen.logits(_ids(8, hp["n_vocab"], seed=9)).shape == (8, hp["n_vocab"])
+
+
+@pytest.mark.parametrize("lazy", [None, "2:0.5,5:0.5"])
+def test_saved_session_continues_bit_for_bit(tiny, tmp_path, lazy):
+    """A saved session of a model whose layers differ in K/V width and share K/V: only the layers with a cache of their
+    own are written (each with its width), and loading it continues exactly as the saved session."""
+    gen, hp, _ = tiny
+    path = gen.path
+    saved = lazyllm_edge.Generator(path, n_ctx=N_CTX, n_threads=2, lazy=lazy)
+    ids = _ids(40, hp["n_vocab"], 11)
+    saved.append(ids)
+    file = tmp_path / "gemma4.bin"
+    saved.save_state(file)
+    frontier = [saved.session.token_frontier(p) for p in range(saved.n_past)]
+    if lazy:
+        assert min(frontier) < N_LAYER
+    width = [hp["n_head_kv_of"][layer] * hp["head_dim_of"][layer] for layer in range(N_LAYER)]
+    own = [layer for layer in range(N_LAYER) if hp["kv_source"][layer] == layer]
+    assert len(set(hp["head_dim_of"])) > 1 and len(own) < N_LAYER  # layers of two head sizes, and shared ones
+    kv = sum(2 * 2 * width[layer] * sum(f > layer for f in frontier) for layer in own)
+    # a pruned token's aux row: its hidden state and its per-layer inputs (what reviving it needs of its position)
+    aux = 4 * (saved.info["d_model"] + N_LAYER * hp["per_layer_dim"]) * sum(f < N_LAYER for f in frontier)
+    assert file.stat().st_size == 80 + 8 + 8 * len(ids) + kv + aux  # the shared layers write nothing of their own
+
+    loaded = lazyllm_edge.Generator(path, n_ctx=N_CTX, n_threads=2, lazy=lazy)
+    loaded.load_state(file)
+    assert [loaded.session.token_frontier(p) for p in range(loaded.n_past)] == frontier
+    more = _ids(4, hp["n_vocab"], 12)
+    outs = []
+    for g in (saved, loaded):
+        logits = [g.append(more)]
+        logits.append(g.append([int(np.argmax(logits[-1]))]))
+        outs.append(np.stack(logits))
+    assert np.array_equal(outs[0], outs[1])

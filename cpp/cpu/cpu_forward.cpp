@@ -38,8 +38,9 @@ public:
     void read_aux(int position, float* hidden) const override;
     void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const override;
     void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) override;
-    void read_aux_rows(int n, float* hidden) const override;
-    void write_aux_rows(int n, const float* hidden) override;
+    int aux_row_width() const override;
+    void read_aux_rows(int n, float* rows) const override;
+    void write_aux_rows(int n, const float* rows) override;
 
 private:
     // Every buffer of the session, carved from one arena (the table in the constructor names each once).
@@ -626,23 +627,36 @@ void CpuSession::read_aux(int position, float* hidden) const {
     std::memcpy(hidden, buf_.aux_cache + static_cast<int64_t>(position) * d, sizeof(float) * d);
 }
 
-// rows [0, n) of a layer are contiguous in the (n_layer, n_ctx, kv_dim) caches
+// rows [0, n) of a layer are contiguous in its (n_ctx, kv_dim(layer)) caches
 void CpuSession::read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const {
-    std::memcpy(k, k_at(layer, 0), sizeof(uint16_t) * n * kv_dim_);
-    std::memcpy(v, v_at(layer, 0), sizeof(uint16_t) * n * kv_dim_);
+    const int64_t elements = int64_t{n} * m_.hparams.shape(layer).kv_dim();
+    std::memcpy(k, k_at(layer, 0), sizeof(uint16_t) * elements);
+    std::memcpy(v, v_at(layer, 0), sizeof(uint16_t) * elements);
 }
 
 void CpuSession::write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) {
-    std::memcpy(k_at(layer, 0), k, sizeof(uint16_t) * n * kv_dim_);
-    std::memcpy(v_at(layer, 0), v, sizeof(uint16_t) * n * kv_dim_);
+    const int64_t elements = int64_t{n} * m_.hparams.shape(layer).kv_dim();
+    std::memcpy(k_at(layer, 0), k, sizeof(uint16_t) * elements);
+    std::memcpy(v_at(layer, 0), v, sizeof(uint16_t) * elements);
 }
 
-void CpuSession::read_aux_rows(int n, float* hidden) const {
-    std::memcpy(hidden, buf_.aux_cache, sizeof(float) * n * m_.hparams.d_model);
+int CpuSession::aux_row_width() const { return m_.hparams.d_model + m_.hparams.n_layer * m_.hparams.per_layer_dim; }
+
+// each row: the aux cache's (d_model), then the position's per-layer inputs (n_layer * per_layer_dim; gemma4)
+void CpuSession::read_aux_rows(int n, float* rows) const {
+    const int64_t d = m_.hparams.d_model, inputs = aux_row_width() - d;
+    for (int64_t p = 0; p < n; ++p) {
+        std::memcpy(rows + p * (d + inputs), buf_.aux_cache + p * d, sizeof(float) * d);
+        if (inputs > 0) std::memcpy(rows + p * (d + inputs) + d, buf_.ple_inputs + p * inputs, sizeof(float) * inputs);
+    }
 }
 
-void CpuSession::write_aux_rows(int n, const float* hidden) {
-    std::memcpy(buf_.aux_cache, hidden, sizeof(float) * n * m_.hparams.d_model);
+void CpuSession::write_aux_rows(int n, const float* rows) {
+    const int64_t d = m_.hparams.d_model, inputs = aux_row_width() - d;
+    for (int64_t p = 0; p < n; ++p) {
+        std::memcpy(buf_.aux_cache + p * d, rows + p * (d + inputs), sizeof(float) * d);
+        if (inputs > 0) std::memcpy(buf_.ple_inputs + p * inputs, rows + p * (d + inputs) + d, sizeof(float) * inputs);
+    }
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ public:
     void read_aux(int position, float* hidden) const override;
     void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const override;
     void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) override;
+    int aux_row_width() const override { return m_.hparams.d_model; }  // (gemma4's per-layer inputs: CPU only)
     void read_aux_rows(int n, float* hidden) const override;
     void write_aux_rows(int n, const float* hidden) override;
 

@@ -11,6 +11,18 @@
 #include "runtime/session_state.h"
 
 namespace lazyllm_edge {
+
+int layer_kv_width(const SessionFileShape& shape, int layer) {
+    return shape.layer_kv_dim.empty() ? shape.kv_dim : shape.layer_kv_dim[static_cast<size_t>(layer)];
+}
+
+int aux_row_width(const SessionFileShape& shape) { return shape.aux_width > 0 ? shape.aux_width : shape.d_model; }
+
+int64_t kv_width(const SessionFileShape& shape) {
+    int64_t width = 0;
+    for (int l = 0; l < shape.n_layer; ++l) width += layer_kv_width(shape, l);
+    return width;
+}
 namespace {
 
 constexpr char kMagic[8] = {'L', 'Z', 'E', 'D', 'G', 'E', 'S', 'S'};
@@ -79,6 +91,12 @@ private:
     Checksum64 sum_;
 };
 
+size_t widest_layer(const SessionFileShape& shape) {
+    size_t widest = 0;
+    for (int l = 0; l < shape.n_layer; ++l) widest = std::max(widest, static_cast<size_t>(layer_kv_width(shape, l)));
+    return widest;
+}
+
 // Tokens with KV at `layer` (frontier > layer), and tokens with an aux row (pruned: frontier < n_layer).
 int64_t count_with_kv(const int32_t* frontier, int n, int layer) {
     return std::count_if(frontier, frontier + n, [&](int32_t f) { return f > layer; });
@@ -90,8 +108,9 @@ int64_t count_pruned(const int32_t* frontier, int n, int n_layer) {
 uint64_t payload_bytes(const SessionFileShape& shape, const int32_t* frontier, int n) {
     uint64_t bytes = 2 * sizeof(int32_t) * static_cast<uint64_t>(n);
     for (int l = 0; l < shape.n_layer; ++l)
-        bytes += 2 * sizeof(uint16_t) * static_cast<uint64_t>(count_with_kv(frontier, n, l)) * shape.kv_dim;
-    bytes += sizeof(float) * static_cast<uint64_t>(count_pruned(frontier, n, shape.n_layer)) * shape.d_model;
+        if (layer_kv_width(shape, l) > 0)
+            bytes += 2 * sizeof(uint16_t) * static_cast<uint64_t>(count_with_kv(frontier, n, l)) * layer_kv_width(shape, l);
+    bytes += sizeof(float) * static_cast<uint64_t>(count_pruned(frontier, n, shape.n_layer)) * aux_row_width(shape);
     return bytes;
 }
 
@@ -148,7 +167,8 @@ void write_session_file(const SessionFileShape& shape, const SessionContents& c,
     sink.write(kMagic, sizeof(kMagic));
     sink.put<uint32_t>(kVersion);
     sink.write(shape.model_sha256.data(), shape.model_sha256.size());
-    for (int32_t v : {shape.n_layer, shape.n_vocab, shape.d_model, shape.kv_dim}) sink.put<int32_t>(v);
+    for (int32_t v : {shape.n_layer, shape.n_vocab, shape.d_model, static_cast<int32_t>(kv_width(shape))})
+        sink.put<int32_t>(v);
     sink.put<uint32_t>(kKvFp16);
     sink.put<uint32_t>(shape.rope_factors);
     sink.put<int32_t>(c.n);
@@ -156,17 +176,18 @@ void write_session_file(const SessionFileShape& shape, const SessionContents& c,
     // payload
     sink.write(c.tokens, sizeof(int32_t) * c.n);
     sink.write(c.frontier, sizeof(int32_t) * c.n);
-    const size_t kvd = static_cast<size_t>(shape.kv_dim), d = static_cast<size_t>(shape.d_model);
-    std::vector<uint16_t> k(c.n * kvd), v(c.n * kvd);  // (n, kv_dim) staging: one layer's rows [0, n)
+    const size_t d = static_cast<size_t>(aux_row_width(shape));
+    std::vector<uint16_t> k(c.n * widest_layer(shape)), v(c.n * widest_layer(shape));  // (n, kv_dim(l)) staging
     for (int l = 0; l < shape.n_layer; ++l) {
-        if (count_with_kv(c.frontier, c.n, l) == 0) continue;
+        const size_t kvd = static_cast<size_t>(layer_kv_width(shape, l));
+        if (kvd == 0 || count_with_kv(c.frontier, c.n, l) == 0) continue;
         c.read_kv_rows(l, k.data(), v.data());
         for (const std::vector<uint16_t>* rows : {&k, &v})
             for (int p = 0; p < c.n; ++p)
                 if (c.frontier[p] > l) sink.write(rows->data() + p * kvd, sizeof(uint16_t) * kvd);
     }
     if (count_pruned(c.frontier, c.n, shape.n_layer) > 0) {
-        std::vector<float> aux(c.n * d);  // (n, d_model)
+        std::vector<float> aux(c.n * d);  // (n, aux row width)
         c.read_aux_rows(aux.data());
         for (int p = 0; p < c.n; ++p)
             if (c.frontier[p] < shape.n_layer) sink.write(aux.data() + p * d, sizeof(float) * d);
@@ -195,7 +216,7 @@ SessionImage parse_session_file(const uint8_t* data, size_t size, const SessionF
     check_shape_field("n_layer", r.get<int32_t>("the shape"), expected.n_layer);
     check_shape_field("n_vocab", r.get<int32_t>("the shape"), expected.n_vocab);
     check_shape_field("d_model", r.get<int32_t>("the shape"), expected.d_model);
-    check_shape_field("kv_dim", r.get<int32_t>("the shape"), expected.kv_dim);
+    check_shape_field("kv_width", r.get<int32_t>("the shape"), static_cast<int32_t>(kv_width(expected)));
     if (r.get<uint32_t>("the KV type") != kKvFp16) fail("the file's KV cache type is not fp16");
     if (r.get<uint32_t>("the RoPE factors") != expected.rope_factors)
         fail(expected.rope_factors ? "the file's keys were rotated with the model's short RoPE factors, this session's n_ctx "
@@ -232,7 +253,7 @@ SessionImage parse_session_file(const uint8_t* data, size_t size, const SessionF
         fail("the file's payload size does not match its tokens' layers (corrupted)");
     image.kv = r.position();
     const uint64_t aux_bytes = sizeof(float) * static_cast<uint64_t>(count_pruned(image.frontier.data(), n, expected.n_layer)) *
-                               expected.d_model;
+                               aux_row_width(expected);
     r.take(declared - 2 * sizeof(int32_t) * n - aux_bytes, "the KV rows");
     image.aux = r.take(aux_bytes, "the aux rows");
     uint64_t stored;
@@ -249,7 +270,10 @@ SessionFileShape session_file_shape(const SessionImpl& s) {
     shape.n_layer = s.hp->n_layer;
     shape.n_vocab = s.hp->n_vocab;
     shape.d_model = s.hp->d_model;
+    shape.aux_width = s.backend->aux_row_width();
     shape.kv_dim = s.hp->kv_dim();
+    for (int l = 0; l < s.hp->n_layer; ++l)
+        shape.layer_kv_dim.push_back(s.hp->computes_kv(l) ? s.hp->shape(l).kv_dim() : 0);
     // (phi3 rotates keys with factors chosen by the session's n_ctx: a cache is only valid under the same ones)
     shape.rope_factors = s.m->rope_factors_long && rope_frequency_factors(*s.m, s.n_ctx) == s.m->rope_factors_long;
     shape.n_ctx = s.n_ctx;
@@ -301,8 +325,8 @@ std::vector<uint8_t> read_session_bytes(const std::string& path, const SessionFi
         const long size = std::ftell(f);
         if (size < 0) fail("cannot read '" + path + "': " + std::strerror(errno));
         // at most: n_ctx tokens, each with KV at every layer and an aux row
-        const uint64_t per_token = 2 * sizeof(int32_t) + 2 * sizeof(uint16_t) * static_cast<uint64_t>(shape.n_layer) * shape.kv_dim +
-                                   sizeof(float) * static_cast<uint64_t>(shape.d_model);
+        const uint64_t per_token = 2 * sizeof(int32_t) + 2 * sizeof(uint16_t) * static_cast<uint64_t>(kv_width(shape)) +
+                                   sizeof(float) * static_cast<uint64_t>(aux_row_width(shape));
         const uint64_t most = kHeaderBytes + kTrailerBytes + per_token * static_cast<uint64_t>(shape.n_ctx);
         if (static_cast<uint64_t>(size) > most)
             fail("'" + path + "' (" + std::to_string(size) + " bytes) is larger than any saved session of this model and n_ctx");
@@ -321,11 +345,14 @@ std::vector<uint8_t> read_session_bytes(const std::string& path, const SessionFi
 // Puts a validated image into the session: caches first, then the context and frontier.
 void apply_image(SessionImpl& s, const SessionImage& image) {
     const int n = static_cast<int>(image.tokens.size());
-    const size_t kvd = static_cast<size_t>(s.hp->kv_dim()), d = static_cast<size_t>(s.hp->d_model);
+    const SessionFileShape shape = session_file_shape(s);
+    const size_t d = static_cast<size_t>(aux_row_width(shape));
     const uint8_t* rows = image.kv;
-    std::vector<uint16_t> k(n * kvd, 0), v(n * kvd, 0);  // (n, kv_dim) one layer's rows [0, n); zeros where no KV
+    // (n, kv_dim(l)) one layer's rows [0, n); zeros where no KV
+    std::vector<uint16_t> k(n * widest_layer(shape), 0), v(n * widest_layer(shape), 0);
     for (int l = 0; l < s.hp->n_layer; ++l) {
-        if (count_with_kv(image.frontier.data(), n, l) == 0) continue;
+        const size_t kvd = static_cast<size_t>(layer_kv_width(shape, l));
+        if (kvd == 0 || count_with_kv(image.frontier.data(), n, l) == 0) continue;
         for (std::vector<uint16_t>* dst : {&k, &v})
             for (int p = 0; p < n; ++p) {
                 if (image.frontier[p] <= l) continue;
@@ -335,7 +362,7 @@ void apply_image(SessionImpl& s, const SessionImage& image) {
         s.backend->write_kv_rows(l, n, k.data(), v.data());
     }
     if (count_pruned(image.frontier.data(), n, s.hp->n_layer) > 0) {
-        std::vector<float> aux(n * d, 0.0f);  // (n, d_model)
+        std::vector<float> aux(n * d, 0.0f);  // (n, aux row width)
         const uint8_t* src = image.aux;
         for (int p = 0; p < n; ++p) {
             if (image.frontier[p] >= s.hp->n_layer) continue;

@@ -3,13 +3,16 @@
 //
 // Layout (version 1, little-endian), only the used part of the caches:
 //   header   magic "LZEDGESS" · u32 version · model file sha256 (32 bytes) · i32 n_layer, n_vocab, d_model,
-//            kv_dim · u32 kv_type (1: fp16) · u32 rope_factors (which RoPE frequency factors the keys were
+//            kv_width (K/V elements per token over the layers with a cache of their own) · u32 kv_type (1: fp16) · u32 rope_factors (which RoPE frequency factors the keys were
 //            rotated with: 1 phi3's long LongRoPE factors, chosen by a large n_ctx; 0 the model's only ones) ·
 //            i32 n_tokens · u64 payload_bytes                                                        (80 bytes)
 //   payload  i32 tokens[n] · i32 frontier[n] (layers with KV per token, each in [1, n_layer]) ·
-//            per layer l: the K rows, then the V rows, of the tokens with KV there (frontier > l), by
-//            position, (c_l, kv_dim) fp16 as the caches store them ·
-//            the aux-cache rows of the pruned tokens (frontier < n_layer), by position, (n_pruned, d_model) fp32
+//            per layer l with a cache of its own: the K rows, then the V rows, of the tokens with KV there
+//            (frontier > l), by position, (c_l, kv_dim(l)) fp16 as the caches store them (a layer that reads
+//            another layer's K/V, gemma4's shared-KV layers, has none: its source's rows are written) ·
+//            the aux rows of the pruned tokens (frontier < n_layer), by position, (n_pruned, aux_width) fp32: the
+//            aux cache's hidden state (d_model), then what else a revived token needs of its position (gemma4:
+//            its per-layer inputs, n_layer * per_layer_dim; nothing for the other architectures)
 //   trailer  u64 checksum of header and payload (64-bit FNV-1a over 8-byte words)
 #pragma once
 #include <cstdint>
@@ -27,11 +30,19 @@ struct SessionImpl;
 struct SessionFileShape {
     Sha256Digest model_sha256{};
     int n_layer = 0, n_vocab = 0, d_model = 0, kv_dim = 0;
+    // (n_layer) each layer's K/V row width, 0 for a layer without a cache of its own; empty: kv_dim at every layer
+    std::vector<int32_t> layer_kv_dim;
+    int aux_width = 0;  // floats per aux row (SessionBackend::aux_row_width); 0: d_model
     uint32_t rope_factors = 0;  // 1: the session's n_ctx chose the model's long LongRoPE factors (phi3)
     int n_ctx = 0;  // the loading session's: a file with more tokens does not fit
 };
 
-// What a file holds, read from the caches' layout: rows [0, n) of a layer's K and V caches, (n, kv_dim) fp16
+// A layer's K/V row width in the file (0: no rows of its own), and the sum over the layers (the header's kv_width).
+int layer_kv_width(const SessionFileShape& shape, int layer);
+int64_t kv_width(const SessionFileShape& shape);
+int aux_row_width(const SessionFileShape& shape);
+
+// What a file holds, read from the caches' layout: rows [0, n) of a layer's K and V caches, (n, kv_dim(layer)) fp16
 // each, and rows [0, n) of the aux cache, (n, d_model) fp32.
 struct SessionContents {
     const int32_t* tokens = nullptr;    // (n)
