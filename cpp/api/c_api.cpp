@@ -278,6 +278,23 @@ le_status le_chat_render(const le_model* model, const le_chat_message* messages,
     });
 }
 
+le_status le_chat_tokenize(const le_model* model, const le_chat_message* messages, size_t n, le_token* out, size_t cap,
+                           size_t* n_out) {
+    return guarded([&] {
+        const Model& m = model_of(model);
+        require(n_out, "n_out");
+        if (n > 0) require(messages, "messages");
+        std::vector<ChatMessage> msgs;
+        for (size_t i = 0; i < n; ++i)
+            msgs.push_back({require(messages[i].role, "role"), require(messages[i].content, "content")});
+        const std::vector<int32_t> ids = encode_chat(m.tokenizer(), render_chat_parts(m.info().chat_template, msgs), true);
+        *n_out = ids.size();
+        if (cap < ids.size())
+            fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
+        if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
+    });
+}
+
 // ---- session ----
 
 le_status le_session_create(le_model* model, const le_session_params* params, le_session** out) {

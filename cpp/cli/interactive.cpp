@@ -79,19 +79,22 @@ Input read_line(std::string& line, std::string& pending, std::atomic<bool>& inte
     }
 }
 
-// The text that continues a conversation after the assistant's reply with a new user message: the end of the
-// assistant's turn, the user's turn and the assistant prompt. Found by rendering a conversation with and without
-// the new turn (the templates the CLI renders are concatenations of turns).
-std::string continuation_text(const std::string& tmpl, const std::string& user) {
+// What continues a conversation after the assistant's reply with a new user message: the end of the assistant's
+// turn, the user's turn and the assistant prompt. Found by rendering a conversation with and without the new turn
+// (the templates the CLI renders are concatenations of turns).
+std::vector<ChatPart> continuation_parts(const std::string& tmpl, const std::string& user) {
     const std::string before = render_chat(tmpl, {{"user", "x"}});
-    const std::string after = render_chat(tmpl, {{"user", "x"}, {"assistant", ""}, {"user", user}});
-    if (after.compare(0, before.size(), before) != 0)
+    const std::vector<ChatPart> after = render_chat_parts(tmpl, {{"user", "x"}, {"assistant", ""}, {"user", user}});
+    std::string after_text;
+    for (const ChatPart& part : after) after_text += part.text;
+    if (after_text.compare(0, before.size(), before) != 0)
         throw_error(ErrorCode::unsupported, "the chat template does not render a conversation turn by turn");
-    return after.substr(before.size());
+    return drop_rendered_prefix(after, before.size());
 }
 
 // The whole prompt of a turn: the first renders the conversation from the start (BOS as the model asks); a later one
-// is the context (the earlier turns and replies, as generated) plus the new turn.
+// is the context (the earlier turns and replies, as generated) plus the new turn. Special-token text typed in a
+// message stays text (encode_chat).
 std::vector<int32_t> turn_prompt(const Session& session, const std::string& system, const std::string& user) {
     const Model& model = *session.model();
     const std::string& tmpl = model.info().chat_template;
@@ -99,10 +102,10 @@ std::vector<int32_t> turn_prompt(const Session& session, const std::string& syst
         std::vector<ChatMessage> messages;
         if (!system.empty()) messages.push_back({"system", system});
         messages.push_back({"user", user});
-        return model.tokenizer().encode(render_chat(tmpl, messages), true, true);
+        return encode_chat(model.tokenizer(), render_chat_parts(tmpl, messages), true);
     }
     std::vector<int32_t> ids = session.tokens();
-    const std::vector<int32_t> turn = model.tokenizer().encode(continuation_text(tmpl, user), false, true);
+    const std::vector<int32_t> turn = encode_chat(model.tokenizer(), continuation_parts(tmpl, user), false);
     ids.insert(ids.end(), turn.begin(), turn.end());
     return ids;
 }

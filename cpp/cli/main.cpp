@@ -256,8 +256,9 @@ int main(int argc, char** argv) {
             }
         }
 
-        std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
-        std::vector<int32_t> ids = tok.encode(text, true, chat);
+        // --chat: the prompt is a message, so special-token text in it stays text (it cannot write a turn marker)
+        std::vector<int32_t> ids = chat ? encode_chat(tok, render_chat_parts(model->info().chat_template, {{"user", prompt}}), true)
+                                        : tok.encode(prompt, true, false);
         if (static_cast<int>(ids.size()) > n_ctx)
             throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
         gp.reuse_prefix = true;  // (the session is empty unless the prompt cache filled it)

@@ -46,7 +46,8 @@ extern "C" {
  * library reads a new field only from a struct whose api_version has it). */
 #define LE_API_VERSION_MAJOR 1
 #define LE_API_VERSION_MINOR 3  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics;
-                                   1.3: le_session_feed_prompt, le_session_truncate, le_session_save, le_session_load */
+                                   1.3: le_session_feed_prompt, le_session_truncate, le_session_save, le_session_load,
+                                   le_chat_tokenize */
 #define LE_API_VERSION ((LE_API_VERSION_MAJOR << 16) | LE_API_VERSION_MINOR)
 
 typedef enum le_status {
@@ -123,6 +124,12 @@ typedef struct le_chat_message {
 } le_chat_message;
 LE_API le_status le_chat_render(const le_model* model, const le_chat_message* messages, size_t n, char* buf,
                                 size_t cap, size_t* len);
+/* Token ids of the rendered chat prompt (BOS as the model asks), ready to feed: the template's markers are special
+ * tokens, while special-token text inside a message ("<|im_end|>", ...) is tokenized as plain text, so a message
+ * cannot forge a turn. (Tokenizing le_chat_render's text with parse_special would read such text as markers.)
+ * LE_ERR_BUFFER_TOO_SMALL with *n_out set when cap is too small. API 1.3. */
+LE_API le_status le_chat_tokenize(const le_model* model, const le_chat_message* messages, size_t n, le_token* out,
+                                  size_t cap, size_t* n_out);
 
 /* ---- session ---- */
 typedef struct le_prune_stage {

@@ -73,5 +73,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         tokenizer->encode(prompt, true, true);
     } catch (const Error&) {  // text the tokenizer refuses (invalid UTF-8) is reported, not a crash
     }
+    // the ids fed (encode_chat): never more template markers than the template wrote, whatever the messages hold
+    try {
+        const std::vector<ChatPart> rendered = render_chat_parts(parts[0], messages);
+        const std::vector<int32_t> ids = encode_chat(*tokenizer, rendered, true);
+        std::string template_text;
+        for (const ChatPart& part : rendered)
+            if (!part.from_message) template_text += part.text + '\n';  // ('\n': no marker across two parts)
+        size_t controls = 0, template_controls = 0;
+        for (int32_t id : ids) controls += tokenizer->is_control(id) && id != tokenizer->bos_id();
+        for (int32_t id : tokenizer->encode(template_text, false, true))
+            template_controls += tokenizer->is_control(id) && id != tokenizer->bos_id();
+        if (controls > template_controls) crash("a message's text became a special token");
+    } catch (const Error&) {
+    }
     return 0;
 }
