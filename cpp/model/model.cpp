@@ -73,6 +73,24 @@ private:
     const GgufFile& file_;
 };
 
+// The tensors of a gated delta-net layer (qwen35's linear attention), shapes as llama.cpp's loader checks them.
+void bind_linear_attention(const WeightBinder& bind, const std::string& b, const ModelHparams& hp, LayerWeights& w) {
+    const int64_t d = hp.d_model, conv_dim = hp.ssm_conv_dim(), value_dim = hp.ssm_value_dim(), nv = hp.ssm_n_v_heads;
+    w.ssm_in = bind.matrix(b + "attn_qkv.weight", d, conv_dim);
+    w.ssm_z = bind.matrix(b + "attn_gate.weight", d, value_dim);
+    w.ssm_beta = bind.matrix(b + "ssm_beta.weight", d, nv);
+    w.ssm_alpha = bind.matrix(b + "ssm_alpha.weight", d, nv);
+    const GgufTensor* conv = bind.find(b + "ssm_conv1d.weight");
+    if (conv && (conv->n_dims != 2 || conv->ne[0] != hp.ssm_conv_kernel))
+        fail("tensor '" + conv->name + "' has shape [" + std::to_string(conv->ne[0]) + ", " + std::to_string(conv->ne[1]) +
+             "], expected [" + std::to_string(hp.ssm_conv_kernel) + ", " + std::to_string(conv_dim) + "]");
+    w.ssm_conv1d = bind.vector(b + "ssm_conv1d.weight", conv_dim * hp.ssm_conv_kernel);
+    w.ssm_dt_bias = bind.vector(b + "ssm_dt.bias", nv);
+    w.ssm_a = bind.vector(b + "ssm_a", nv);
+    w.ssm_norm = bind.vector(b + "ssm_norm.weight", hp.ssm_head_dim);
+    w.ssm_out = bind.matrix(b + "ssm_out.weight", value_dim, d);
+}
+
 int checked_dim(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
     int64_t v = f.require_int(key);
     if (v < lo || v > hi)
@@ -102,6 +120,47 @@ int uniform_dim(const GgufFile& f, const std::string& key, int fallback, int64_t
     return values[0];
 }
 
+
+// qwen35 (llama.cpp's src/models/qwen35.cpp): which layers are linear attention, the gated delta net's sizes,
+// the M-RoPE sections; multi-token-prediction blocks (nextn_predict_layers, after the trunk) are not run.
+void read_qwen35_hparams(const GgufFile& f, const std::string& p, ModelHparams& hp) {
+    const int n_layer_all = hp.n_layer;
+    const int n_nextn = optional_dim(f, p + "nextn_predict_layers", 0, 0, n_layer_all - 1);
+    hp.n_layer = n_layer_all - n_nextn;
+    hp.attn_output_gate = true;
+    hp.ssm_conv_kernel = checked_dim(f, p + "ssm.conv_kernel", 2, 64);
+    hp.ssm_head_dim = checked_dim(f, p + "ssm.state_size", 1, 1024);
+    hp.ssm_n_k_heads = checked_dim(f, p + "ssm.group_count", 1, 1024);
+    hp.ssm_n_v_heads = checked_dim(f, p + "ssm.time_step_rank", 1, 1024);
+    const int d_inner = checked_dim(f, p + "ssm.inner_size", 1, 1 << 20);
+    if (hp.ssm_n_v_heads % hp.ssm_n_k_heads != 0) fail("ssm.time_step_rank is not a multiple of ssm.group_count");
+    if (d_inner != hp.ssm_n_v_heads * hp.ssm_head_dim)
+        fail("ssm.inner_size " + std::to_string(d_inner) + " != ssm.time_step_rank * ssm.state_size (head_v_dim must equal "
+             "head_k_dim, as in llama.cpp's gated delta net)");
+    // layer kinds: attention.recurrent_layers (one per block), else full attention on every Nth layer
+    hp.recurrent.assign(static_cast<size_t>(hp.n_layer), 0);
+    if (f.find(p + "attention.recurrent_layers")) {
+        const std::vector<int32_t> kinds = f.get_int_array(p + "attention.recurrent_layers");
+        if (static_cast<int>(kinds.size()) != n_layer_all)
+            fail("GGUF metadata '" + p + "attention.recurrent_layers' has " + std::to_string(kinds.size()) +
+                 " entries, expected block_count " + std::to_string(n_layer_all));
+        for (int l = 0; l < hp.n_layer; ++l) hp.recurrent[l] = kinds[l] != 0;
+    } else {
+        const int interval = optional_dim(f, p + "full_attention_interval", 4, 1, 1024);
+        for (int l = 0; l < hp.n_layer; ++l) hp.recurrent[l] = (l + 1) % interval != 0;
+    }
+    const std::vector<int32_t> sections = f.get_int_array(p + "rope.dimension_sections");
+    if (sections.size() != 4) fail("GGUF metadata '" + p + "rope.dimension_sections' must have 4 entries");
+    int sum = 0;
+    for (int i = 0; i < 4; ++i) {
+        if (sections[i] < 0 || sections[i] > 4096) fail("GGUF metadata '" + p + "rope.dimension_sections' is out of range");
+        hp.rope_sections[i] = sections[i];
+        sum += sections[i];
+    }
+    if (sections[0] + sections[1] + sections[2] == 0 || sum > hp.head_dim / 2)
+        fail("GGUF metadata '" + p + "rope.dimension_sections' does not fit the head dimension");
+}
+
 }  // namespace
 
 const char* architecture_name(Architecture a) {
@@ -112,6 +171,7 @@ const char* architecture_name(Architecture a) {
         case Architecture::gemma3: return "gemma3";
         case Architecture::phi3: return "phi3";
         case Architecture::smollm3: return "smollm3";
+        case Architecture::qwen35: return "qwen35";
     }
     return "?";
 }
@@ -131,7 +191,8 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     else if (arch == "gemma3") hp.arch = Architecture::gemma3;
     else if (arch == "phi3") hp.arch = Architecture::phi3;
     else if (arch == "smollm3") hp.arch = Architecture::smollm3;
-    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, phi3, smollm3)");
+    else if (arch == "qwen35") hp.arch = Architecture::qwen35;
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, phi3, smollm3, qwen35)");
 
     const std::string p = arch + ".";
     hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
@@ -165,6 +226,8 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (hp.arch == Architecture::phi3) hp.scale_q = true;
     // smollm3: every 4th layer has no RoPE (llama.cpp's n_no_rope_layer_step, fixed at 4)
     if (hp.arch == Architecture::smollm3) hp.nope_layer_step = 4;
+
+    if (hp.arch == Architecture::qwen35) read_qwen35_hparams(f, p, hp);
 
     if (hp.arch == Architecture::gemma3) {
         // As llama.cpp's gemma3 graph: embeddings scaled by sqrt(d_model); 5 of every 6 layers attend
@@ -208,26 +271,35 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
         LayerWeights& w = model->layers[l];
         const std::string b = "blk." + std::to_string(l) + ".";
         w.attn_norm = bind.vector(b + "attn_norm.weight", d);
-        if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
+        if (hp.is_recurrent(l)) {
+            bind_linear_attention(bind, b, hp, w);
+        } else if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
             const WeightMatrix qkv = bind.matrix(b + "attn_qkv.weight", d, qd + 2 * kvd);
             w.wq = WeightBinder::rows(qkv, 0, qd);
             w.wk = WeightBinder::rows(qkv, qd, kvd);
             w.wv = WeightBinder::rows(qkv, qd + kvd, kvd);
         } else {
-            w.wq = bind.matrix(b + "attn_q.weight", d, qd);
+            // qwen35: each head's q rows are followed by its output gate's rows
+            w.wq = bind.matrix(b + "attn_q.weight", d, hp.attn_output_gate ? 2 * static_cast<int64_t>(qd) : qd);
             w.wk = bind.matrix(b + "attn_k.weight", d, kvd);
             w.wv = bind.matrix(b + "attn_v.weight", d, kvd);
         }
-        w.wo = bind.matrix(b + "attn_output.weight", qd, d);
-        w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
-        w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
-        w.bv = bind.vector(b + "attn_v.bias", kvd, hp.arch == Architecture::qwen2);
-        bool qk_norm = hp.arch == Architecture::qwen3 || hp.arch == Architecture::gemma3;
-        w.q_norm = bind.vector(b + "attn_q_norm.weight", hp.head_dim, qk_norm);
-        w.k_norm = bind.vector(b + "attn_k_norm.weight", hp.head_dim, qk_norm);
+        if (!hp.is_recurrent(l)) {
+            w.wo = bind.matrix(b + "attn_output.weight", qd, d);
+            w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
+            w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
+            w.bv = bind.vector(b + "attn_v.bias", kvd, hp.arch == Architecture::qwen2);
+            bool qk_norm = hp.arch == Architecture::qwen3 || hp.arch == Architecture::gemma3 || hp.arch == Architecture::qwen35;
+            w.q_norm = bind.vector(b + "attn_q_norm.weight", hp.head_dim, qk_norm);
+            w.k_norm = bind.vector(b + "attn_k_norm.weight", hp.head_dim, qk_norm);
+        }
         bool gemma = hp.arch == Architecture::gemma3;
-        w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
-        w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
+        if (hp.arch == Architecture::qwen35) {  // its norm before the FFN is named post_attention_norm
+            w.ffn_norm = bind.vector(b + "post_attention_norm.weight", d);
+        } else {
+            w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
+            w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
+        }
         if (hp.arch == Architecture::phi3 && !bind.find(b + "ffn_gate.weight")) {  // fused: gate rows, then up rows
             const WeightMatrix gate_up = bind.matrix(b + "ffn_up.weight", d, 2 * static_cast<int64_t>(ff));
             w.gate = WeightBinder::rows(gate_up, 0, ff);
@@ -266,6 +338,21 @@ const float* rope_frequency_factors(const ModelImpl& model, int n_ctx) {
 void build_model_rope_table(const ModelImpl& model, int n_ctx, float* table) {
     const ModelHparams& hp = model.hparams;
     build_rope_table(table, n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, rope_frequency_factors(model, n_ctx));
+    // qwen35's interleaved M-RoPE (llama.cpp's ggml_mrope_cache_init, is_imrope) with text positions (p, p, p, 0):
+    // pair i rotates by p unless its sector takes the 4th component, where the angle is 0 (cos 1, sin 0)
+    const int* sec = hp.rope_sections;
+    const int sect_dims = sec[0] + sec[1] + sec[2] + sec[3];
+    if (sect_dims > 0) {
+        for (int i = 0; i < hp.rope_dim / 2; ++i) {
+            const int s = i % sect_dims;
+            const bool rotates = (s % 3 == 0 && s < 3 * sec[0]) || (s % 3 == 1 && s < 3 * sec[1]) || (s % 3 == 2 && s < 3 * sec[2]);
+            if (rotates) continue;
+            for (int64_t p = 0; p < n_ctx; ++p) {
+                table[p * hp.rope_dim + 2 * i] = 1.0f;
+                table[p * hp.rope_dim + 2 * i + 1] = 0.0f;
+            }
+        }
+    }
     if (hp.rope_attn_factor != 1.0f)
         for (int64_t i = 0; i < static_cast<int64_t>(n_ctx) * hp.rope_dim; ++i) table[i] *= hp.rope_attn_factor;
 }
@@ -281,9 +368,16 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     std::string why_no_device;
     const bool has_device = cuda_device_count(&why_no_device) > 0;
     if (params.backend == "cuda" && !has_device) throw_error(ErrorCode::unsupported, "backend 'cuda': " + why_no_device);
-    const bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
+    bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
     std::shared_ptr<Model> model(new Model());
     model->impl_ = load_model(path, params);
+    // the CUDA backend has no gated delta-net layers: qwen35 runs on the CPU ("auto" picks it, "cuda" is refused)
+    if (on_device && model->impl_->hparams.arch == Architecture::qwen35) {
+        if (params.backend == "cuda")
+            throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'qwen35' (its gated delta-net "
+                                                "linear-attention layers run on the CPU only): use backend 'cpu'");
+        on_device = false;
+    }
     model->impl_->params.backend = on_device ? "cuda" : "cpu";
     if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();
     if (on_device) model->impl_->cuda = cuda_upload_model(*model->impl_);

@@ -26,7 +26,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     if (params.n_ctx > (1 << 24)) throw_error(ErrorCode::invalid_argument, "n_ctx is too large");
     s.n_ctx = params.n_ctx;
     s.numerics = params.numerics;
-    s.prune_plan = std::make_unique<PrunePlan>(params.lazy, s.hp->n_layer);
+    s.prune_plan = std::make_unique<PrunePlan>(params.lazy, *s.hp);
     s.frontier.assign(static_cast<size_t>(s.n_ctx), 0);
     s.layer_scratch.assign(static_cast<size_t>(s.hp->n_layer) + 1, 0);
     // the backend owns the caches and work buffers: on the device for "cuda", else in one host arena
@@ -130,7 +130,7 @@ const LazyConfig& Session::lazy_config() const { return impl_->prune_plan->confi
 const std::shared_ptr<Model>& Session::model() const { return impl_->model; }
 
 void Session::set_lazy_config(const LazyConfig& lazy) {
-    auto plan = std::make_unique<PrunePlan>(lazy, impl_->hp->n_layer);  // validated before anything changes
+    auto plan = std::make_unique<PrunePlan>(lazy, *impl_->hp);  // validated before anything changes
     SessionUse use(*impl_);
     impl_->prune_plan = std::move(plan);
 }
