@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE.parents[2] / "models"))
 from make_tiny import content_sha256, write_tiny_model  # noqa: E402
 
 # architecture -> (layers, the model's token count); the tests read the same table from the .npz files
-MODELS = {"phi3": 4, "smollm3": 4}
+MODELS = {"phi3": 4, "smollm3": 4, "qwen35": 6}
 N_CTX = 128
 N_TOKENS = 48
 
