@@ -169,3 +169,35 @@ def test_cuda_refuses_qwen35(listed):
         lazyllm_edge.Generator(str(path), n_ctx=64, backend="cuda")
     gen = lazyllm_edge.Generator(str(path), n_ctx=64, backend="auto")
     assert gen.append([1, 2, 3]).shape == (gen.info["n_vocab"],)
+
+
+def _broken(tmp_path, monkeypatch, edit):
+    """A tiny qwen35 whose weights or hyperparameters `edit(hp, weights)` changed before writing."""
+    import make_tiny
+
+    original = make_tiny.tiny_qwen35_weights
+
+    def edited(*args, **kwargs):
+        hp, weights = original(*args, **kwargs)
+        edit(hp, weights)
+        return hp, weights
+
+    monkeypatch.setattr(make_tiny, "tiny_qwen35_weights", edited)
+    path = tmp_path / "broken-qwen35.gguf"
+    make_tiny.write_tiny_model(path, "qwen35", 3, "F32")
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda hp, w: w.pop("blk.1.ssm_a"), "model file has no tensor 'blk.1.ssm_a'"),
+    (lambda hp, w: w.update({"blk.0.ssm_conv1d.weight": w["blk.0.ssm_conv1d.weight"][:, :3].copy()}),
+     r"tensor 'blk.0.ssm_conv1d.weight' has shape \[3, 128\], expected \[4, 128\]"),
+    (lambda hp, w: w.update({"blk.2.attn_q.weight": w["blk.2.attn_q.weight"][:128]}),  # no output gate rows
+     r"tensor 'blk.2.attn_q.weight' has shape \[64, 128\], expected \[64, 256\]"),
+    (lambda hp, w: hp["ssm"].update(n_v_heads=3), "ssm.time_step_rank is not a multiple of ssm.group_count"),
+    (lambda hp, w: hp.update(rope_sections=[40, 0, 0, 0]), "rope.dimension_sections' does not fit the head dimension"),
+])
+def test_inconsistent_files_fail_at_load(tmp_path, monkeypatch, edit, message):
+    path = _broken(tmp_path, monkeypatch, edit)
+    with pytest.raises(lazyllm_edge.ModelLoadError, match=message):
+        lazyllm_edge.Generator(str(path))

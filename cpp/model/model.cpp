@@ -157,7 +157,7 @@ void read_qwen35_hparams(const GgufFile& f, const std::string& p, ModelHparams& 
         hp.rope_sections[i] = sections[i];
         sum += sections[i];
     }
-    if (sections[0] + sections[1] + sections[2] == 0 || sum > hp.head_dim / 2)
+    if (sections[0] + sections[1] + sections[2] == 0 || sum > hp.head_dim)  // ggml asserts both
         fail("GGUF metadata '" + p + "rope.dimension_sections' does not fit the head dimension");
 }
 
