@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# CI step: libFuzzer (clang, with ASan+UBSan) on the GGUF reader + tokenizer loading (fuzz_gguf) and on
-# tokenization of arbitrary text (fuzz_tokenizer), for a fixed time each (FUZZ_SECONDS, default 60 / 30),
-# seeded with generated tiny models, the head of a real model, and tests/fuzz/regressions/. A crash, hang
+# CI step: libFuzzer (clang, with ASan+UBSan) on the GGUF reader + tokenizer loading (fuzz_gguf), on
+# tokenization of arbitrary text (fuzz_tokenizer), on the C++ chat path (fuzz_chat: template family, messages,
+# tokenization with special tokens) and on the lazy-spec parser (fuzz_lazy_spec), for a fixed time each
+# (FUZZ_SECONDS, default 50 / 20 / 10 / 10: 90 s in all, as before the last two came), seeded with generated
+# tiny models, the head of a real model, tests/fuzz/seeds/ and tests/fuzz/regressions/. A crash, hang
 # (>10 s per input), leak or sanitizer report fails the step; its input is copied to
 # tests/fuzz/regressions/ to be committed as a regression file (replayed by the CTest gguf_regressions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=$ROOT/build/fuzz
-SECONDS_GGUF=${FUZZ_SECONDS:-60}
-SECONDS_TOK=${FUZZ_TOKENIZER_SECONDS:-30}
+SECONDS_GGUF=${FUZZ_SECONDS:-50}
+SECONDS_TOK=${FUZZ_TOKENIZER_SECONDS:-20}
+SECONDS_CHAT=${FUZZ_CHAT_SECONDS:-10}
+SECONDS_SPEC=${FUZZ_LAZY_SPEC_SECONDS:-10}
 if ! command -v clang++ >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 fi
@@ -19,11 +23,12 @@ command -v ninja >/dev/null || pip install -q ninja
 echo "== build the fuzz targets (clang, libFuzzer, ASan+UBSan)"
 CC=clang CXX=clang++ cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAZYLLM_EDGE_FUZZ=ON \
   -DLAZYLLM_EDGE_SANITIZE=ON -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link >/dev/null
-cmake --build "$B" --target fuzz_gguf fuzz_tokenizer
+cmake --build "$B" --target fuzz_gguf fuzz_tokenizer fuzz_chat fuzz_lazy_spec
 
 echo "== seed corpus: generated tiny models + the head of a real model"
 SEEDS=$B/seeds
-rm -rf "$SEEDS" && mkdir -p "$SEEDS/gguf" "$SEEDS/text" "$B/corpus_gguf" "$B/corpus_text" "$B/crashes"
+rm -rf "$SEEDS" && mkdir -p "$SEEDS/gguf" "$SEEDS/text" "$B/corpus_gguf" "$B/corpus_text" "$B/corpus_chat" \
+  "$B/corpus_spec" "$B/crashes"
 python3 - "$SEEDS/gguf" <<'PY'
 import sys
 sys.path.insert(0, "models")
@@ -51,6 +56,12 @@ export LAZYLLM_EDGE_FUZZ_MODEL=$REAL
 [ -f "$REAL" ] || LAZYLLM_EDGE_FUZZ_MODEL=$SEEDS/gguf/tiny-llama-F32.bin
 "$B/tests/fuzz/fuzz_tokenizer" "${FLAGS[@]}" -max_len=4096 -max_total_time="$SECONDS_TOK" \
   "$B/corpus_text" "$SEEDS/text" 2>&1 | tail -15 || status=1
+echo "== fuzz_chat for ${SECONDS_CHAT}s"
+"$B/tests/fuzz/fuzz_chat" "${FLAGS[@]}" -max_len=4096 -max_total_time="$SECONDS_CHAT" \
+  "$B/corpus_chat" tests/fuzz/seeds/chat 2>&1 | tail -15 || status=1
+echo "== fuzz_lazy_spec for ${SECONDS_SPEC}s"
+"$B/tests/fuzz/fuzz_lazy_spec" "${FLAGS[@]}" -max_len=256 -max_total_time="$SECONDS_SPEC" \
+  "$B/corpus_spec" tests/fuzz/seeds/lazy_spec 2>&1 | tail -15 || status=1
 
 if compgen -G "$B/crashes/*" >/dev/null; then
   echo "fuzzing found failing inputs (copied to tests/fuzz/regressions/, commit them with the fix):"

@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 
+#include "interrupt.h"
 #include "lazy.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 
@@ -23,6 +24,7 @@ namespace {
 struct PyGeneration {
     std::unique_ptr<Generation> generation;
     bool running = false;  // a thread is inside __next__ (read and written with the GIL held)
+    std::atomic<bool> interrupt{false};  // Ctrl-C during __next__ (the generation's cancel flag): polled in the prefill
 };
 
 // stop: None, a str or an iterable of str.
@@ -55,11 +57,16 @@ nb::tuple next_piece(PyGeneration& g) {
     } done{g.running};
     GeneratedPiece piece;
     bool more = false;
+    g.interrupt.store(false);  // (a Ctrl-C between two calls was Python's to raise, and it did)
+    InterruptScope scope(g.interrupt);
     {
         nb::gil_scoped_release release;
         do more = g.generation->next(piece);
         while (more && piece.text.empty());
     }
+    // Ctrl-C in the prompt's prefill ended the generation ("cancelled", nothing fed): Python's KeyboardInterrupt now.
+    // (During a token's step it ends the loop at the next bytecode, as between tokens.)
+    if (!more) scope.raise_if_interrupted();
     if (!more) throw nb::stop_iteration();
     return nb::make_tuple(piece.text, piece.token);
 }
@@ -83,7 +90,9 @@ void register_generation(nb::module_& m) {
                  p.stop = stop_strings(stop);
                  p.ignore_eos = ignore_eos;
                  if (lazy) p.lazy = *lazy;
-                 new (self) PyGeneration{std::make_unique<Generation>(session, std::move(prompt), p)};
+                 auto* g = new (self) PyGeneration();
+                 p.cancel = &g->interrupt;
+                 g->generation = std::make_unique<Generation>(session, std::move(prompt), p);
              },
              nb::arg("session"), nb::arg("prompt"), nb::arg("sampling"), nb::arg("max_tokens").none() = nb::none(),
              nb::arg("stop").none() = nb::none(), nb::arg("ignore_eos") = false, nb::arg("lazy").none() = nb::none(),

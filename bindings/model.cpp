@@ -11,6 +11,19 @@
 namespace nb = nanobind;
 using namespace lazyllm_edge;
 
+namespace {
+
+// A path as the OS takes it: bytes as they are, a str encoded as Python encodes file names (os.fsencode).
+std::string os_path(nb::handle path) {
+    if (nb::isinstance<nb::bytes>(path)) return std::string(nb::borrow<nb::bytes>(path).c_str(), nb::len(path));
+    if (!nb::isinstance<nb::str>(path)) throw nb::value_error("path must be a str or bytes");
+    nb::object encoded = nb::steal(PyUnicode_EncodeFSDefault(path.ptr()));
+    if (!encoded.is_valid()) throw nb::python_error();
+    return std::string(nb::borrow<nb::bytes>(encoded).c_str(), nb::len(encoded));
+}
+
+}  // namespace
+
 void register_model(nb::module_& m) {
     m.def("cuda_built", &cuda_built, "Whether this build contains the CUDA backend.");
     m.def(
@@ -24,7 +37,8 @@ void register_model(nb::module_& m) {
     nb::class_<Model>(m, "Model")
         .def_static(
             "load",
-            [](const std::string& path, int n_threads, const std::string& backend, bool use_mmap) {
+            [](nb::handle path_arg, int n_threads, const std::string& backend, bool use_mmap) {
+                const std::string path = os_path(path_arg);
                 ModelParams p;
                 p.n_threads = n_threads;
                 p.backend = backend;

@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "interrupt.h"
 #include "lazy.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 
@@ -49,6 +50,21 @@ nb::dict stats_dict(const Session& s) {
     return d;
 }
 
+// Runs an append with the GIL released; Ctrl-C stops it between layers (Python's KeyboardInterrupt, the session as
+// before the call).
+template <class F>
+void interruptible(F&& append) {
+    std::atomic<bool> interrupt{false};
+    InterruptScope scope(interrupt);
+    try {
+        nb::gil_scoped_release release;
+        append(&interrupt);
+    } catch (const Error& e) {
+        if (e.code() == ErrorCode::cancelled) scope.raise_if_interrupted();
+        throw;
+    }
+}
+
 }  // namespace
 
 void register_session(nb::module_& m) {
@@ -69,11 +85,10 @@ void register_session(nb::module_& m) {
             "append",
             [](Session& s, const std::vector<int32_t>& ids) {
                 std::vector<float> out;
-                {
-                    nb::gil_scoped_release release;
-                    const float* logits = s.append(ids.data(), static_cast<int>(ids.size()));
+                interruptible([&](const std::atomic<bool>* cancel) {
+                    const float* logits = s.append(ids.data(), static_cast<int>(ids.size()), nullptr, cancel);
                     out.assign(logits, logits + s.model()->info().n_vocab);
-                }
+                });
                 const size_t n = out.size();
                 return to_numpy(std::move(out), {n});
             },
@@ -83,10 +98,9 @@ void register_session(nb::module_& m) {
             [](Session& s, const std::vector<int32_t>& ids) {
                 const size_t n_vocab = static_cast<size_t>(s.model()->info().n_vocab);
                 std::vector<float> out(ids.size() * n_vocab);
-                {
-                    nb::gil_scoped_release release;
-                    s.append(ids.data(), static_cast<int>(ids.size()), out.data());
-                }
+                interruptible([&](const std::atomic<bool>* cancel) {
+                    s.append(ids.data(), static_cast<int>(ids.size()), out.data(), cancel);
+                });
                 const size_t n = ids.size();
                 return to_numpy(std::move(out), {n, n_vocab});
             },

@@ -4,6 +4,7 @@
 model's calibrated schedule where it has one (the native binary knows only the generic presets)."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def main() -> None:
     exe = binary_path()
     if not exe.is_file():
         sys.exit(f"lazyllm-edge binary not found at {exe}; reinstall the package")
+    # Python ignores SIGPIPE and exec keeps what is ignored: give the binary the default (`| head` ends it)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.execv(str(exe), [str(exe), *with_calibrated_lazy(sys.argv[1:])])
 
 

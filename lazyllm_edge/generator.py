@@ -3,9 +3,11 @@ session interface (reset / append / n_past / stats) for evaluation harnesses."""
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Union
 
@@ -28,17 +30,28 @@ class Stream:
     """The pieces of one generation, an iterator over the native loop (cpp/runtime/generate.cpp); each step runs
     without the GIL. ``cancel()`` (from any thread) ends it before its next token; ``finish_reason`` afterwards."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_thread", "_ended")
 
     def __init__(self, native):
         self._native = native
+        self._thread = threading.current_thread()  # the thread that made it (see Generator._refuse_other_threads)
+        self._ended = False
 
     def __iter__(self) -> "Stream":
         return self
 
     def __next__(self) -> Piece:
-        text, token = next(self._native)
+        try:
+            text, token = next(self._native)
+        except BaseException:
+            self._ended = True
+            raise
         return Piece(text, token)
+
+    def _held_by_another_thread(self) -> bool:
+        """Running (not finished, its thread alive) in a thread other than the caller's."""
+        return (not self._ended and self._native.finish_reason is None and self._thread is not threading.current_thread()
+                and self._thread.is_alive())
 
     def cancel(self) -> None:
         self._native.cancel()
@@ -61,6 +74,47 @@ class Stream:
 #    llama.cpp does (the whole prompt in one call: a call's last n % 4 tokens take ggml's gemv order). A validation
 #    mode: prefill 1.1-1.6x slower than "fast", decode 1.5-2.5x slower; CPU only (UnsupportedError on CUDA).
 NUMERICS = ("fast", "fp32", "llama.cpp")
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _integer(name: str, value, lo: int, hi: int) -> int:
+    """An integer argument in [lo, hi] (bool is not one; the bounds are what the core's type holds, the core checks
+    the meaning); ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value) -> float:
+    """A real-number argument (the core checks its range, NaN included); ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _text(name: str, value) -> str:
+    """A str that UTF-8 can encode (no lone surrogates); ValueError naming it otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} is not valid UTF-8 text: {e.reason} at index {e.start} "
+                         f"({value[e.start:e.end]!r}, a lone surrogate)") from None
+    return value
+
+
+def _model_path(path) -> bytes:
+    """A model path (str, bytes or os.PathLike) as the OS's bytes; ValueError for other types and embedded NULs."""
+    try:
+        path = os.fsencode(path)
+    except TypeError:
+        raise ValueError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if b"\0" in path:
+        raise ValueError(f"model path contains a NUL byte: {path!r}")
+    return path
 
 
 def cuda_available() -> bool:
@@ -98,10 +152,16 @@ class Generator:
                 raise _core.ModelLoadError(
                     f"the default model is not cached at {path}; fetch it with: python -m lazyllm_edge.models fetch {DEFAULT_MODEL}")
         # (the core reads n_threads 0 as "all physical cores", which this API spells None)
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
-            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-        self.path = os.fspath(path)
-        self.model = _core.Model.load(self.path, n_threads=n_threads or 0, backend=backend, use_mmap=use_mmap)
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or
+                                      not 1 <= n_threads <= 1024):
+            raise ValueError(f"n_threads must be an integer in [1, 1024] or None, got {n_threads!r}")
+        n_ctx = _integer("n_ctx", n_ctx, 1, 1 << 24)
+        for name, value in (("backend", backend), ("numerics", numerics)):
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a str, got {value!r}")
+        os_path = _model_path(path)
+        self.path = os.fsdecode(os_path)
+        self.model = _core.Model.load(os_path, n_threads=n_threads or 0, backend=backend, use_mmap=bool(use_mmap))
         self.info = self.model.info
         self.n_layer = self.info["n_layer"]
         self.n_vocab = self.info["n_vocab"]
@@ -113,12 +173,10 @@ class Generator:
 
     # ---- tokenizer ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
-        if not isinstance(text, str):
-            raise ValueError("tokenize expects a str")
-        return self.model.tokenize(text, add_special, parse_special)
+        return self.model.tokenize(_text("text", text), bool(add_special), bool(parse_special))
 
     def detokenize(self, ids: Sequence[int], render_special: bool = True) -> str:
-        return self.model.detokenize_bytes(list(ids), render_special).decode("utf-8", errors="replace")
+        return self.model.detokenize_bytes(self._check_ids(ids), bool(render_special)).decode("utf-8", errors="replace")
 
     @property
     def chat_template(self) -> str:
@@ -127,12 +185,16 @@ class Generator:
     # ---- low-level session interface ----
     def reset(self) -> None:
         """Empties the KV cache and aux cache."""
+        self._refuse_other_threads()
         self.session.reset()
 
     def append(self, ids: Sequence[int]) -> np.ndarray:
         """Feeds tokens after those already cached (prefill for many, decode for one) and returns the last
-        position's logits (n_vocab,) float32."""
-        return self.session.append(self._check_ids(ids))
+        position's logits (n_vocab,) float32. Ctrl-C stops a long one between layers (KeyboardInterrupt; nothing
+        of it is fed)."""
+        ids = self._check_ids(ids)
+        self._refuse_other_threads()
+        return self.session.append(ids)
 
     @property
     def n_past(self) -> int:
@@ -145,6 +207,7 @@ class Generator:
         return dict(self.session.stats)
 
     def set_lazy(self, lazy: LazyLike) -> None:
+        self._refuse_other_threads()
         self._default_lazy = self.schedule_for(lazy)
         self.session.set_lazy(self._default_lazy)
 
@@ -162,6 +225,7 @@ class Generator:
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits (n, n_vocab) float32 for every position of `ids`, computed densely from an empty cache."""
         ids = self._check_ids(ids)
+        self._refuse_other_threads()
         self.session.reset()
         try:
             return self.session.append_all_logits(ids)
@@ -181,13 +245,24 @@ class Generator:
         "cancelled" (``cancel()``). Bad values raise ValueError naming the argument."""
         if unknown:
             raise ValueError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")
-        sampling = _core.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                        repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed)
+        if max_tokens is not None:
+            max_tokens = _integer("max_tokens", max_tokens, -INT32_MAX - 1, INT32_MAX)  # (the core says why < 0 is not)
+        sampling = _core.SamplingParams(temperature=_number("temperature", temperature),
+                                        top_k=_integer("top_k", top_k, -INT32_MAX - 1, INT32_MAX),
+                                        top_p=_number("top_p", top_p), min_p=_number("min_p", min_p),
+                                        repeat_penalty=_number("repeat_penalty", repeat_penalty),
+                                        repeat_last_n=_integer("repeat_last_n", repeat_last_n, -INT32_MAX - 1, INT32_MAX),
+                                        seed=seed)
         if isinstance(prompt_or_ids, str):
-            ids = self.model.tokenize(prompt_or_ids, True if add_special is None else bool(add_special), True)
+            ids = self.model.tokenize(_text("prompt", prompt_or_ids), True if add_special is None else bool(add_special),
+                                      True)
+        elif isinstance(prompt_or_ids, (bytes, bytearray, memoryview)) or prompt_or_ids is None:
+            raise ValueError(f"prompt must be a str or a sequence of token ids, got {type(prompt_or_ids).__name__}"
+                             + (" (decode bytes to str first)" if prompt_or_ids is not None else ""))
         else:
             ids = self._check_ids(prompt_or_ids)
         override = None if lazy is None else self.schedule_for(lazy)
+        self._refuse_other_threads()
         self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
         self.session.reset()
         self.session.set_lazy(self._default_lazy)
@@ -211,16 +286,37 @@ class Generator:
         return self.generate(self.chat_ids(messages), **kwargs)
 
     def chat_ids(self, messages: Iterable[dict]) -> List[int]:
-        """Token ids of the rendered chat prompt, assistant turn opened, BOS exactly once where the model uses it."""
-        from .chat import render_chat
+        """Token ids of the rendered chat prompt, assistant turn opened, BOS exactly once where the model uses it.
+        The template's own markers are special tokens; text inside the messages never is (a message that contains
+        "<|im_end|>" gets that text, not the token), so a message cannot forge turns."""
+        from .chat import check_messages, render_chat_segments
 
-        prompt = render_chat(self.chat_template, list(messages), bos_token=self._piece(self.model.bos_id),
-                             eos_token=self._piece(self.model.eos_id))
-        ids = self.model.tokenize(prompt, True, True)
+        messages = check_messages(messages)
+        for m in messages:
+            _text("message content", m["content"])
+        segments = render_chat_segments(self.chat_template, messages, self._special_texts(messages),
+                                        bos_token=self._piece(self.model.bos_id), eos_token=self._piece(self.model.eos_id))
+        ids = []
+        for i, (text, literal) in enumerate(segments):
+            ids += self.model.tokenize(text, i == 0, not literal)
         bos = self.model.bos_id
         if len(ids) >= 2 and ids[0] == bos and ids[1] == bos:  # template wrote BOS and the tokenizer added one
             ids = ids[1:]
         return ids
+
+    def _special_texts(self, messages: List[dict]) -> List[str]:
+        """The special-token texts (the control tokens parse_special reads) that the messages contain."""
+        found = set()
+        for m in messages:
+            found.update(self._piece(t) for t in self.model.tokenize(m["content"], False, True) if self.model.is_control(t))
+        return sorted(t for t in found if t)
+
+    def _refuse_other_threads(self) -> None:
+        """RuntimeError when another thread's generation is running on this Generator: a call from here would end it
+        (the native session refuses only calls that overlap a step, not those between two steps)."""
+        if self._stream is not None and self._stream._held_by_another_thread():
+            raise RuntimeError("this Generator is in use by another thread (its generation has not finished); "
+                               "use one Generator per thread")
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -246,12 +342,18 @@ class Generator:
                       f"'{name}' (calibrate it: python -m lazyllm_edge.calibrate -m {self.path})", file=sys.stderr)
         return resolve_lazy(lazy, self.n_layer)
 
-    @staticmethod
-    def _check_ids(ids) -> List[int]:
-        """Token ids as ints (the core checks their range)."""
+    def _check_ids(self, ids) -> List[int]:
+        """Token ids as ints in [0, n_vocab); ValueError naming the first bad one."""
         if isinstance(ids, np.ndarray):
             ids = ids.tolist()
+        if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+            raise ValueError(f"token ids must be a sequence of integers, got {type(ids).__name__}")
+        ids = list(ids)
         try:
-            return [operator.index(t) for t in ids]
+            out = [operator.index(t) for t in ids]
         except TypeError:
-            raise ValueError(f"token ids must be integers, got {list(ids)!r}") from None
+            raise ValueError(f"token ids must be integers, got {ids!r}"[:200]) from None
+        for t in out:
+            if not 0 <= t < self.n_vocab:
+                raise ValueError(f"token id {t} is out of range [0, {self.n_vocab})")
+        return out

@@ -90,6 +90,20 @@ Sampler& sampler_for(le_session* s, const le_sampling_params* params) {
     return *s->sampler;
 }
 
+// A feed that le_session_cancel stops between layers (LE_ERR_CANCELLED, the session unchanged); the request is
+// consumed by it, as a generate consumes one.
+const float* append_cancellable(le_session* s, const le_token* ids, size_t n) {
+    try {
+        return s->session->append(ids, static_cast<int>(n), nullptr, &s->cancel);
+    } catch (const Error& e) {
+        if (e.code() == ErrorCode::cancelled) {
+            s->cancel.store(false);
+            fail(LE_ERR_CANCELLED, "cancelled by le_session_cancel: nothing was fed");
+        }
+        throw;
+    }
+}
+
 const float* require_logits(const le_session* s) {
     if (!s->logits) fail(LE_ERR_INVALID_ARGUMENT, "nothing was fed since the session was created or reset: feed a prompt first");
     return s->logits;
@@ -300,7 +314,7 @@ le_status le_session_feed_tokens(le_session* session, const le_token* ids, size_
         require(ids, "ids");
         if (n > static_cast<size_t>(session->session->n_ctx()))
             fail(LE_ERR_CONTEXT_FULL, std::to_string(n) + " tokens exceed n_ctx " + std::to_string(session->session->n_ctx()));
-        session->logits = session->session->append(ids, static_cast<int>(n));
+        session->logits = append_cancellable(session, ids, n);
     });
 }
 
@@ -314,7 +328,7 @@ le_status le_session_feed_text(le_session* session, const char* text, size_t tex
         if (ids.size() > static_cast<size_t>(session->session->n_ctx()))
             fail(LE_ERR_CONTEXT_FULL, "the text has " + std::to_string(ids.size()) + " tokens, more than n_ctx " +
                                           std::to_string(session->session->n_ctx()));
-        session->logits = session->session->append(ids.data(), static_cast<int>(ids.size()));
+        session->logits = append_cancellable(session, ids.data(), ids.size());
     });
 }
 
@@ -362,8 +376,11 @@ le_status le_session_generate_until(le_session* session, const le_sampling_param
 }
 
 le_status le_session_cancel(le_session* session) {
-    // no le_last_error update here: thread-local access is not async-signal-safe
-    if (!session) return LE_ERR_INVALID_ARGUMENT;
+    // nothing here allocates or throws: a signal handler may call it (a NULL session is a caller's bug, not a signal)
+    if (!session) {
+        set_last_error_literal("session is NULL");
+        return LE_ERR_INVALID_ARGUMENT;
+    }
     session->cancel.store(true, std::memory_order_release);
     return LE_OK;
 }

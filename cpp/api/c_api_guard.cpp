@@ -5,17 +5,23 @@
 namespace lazyllm_edge::capi {
 namespace {
 thread_local std::string last_error;  // per thread, so concurrent callers never see each other's messages
+thread_local const char* last_error_literal = nullptr;  // a fixed message set without allocating (wins when set)
 }
 
 void set_last_error(const std::string& message) {
+    last_error_literal = nullptr;
     try {
         last_error = message;
     } catch (...) {
         last_error.clear();  // no memory for the message: an empty one beats an exception
     }
 }
-void clear_last_error() { last_error.clear(); }
-const char* last_error_message() { return last_error.c_str(); }
+void set_last_error_literal(const char* message) { last_error_literal = message; }
+void clear_last_error() {
+    last_error_literal = nullptr;
+    last_error.clear();
+}
+const char* last_error_message() { return last_error_literal ? last_error_literal : last_error.c_str(); }
 
 le_status status_of(ErrorCode code) {
     switch (code) {

@@ -10,6 +10,8 @@
 namespace lazyllm_edge::capi {
 
 void set_last_error(const std::string& message);
+// Sets a message with static storage, allocating nothing (for calls that must not allocate, le_session_cancel).
+void set_last_error_literal(const char* message);
 void clear_last_error();
 const char* last_error_message();
 le_status status_of(ErrorCode code);

@@ -1,15 +1,17 @@
 // lazyllm-edge: command-line generation. Streams text to stdout, timings to stderr.
 #include <atomic>
-#include <chrono>
+#include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <sstream>
+#include <fcntl.h>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 #include "api/chat_format.h"
@@ -22,6 +24,90 @@ using namespace lazyllm_edge;
 namespace {
 
 std::atomic<bool> interrupted{false};
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells and llama.cpp report an interrupted run
+
+// Ctrl-C sets `interrupted`: the generation stops between layers or tokens. Without SA_RESTART, so a blocking call
+// (opening a FIFO, reading a slow file) returns EINTR instead of waiting on. SIGPIPE gets its default action back (a
+// parent such as Python may have ignored it): `| head` ends the run like any other command's.
+void install_signal_handlers() {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = [](int) { interrupted.store(true); };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_DFL);
+}
+
+// Writes to stdout and flushes; a failed write (a full disk, a closed pipe) ends the run with an error.
+void write_out(const std::string& text) {
+    if ((!text.empty() && std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) || std::fflush(stdout) != 0)
+        throw std::runtime_error(std::string("writing to stdout failed: ") + std::strerror(errno));
+}
+
+// A whole integer argument in [lo, hi]: "5x", "", "abc" and out-of-range values are errors naming the option.
+long long parse_integer(const std::string& option, const std::string& text, long long lo, long long hi) {
+    errno = 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+        throw std::invalid_argument(option + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                    "], got '" + text + "'");
+    return v;
+}
+
+// A whole number argument ("0.8", "1e-3"); the range is the sampler's to check.
+float parse_number(const std::string& option, const std::string& text) {
+    char* end = nullptr;
+    const float v = std::strtof(text.c_str(), &end);
+    if (text.empty() || *end != '\0') throw std::invalid_argument(option + " expects a number, got '" + text + "'");
+    return v;
+}
+
+// --seed: -1 (or absent) draws a random seed, as llama.cpp's; else an integer in [0, 2^64).
+void parse_seed(const std::string& text, SamplingParams* sp) {
+    if (text == "-1") {
+        sp->has_seed = false;
+        return;
+    }
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || text[0] == '-' || text[0] == '+' || *end != '\0' || errno == ERANGE)
+        throw std::invalid_argument("--seed expects -1 (random) or an integer in [0, 2^64), got '" + text + "'");
+    sp->seed = v;
+    sp->has_seed = true;
+}
+
+// The prompt file's bytes; a directory or an unreadable file is an argument error. Reading a FIFO may block until
+// a writer comes: Ctrl-C ends the wait (EINTR).
+std::string read_prompt_file(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        throw std::invalid_argument("prompt file '" + path + "' is a directory");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EINTR) return {};
+        throw std::invalid_argument("cannot read prompt file '" + path + "': " + std::strerror(errno));
+    }
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            text.append(buf, static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno != EINTR) {
+            const int err = errno;
+            ::close(fd);
+            throw std::invalid_argument("cannot read prompt file '" + path + "': " + std::strerror(err));
+        }
+        if (n == 0 || interrupted.load()) break;
+    }
+    ::close(fd);
+    return text;
+}
 
 void usage(FILE* out) {
     std::fprintf(out,
@@ -36,7 +122,7 @@ void usage(FILE* out) {
                  "      --temp T          temperature (default 0.8; 0 = greedy)\n"
                  "      --top-k N         (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
                  "      --repeat-penalty R (default 1.0)\n"
-                 "      --seed N          random seed\n"
+                 "      --seed N          random seed (default -1: a random one)\n"
                  "      --stop STR        end the text before STR (repeatable; STR is not printed)\n"
                  "      --chat            wrap the prompt in the model's chat template\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
@@ -59,6 +145,7 @@ bool file_exists(const std::string& p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    install_signal_handlers();
     std::string model_path, prompt, lazy_spec = "off", backend = "cpu";
     bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
@@ -72,7 +159,8 @@ int main(int argc, char** argv) {
                 if (i + 1 >= argc) throw std::invalid_argument("missing value for " + a);
                 return argv[++i];
             };
-            auto next_int = [&]() { return std::stoi(next()); };
+            auto next_int = [&](long long lo, long long hi) { return static_cast<int>(parse_integer(a, next(), lo, hi)); };
+            auto next_number = [&]() { return parse_number(a, next()); };
             if (a == "--version") {
                 std::printf("lazyllm-edge %s\n", LAZYLLM_EDGE_VERSION);
                 return 0;
@@ -80,23 +168,19 @@ int main(int argc, char** argv) {
             if (a == "-m" || a == "--model") model_path = next();
             else if (a == "-p" || a == "--prompt") prompt = next(), have_prompt = true;
             else if (a == "-f" || a == "--file") {
-                std::string path = next();
-                std::ifstream in(path, std::ios::binary);
-                if (!in) throw std::invalid_argument("cannot read prompt file '" + path + "'");
-                std::stringstream ss;
-                ss << in.rdbuf();
-                prompt = ss.str();
+                prompt = read_prompt_file(next());
+                if (interrupted.load()) return kExitInterrupted;
                 have_prompt = true;
-            } else if (a == "-n" || a == "--n-predict") n_predict = next_int();
-            else if (a == "-t" || a == "--threads") n_threads = next_int();
-            else if (a == "-c" || a == "--ctx-size") n_ctx = next_int();
+            } else if (a == "-n" || a == "--n-predict") n_predict = next_int(-1, std::numeric_limits<int>::max());
+            else if (a == "-t" || a == "--threads") n_threads = next_int(0, 1024);
+            else if (a == "-c" || a == "--ctx-size") n_ctx = next_int(1, 1 << 24);
             else if (a == "--numerics") numerics = parse_numerics(next());
-            else if (a == "--temp") sp.temperature = std::stof(next());
-            else if (a == "--top-k") sp.top_k = next_int();
-            else if (a == "--top-p") sp.top_p = std::stof(next());
-            else if (a == "--min-p") sp.min_p = std::stof(next());
-            else if (a == "--repeat-penalty") sp.repeat_penalty = std::stof(next());
-            else if (a == "--seed") sp.seed = std::stoull(next()), sp.has_seed = true;
+            else if (a == "--temp") sp.temperature = next_number();
+            else if (a == "--top-k") sp.top_k = next_int(std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
+            else if (a == "--top-p") sp.top_p = next_number();
+            else if (a == "--min-p") sp.min_p = next_number();
+            else if (a == "--repeat-penalty") sp.repeat_penalty = next_number();
+            else if (a == "--seed") parse_seed(next(), &sp);
             else if (a == "--stop") stops.push_back(next());
             else if (a == "--chat") chat = true;
             else if (a == "--lazy") lazy_spec = next();
@@ -127,7 +211,6 @@ int main(int argc, char** argv) {
         }
     }
 
-    std::signal(SIGINT, [](int) { interrupted.store(true); });
     try {
         ModelParams mp;
         mp.n_threads = n_threads;
@@ -143,24 +226,20 @@ int main(int argc, char** argv) {
 
         std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
         std::vector<int32_t> ids = tok.encode(text, true, chat);
-        if (!ids.empty() && static_cast<int>(ids.size()) >= n_ctx)
+        if (static_cast<int>(ids.size()) > n_ctx)
             throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
         GenerationParams gp;
         gp.sampling = sp;
         gp.max_tokens = n_predict;
         gp.stop = stops;
         gp.ignore_eos = ignore_eos;
-        gp.cancel = &interrupted;  // Ctrl-C: finish "cancelled" after the current token
+        gp.cancel = &interrupted;  // Ctrl-C: finish "cancelled" inside the prefill or after the current token
         Generation generation(session, ids, gp);
-        if (!chat) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-        std::fflush(stdout);
+        write_out(chat ? std::string() : prompt);
 
         GeneratedPiece piece;
-        while (generation.next(piece)) {
-            std::fwrite(piece.text.data(), 1, piece.text.size(), stdout);
-            std::fflush(stdout);
-        }
-        std::fputc('\n', stdout);
+        while (generation.next(piece)) write_out(piece.text);
+        write_out("\n");
         const SessionStats& st = session.stats();
         std::fprintf(stderr,
                      "\n[lazyllm-edge] prompt %d tokens, TTFT %.3f s (%.1f tok/s), generated %d tokens (%.1f tok/s), "
@@ -169,12 +248,10 @@ int main(int argc, char** argv) {
                      st.decode_tokens_per_s,
                      st.prefill_pairs_dense ? 100.0 * st.prefill_pairs_computed / st.prefill_pairs_dense : 100.0,
                      finish_reason_name(generation.finish_reason()));
-    } catch (const Error& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
+        if (generation.finish_reason() == FinishReason::cancelled) return kExitInterrupted;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
+        return interrupted.load() ? kExitInterrupted : 1;  // (a call that Ctrl-C broke off: EINTR)
     }
-    return 0;
+    return interrupted.load() ? kExitInterrupted : 0;
 }

@@ -23,7 +23,7 @@ public:
 
     void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
-    void run_layer(int layer) override;
+    void run_layer(int layer, const CancelFlags& cancel) override;
     int active_lower_bound(int32_t position) override;
     void rank(int layer, int first, ImportanceSignal signal) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
@@ -31,6 +31,7 @@ public:
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
+    void abort_step() override;
     void set_numerics(Numerics numerics) override { numerics_ = numerics; }  // every value runs on the CPU
     void frontier_changed() override {}
     void read_kv(int layer, int position, float* k, float* v) const override;
@@ -89,6 +90,7 @@ private:
     void layer_micro_batch(int l, int c0, int nb);
     void attention_block(int l, int c0, int nb);
     void delta_net_block(int l, int c0, int nb);
+    void advance_frontier(int layer, int n_rows);
     void output_logits(const float* hidden, int n, float* logits);
 
     const ModelImpl& m_;
@@ -246,15 +248,25 @@ int CpuSession::gather_revived(int layer) {
     return n_compute_;
 }
 
-void CpuSession::run_layer(int layer) {
+void CpuSession::run_layer(int layer, const CancelFlags& cancel) {
     // a recurrent state must consume every new token, in order, and nothing else (the LazyLLM rule, lazy/step.h)
     if (m_.hparams.is_recurrent(layer) && (n_compute_ != n_total_ - n_past_ || buf_.compute_positions[0] != n_past_))
         throw_error(ErrorCode::invalid_argument, "linear-attention layer " + std::to_string(layer) +
                     " must compute every new token (a LazyLLM stage before it pruned some)");
     std::fill(window_has_, window_has_ + kMaxQueryWindow, 0);
-    for (int c0 = 0; c0 < n_compute_; c0 += n_ubatch_) layer_micro_batch(layer, c0, std::min(n_ubatch_, n_compute_ - c0));
-    // frontier only grows, one layer per computation
-    for (int i = 0; i < n_compute_; ++i) {
+    for (int c0 = 0; c0 < n_compute_; c0 += n_ubatch_) {
+        if (cancel.requested()) {
+            advance_frontier(layer, c0);  // the rows computed so far hold h[layer + 1]
+            throw_cancelled();
+        }
+        layer_micro_batch(layer, c0, std::min(n_ubatch_, n_compute_ - c0));
+    }
+    advance_frontier(layer, n_compute_);
+}
+
+// The first n_rows compute rows were computed at `layer`: the frontier only grows, one layer per computation.
+void CpuSession::advance_frontier(int layer, int n_rows) {
+    for (int i = 0; i < n_rows; ++i) {
         int32_t& f = frontier_[buf_.compute_positions[i]];
         if (f != layer) ++counters_.recomputed_pairs;
         f = layer + 1;
@@ -574,6 +586,14 @@ StepCounters CpuSession::end_step() {
         state_tokens_ = n_total_;
     }
     return counters_;
+}
+
+// (the recurrent states stay as committed: the session forgets the step's new tokens)
+void CpuSession::abort_step() {
+    const int d = m_.hparams.d_model;
+    for (int i = 0; i < n_compute_; ++i)
+        std::memcpy(buf_.aux_cache + static_cast<int64_t>(buf_.compute_positions[i]) * d,
+                    buf_.hidden + static_cast<int64_t>(i) * d, sizeof(float) * d);
 }
 
 void CpuSession::read_kv(int layer, int position, float* k, float* v) const {

@@ -30,7 +30,7 @@ public:
 
     void begin_step(const int32_t* tokens, int n_total, int n_new, int query_window) override;
     int gather_revived(int layer) override;
-    void run_layer(int layer) override;
+    void run_layer(int layer, const CancelFlags& cancel) override;
     int active_lower_bound(int32_t position) override;
     void rank(int layer, int first, ImportanceSignal signal) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
@@ -38,6 +38,7 @@ public:
     int keep(int layer, int n_keep, int first) override;
     const float* logits(float* all_logits) override;
     StepCounters end_step() override;
+    void abort_step() override;
     void set_numerics(Numerics numerics) override;
     void frontier_changed() override;
     void read_kv(int layer, int position, float* k, float* v) const override;
@@ -174,9 +175,16 @@ int CudaSessionBackend::gather_revived(int layer) {
     return n_compute_;
 }
 
-void CudaSessionBackend::run_layer(int layer) {
+void CudaSessionBackend::run_layer(int layer, const CancelFlags& cancel) {
     check(cudaMemsetAsync(g_.window_has, 0, sizeof(int32_t) * kMaxQueryWindow, g_.stream), "clearing the window");
-    for (int c0 = 0; c0 < n_compute_; c0 += g_.n_ubatch) layer_micro_batch(layer, c0, std::min(g_.n_ubatch, n_compute_ - c0));
+    for (int c0 = 0; c0 < n_compute_; c0 += g_.n_ubatch) {
+        if (cancel.requested()) {
+            // the rows launched so far hold h[layer + 1] once the stream gets there
+            cuda::advance_frontier(g_.rows[cur_], c0, layer, g_.frontier, g_.counters + 1, g_.stream);
+            throw_cancelled();
+        }
+        layer_micro_batch(layer, c0, std::min(g_.n_ubatch, n_compute_ - c0));
+    }
     cuda::advance_frontier(g_.rows[cur_], n_compute_, layer, g_.frontier, g_.counters + 1, g_.stream);
 }
 
@@ -346,6 +354,12 @@ StepCounters CudaSessionBackend::end_step() {
     counters.revived_tokens = g.host_counters[0];
     counters.recomputed_pairs = g.host_counters[1];
     return counters;
+}
+
+void CudaSessionBackend::abort_step() {
+    CudaSession& g = g_;
+    cuda::park_rows(g.rows[cur_], g.hidden[cur_], n_compute_, m_.hparams.d_model, g.aux, g.stream);
+    end_step();  // the host frontier from the device's (the session then forgets the new tokens)
 }
 
 void CudaSessionBackend::set_numerics(Numerics numerics) {

@@ -154,6 +154,9 @@ void gather_compute_rows(const int32_t* active, int n_active, const int32_t* fro
                          const float* aux, int d, float* h_out, int32_t* rows_out, int32_t* row_of, int32_t* out_count,
                          int64_t* revived, int32_t* scan, cudaStream_t stream);
 
+// Parks n compute rows (hidden states h, positions rows) in the aux cache: a cancelled step's abort.
+void park_rows(const int32_t* rows, const float* h, int n, int d, float* aux, cudaStream_t stream);
+
 // frontier[rows[i]] = layer + 1 for each compute row; counts rows whose frontier was not `layer`
 // (a recomputed pair, which the at-most-once invariant forbids) in *recomputed.
 void advance_frontier(const int32_t* rows, int n, int layer, int32_t* frontier, int64_t* recomputed,

@@ -139,6 +139,13 @@ __global__ void advance_frontier_kernel(const int32_t* rows, int n, int layer, i
     frontier[pos] = layer + 1;
 }
 
+// one block per row
+__global__ void park_rows_kernel(const int32_t* rows, const float* h, int d, float* aux) {
+    const int32_t pos = rows[blockIdx.x];
+    const float* src = h + static_cast<size_t>(blockIdx.x) * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) aux[static_cast<size_t>(pos) * d + c] = src[c];
+}
+
 __global__ void protect_computed_kernel(const int32_t* active, int n, const int32_t* frontier, int layer,
                                         float* importance, int32_t* count) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -201,6 +208,12 @@ void advance_frontier(const int32_t* rows, int n, int layer, int32_t* frontier, 
     if (n <= 0) return;
     advance_frontier_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(rows, n, layer, frontier, recomputed);
     check_launch("advance frontier");
+}
+
+void park_rows(const int32_t* rows, const float* h, int n, int d, float* aux, cudaStream_t stream) {
+    if (n <= 0) return;
+    park_rows_kernel<<<n, 128, 0, stream>>>(rows, h, d, aux);
+    check_launch("park rows");
 }
 
 void protect_computed(const int32_t* active, int n, const int32_t* frontier, int layer, float* importance,

@@ -158,7 +158,8 @@ bool GgufValue::is_integer() const {
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, bool use_mmap) {
     std::unique_ptr<GgufFile> file(new GgufFile());
     file->path_ = path;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO or a device is refused below instead of waiting in open() for a writer (no effect on files)
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail("cannot open model file '" + path + "': " + std::strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -7,6 +7,7 @@
 // their hidden states). Between steps the host frontier (layers with KV per position, owned by the session
 // and passed at creation) is the truth; a device backend mirrors it.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -22,6 +23,19 @@ struct StepCounters {
 
 constexpr int kMaxQueryWindow = 64;
 
+// Stop requests a step polls between layers and between a layer's micro-batches (a caller's flag and a
+// generation's own, either may be null). A set flag is only read here: whoever set it decides what it means.
+struct CancelFlags {
+    const std::atomic<bool>* first = nullptr;
+    const std::atomic<bool>* second = nullptr;
+    bool requested() const {
+        return (first && first->load(std::memory_order_relaxed)) || (second && second->load(std::memory_order_relaxed));
+    }
+};
+
+// Thrown by run_step and the backends' layer loops when a CancelFlags is set.
+[[noreturn]] void throw_cancelled();
+
 class SessionBackend {
 public:
     virtual ~SessionBackend() = default;
@@ -36,8 +50,9 @@ public:
     // the number of compute rows.
     virtual int gather_revived(int layer) = 0;
     // Runs `layer` over the compute rows, each attending over the active tokens at positions <= its own (and
-    // inside the window on sliding layers), and advances their frontier to layer + 1.
-    virtual void run_layer(int layer) = 0;
+    // inside the window on sliding layers), and advances their frontier to layer + 1. Polls `cancel` before
+    // each micro-batch: when set, the rows already computed advance their frontier and throw_cancelled().
+    virtual void run_layer(int layer, const CancelFlags& cancel) = 0;
     // Index in the active set of the first position >= `position` (where a sliding window starts).
     virtual int active_lower_bound(int32_t position) = 0;
     // Importance of the active tokens [first, n_active) at `layer`: the attention of the query window's tokens
@@ -56,8 +71,13 @@ public:
     // Final norm and output projection. With all_logits (a dense step) the logits of every compute row go
     // there, (n_rows, n_vocab); returns the last row's logits (n_vocab), valid until the next step.
     virtual const float* logits(float* all_logits) = 0;
-    // Ends the step (or a failed one): the host frontier is current again. Returns the step's counters.
+    // Ends the step: the host frontier is current again. Returns the step's counters.
     virtual StepCounters end_step() = 0;
+    // Ends a step that stopped between layers or micro-batches (cancelled): every compute row parks its hidden
+    // state, which is its input to the layer its frontier names, in the aux cache, so the earlier tokens the step
+    // revived stay consistent (resumable from where they got); the host frontier is current again. The session
+    // then forgets the step's new tokens.
+    virtual void abort_step() = 0;
 
     // ---- between steps ----
     // The arithmetic of the next steps (lazyllm_edge/numerics.hpp). Error(unsupported), nothing changed, where

@@ -3,6 +3,7 @@
 #include "lazy/backend.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -11,6 +12,13 @@ namespace lazyllm_edge {
 namespace {
 
 [[noreturn]] void bad(const std::string& message) { throw_error(ErrorCode::invalid_argument, message); }
+
+// Without the spaces around it: " 5 : 0.5 " reads as "5:0.5" (specs are typed by people).
+std::string trimmed(const std::string& text) {
+    const size_t b = text.find_first_not_of(" \t");
+    if (b == std::string::npos) return "";
+    return text.substr(b, text.find_last_not_of(" \t") - b + 1);
+}
 
 // Presets as fractions of depth, so they transfer between models: (relative layer, keep fraction).
 // Values chosen with benchmarks/longctx.py on the default model (see the closing notes of the LazyLLM issue).
@@ -82,9 +90,10 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
     std::stringstream in(spec);
     std::string item;
     while (std::getline(in, item, ',')) {
+        item = trimmed(item);
         auto colon = item.find(':');
         if (colon == std::string::npos) bad("bad lazy schedule item '" + item + "' (expected layer:keep)");
-        std::string layer_text = item.substr(0, colon), keep_text = item.substr(colon + 1);
+        std::string layer_text = trimmed(item.substr(0, colon)), keep_text = trimmed(item.substr(colon + 1));
         char* end = nullptr;
         double layer = std::strtod(layer_text.c_str(), &end);
         if (end == layer_text.c_str() || *end != '\0') bad("bad layer in lazy schedule item '" + item + "'");
@@ -93,8 +102,11 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
         // A layer written with a decimal point below 1 is a relative depth.
         bool relative = layer_text.find('.') != std::string::npos;
         if (relative && !(layer >= 0.0 && layer < 1.0)) bad("relative depth must be in [0, 1): '" + item + "'");
-        int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
         if (!relative && layer != std::floor(layer)) bad("layer must be an integer: '" + item + "'");
+        // (checked before the conversion, which would wrap; validate_stages reports the layers inside int's range)
+        if (!relative && !(layer >= INT_MIN && layer <= INT_MAX))
+            bad("prune layer '" + layer_text + "' is out of range [0, " + std::to_string(n_layer) + ")");
+        int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
         stages.push_back({l, static_cast<float>(keep)});
     }
     return stages;
@@ -106,10 +118,12 @@ std::string take_item(std::string* items, const std::string& name) {
     std::string item, rest, value;
     bool found = false;
     while (std::getline(in, item, ',')) {
-        if (item.rfind(name + ":", 0) == 0) {
+        item = trimmed(item);
+        const size_t colon = item.find(':');
+        if (colon != std::string::npos && trimmed(item.substr(0, colon)) == name) {
             if (found) bad("a lazy spec names '" + name + "' once");
             found = true;
-            value = item.substr(name.size() + 1);
+            value = trimmed(item.substr(colon + 1));
             if (value.empty()) bad("lazy spec item '" + item + "' has no value");
         } else {
             rest += (rest.empty() ? "" : ",") + item;
@@ -142,11 +156,6 @@ int take_query_window(std::string* items) {
     return static_cast<int>(n);
 }
 
-// "importance:mean|max" among the prefill items (absent: mean, the paper's signal).
-ImportanceSignal take_importance(std::string* items) {
-    const std::string value = take_item(items, "importance");
-    return value.empty() ? ImportanceSignal::mean_heads : parse_importance_signal(value);
-}
 
 }  // namespace
 
@@ -185,10 +194,10 @@ LazyConfig lazy_preset(const std::string& name, int n_layer) {
 
 LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     const size_t slash = spec.find('/');
-    std::string prefill = spec.substr(0, slash);
+    std::string prefill = trimmed(spec.substr(0, slash));
     LazyConfig config;
-    const bool has_importance = prefill.find("importance:") != std::string::npos;
-    const ImportanceSignal importance = take_importance(&prefill);
+    // "importance:mean|max" among the prefill items (absent: the preset's, mean for stages)
+    const std::string importance = take_item(&prefill, "importance");
     const int query_window = take_query_window(&prefill);
     if (prefill.find(':') == std::string::npos) {
         config = lazy_preset(prefill, n_layer);
@@ -196,10 +205,10 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
         config.schedule = parse_stages(prefill, n_layer);
         config.prune_decode = true;
     }
-    if (has_importance) config.importance = importance;
+    if (!importance.empty()) config.importance = parse_importance_signal(importance);
     if (query_window > 0) config.query_window = query_window;
     if (slash != std::string::npos) {
-        std::string decode = spec.substr(slash + 1);
+        std::string decode = trimmed(spec.substr(slash + 1));
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
         // "revive:N" among the decode items: the revival budget
         config.revival_budget = take_revival_budget(&decode);

@@ -20,7 +20,12 @@ const float* PrunePlan::keep_table(int n_new, bool all_logits) const {
     return decode ? decode_keep.data() : prefill_keep.data();
 }
 
-const float* run_step(SessionBackend& backend, const ModelHparams& hp, const StepRequest& r, SessionStats& stats) {
+void throw_cancelled() { throw_error(ErrorCode::cancelled, "cancelled"); }
+
+namespace {
+
+// The layers of one step, from begin_step to the last layer's keep (run_step's body).
+int run_layers(SessionBackend& backend, const ModelHparams& hp, const StepRequest& r, int64_t* pairs_out) {
     const int n_past = r.n_total - r.n_new;
     const int32_t last_pos = r.n_total - 1;
     // pruned tokens of earlier steps may be revived at any layer; without them no layer gathers
@@ -47,10 +52,11 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
     };
     int64_t pairs = 0;
     for (int l = 0; l < hp.n_layer; ++l) {
+        if (r.cancel.requested()) throw_cancelled();  // (the backend polls again per micro-batch)
         // revive the active tokens whose next layer is l from the aux cache
         if (context_has_aux) n_compute = backend.gather_revived(l);
         // the layer over the compute rows
-        backend.run_layer(l);
+        backend.run_layer(l, r.cancel);
         pairs += n_compute;
         if (l + 1 >= hp.n_layer) break;
         // prune at a stage: rank by the last token's attention, keep the most important
@@ -77,7 +83,22 @@ const float* run_step(SessionBackend& backend, const ModelHparams& hp, const Ste
             }
         }
     }
+    *pairs_out = pairs;
+    return n_compute;
+}
 
+}  // namespace
+
+const float* run_step(SessionBackend& backend, const ModelHparams& hp, const StepRequest& r, SessionStats& stats) {
+    int64_t pairs = 0;
+    int n_compute = 0;
+    try {
+        n_compute = run_layers(backend, hp, r, &pairs);
+    } catch (const Error& e) {
+        // a step stopped between layers or micro-batches: what it computed of the earlier tokens is kept, consistent
+        if (e.code() == ErrorCode::cancelled) backend.abort_step();
+        throw;
+    }
     // the last token is always computed through every layer and is the last compute row
     if (r.all_logits && n_compute != r.n_new)
         throw_error(ErrorCode::invalid_argument, "all-position logits need a dense session");

@@ -54,10 +54,12 @@ struct StepRequest {
     const int32_t* frontier = nullptr;  // (n_total) the host frontier (read before the step)
     std::vector<Session::ImportanceRecord>* importance_log = nullptr;  // records each ranking when set
     int* layer_scratch = nullptr;       // (n_layer + 1) ints
+    CancelFlags cancel;                 // polled before each layer and micro-batch: Error(cancelled)
 };
 
 // Runs the step; returns the last position's logits (n_vocab). Adds the step's pair counts, revivals and
-// invariant counters to `stats` and refreshes its per-layer KV token counts.
+// invariant counters to `stats` and refreshes its per-layer KV token counts. A cancel request ends it with
+// Error(cancelled) after the backend's abort_step(): the caller then forgets the new tokens.
 const float* run_step(SessionBackend& backend, const ModelHparams& hp, const StepRequest& request, SessionStats& stats);
 
 }  // namespace lazyllm_edge

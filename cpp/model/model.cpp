@@ -360,6 +360,8 @@ void build_model_rope_table(const ModelImpl& model, int n_ctx, float* table) {
 // ---- Model: the public handle (C++ API) ----
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
+    // the OS would read the path up to the NUL: another file than the one named
+    if (path.find('\0') != std::string::npos) throw_error(ErrorCode::invalid_argument, "model path contains a NUL byte");
     if (params.backend != "cpu" && params.backend != "cuda" && params.backend != "auto")
         throw_error(ErrorCode::invalid_argument, "unknown backend '" + params.backend + "' (expected cpu, cuda or auto)");
     if (params.n_threads < 0 || params.n_threads > 1024)

@@ -25,7 +25,8 @@ struct Generation::State {
         : session(session), impl(impl), sampler(sampler), params(params), stops(params.stop),
           detok(session.model()->tokenizer()) {
         SessionUse use(impl);
-        context = impl.tokens;
+        context_size = static_cast<int>(impl.tokens.size());
+        epoch = impl.epoch;
     }
 
     Session& session;
@@ -37,7 +38,8 @@ struct Generation::State {
     StreamingDetokenizer detok;
     std::vector<int32_t> prompt;     // fed by the first step
     const float* logits = nullptr;   // of the session's last append
-    std::vector<int32_t> context;    // the session's tokens as this generation left them
+    int context_size = 0;            // the session's tokens as this generation left them
+    uint64_t epoch = 0;              // the session's epoch as this generation left it (any other change: superseded)
     bool started = false;
     int32_t unfed = -1;              // the last token emitted: fed before the next one is sampled
     int32_t last_token = -1;
@@ -49,26 +51,52 @@ struct Generation::State {
     std::atomic<bool> cancel_requested{false};
     std::optional<LazyConfig> lazy_to_restore;  // the session's schedule while params.lazy is in use
 
-    // Error(busy) when the session is not as this generation left it: another call used it in between.
-    void expect_session() {
-        SessionUse use(impl);  // (another thread inside right now: Error(busy) here)
-        if (impl.tokens != context)
+    // Error(busy) when another call changed the session since this generation's last step (a reset, an append,
+    // another generation, logits()), so it never continues on a context that is not its own.
+    void expect_unchanged() const {
+        if (impl.epoch != epoch)
             throw_error(ErrorCode::busy, "this generation was superseded: another call used its session in between "
                                          "(one generation at a time per session)");
     }
-
-    void feed(const std::vector<int32_t>& ids) {
-        logits = session.append(ids.data(), static_cast<int>(ids.size()));
-        context.insert(context.end(), ids.begin(), ids.end());
-        expect_session();  // also after the step: someone may have slipped in between the check and the append
+    void expect_session() {
+        SessionUse use(impl);  // (another thread inside right now: Error(busy) here)
+        expect_unchanged();
     }
 
-    int32_t feed_and_sample(const std::vector<int32_t>& ids) {
-        const int32_t token = session.append_and_sample(ids.data(), static_cast<int>(ids.size()), sampler);
-        logits = impl.last_logits;  // the step's logits: append_and_sample leaves them there too
-        context.insert(context.end(), ids.begin(), ids.end());
-        expect_session();
+    // Feeds ids (the prompt: cancellable while it is computed; a generated token: not, so what was shown is fed)
+    // and samples the next token when a sampler is given.
+    const float* append(const std::vector<int32_t>& ids, bool is_prompt, int32_t* sampled) {
+        SessionUse use(impl);  // the check, the step and the sampling as one call: nothing can slip in between
+        expect_unchanged();
+        const CancelFlags cancel = is_prompt ? CancelFlags{&cancel_requested, params.cancel} : CancelFlags{};
+        logits = append_tokens(impl, ids.data(), static_cast<int>(ids.size()), nullptr, cancel,
+                               is_prompt ? AppendKind::prompt : AppendKind::automatic);
+        context_size = static_cast<int>(impl.tokens.size());
+        epoch = impl.epoch;
+        if (sampled) *sampled = sampler.sample(logits, impl.tokens.data(), context_size);
+        return logits;
+    }
+    void feed(const std::vector<int32_t>& ids, bool is_prompt = false) { append(ids, is_prompt, nullptr); }
+    int32_t feed_and_sample(const std::vector<int32_t>& ids, bool is_prompt = false) {
+        int32_t token = -1;
+        append(ids, is_prompt, &token);
         return token;
+    }
+
+    // The prompt fed (and the first token sampled when `sample`); the generation ends "cancelled" instead when a
+    // cancel request comes while the prompt is computed (nothing fed).
+    std::optional<int32_t> feed_prompt(bool sample) {
+        try {
+            if (!sample) {
+                feed(prompt, true);
+                return -1;
+            }
+            return feed_and_sample(prompt, true);
+        } catch (const Error& e) {
+            if (e.code() != ErrorCode::cancelled) throw;
+            take_cancel();  // the request is consumed here
+            return end(FinishReason::cancelled);
+        }
     }
 
     bool take_cancel() {
@@ -90,7 +118,7 @@ struct Generation::State {
         lazy_to_restore.reset();
         {
             SessionUse use(impl);
-            if (impl.tokens != context) return;
+            if (impl.epoch != epoch) return;
         }
         session.set_lazy_config(previous);
     }
@@ -109,14 +137,18 @@ struct Generation::State {
                 session.set_lazy_config(*params.lazy);
             }
             if (limit_reached()) {
-                if (!prompt.empty()) feed(prompt);  // max_tokens 0: the prompt is still fed
+                if (!prompt.empty() && !feed_prompt(false)) return std::nullopt;  // max_tokens 0: the prompt is still fed
                 return end(FinishReason::length);
             }
-            if (prompt.empty()) return sampler.sample(logits, context.data(), static_cast<int>(context.size()));
-            return feed_and_sample(prompt);
+            if (prompt.empty()) {
+                SessionUse use(impl);
+                expect_unchanged();
+                return sampler.sample(logits, impl.tokens.data(), static_cast<int>(impl.tokens.size()));
+            }
+            return feed_prompt(true);
         }
         // the last token is fed before anything else ends the generation, so the context holds what was shown
-        if (static_cast<int>(context.size()) >= session.n_ctx()) return end(FinishReason::length);  // no room for it
+        if (context_size >= session.n_ctx()) return end(FinishReason::length);  // no room for it
         FinishReason reason = FinishReason::none;
         if (stop_requested) reason = FinishReason::stop;
         else if (take_cancel()) reason = FinishReason::cancelled;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "base/error.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
@@ -37,6 +38,10 @@ void validate_sampling_params(const SamplingParams& p) {
     auto bad = [](const char* what, const std::string& got) {
         throw_error(ErrorCode::invalid_argument, std::string(what) + ", got " + got);
     };
+    // NaN fails every comparison below: say what it is rather than which range it misses
+    for (const auto& [name, value] : {std::pair<const char*, float>{"temperature", p.temperature}, {"top_p", p.top_p},
+                                      {"min_p", p.min_p}, {"repeat_penalty", p.repeat_penalty}})
+        if (std::isnan(value)) throw_error(ErrorCode::invalid_argument, std::string(name) + " is NaN: it must be a number");
     if (!(p.temperature >= 0.0f && std::isfinite(p.temperature)))
         bad("temperature must be >= 0 (0: greedy)", number_text(p.temperature));
     if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) bad("top_p must be in (0, 1]", number_text(p.top_p));

@@ -41,6 +41,7 @@ Session::~Session() = default;
 void Session::reset() {
     SessionImpl& s = *impl_;
     SessionUse use(s);
+    ++s.epoch;
     s.tokens.clear();
     std::fill(s.frontier.begin(), s.frontier.end(), 0);
     s.backend->frontier_changed();
@@ -51,8 +52,36 @@ void Session::reset() {
 
 namespace {
 
-// Session::append without the in-use guard (the callers hold it).
-const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all_logits_out) {
+// Leaves the session as it was before a failed step: the new tokens are forgotten (the backend has made what the step
+// computed of the earlier ones consistent, see SessionBackend::abort_step).
+void forget_new_tokens(SessionImpl& s, size_t n_before) {
+    for (size_t p = n_before; p < s.tokens.size(); ++p) s.frontier[p] = 0;
+    s.tokens.resize(n_before);
+    try {
+        s.backend->frontier_changed();
+    } catch (...) {  // the device itself failed; report the first error
+    }
+}
+
+void record_step_stats(SessionStats& st, int n, bool prompt, double dt) {
+    if (prompt) {
+        st.n_prompt_tokens = n;
+        st.ttft_s = dt;
+        st.prefill_tokens_per_s = dt > 0 ? n / dt : 0;
+        st.n_decode_tokens = 0;
+        st.decode_time_s = 0;
+        st.decode_tokens_per_s = 0;
+    } else {
+        st.n_decode_tokens += 1;
+        st.decode_time_s += dt;
+        st.decode_tokens_per_s = st.decode_time_s > 0 ? st.n_decode_tokens / st.decode_time_s : 0;
+    }
+}
+
+}  // namespace
+
+const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all_logits_out, const CancelFlags& cancel,
+                           AppendKind kind) {
     if (n <= 0) throw_error(ErrorCode::invalid_argument, "append needs at least one token");
     if (static_cast<int64_t>(s.tokens.size()) + n > s.n_ctx)
         throw_error(ErrorCode::context_full, "context is full: " + std::to_string(s.tokens.size()) + " cached + " +
@@ -76,48 +105,30 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
     request.layer_scratch = s.layer_scratch.data();
     request.importance = s.prune_plan->config.importance;
     request.query_window = s.prune_plan->config.query_window;
+    request.cancel = cancel;
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;
     try {
         logits = run_step(*s.backend, *s.hp, request, s.stats);
     } catch (...) {
-        // leave the session as it was before the call
-        for (size_t p = n_before; p < s.tokens.size(); ++p) s.frontier[p] = 0;
-        s.tokens.resize(n_before);
-        try {
-            s.backend->frontier_changed();
-        } catch (...) {  // the device itself failed; report the first error
-        }
+        forget_new_tokens(s, n_before);
         throw;
     }
-    const double dt = seconds_since(t0);
-    SessionStats& st = s.stats;
-    if (n > 1) {
-        st.n_prompt_tokens = n;
-        st.ttft_s = dt;
-        st.prefill_tokens_per_s = dt > 0 ? n / dt : 0;
-        st.n_decode_tokens = 0;
-        st.decode_time_s = 0;
-        st.decode_tokens_per_s = 0;
-    } else {
-        st.n_decode_tokens += 1;
-        st.decode_time_s += dt;
-        st.decode_tokens_per_s = st.decode_time_s > 0 ? st.n_decode_tokens / st.decode_time_s : 0;
-    }
+    // (a one-token prompt is a prompt too: the stats then show its prefill, not a decode step)
+    record_step_stats(s.stats, n, kind == AppendKind::prompt || n > 1 || n_before == 0, seconds_since(t0));
+    ++s.epoch;
     s.last_logits = logits;
     return logits;
 }
 
-}  // namespace
-
-const float* Session::append(const int32_t* ids, int n, float* all_logits_out) {
+const float* Session::append(const int32_t* ids, int n, float* all_logits_out, const std::atomic<bool>* cancel) {
     SessionUse use(*impl_);
-    return append_tokens(*impl_, ids, n, all_logits_out);
+    return append_tokens(*impl_, ids, n, all_logits_out, CancelFlags{cancel, nullptr});
 }
 
 int32_t Session::append_and_sample(const int32_t* ids, int n, Sampler& sampler) {
     SessionUse use(*impl_);  // held across both, so no other thread's append can replace the logits in between
-    const float* logits = append_tokens(*impl_, ids, n, nullptr);
+    const float* logits = append_tokens(*impl_, ids, n, nullptr, CancelFlags{});
     const std::vector<int32_t>& t = impl_->tokens;
     return sampler.sample(logits, t.data(), static_cast<int>(t.size()));
 }

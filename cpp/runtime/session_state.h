@@ -30,6 +30,7 @@ struct SessionImpl {
     bool record_importance = false;
     std::unique_ptr<SessionBackend> backend;
     std::atomic<bool> busy{false};  // set while a call mutates the session (see SessionUse)
+    uint64_t epoch = 0;  // counts the calls that changed the context (resets, appends): a Generation notices others'
 };
 
 // Marks the session in use for one call; a second thread entering meanwhile gets Error(busy) instead of
@@ -47,5 +48,13 @@ public:
 private:
     SessionImpl& s_;
 };
+
+// What one append is: a prompt (its stats are the prefill's: TTFT, prompt tokens) or one decode step.
+enum class AppendKind { automatic, prompt };  // automatic: a prompt when it has more than one token or starts the context
+
+// Session::append without the in-use guard (the callers hold a SessionUse). `cancel` is polled between layers and
+// micro-batches: Error(cancelled), and the session is as before the call (the flags are left as they are).
+const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all_logits_out, const CancelFlags& cancel,
+                           AppendKind kind = AppendKind::automatic);
 
 }  // namespace lazyllm_edge

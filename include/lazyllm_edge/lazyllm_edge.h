@@ -218,8 +218,10 @@ LE_API le_status le_session_generate(le_session* session, const le_sampling_para
 LE_API le_status le_session_generate_until(le_session* session, const le_sampling_params* params, int32_t max_tokens,
                                            const char* const* stop, size_t n_stop, le_piece_callback callback,
                                            void* user_data, le_finish_reason* finish, int32_t* n_generated);
-/* Stops the running le_session_generate of this session after its current token (any thread; async-signal-
- * safe). Without one running, the next generate stops at once; the request is consumed by that generate. */
+/* Stops the running le_session_generate of this session after its current token, or the running
+ * le_session_feed_* between two layers (LE_ERR_CANCELLED; nothing of it is fed, the session is as before it).
+ * Any thread; async-signal-safe. Without one running, the next feed or generate stops at once; the request is
+ * consumed by it. A NULL session: LE_ERR_INVALID_ARGUMENT with le_last_error() set. */
 LE_API le_status le_session_cancel(le_session* session);
 
 typedef struct le_session_stats {

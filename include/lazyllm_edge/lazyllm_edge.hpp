@@ -127,7 +127,10 @@ public:
     // until the next call). With all_logits, writes (n, n_vocab) into `all_logits_out` (dense only).
     // A session is used by one thread at a time: a call made while another thread is inside append/reset/
     // set_lazy_config/append_and_sample throws Error(busy) and leaves the session untouched.
-    const float* append(const int32_t* ids, int n, float* all_logits_out = nullptr);
+    // `cancel` (any thread, a signal handler) is polled between layers and between a layer's micro-batches: once
+    // set, the call throws Error(cancelled) and the session is as before it (the flag is left set).
+    const float* append(const int32_t* ids, int n, float* all_logits_out = nullptr,
+                        const std::atomic<bool>* cancel = nullptr);
     // append() then sampler.sample() on its logits and the context, as one call (nothing can interleave).
     int32_t append_and_sample(const int32_t* ids, int n, Sampler& sampler);
     int n_past() const;

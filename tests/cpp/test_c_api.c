@@ -118,6 +118,7 @@ static void test_version_and_errors(void) {
     CHECK(le_session_create(NULL, NULL, NULL) == LE_ERR_INVALID_ARGUMENT);
     CHECK(le_session_feed_tokens(NULL, NULL, 0) == LE_ERR_INVALID_ARGUMENT);
     CHECK(le_session_cancel(NULL) == LE_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(le_last_error(), "session is NULL") != NULL);  /* the message names the argument */
     CHECK(strcmp(le_status_name(LE_ERR_BUSY), "busy") == 0);
     le_model_free(NULL);
     le_session_free(NULL);
@@ -370,6 +371,26 @@ static void test_cancel_and_busy(le_model* m) {
     le_session_free(s);
 }
 
+/* A cancel request stops a feed (before its first layer here: the request came first) and is consumed by it; the
+ * session is as before the feed. */
+static void test_cancel_feed(le_model* m) {
+    le_session* s = new_session(m, 512, NULL);
+    const char* prompt = "once upon a time";
+    CHECK_OK(le_session_feed_text(s, prompt, strlen(prompt), 0, 0));
+    le_session_stats st0, st;
+    CHECK_OK(le_session_get_stats(s, &st0));
+    CHECK_OK(le_session_cancel(s));
+    const char* more = " there was a cat";
+    CHECK(le_session_feed_text(s, more, strlen(more), 0, 0) == LE_ERR_CANCELLED);
+    CHECK(strstr(le_last_error(), "cancel") != NULL);
+    CHECK_OK(le_session_get_stats(s, &st));
+    CHECK(st.n_past == st0.n_past);
+    CHECK_OK(le_session_feed_text(s, more, strlen(more), 0, 0));  /* the request was consumed */
+    CHECK_OK(le_session_get_stats(s, &st));
+    CHECK(st.n_past > st0.n_past);
+    le_session_free(s);
+}
+
 static void test_two_sessions_in_parallel(le_model* m) {
     collector ref;
     le_finish_reason f;
@@ -450,6 +471,7 @@ int main(int argc, char** argv) {
     RUN(test_generate(m));
     RUN(test_generate_until(m));
     RUN(test_cancel_and_busy(m));
+    RUN(test_cancel_feed(m));
     RUN(test_two_sessions_in_parallel(m));
     RUN(test_memory_limit(m));
     le_model_free(m);
