@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # CI step: libFuzzer (clang, with ASan+UBSan) on the GGUF reader + tokenizer loading (fuzz_gguf), on
 # tokenization of arbitrary text (fuzz_tokenizer), on the C++ chat path (fuzz_chat: template family, messages,
-# tokenization with special tokens) and on the lazy-spec parser (fuzz_lazy_spec), for a fixed time each
-# (FUZZ_SECONDS, default 50 / 20 / 10 / 10: 90 s in all, as before the last two came), seeded with generated
-# tiny models, the head of a real model, tests/fuzz/seeds/ and tests/fuzz/regressions/. A crash, hang
-# (>10 s per input), leak or sanitizer report fails the step; its input is copied to
-# tests/fuzz/regressions/ to be committed as a regression file (replayed by the CTest gguf_regressions).
+# tokenization with special tokens), on the lazy-spec parser (fuzz_lazy_spec) and on the saved-session reader
+# (fuzz_session_file), for a fixed time each (FUZZ_SECONDS, FUZZ_TOKENIZER_SECONDS, FUZZ_CHAT_SECONDS,
+# FUZZ_LAZY_SPEC_SECONDS, FUZZ_SESSION_SECONDS: default 45 / 15 / 10 / 5 / 15, 90 s in all), seeded with generated
+# tiny models, the head of a real model, tests/fuzz/seeds/, tests/fuzz/regressions/ and
+# tests/fuzz/session_regressions/. A crash, hang (>10 s per input), leak or sanitizer report fails the step; its
+# input is copied to tests/fuzz/regressions/ (session_regressions/ for the session reader) to be committed as a
+# regression file (replayed by the CTests gguf_regressions and session_file_regressions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=$ROOT/build/fuzz
-SECONDS_GGUF=${FUZZ_SECONDS:-50}
-SECONDS_TOK=${FUZZ_TOKENIZER_SECONDS:-20}
+SECONDS_GGUF=${FUZZ_SECONDS:-45}
+SECONDS_TOK=${FUZZ_TOKENIZER_SECONDS:-15}
 SECONDS_CHAT=${FUZZ_CHAT_SECONDS:-10}
-SECONDS_SPEC=${FUZZ_LAZY_SPEC_SECONDS:-10}
+SECONDS_SPEC=${FUZZ_LAZY_SPEC_SECONDS:-5}
+SECONDS_SESSION=${FUZZ_SESSION_SECONDS:-15}
 if ! command -v clang++ >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 fi
@@ -23,12 +26,12 @@ command -v ninja >/dev/null || pip install -q ninja
 echo "== build the fuzz targets (clang, libFuzzer, ASan+UBSan)"
 CC=clang CXX=clang++ cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAZYLLM_EDGE_FUZZ=ON \
   -DLAZYLLM_EDGE_SANITIZE=ON -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link >/dev/null
-cmake --build "$B" --target fuzz_gguf fuzz_tokenizer fuzz_chat fuzz_lazy_spec
+cmake --build "$B" --target fuzz_gguf fuzz_tokenizer fuzz_chat fuzz_lazy_spec fuzz_session_file
 
 echo "== seed corpus: generated tiny models + the head of a real model"
 SEEDS=$B/seeds
 rm -rf "$SEEDS" && mkdir -p "$SEEDS/gguf" "$SEEDS/text" "$B/corpus_gguf" "$B/corpus_text" "$B/corpus_chat" \
-  "$B/corpus_spec" "$B/crashes"
+  "$B/corpus_spec" "$B/corpus_session" "$B/crashes" "$B/crashes_session"
 python3 - "$SEEDS/gguf" <<'PY'
 import sys
 sys.path.insert(0, "models")
@@ -62,7 +65,16 @@ echo "== fuzz_chat for ${SECONDS_CHAT}s"
 echo "== fuzz_lazy_spec for ${SECONDS_SPEC}s"
 "$B/tests/fuzz/fuzz_lazy_spec" "${FLAGS[@]}" -max_len=256 -max_total_time="$SECONDS_SPEC" \
   "$B/corpus_spec" tests/fuzz/seeds/lazy_spec 2>&1 | tail -15 || status=1
+echo "== fuzz_session_file for ${SECONDS_SESSION}s"
+# (its own artifact folder: its regressions are replayed by another CTest; the last -artifact_prefix wins)
+"$B/tests/fuzz/fuzz_session_file" "${FLAGS[@]}" -artifact_prefix="$B/crashes_session/" -max_len=4096 \
+  -max_total_time="$SECONDS_SESSION" "$B/corpus_session" tests/fuzz/session_regressions 2>&1 | tail -15 || status=1
 
+if compgen -G "$B/crashes_session/*" >/dev/null; then
+  echo "fuzzing the session reader found failing inputs (copied to tests/fuzz/session_regressions/, commit them with the fix):"
+  for f in "$B"/crashes_session/*; do cp "$f" "tests/fuzz/session_regressions/$(basename "$f").bin"; echo "  $(basename "$f")"; done
+  status=1
+fi
 if compgen -G "$B/crashes/*" >/dev/null; then
   echo "fuzzing found failing inputs (copied to tests/fuzz/regressions/, commit them with the fix):"
   for f in "$B"/crashes/*; do cp "$f" "tests/fuzz/regressions/$(basename "$f").bin"; echo "  $(basename "$f")"; done

@@ -75,13 +75,15 @@ nb::tuple next_piece(PyGeneration& g) {
 
 void register_generation(nb::module_& m) {
     nb::class_<PyGeneration>(m, "Generation",
-                             "Generation(session, prompt, sampling, max_tokens=None, stop=None, ignore_eos=False, lazy=None): "
-                             "feeds the prompt ids after the session's context and iterates (text, token) pieces. "
-                             "max_tokens None: until the end of generation or a full context; lazy: a LazySchedule for "
-                             "this generation only.")
+                             "Generation(session, prompt, sampling, max_tokens=None, stop=None, ignore_eos=False, lazy=None, "
+                             "reuse_prefix=False): feeds the prompt ids after the session's context (reuse_prefix: the "
+                             "prompt is the whole context, the session keeps what it holds of it and computes the rest) "
+                             "and iterates (text, token) pieces. max_tokens None: until the end of generation or a full "
+                             "context; lazy: a LazySchedule for this generation only.")
         .def("__init__",
              [](PyGeneration* self, Session& session, std::vector<int32_t> prompt, const SamplingParams& sampling,
-                std::optional<int> max_tokens, nb::handle stop, bool ignore_eos, std::optional<LazyConfig> lazy) {
+                std::optional<int> max_tokens, nb::handle stop, bool ignore_eos, std::optional<LazyConfig> lazy,
+                bool reuse_prefix) {
                  if (max_tokens && *max_tokens < 0)
                      throw nb::value_error(("max_tokens must be >= 0 (None: no limit), got " + std::to_string(*max_tokens)).c_str());
                  GenerationParams p;
@@ -90,13 +92,14 @@ void register_generation(nb::module_& m) {
                  p.stop = stop_strings(stop);
                  p.ignore_eos = ignore_eos;
                  if (lazy) p.lazy = *lazy;
+                 p.reuse_prefix = reuse_prefix;
                  auto* g = new (self) PyGeneration();
                  p.cancel = &g->interrupt;
                  g->generation = std::make_unique<Generation>(session, std::move(prompt), p);
              },
              nb::arg("session"), nb::arg("prompt"), nb::arg("sampling"), nb::arg("max_tokens").none() = nb::none(),
              nb::arg("stop").none() = nb::none(), nb::arg("ignore_eos") = false, nb::arg("lazy").none() = nb::none(),
-             nb::keep_alive<1, 2>())
+             nb::arg("reuse_prefix") = false, nb::keep_alive<1, 2>())
         .def("__iter__", [](nb::handle self) { return self; })
         .def("__next__", &next_piece)
         .def("cancel", [](PyGeneration& g) { g.generation->cancel(); },

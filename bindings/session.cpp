@@ -31,6 +31,7 @@ nb::dict stats_dict(const Session& s) {
     const SessionStats& st = s.stats();
     nb::dict d;
     d["prompt_tokens"] = st.n_prompt_tokens;
+    d["reused_tokens"] = st.n_reused_tokens;
     d["ttft_s"] = st.ttft_s;
     d["prefill_tokens_per_s"] = st.prefill_tokens_per_s;
     d["decode_tokens_per_s"] = st.decode_tokens_per_s;
@@ -81,6 +82,19 @@ void register_session(nb::module_& m) {
              },
              nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("lazy").none() = nb::none(), nb::arg("numerics") = "fast")
         .def("reset", &Session::reset)
+        .def("truncate", &Session::truncate, nb::arg("n"), nb::call_guard<nb::gil_scoped_release>(),
+             "Keeps the first n tokens of the context and forgets the rest (KV, aux-cache state, frontier).")
+        .def(
+            "reuse_prefix",
+            [](Session& s, const std::vector<int32_t>& ids) {
+                nb::gil_scoped_release release;
+                return s.reuse_prefix(ids.data(), static_cast<int>(ids.size()));
+            },
+            nb::arg("ids"),
+            "Keeps the longest common prefix of the context and ids (at most len(ids) - 1 tokens), truncates the rest; "
+            "returns how many tokens were kept.")
+        .def("save_state", &Session::save_state, nb::arg("path"), nb::call_guard<nb::gil_scoped_release>())
+        .def("load_state", &Session::load_state, nb::arg("path"), nb::call_guard<nb::gil_scoped_release>())
         .def(
             "append",
             [](Session& s, const std::vector<int32_t>& ids) {
@@ -138,7 +152,7 @@ void register_session(nb::module_& m) {
                  return nb::make_tuple(layer, to_numpy(std::move(h), {n}));
              })
         .def("read_kv", [](const Session& s, int layer, int position) -> nb::object {
-            const int kvd = s.model()->info().n_head_kv * s.model()->info().head_dim;
+            const int kvd = s.kv_dim(layer);
             std::vector<float> k(kvd), v(kvd);
             if (!s.read_kv(layer, position, k.data(), v.data())) return nb::none();
             size_t n = static_cast<size_t>(kvd);

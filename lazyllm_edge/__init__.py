@@ -9,13 +9,13 @@
 import importlib
 
 __all__ = ["Generator", "Piece", "Stream", "LazyConfig", "PRESETS", "NUMERICS", "ModelLoadError", "ContextFullError",
-           "UnsupportedError", "cuda_available", "__version__"]
+           "UnsupportedError", "StateFileError", "cuda_available", "__version__"]
 
 # Names (the version too: pyproject.toml -> CMake -> _core) are resolved on first use, so `python -m lazyllm_edge.models fetch` works before (or without) the
 # native extension, e.g. from a source checkout.
 _HOME = {"__version__": "_core", "Generator": "generator", "Piece": "generator", "Stream": "generator", "LazyConfig": "lazy", "PRESETS": "lazy",
          "NUMERICS": "generator", "ModelLoadError": "_core", "ContextFullError": "_core", "UnsupportedError": "_core",
-         "cuda_available": "generator"}
+         "StateFileError": "_core", "cuda_available": "generator"}
 
 
 def __getattr__(name):

@@ -150,6 +150,7 @@ def answers(gen, probes, spec) -> int:
     ok = 0
     for i, (ids, answer) in enumerate(probes):
         progress(i, len(probes), f"answering ({spec})")
+        gen.reset()  # each probe from an empty cache: an answer never depends on the probe before it
         ok += answer in "".join(p.text for p in gen.generate(ids, max_tokens=24, temperature=0))
     progress(len(probes), len(probes), f"answering ({spec})")
     gen.set_lazy(None)

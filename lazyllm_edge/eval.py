@@ -75,6 +75,7 @@ def reply_tokens(task: dict) -> int:
 def run_passkey(gen: Generator, task: dict, ids, schedule) -> dict:
     """Greedy reply, timed token by token (the prefill is the first token's time)."""
     gen.set_lazy(schedule)
+    gen.reset()  # each schedule's TTFT is a whole prefill (no prefix reuse across runs)
     pieces, times = [], []
     t0 = time.perf_counter()
     for p in gen.generate(ids, max_tokens=reply_tokens(task), temperature=0):

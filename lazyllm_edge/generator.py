@@ -142,10 +142,16 @@ class Generator:
     Model files: with ``use_mmap=True`` deleting or renaming the file while loaded is safe; truncating or
     rewriting it in place is not (SIGBUS or changed weights). Use ``use_mmap=False`` for files that may be
     replaced in place. A too large ``n_ctx`` raises MemoryError here, not later.
+    ``cache_prompt`` (default True): ``generate``/``chat`` keep the longest common prefix of the cached tokens and
+    the new prompt and compute only the rest (a conversation's earlier turns are not prefilled again; the stats'
+    ``reused_tokens`` says how many were kept). Tokens computed with another LazyLLM schedule or numerics are not
+    reused. False: every call starts from an empty cache. ``save_state(path)`` / ``load_state(path)`` keep a
+    session on disk.
     """
 
     def __init__(self, path: Optional[Union[str, os.PathLike]] = None, n_ctx: int = 4096, n_threads: Optional[int] = None,
-                 lazy: LazyLike = None, backend: str = "cpu", use_mmap: bool = True, numerics: str = "fast"):
+                 lazy: LazyLike = None, backend: str = "cpu", use_mmap: bool = True, numerics: str = "fast",
+                 cache_prompt: bool = True):
         if path is None:
             path = model_path(DEFAULT_MODEL)
             if not os.path.isfile(path):
@@ -169,6 +175,7 @@ class Generator:
         self._default_lazy = self.schedule_for(lazy)  # a LazySchedule
         self.session = _core.Session(self.model, n_ctx, self._default_lazy, numerics)
         self.n_ctx = n_ctx
+        self.cache_prompt = bool(cache_prompt)
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
     # ---- tokenizer ----
@@ -187,6 +194,21 @@ class Generator:
         """Empties the KV cache and aux cache."""
         self._refuse_other_threads()
         self.session.reset()
+
+    def save_state(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the session (its tokens and the used part of the KV and aux caches) to `path`, with the model
+        file's sha256 (hashed once per model). A temporary file is renamed over `path`, so a crash never leaves a
+        half-written one. StateFileError when it cannot be written."""
+        self._refuse_other_threads()
+        self.session.save_state(os.fspath(path))
+
+    def load_state(self, path: Union[str, os.PathLike]) -> None:
+        """Replaces the session with one saved by :meth:`save_state` (for the same model file, with at most n_ctx
+        tokens); the next generate()/chat() reuses its prefix. A file of another model or shape, a truncated or
+        corrupted one raises StateFileError and leaves the session as it was. The loaded tokens count as computed
+        with this Generator's schedule and numerics: use the ones they were saved with to continue identically."""
+        self._refuse_other_threads()
+        self.session.load_state(os.fspath(path))
 
     def append(self, ids: Sequence[int]) -> np.ndarray:
         """Feeds tokens after those already cached (prefill for many, decode for one) and returns the last
@@ -238,7 +260,8 @@ class Generator:
                  repeat_last_n: int = 64, seed: Optional[int] = None, stop: Union[None, str, Sequence[str]] = None,
                  lazy: LazyLike = None, add_special: Optional[bool] = None, **unknown) -> Stream:
         """Streams pieces for a prompt (str: tokenized with BOS as the model asks and special tokens parsed)
-        or token ids, from an empty context. Options: max_tokens=256 (None: no limit), temperature=0.8, top_k=40,
+        or token ids, the whole context: with ``cache_prompt`` the cached tokens it starts with are kept and only the
+        rest is computed, else it starts from an empty cache. Options: max_tokens=256 (None: no limit), temperature=0.8, top_k=40,
         top_p=0.95, min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=None, stop=None (str or list: the text
         ends before the first one, which is not emitted), lazy=None (this call only). Afterwards ``finish_reason``
         is "stop" (end of generation or a stop string), "length" (max_tokens or the context is full) or
@@ -264,10 +287,11 @@ class Generator:
         override = None if lazy is None else self.schedule_for(lazy)
         self._refuse_other_threads()
         self._stream = None  # an unfinished earlier generation ends here (before this one touches the session)
-        self.session.reset()
+        if not self.cache_prompt:
+            self.session.reset()
         self.session.set_lazy(self._default_lazy)
         self._stream = Stream(_core.Generation(self.session, ids, sampling, max_tokens=max_tokens, stop=stop,
-                                               lazy=override))
+                                               lazy=override, reuse_prefix=self.cache_prompt))
         return self._stream
 
     @property

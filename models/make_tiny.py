@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Writes tiny random GGUF models for tests (no download needed).
 
-    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3|phi3|smollm3|qwen35] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3|gemma4|phi3|smollm3|qwen35] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
 
 Any other --arch name writes a llama-shaped file under that architecture (for "unsupported" tests).
 gemma3 files get a sliding window of 8 tokens (every 6th layer global) so short prompts exercise it.
 phi3 files have the fused attn_qkv and gate+up ffn_up tensors and LongRoPE factors (original context 64, so a
 session of more than 64 tokens takes the long ones) with an attention factor; smollm3 files have a NoPE layer
-every 4th layer (as llama.cpp, from the architecture). qwen35 files are the hybrid: gated delta-net
-linear-attention layers (conv kernel 4, 2 q/k heads and 4 v heads of 16) and full-attention layers (head_dim 32,
-an output gate per head in attn_q, q/k norms, partial interleaved M-RoPE over 16 of 32 dimensions with sections
-[2, 1, 1, 1] so one pair in five stays unrotated); full attention on every 3rd layer
-(qwen35.full_attention_interval), or the layer kinds given as `recurrent_layers` (qwen35.attention.recurrent_layers).
+every 4th layer (as llama.cpp, from the architecture). gemma4 files have the E2B/E4B layout in small (see
+GEMMA4_LAYER_TYPES): sliding (head_dim 16, 2 kv heads) and full (head_dim 32, 1 kv head, proportional RoPE:
+rope_freqs leaves 3/4 of the pairs unrotated) layers, K = V on the full layers (no attn_v), per-layer
+embeddings, the last two layers sharing the K/V of the last sliding and the last full layer with their own
+KV, double-wide FFNs on the shared layers, a layer output scale and the final logit soft-cap; 8 layers
+(write_tiny_model(..., n_expert=4): every layer a mixture of experts, the 26B-A4B layout). qwen35 files are the
+hybrid: gated delta-net linear-attention layers (conv kernel 4, 2 q/k heads and 4 v heads of 16) and
+full-attention layers (head_dim 32, an output gate per head in attn_q, q/k norms, partial interleaved M-RoPE over
+16 of 32 dimensions with sections [2, 1, 1, 1] so one pair in five stays unrotated); full attention on every 3rd
+layer (qwen35.full_attention_interval), or the layer kinds given as `recurrent_layers`
+(qwen35.attention.recurrent_layers).
 
 The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
 so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
@@ -51,10 +57,98 @@ def tiny_vocab():
     return tokens, merges, types
 
 
-def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0, recurrent_layers=None):
-    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model."""
+# gemma4 tiny: the type of each layer (True: sliding window), the shared-KV layers at the end (layers
+# n_layer - GEMMA4_SHARED_KV.. reuse the K/V of the last sliding and the last full layer before them, as llama.cpp)
+GEMMA4_LAYER_TYPES = [True, True, False, True, True, False, True, False]
+GEMMA4_SHARED_KV = 2
+
+
+def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0, n_expert=0):
+    """The gemma4 tiny (see the module docstring); hp has per-layer lists: sliding, head_dim_of, n_head_kv_of,
+    ffn_of, kv_source (the layer whose K/V each layer attends over). n_expert > 0 makes every layer a mixture of
+    experts as the 26B-A4B layout (the dense FFN its shared expert): a router with its input scale, n_expert experts
+    of FFN size ffn // 4 (gate and up fused on even layers, separate on odd ones; a down scale per expert), 2 used
+    per token, and the extra norms."""
+    if n_layer != len(GEMMA4_LAYER_TYPES):
+        raise ValueError(f"the gemma4 tiny has {len(GEMMA4_LAYER_TYPES)} layers")
+    tokens, _, _ = tiny_vocab()
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(seed)
+    hd_swa, hd_full, nkv_swa, nkv_full, ple = 16, 32, 2, 1, 8
+    sliding = list(GEMMA4_LAYER_TYPES)
+    first_shared = n_layer - GEMMA4_SHARED_KV
+    kv_source = [l if l < first_shared else first_shared - (2 if sliding[l] else 1) for l in range(n_layer)]
+    head_dim_of = [hd_swa if s else hd_full for s in sliding]
+    n_head_kv_of = [nkv_swa if s else nkv_full for s in sliding]
+    ffn_of = [ffn if l < first_shared else 2 * ffn for l in range(n_layer)]  # use_double_wide_mlp
+
+    def mat(n_out, n_in, scale=None):
+        return (rng.standard_normal((n_out, n_in)) * (scale or 1.0 / np.sqrt(n_in))).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    # tied output (no output.weight; embeddings small enough that the soft-cap bends, not saturates, the logits);
+    # proportional RoPE on full layers: 1/4 of the pairs rotate
+    n_rotated = hd_full // 8
+    w = {"token_embd.weight": mat(n_vocab, d_model, 0.25), "output_norm.weight": norm(d_model),
+         "rope_freqs.weight": np.array([1.0] * n_rotated + [1e30] * (hd_full // 2 - n_rotated), dtype=np.float32),
+         "per_layer_token_embd.weight": mat(n_vocab, n_layer * ple, 1.0),
+         "per_layer_model_proj.weight": mat(n_layer * ple, d_model), "per_layer_proj_norm.weight": norm(ple)}
+    for l in range(n_layer):
+        b, hd, kv = f"blk.{l}.", head_dim_of[l], n_head_kv_of[l] * head_dim_of[l]
+        w[b + "attn_norm.weight"] = norm(d_model)
+        w[b + "attn_q.weight"] = mat(n_head * hd, d_model)
+        if kv_source[l] == l:
+            w[b + "attn_k.weight"] = mat(kv, d_model)
+            if sliding[l]:  # full layers: V = K (attention_k_eq_v)
+                w[b + "attn_v.weight"] = mat(kv, d_model)
+            w[b + "attn_k_norm.weight"] = norm(hd)
+        w[b + "attn_q_norm.weight"] = norm(hd)
+        w[b + "attn_output.weight"] = mat(d_model, n_head * hd)
+        w[b + "post_attention_norm.weight"] = norm(d_model)
+        w[b + "ffn_norm.weight"] = norm(d_model)
+        w[b + "ffn_gate.weight"] = mat(ffn_of[l], d_model)
+        w[b + "ffn_up.weight"] = mat(ffn_of[l], d_model)
+        w[b + "ffn_down.weight"] = mat(d_model, ffn_of[l])
+        w[b + "post_ffw_norm.weight"] = norm(d_model)
+        w[b + "inp_gate.weight"] = mat(ple, d_model)
+        w[b + "proj.weight"] = mat(d_model, ple)
+        w[b + "post_norm.weight"] = norm(d_model)
+        w[b + "layer_output_scale.weight"] = (0.5 + rng.random(1)).astype(np.float32)
+        if n_expert:
+            ff_exp = ffn // 4
+            w[b + "ffn_gate_inp.weight"] = mat(n_expert, d_model, 1.0)
+            w[b + "ffn_gate_inp.scale"] = norm(d_model)
+            w[b + "pre_ffw_norm_2.weight"] = norm(d_model)
+            w[b + "post_ffw_norm_1.weight"] = norm(d_model)
+            w[b + "post_ffw_norm_2.weight"] = norm(d_model)
+            gate = np.stack([mat(ff_exp, d_model) for _ in range(n_expert)])  # (n_expert, ff_exp, d)
+            up = np.stack([mat(ff_exp, d_model) for _ in range(n_expert)])
+            if l % 2 == 0:  # one tensor: each expert's gate rows, then its up rows
+                w[b + "ffn_gate_up_exps.weight"] = np.concatenate([gate, up], axis=1)
+            else:
+                w[b + "ffn_gate_exps.weight"], w[b + "ffn_up_exps.weight"] = gate, up
+            w[b + "ffn_down_exps.weight"] = np.stack([mat(d_model, ff_exp) for _ in range(n_expert)])
+            w[b + "ffn_down_exps.scale"] = (0.5 + rng.random(n_expert)).astype(np.float32)
+    hp = dict(n_expert=n_expert, n_expert_used=2 if n_expert else 0, expert_ffn=ffn // 4, arch="gemma4", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=max(n_head_kv_of), ffn=ffn,
+              head_dim=hd_full, n_vocab=n_vocab, rope_base=1e6, rope_base_local=10000.0, eps=1e-6, n_ctx=512,
+              sliding_window=8, sliding=sliding, head_dim_of=head_dim_of, n_head_kv_of=n_head_kv_of, ffn_of=ffn_of,
+              kv_source=kv_source, shared_kv_layers=GEMMA4_SHARED_KV, rope_dim=hd_full, rope_dim_local=hd_swa,
+              per_layer_dim=ple, final_logit_softcap=30.0, attention_scale=1.0)
+    return hp, w
+
+
+def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0, n_expert=0,
+                       recurrent_layers=None):
+    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model (n_expert: gemma4 only;
+    recurrent_layers: qwen35 only)."""
+    if arch == "gemma4":
+        return tiny_gemma4_weights(n_layer, d_model, n_head, ffn, seed, n_expert)
     if arch == "qwen35":
         return tiny_qwen35_weights(n_layer, d_model, n_head, n_head_kv, ffn, seed, recurrent_layers)
+    if n_expert:
+        raise ValueError("n_expert: gemma4 tinies only")
     tokens, _, _ = tiny_vocab()
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
@@ -177,13 +271,30 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
     writer.add_block_count(hp["n_layer"])
     writer.add_context_length(hp["n_ctx"])
     writer.add_embedding_length(hp["d_model"])
-    writer.add_feed_forward_length(hp["ffn"])
+    writer.add_feed_forward_length(hp["ffn"] if arch != "gemma4" else hp["ffn_of"])
     writer.add_head_count(hp["n_head"])
-    writer.add_head_count_kv(hp["n_head_kv"])
+    writer.add_head_count_kv(hp["n_head_kv"] if arch != "gemma4" else hp["n_head_kv_of"])
     writer.add_rope_freq_base(hp["rope_base"])
     writer.add_layer_norm_rms_eps(hp["eps"])
     if arch == "gemma3":
         writer.add_sliding_window(hp["sliding_window"])
+    if arch == "gemma4":
+        writer.add_sliding_window(hp["sliding_window"])
+        writer.add_sliding_window_pattern(hp["sliding"])
+        writer.add_shared_kv_layers(hp["shared_kv_layers"])
+        writer.add_embedding_length_per_layer_input(hp["per_layer_dim"])
+        writer.add_key_length(hp["head_dim"])
+        writer.add_value_length(hp["head_dim"])
+        writer.add_key_length_swa(min(hp["head_dim_of"]))
+        writer.add_value_length_swa(min(hp["head_dim_of"]))
+        writer.add_rope_dimension_count(hp["rope_dim"])
+        writer.add_rope_dimension_count_swa(hp["rope_dim_local"])
+        writer.add_rope_freq_base_swa(hp["rope_base_local"])
+        writer.add_final_logit_softcapping(hp["final_logit_softcap"])
+        if hp["n_expert"]:
+            writer.add_expert_count(hp["n_expert"])
+            writer.add_expert_used_count(hp["n_expert_used"])
+            writer.add_expert_feed_forward_length(hp["expert_ffn"])
     if arch == "qwen35":
         writer.add_key_length(hp["head_dim"])
         writer.add_value_length(hp["head_dim"])
@@ -214,8 +325,10 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
     writer.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     qtype = getattr(gguf.GGMLQuantizationType, weight_type)
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
     for name, arr in weights.items():
-        if arr.ndim == 2 and weight_type != "F32":
+        # (a matrix whose rows are no whole number of blocks, the gemma4 tiny's per-layer proj, stays F32)
+        if arr.ndim >= 2 and weight_type != "F32" and arr.shape[-1] % block == 0:
             if weight_type == "F16":
                 writer.add_tensor(name, arr.astype(np.float16))
             else:
@@ -254,7 +367,7 @@ def content_sha256(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3, phi3, smollm3, qwen35 (or any name: llama-shaped)")
+    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, qwen35 (or any name: llama-shaped)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--type", default="F32")
     ap.add_argument("--seed", type=int, default=0)

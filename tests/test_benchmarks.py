@@ -64,3 +64,25 @@ def test_vs_llamacpp_tiny(tiny_model, tmp_path, capsys):
     assert set(by) == {"pp32", "tg4@d16", "ttft32 (dense)", "ttft32 (lazy=1:0.5)", "rss256"}
     assert len(by["pp32"]["ours_samples"]) == 2 and len(by["pp32"]["theirs_samples"]) == 2
     assert by["rss256"]["ours"] > 0 and by["rss256"]["theirs"] > 0
+
+
+def test_multiturn_tiny(tiny_model, tmp_path, capsys):
+    """benchmarks/multiturn.py end to end on the tiny model (llama.cpp too when llama-cpp-python is installed)."""
+    import importlib.util
+
+    import multiturn
+
+    path, _, _ = tiny_model
+    out = tmp_path / "multiturn.json"
+    argv = ["--model", str(path), "--threads", "1", "--doc-tokens", "96", "--questions", "2", "--reply-tokens", "3",
+            "--lazy", "1:0.5", "--json", str(out), "--text", str(tmp_path / "multiturn.txt")]
+    if importlib.util.find_spec("llama_cpp") is None:
+        argv.append("--no-llama-cpp")
+    assert multiturn.main(argv) == 0
+    assert "ours faster by" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert len(doc["ours"]) == 3 and doc["ours"][0]["reused_tokens"] == 0
+    assert all(t["reused_tokens"] > 0 for t in doc["ours"][1:])  # the follow-ups reuse the conversation
+    assert doc["saved"]["loaded_tokens"] > 96 and doc["saved"]["first_reply_reused"] > 0
+    if doc["theirs"] is not None:
+        assert len(doc["theirs"]) == 3

@@ -201,3 +201,50 @@ def test_inconsistent_files_fail_at_load(tmp_path, monkeypatch, edit, message):
     path = _broken(tmp_path, monkeypatch, edit)
     with pytest.raises(lazyllm_edge.ModelLoadError, match=message):
         lazyllm_edge.Generator(str(path))
+
+
+def test_context_grows_or_empties_but_is_not_cut(listed):
+    """A recurrent state cannot be rewound by dropping K/V rows: truncate to 0 < n < n_past is refused and changes
+    nothing; truncate(n_past) and truncate(0) are fine."""
+    path, hp, _ = listed
+    ids = _ids(30, hp["n_vocab"], seed=7)
+    gen = _gen(path, numerics="fp32")
+    full = gen.logits(ids)
+    gen.append(ids[:20])
+    with pytest.raises(lazyllm_edge.UnsupportedError, match="qwen35 keeps a recurrent state .* cannot be cut back to 10 tokens"):
+        gen.session.truncate(10)
+    assert gen.n_past == 20
+    gen.session.truncate(20)
+    np.testing.assert_allclose(gen.append(ids[20:]), full[-1], atol=2e-3 * np.abs(full).max())
+    gen.session.truncate(0)
+    np.testing.assert_allclose(gen.append(ids[:5]), full[4], atol=2e-3 * np.abs(full).max())
+
+
+def test_prefix_reuse_takes_the_whole_context_or_nothing(listed):
+    path, hp, _ = listed
+    ids = _ids(30, hp["n_vocab"], seed=8)
+    gen = _gen(path, numerics="fp32")
+    full = gen.logits(ids)
+    gen.append(ids[:20])
+    assert gen.session.reuse_prefix(ids) == 20  # the prompt extends the context: all of it is reused
+    np.testing.assert_allclose(gen.append(ids[20:]), full[-1], atol=2e-3 * np.abs(full).max())
+    edited = ids[:10] + [(ids[10] + 1) % hp["n_vocab"]] + ids[11:]
+    assert gen.session.reuse_prefix(edited) == 0  # a common prefix of 10 would need a cut: nothing is reused
+    assert gen.n_past == 0
+    # generate() reuses the prompt prefix by default: the second call's reply is a fresh generator's
+    gen = _gen(path)
+    first = [p.token for p in gen.generate(ids[:20], max_tokens=4, temperature=0)]
+    again = [p.token for p in gen.generate(ids[:20] + first + ids[20:], max_tokens=4, temperature=0)]
+    fresh = [p.token for p in _gen(path).generate(ids[:20] + first + ids[20:], max_tokens=4, temperature=0)]
+    assert again == fresh
+
+
+def test_saved_sessions_are_refused(listed, tmp_path):
+    path, hp, _ = listed
+    gen = _gen(path)
+    gen.append(_ids(8, hp["n_vocab"]))
+    with pytest.raises(lazyllm_edge.UnsupportedError, match="saved sessions: qwen35 keeps a recurrent state"):
+        gen.save_state(tmp_path / "session.bin")
+    with pytest.raises(lazyllm_edge.UnsupportedError, match="saved sessions: qwen35"):
+        gen.load_state(tmp_path / "session.bin")
+    assert gen.n_past == 8 and not (tmp_path / "session.bin").exists()

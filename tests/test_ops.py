@@ -88,6 +88,42 @@ def test_geglu_is_llama_cpp_gelu_table(seed):
         assert np.array_equal(K.activation("geglu", gate, up, isa="avx2"), got)
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_gelu_is_llama_cpp_gelu_table(seed):
+    """ops gelu (ggml_gelu: gemma4's per-layer embedding gate) then mul_in_place: gelu alone is the table's value
+    (the limits outside (-10, 10)), and times `up` it is geglu to the bit."""
+    gate, up = _gate_up(seed)
+    alone = K.activation("gelu", gate, np.ones_like(up), isa="scalar")
+    assert alone[4] == 0 and alone[3] == gate[3] and alone[6] == gate[6] and alone[7] == 0
+    inside = np.abs(gate) < 10
+    x16 = gate[inside].astype(np.float16).astype(np.float64)
+    g16 = (0.5 * x16 * (1 + np.tanh(0.7978845608028654 * x16 * (1 + 0.044715 * x16 * x16)))).astype(np.float16)
+    assert (alone[inside] == alone[inside].astype(np.float16)).all()  # table values are fp16
+    err = np.abs(alone[inside].astype(np.float64) - g16.astype(np.float64))
+    assert (err <= 1.01 * np.spacing(np.abs(g16)).astype(np.float64) + 3e-7).all()
+    assert np.array_equal(K.activation("gelu", gate, up, isa="scalar"), K.activation("geglu", gate, up, isa="scalar"))
+
+
+def test_moe_route_is_softmax_top_k_renormalized():
+    """gemma4's routing: the k largest softmax probabilities (ties to the lower expert), in decreasing order,
+    renormalized over the k, as llama.cpp's build_moe_ffn."""
+    rng = np.random.default_rng(12)
+    for n, k in [(4, 2), (8, 3), (128, 8), (5, 5)]:
+        logits = (rng.standard_normal(n) * 3).astype(F32)
+        selected, weights = K.moe_route(logits, k)
+        p = np.exp(logits.astype(np.float64) - logits.max())
+        p /= p.sum()
+        want = np.argsort(-p, kind="stable")[:k]
+        assert list(selected) == list(want)
+        np.testing.assert_allclose(weights, p[want] / p[want].sum(), rtol=1e-6)
+    # ties go to the lower index; equal logits, equal weights
+    selected, weights = K.moe_route(np.array([0.5, 2.0, 0.5, 2.0, 0.5], dtype=F32), 3)
+    assert list(selected) == [1, 3, 0]
+    assert weights[0] == weights[1] and weights[0] > weights[2]
+    with pytest.raises(ValueError, match="k must be"):
+        K.moe_route(np.zeros(4, dtype=F32), 5)
+
+
 @pytest.mark.parametrize("neox", [True, False])
 def test_rope_rotation(neox):
     rng = np.random.default_rng(5)

@@ -3,6 +3,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -48,18 +49,37 @@ void register_ops(nb::module_& m) {
         "activation",
         [](const std::string& kind, const Vector& gate, const Vector& up, const std::string& isa) {
             if (gate.shape(0) != up.shape(0)) throw nb::value_error("gate and up need the same length");
-            if (kind != "swiglu" && kind != "geglu") throw nb::value_error("kind: 'swiglu' or 'geglu'");
+            if (kind != "swiglu" && kind != "geglu" && kind != "gelu")
+                throw nb::value_error("kind: 'swiglu', 'geglu' or 'gelu'");
             float* y;
             FloatArray out = copy_of(gate.data(), 1, gate.shape(0), false, &y);
             with_isa(isa, [&] {
                 nb::gil_scoped_release release;
-                if (kind == "swiglu") swiglu(y, up.data(), static_cast<int>(gate.shape(0)));
-                else geglu(y, up.data(), static_cast<int>(gate.shape(0)));
+                const int n = static_cast<int>(gate.shape(0));
+                if (kind == "swiglu") swiglu(y, up.data(), n);
+                else if (kind == "geglu") geglu(y, up.data(), n);
+                else {  // gemma4's per-layer branch: gelu, then the product
+                    gelu(y, n);
+                    mul_in_place(y, up.data(), n);
+                }
             });
             return out;
         },
         nb::arg("kind"), nb::arg("gate"), nb::arg("up"), nb::arg("isa") = "best",
-        "gate * up through the model's activation: 'swiglu' (silu(gate) * up) or 'geglu' (gelu_tanh(gate) * up).");
+        "gate * up through the model's activation: 'swiglu' (silu(gate) * up), 'geglu' (gelu_tanh(gate) * up, fused) or "
+        "'gelu' (ops gelu, then mul_in_place: gemma4's per-layer embedding gate).");
+    k.def(
+        "moe_route",
+        [](const Vector& logits, int k) {
+            const int n = static_cast<int>(logits.shape(0));
+            if (k < 1 || k > n) throw nb::value_error("k must be in [1, len(logits)]");
+            std::vector<int32_t> selected(k);
+            std::vector<float> weights(k);
+            moe_route(logits.data(), n, k, selected.data(), weights.data());
+            return nb::make_tuple(selected, weights);
+        },
+        nb::arg("logits"), nb::arg("k"),
+        "gemma4's mixture-of-experts routing of one token: (the k experts, by decreasing weight; their weights).");
     k.def(
         "rope",
         [](const Matrix& x, const Positions& positions, int n_heads, int rope_dim, float freq_base, float freq_scale,

@@ -185,6 +185,7 @@ const char* le_status_name(le_status status) {
         case LE_ERR_BUSY: return "busy";
         case LE_ERR_ABI: return "abi";
         case LE_ERR_BUFFER_TOO_SMALL: return "buffer_too_small";
+        case LE_ERR_STATE_FILE: return "state_file";
     }
     return "unknown";
 }
@@ -332,6 +333,41 @@ le_status le_session_feed_text(le_session* session, const char* text, size_t tex
     });
 }
 
+le_status le_session_feed_prompt(le_session* session, const le_token* ids, size_t n, int32_t* n_reused) {
+    return guarded([&] {
+        CallUse use(session);
+        if (n_reused) *n_reused = 0;
+        if (n == 0) fail(LE_ERR_INVALID_ARGUMENT, "a prompt needs at least one token");
+        require(ids, "ids");
+        Session& s = *session->session;
+        if (n > static_cast<size_t>(s.n_ctx()))
+            fail(LE_ERR_CONTEXT_FULL, std::to_string(n) + " tokens exceed n_ctx " + std::to_string(s.n_ctx()));
+        const int kept = s.reuse_prefix(ids, static_cast<int>(n));
+        session->logits = nullptr;  // (the context changed; the feed below gives new ones)
+        session->logits = s.append(ids + kept, static_cast<int>(n) - kept);
+        if (n_reused) *n_reused = kept;
+    });
+}
+le_status le_session_truncate(le_session* session, int32_t n) {
+    return guarded([&] {
+        CallUse use(session);
+        session->session->truncate(n);
+        session->logits = nullptr;
+    });
+}
+le_status le_session_save(le_session* session, const char* path) {
+    return guarded([&] {
+        CallUse use(session);
+        session->session->save_state(require(path, "path"));
+    });
+}
+le_status le_session_load(le_session* session, const char* path) {
+    return guarded([&] {
+        CallUse use(session);
+        session->session->load_state(require(path, "path"));
+        session->logits = nullptr;  // a loaded session continues with a feed
+    });
+}
 le_status le_session_sample(le_session* session, const le_sampling_params* params, le_token* out) {
     return guarded([&] {
         CallUse use(session);

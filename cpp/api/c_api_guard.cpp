@@ -34,6 +34,7 @@ le_status status_of(ErrorCode code) {
         case ErrorCode::unsupported: return LE_ERR_UNSUPPORTED;
         case ErrorCode::busy: return LE_ERR_BUSY;
         case ErrorCode::internal: return LE_ERR_INTERNAL;
+        case ErrorCode::state_file: return LE_ERR_STATE_FILE;
     }
     return LE_ERR_INTERNAL;
 }

@@ -1,4 +1,5 @@
-// lazyllm-edge: command-line generation. Streams text to stdout, timings to stderr.
+// lazyllm-edge: command-line generation (or, with -i, a terminal chat: cli/interactive.cpp). Streams text to stdout,
+// timings to stderr.
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +17,8 @@
 
 #include "api/chat_format.h"
 #include "api/model_cache.h"
+#include "cli/interactive.h"
+#include "cli/report.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "tokenizer/tokenizer.h"
 
@@ -113,7 +116,7 @@ void usage(FILE* out) {
     std::fprintf(out,
                  "usage: lazyllm-edge [options]\n"
                  "  -m, --model FILE      GGUF model (default: the cached SmolLM2-135M-Instruct)\n"
-                 "  -p, --prompt TEXT     prompt\n"
+                 "  -p, --prompt TEXT     prompt (with -i: the system prompt)\n"
                  "  -f, --file FILE       read the prompt from a file\n"
                  "  -n, --n-predict N     tokens to generate (default 128; -1 = until end or context full)\n"
                  "  -t, --threads N       threads (default: physical cores)\n"
@@ -125,6 +128,11 @@ void usage(FILE* out) {
                  "      --seed N          random seed (default -1: a random one)\n"
                  "      --stop STR        end the text before STR (repeatable; STR is not printed)\n"
                  "      --chat            wrap the prompt in the model's chat template\n"
+                 "  -i, --interactive     chat in the terminal (the model's template; each turn reuses the cached\n"
+                 "                        conversation; Ctrl-C stops a reply; /reset, /save FILE, /load FILE)\n"
+                 "      --prompt-cache FILE  load the session from FILE when it exists and matches the model, reuse\n"
+                 "                        the prompt's cached prefix, save the session to FILE after the prompt\n"
+                 "                        (with -i: after each reply)\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
                  "                        (+ importance:mean|max, window:N: how tokens are ranked)\n"
                  "                        [/DECODE]: decode steps' own stages (layer:keep,... | preset | off),\n"
@@ -147,7 +155,8 @@ bool file_exists(const std::string& p) {
 int main(int argc, char** argv) {
     install_signal_handlers();
     std::string model_path, prompt, lazy_spec = "off", backend = "cpu";
-    bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false;
+    std::string prompt_cache;
+    bool have_prompt = false, chat = false, no_prune_decode = false, ignore_eos = false, interactive = false;
     int n_predict = 128, n_threads = 0, n_ctx = 4096;
     Numerics numerics = Numerics::fast;
     SamplingParams sp;
@@ -183,6 +192,8 @@ int main(int argc, char** argv) {
             else if (a == "--seed") parse_seed(next(), &sp);
             else if (a == "--stop") stops.push_back(next());
             else if (a == "--chat") chat = true;
+            else if (a == "-i" || a == "--interactive") interactive = true;
+            else if (a == "--prompt-cache") prompt_cache = next();
             else if (a == "--lazy") lazy_spec = next();
             else if (a == "--backend") backend = next();
             else if (a == "--no-prune-decode") no_prune_decode = true;
@@ -197,7 +208,7 @@ int main(int argc, char** argv) {
         usage(stderr);
         return 2;
     }
-    if (!have_prompt) {
+    if (!have_prompt && !interactive) {
         std::fprintf(stderr, "error: give a prompt with -p TEXT or -f FILE\n");
         usage(stderr);
         return 2;
@@ -224,30 +235,47 @@ int main(int argc, char** argv) {
         if (no_prune_decode) params.lazy.prune_decode = false;
         Session session(model, params);
 
-        std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
-        std::vector<int32_t> ids = tok.encode(text, true, chat);
-        if (static_cast<int>(ids.size()) > n_ctx)
-            throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
         GenerationParams gp;
         gp.sampling = sp;
         gp.max_tokens = n_predict;
         gp.stop = stops;
         gp.ignore_eos = ignore_eos;
         gp.cancel = &interrupted;  // Ctrl-C: finish "cancelled" inside the prefill or after the current token
+        if (interactive) {
+            InteractiveOptions options;
+            options.generation = gp;
+            options.system_prompt = prompt;
+            options.prompt_cache = prompt_cache;
+            return run_interactive(session, options, interrupted);
+        }
+        if (!prompt_cache.empty() && file_exists(prompt_cache)) {
+            try {
+                session.load_state(prompt_cache);
+            } catch (const Error& e) {  // another model, a damaged file: computed afresh, and saved over
+                std::fprintf(stderr, "[lazyllm-edge] not using the prompt cache: %s\n", e.what());
+            }
+        }
+
+        std::string text = chat ? render_chat(model->info().chat_template, {{"user", prompt}}) : prompt;
+        std::vector<int32_t> ids = tok.encode(text, true, chat);
+        if (static_cast<int>(ids.size()) > n_ctx)
+            throw Error(ErrorCode::context_full, "prompt has " + std::to_string(ids.size()) + " tokens, n_ctx is " + std::to_string(n_ctx));
+        gp.reuse_prefix = true;  // (the session is empty unless the prompt cache filled it)
         Generation generation(session, ids, gp);
         write_out(chat ? std::string() : prompt);
 
         GeneratedPiece piece;
-        while (generation.next(piece)) write_out(piece.text);
+        bool first = true;
+        while (generation.next(piece)) {
+            // after the first step the session holds exactly the prompt (the first token is fed by the next step)
+            if (first && !prompt_cache.empty()) session.save_state(prompt_cache);
+            first = false;
+            write_out(piece.text);
+        }
+        if (first && !prompt_cache.empty() && session.n_past() == static_cast<int>(ids.size()))
+            session.save_state(prompt_cache);  // (a reply that ended at its first token)
         write_out("\n");
-        const SessionStats& st = session.stats();
-        std::fprintf(stderr,
-                     "\n[lazyllm-edge] prompt %d tokens, TTFT %.3f s (%.1f tok/s), generated %d tokens (%.1f tok/s), "
-                     "prefill computed %.1f%% of dense, finish: %s\n",
-                     st.n_prompt_tokens, st.ttft_s, st.prefill_tokens_per_s, generation.n_generated(),
-                     st.decode_tokens_per_s,
-                     st.prefill_pairs_dense ? 100.0 * st.prefill_pairs_computed / st.prefill_pairs_dense : 100.0,
-                     finish_reason_name(generation.finish_reason()));
+        print_reply_timings(session, generation);
         if (generation.finish_reason() == FinishReason::cancelled) return kExitInterrupted;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());

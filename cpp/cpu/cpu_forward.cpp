@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "base/arena.h"
 #include "base/thread_pool.h"
@@ -36,12 +37,17 @@ public:
     void frontier_changed() override {}
     void read_kv(int layer, int position, float* k, float* v) const override;
     void read_aux(int position, float* hidden) const override;
+    void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const override;
+    void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) override;
+    int aux_row_width() const override;
+    void read_aux_rows(int n, float* rows) const override;
+    void write_aux_rows(int n, const float* rows) override;
 
 private:
     // Every buffer of the session, carved from one arena (the table in the constructor names each once).
     struct Buffers {
-        uint16_t* k_cache = nullptr;           // (n_kv_layers, n_ctx, kv_dim) fp16: the attention layers' only
-        uint16_t* v_cache = nullptr;           // (n_kv_layers, n_ctx, kv_dim) fp16
+        uint16_t* k_cache = nullptr;           // (n_ctx, kv_dim(l)) fp16 for each attention layer l computing K/V, one after another
+        uint16_t* v_cache = nullptr;           // the same for V
         float* aux_cache = nullptr;            // (n_ctx, d_model) h[frontier[p]] of pruned tokens
         float* hidden = nullptr;               // (n_ctx, d_model) residual stream of the compute rows
         int32_t* compute_positions = nullptr;  // (n_ctx) positions of the compute rows, sorted
@@ -53,7 +59,7 @@ private:
         int32_t* attend_end = nullptr;         // (n_ubatch)
         int32_t* attend_begin = nullptr;       // (n_ubatch)
         float* norm = nullptr;                 // (n_ubatch, d_model)
-        float* q = nullptr;                    // (n_ubatch, q_dim)
+        float* q = nullptr;                    // (n_ubatch, q_dim) (the largest of the layers': q_dim, kv_dim, ffn_dim)
         float* k = nullptr;                    // (n_ubatch, kv_dim)
         float* v = nullptr;                    // (n_ubatch, kv_dim)
         float* attn_out = nullptr;             // (n_ubatch, q_dim)
@@ -63,7 +69,18 @@ private:
         float* attention_scratch = nullptr;    // (n_threads, attention_scratch_floats)
         float* window_q = nullptr;             // (kMaxQueryWindow, q_dim) queries of the window's tokens at this layer
         float* rope_global = nullptr;          // (n_ctx, rope_dim) cos/sin
-        float* rope_local = nullptr;           // (n_ctx, rope_dim) sliding-window layers (gemma3); = rope_global otherwise
+        float* rope_local = nullptr;           // (n_ctx, rope_dim_local) sliding-window layers (gemma3, gemma4); = rope_global otherwise
+        float* ple_inputs = nullptr;           // (n_ctx, n_layer * per_layer_dim) gemma4: each position's per-layer inputs
+        float* ple_token = nullptr;            // (n_threads, n_layer * per_layer_dim) one token's per-layer embedding row
+        float* ple = nullptr;                  // (n_ubatch, per_layer_dim) the compute rows' per-layer branch
+        // gemma4 mixture of experts (n_expert > 0; gate and up above hold the larger of ffn_dim and expert_ffn_dim)
+        float* expert_in = nullptr;            // (n_ubatch, d_model) the router's input, then the experts', then their sum
+        float* router_logits = nullptr;        // (n_ubatch, n_expert)
+        int32_t* expert_choice = nullptr;      // (n_ubatch, n_expert_used) each row's experts, by decreasing weight
+        float* expert_weight = nullptr;        // (n_ubatch, n_expert_used)
+        int32_t* expert_slots = nullptr;       // (n_ubatch * n_expert_used) the (row, slot)s routed to one expert
+        float* expert_x = nullptr;             // (n_ubatch * n_expert_used, d_model) their inputs, then outputs
+        float* expert_out = nullptr;           // (n_ubatch * n_expert_used, d_model) each (row, slot)'s weighted output
         float* logits = nullptr;               // (n_vocab)
         // linear-attention (gated delta net) layers, qwen35; each state has a committed and a working slot
         float* conv_state = nullptr;           // (2, n_recurrent, conv_kernel - 1, conv_dim) the last tokens' q|k|v
@@ -79,8 +96,11 @@ private:
         float* attn_gate = nullptr;            // (n_ubatch, q_dim)
     };
 
-    uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + kv_layer_[layer] * layer_stride_ + static_cast<int64_t>(pos) * kv_dim_; }
-    uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + kv_layer_[layer] * layer_stride_ + static_cast<int64_t>(pos) * kv_dim_; }
+    // The K/V a layer attends over (a shared-KV layer's are its source layer's), at a position.
+    int64_t kv_index(int layer, int pos) const { return kv_offset_[layer] + int64_t{pos} * m_.hparams.shape(layer).kv_dim(); }
+    uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + kv_index(layer, pos); }
+    uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + kv_index(layer, pos); }
+    void embed_per_layer_inputs(int n_past, int n_new);
     float* conv_state_at(int layer, int slot) const {
         return buf_.conv_state + (static_cast<int64_t>(slot) * n_recurrent_ + recurrent_index_[layer]) * conv_state_floats_;
     }
@@ -90,6 +110,8 @@ private:
     void layer_micro_batch(int l, int c0, int nb);
     void attention_block(int l, int c0, int nb);
     void delta_net_block(int l, int c0, int nb);
+    void per_layer_embedding(int l, int c0, int nb);
+    void mixture_of_experts(int l, int c0, int nb);
     void advance_frontier(int layer, int n_rows);
     void output_logits(const float* hidden, int n, float* logits);
 
@@ -101,9 +123,7 @@ private:
     Arena arena_;
     Buffers buf_;
     int n_ubatch_ = 0;      // compute rows per layer micro-batch
-    int kv_dim_ = 0;
-    int64_t layer_stride_ = 0;  // n_ctx * kv_dim
-    std::vector<int> kv_layer_;         // (n_layer) index of a layer's K/V in the caches; -1: a linear-attention layer
+    std::vector<int64_t> kv_offset_;  // (n_layer) where each layer's K/V start in k_cache / v_cache (elements)
     std::vector<int> recurrent_index_;  // (n_layer) index of a linear-attention layer's states; -1: an attention layer
     int n_recurrent_ = 0;
     int64_t conv_state_floats_ = 0;     // per layer and slot: (conv_kernel - 1) * conv_dim
@@ -125,18 +145,27 @@ private:
 CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Numerics numerics)
     : m_(model), n_ctx_(n_ctx), frontier_(frontier), numerics_(numerics), pool_(model.params.n_threads) {
     const ModelHparams& hp = m_.hparams;
-    const int64_t n = n_ctx, d = hp.d_model, kvd = hp.kv_dim(), qd = hp.q_dim(), ff = hp.ffn_dim;
-    const int64_t ub = std::min<int64_t>(n, 512);
-    // K/V for the attention layers, recurrent states for the linear-attention ones (qwen35)
-    kv_layer_.assign(hp.n_layer, -1);
+    const int64_t n = n_ctx, d = hp.d_model, ub = std::min<int64_t>(n, 512), ple_row = int64_t{hp.n_layer} * hp.per_layer_dim;
+    // the largest layer sizes (gemma4's layers differ); K/V only for the layers that compute them
+    int64_t kvd = 0, qd = 0, ff = 0, attention_floats = 0, kv_elems = 0;
+    kv_offset_.resize(hp.n_layer);
     recurrent_index_.assign(hp.n_layer, -1);
-    int n_kv_layers = 0;
-    for (int l = 0; l < hp.n_layer; ++l) (hp.is_recurrent(l) ? recurrent_index_[l] = n_recurrent_++ : kv_layer_[l] = n_kv_layers++);
-    const int64_t kv_elems = static_cast<int64_t>(n_kv_layers) * n * kvd;
+    for (int l = 0; l < hp.n_layer; ++l) {
+        const LayerShape& s = hp.shape(l);
+        if (hp.is_recurrent(l)) {  // qwen35's linear-attention layers: recurrent states instead of K/V
+            recurrent_index_[l] = n_recurrent_++;
+            kv_offset_[l] = -1;
+            continue;
+        }
+        kvd = std::max<int64_t>(kvd, s.kv_dim());
+        qd = std::max<int64_t>(qd, int64_t{hp.n_head} * s.head_dim);
+        ff = std::max<int64_t>(ff, std::max(s.ffn_dim, hp.expert_ffn_dim));
+        attention_floats = std::max(attention_floats, attention_scratch_floats(n_ctx, hp.n_head, s.n_head_kv, s.head_dim));
+        kv_offset_[l] = hp.computes_kv(l) ? kv_elems : kv_offset_[s.kv_source];
+        if (hp.computes_kv(l)) kv_elems += n * s.kv_dim();
+    }
     const bool has_local_rope = hp.sliding_window > 0;
     n_ubatch_ = static_cast<int>(ub);
-    kv_dim_ = static_cast<int>(kvd);
-    layer_stride_ = n * kvd;
     // The KV cache is backed up front; the buffers after it fill in proportion to the prompt (aux cache,
     // hidden rows) and are backed on first touch, so a large n_ctx costs memory only for its KV.
     BufferPlan plan(Arena::kAlignment);
@@ -161,10 +190,25 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
     plan.add(b.proj, ub * d);
     plan.add(b.gate, ub * ff);
     plan.add(b.up, ub * ff);
-    plan.add(b.attention_scratch, attention_scratch_floats(n_ctx, hp.n_head, hp.n_head_kv, hp.head_dim) * pool_.size());
+    plan.add(b.attention_scratch, attention_floats * pool_.size());
     plan.add(b.window_q, kMaxQueryWindow * qd);
     plan.add(b.rope_global, n * hp.rope_dim);
-    if (has_local_rope) plan.add(b.rope_local, n * hp.rope_dim);
+    if (has_local_rope) plan.add(b.rope_local, n * hp.rope_dim_local);
+    if (hp.per_layer_dim > 0) {
+        plan.add(b.ple_inputs, n * ple_row);
+        plan.add(b.ple_token, ple_row * pool_.size());
+        plan.add(b.ple, ub * hp.per_layer_dim);
+    }
+    if (hp.n_expert > 0) {
+        const int64_t slots = ub * hp.n_expert_used;
+        plan.add(b.expert_in, ub * d);
+        plan.add(b.router_logits, ub * hp.n_expert);
+        plan.add(b.expert_choice, slots);
+        plan.add(b.expert_weight, slots);
+        plan.add(b.expert_slots, slots);
+        plan.add(b.expert_x, slots * d);
+        plan.add(b.expert_out, slots * d);
+    }
     plan.add(b.logits, hp.n_vocab);
     if (n_recurrent_ > 0) {
         const int64_t conv_dim = hp.ssm_conv_dim(), value_dim = hp.ssm_value_dim(), nv = hp.ssm_n_v_heads;
@@ -185,7 +229,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
     }
     arena_.allocate(plan, "session (KV cache, aux cache, work buffers)");
     build_model_rope_table(m_, n_ctx, b.rope_global);
-    if (has_local_rope) build_rope_table(b.rope_local, n_ctx, hp.rope_dim, hp.rope_freq_base_local, 1.0f, nullptr);
+    if (has_local_rope) build_rope_table(b.rope_local, n_ctx, hp.rope_dim_local, hp.rope_freq_base_local, 1.0f, nullptr);
     else b.rope_local = b.rope_global;
 }
 
@@ -220,6 +264,38 @@ void CpuSession::begin_step(const int32_t* tokens, int n_total, int n_new, int q
                 for (int j = 0; j < d; ++j) h[j] *= hp.embedding_scale;
         }
     });
+    if (hp.per_layer_dim > 0) embed_per_layer_inputs(n_past, n_new);
+}
+
+// gemma4: the per-layer inputs of the new tokens (their hidden rows hold the scaled embeddings x0), kept by
+// position for every layer (a token pruned now may be revived at a later layer in a later step):
+// (per_layer_token_embd[id] * sqrt(ple) + RMSNorm(per_layer_model_proj . x0 / sqrt(d))) / sqrt(2), per layer.
+void CpuSession::embed_per_layer_inputs(int n_past, int n_new) {
+    const ModelHparams& hp = m_.hparams;
+    const int d = hp.d_model, ple = hp.per_layer_dim, n_layer = hp.n_layer, row = n_layer * ple;
+    const float proj_scale = 1.0f / std::sqrt(static_cast<float>(d)), token_scale = std::sqrt(static_cast<float>(ple));
+    const float input_scale = 1.0f / std::sqrt(2.0f);
+    for (int c0 = 0; c0 < n_new; c0 += n_ubatch_) {
+        const int nb = std::min(n_ubatch_, n_new - c0);
+        float* inputs = buf_.ple_inputs + static_cast<int64_t>(n_past + c0) * row;  // (nb, n_layer * ple)
+        // the projection of the embeddings, straight into the rows of these positions
+        matmul(m_.per_layer_model_proj, buf_.hidden + static_cast<int64_t>(c0) * d, nb, inputs, numerics_, pool_);
+        pool_.parallel_for(nb, [&](long b, long e, int thread) {
+            float* token_row = buf_.ple_token + static_cast<int64_t>(thread) * row;  // (n_layer * ple)
+            for (long r = b; r < e; ++r) {
+                const int32_t id = tokens_[n_past + c0 + r];
+                const WeightMatrix& embd = m_.per_layer_token_embd;
+                dequantize_row(embd.type, static_cast<const uint8_t*>(embd.data) + static_cast<int64_t>(id) * embd.row_bytes, token_row, row);
+                float* x = inputs + r * row;
+                for (int l = 0; l < n_layer; ++l) {
+                    float* xl = x + l * ple;
+                    for (int j = 0; j < ple; ++j) xl[j] *= proj_scale;
+                    rms_norm(xl, m_.per_layer_proj_norm, xl, ple, hp.rms_eps);
+                    for (int j = 0; j < ple; ++j) xl[j] = (xl[j] + token_row[l * ple + j] * token_scale) * input_scale;
+                }
+            }
+        });
+    }
 }
 
 // Both lists are sorted by position; the merge runs from the back so it can work in place.
@@ -279,7 +355,7 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     const LayerWeights& w = m_.layers[l];
     Buffers& ws = buf_;
     ThreadPool& pool = pool_;
-    const int d = hp.d_model, ff = hp.ffn_dim;
+    const int d = hp.d_model, ff = hp.shape(l).ffn_dim;
     float* x = ws.hidden + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
 
     // attention norm
@@ -297,6 +373,9 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
             rms_norm(x + r * d, w.ffn_norm, ws.norm + r * d, d, hp.rms_eps);
         }
     });
+    // gemma4 mixture of experts: the routed experts' weighted sum (the FFN below is the shared expert)
+    const bool moe = w.router.data != nullptr;
+    if (moe) mixture_of_experts(l, c0, nb);
     // gated FFN and residual
     {
         const WeightMatrix* gate_up[] = {&w.gate, &w.up};
@@ -312,10 +391,22 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     matmul(w.down, ws.gate, nb, ws.proj, numerics_, pool);
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) {
+            if (moe) {  // shared expert normed, plus the experts
+                rms_norm(ws.proj + r * d, w.shared_post_norm, ws.proj + r * d, d, hp.rms_eps);
+                add_in_place(ws.proj + r * d, ws.expert_in + r * d, d);
+            }
             if (w.post_ffn_norm) rms_norm(ws.proj + r * d, w.post_ffn_norm, ws.proj + r * d, d, hp.rms_eps);
             add_in_place(x + r * d, ws.proj + r * d, d);
         }
     });
+    // gemma4: per-layer embedding branch, then the layer output scale
+    if (hp.per_layer_dim > 0) per_layer_embedding(l, c0, nb);
+    if (w.output_scale) {
+        const float scale = *w.output_scale;
+        pool.parallel_for(nb, [&](long b, long e, int) {
+            for (float* y = x + b * d; y < x + e * d; ++y) *y *= scale;
+        });
+    }
 }
 
 // Attention of layer `l` for compute rows [c0, c0 + nb) over the active set, from ws.norm; the output
@@ -323,17 +414,20 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
 void CpuSession::attention_block(int l, int c0, int nb) {
     const ModelHparams& hp = m_.hparams;
     const LayerWeights& w = m_.layers[l];
+    const LayerShape& shape = hp.shape(l);
     Buffers& ws = buf_;
     ThreadPool& pool = pool_;
-    const int qd = hp.q_dim(), kvd = hp.kv_dim(), hd = hp.head_dim;
+    const int hd = shape.head_dim, n_head_kv = shape.n_head_kv, qd = hp.n_head * hd, kvd = shape.kv_dim();
     const int32_t* pos = ws.compute_positions + c0;  // (nb)
     const bool sliding = hp.is_sliding(l);
-    // q, k, v projections
+    const bool own_kv = hp.computes_kv(l);  // gemma4's shared-KV layers attend over their source layer's K/V
+    // q, k, v projections (q only on a shared-KV layer; V = K where the layer has no attn_v)
     {
         const WeightMatrix* qkv[] = {&w.wq, &w.wk, &w.wv};
         float* out[] = {ws.q, ws.k, ws.v};
         float* out_q_gate[] = {ws.q_gate, ws.k, ws.v};
-        matmul_shared_input(qkv, hp.attn_output_gate ? out_q_gate : out, 3, ws.norm, nb, numerics_, pool);
+        matmul_shared_input(qkv, hp.attn_output_gate ? out_q_gate : out, !own_kv ? 1 : w.wv.data ? 3 : 2, ws.norm, nb,
+                            numerics_, pool);
     }
     // qwen35: q and the output gate, interleaved per head, apart
     if (hp.attn_output_gate) {
@@ -353,21 +447,26 @@ void CpuSession::attention_block(int l, int c0, int nb) {
             float* q = ws.q + r * qd;
             float* k = ws.k + r * kvd;
             float* v = ws.v + r * kvd;
+            if (own_kv && !w.wv.data) std::memcpy(v, k, sizeof(float) * kvd);
             if (w.bq) add_in_place(q, w.bq, qd);
             if (w.bk) add_in_place(k, w.bk, kvd);
             if (w.bv) add_in_place(v, w.bv, kvd);
             if (w.q_norm)
                 for (int h = 0; h < hp.n_head; ++h) rms_norm(q + h * hd, w.q_norm, q + h * hd, hd, hp.rms_eps);
-            if (w.k_norm)
-                for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(k + h * hd, w.k_norm, k + h * hd, hd, hp.rms_eps);
+            if (own_kv && w.k_norm)
+                for (int h = 0; h < n_head_kv; ++h) rms_norm(k + h * hd, w.k_norm, k + h * hd, hd, hp.rms_eps);
+            if (own_kv && hp.v_norm)  // gemma4: V RMS-normed without weight
+                for (int h = 0; h < n_head_kv; ++h) rms_norm(v + h * hd, nullptr, v + h * hd, hd, hp.rms_eps);
             if (hp.uses_rope(l)) {  // smollm3's NoPE layers skip it
-                apply_rope(q, 1, hp.n_head, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
-                apply_rope(k, 1, hp.n_head_kv, hd, hp.rope_dim, pos + r, rope_table, hp.rope_neox);
+                apply_rope(q, 1, hp.n_head, hd, shape.rope_dim, pos + r, rope_table, hp.rope_neox);
+                if (own_kv) apply_rope(k, 1, n_head_kv, hd, shape.rope_dim, pos + r, rope_table, hp.rope_neox);
             }
             if (hp.scale_q)
                 for (int i = 0; i < qd; ++i) q[i] *= hp.attention_scale;
-            fp32_to_fp16_row(k, k_at(l, pos[r]), kvd);
-            fp32_to_fp16_row(v, v_at(l, pos[r]), kvd);
+            if (own_kv) {
+                fp32_to_fp16_row(k, k_at(l, pos[r]), kvd);
+                fp32_to_fp16_row(v, v_at(l, pos[r]), kvd);
+            }
             // each query sees the active positions <= its own (and, on sliding layers, inside the window)
             const int32_t* active_begin = ws.active_positions;
             const int32_t* active_end = active_begin + n_active_;
@@ -381,7 +480,7 @@ void CpuSession::attention_block(int l, int c0, int nb) {
             }
         }
     });
-    // attention over the active set
+    // attention over the active set (every active token has K/V at the source layer: it was computed there)
     AttentionParams ap;
     ap.q = ws.q;
     ap.k_cache = k_at(l, 0);
@@ -391,7 +490,7 @@ void CpuSession::attention_block(int l, int c0, int nb) {
     ap.attend_end = ws.attend_end;
     ap.n_q = nb;
     ap.n_head = hp.n_head;
-    ap.n_head_kv = hp.n_head_kv;
+    ap.n_head_kv = n_head_kv;
     ap.head_dim = hd;
     ap.scale = hp.softmax_scale();
     ap.out = ws.attn_out;
@@ -476,6 +575,99 @@ void CpuSession::delta_net_block(int l, int c0, int nb) {
     matmul(w.ssm_out, ws.ssm_out, nb, ws.proj, numerics_, pool);
 }
 
+// gemma4, rows [c0, c0 + nb) after attention (x: its residual sum): the router (on RMSNorm(x) / sqrt(d) *
+// router_scale) picks n_expert_used experts per row with normalized softmax weights; each expert runs the rows
+// routed to it (GELU-gated, on RMSNorm(x) * expert_norm) and its output, times its down scale and the row's
+// weight, goes to the row's slot; the slots are summed in order and normed into expert_in (nb, d).
+void CpuSession::mixture_of_experts(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    Buffers& ws = buf_;
+    const int d = hp.d_model, n_used = hp.n_expert_used, ff = hp.expert_ffn_dim;
+    const float* x = ws.hidden + static_cast<int64_t>(c0) * d;  // (nb, d)
+    const float router_in_scale = 1.0f / std::sqrt(static_cast<float>(d));
+    // routing
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            float* y = ws.expert_in + r * d;
+            rms_norm(x + r * d, nullptr, y, d, hp.rms_eps);
+            for (int j = 0; j < d; ++j) y[j] = y[j] * router_in_scale * w.router_scale[j];
+        }
+    });
+    matmul(w.router, ws.expert_in, nb, ws.router_logits, numerics_, pool_);  // (nb, n_expert)
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r)
+            moe_route(ws.router_logits + r * hp.n_expert, hp.n_expert, n_used, ws.expert_choice + r * n_used,
+                      ws.expert_weight + r * n_used);
+    });
+    // the experts' input
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) rms_norm(x + r * d, w.expert_norm, ws.expert_in + r * d, d, hp.rms_eps);
+    });
+    // each expert over the (row, slot)s routed to it
+    for (int expert = 0; expert < hp.n_expert; ++expert) {
+        int n = 0;
+        for (int slot = 0; slot < nb * n_used; ++slot)
+            if (ws.expert_choice[slot] == expert) ws.expert_slots[n++] = slot;
+        if (n == 0) continue;
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i)
+                std::memcpy(ws.expert_x + i * d, ws.expert_in + static_cast<int64_t>(ws.expert_slots[i] / n_used) * d,
+                            sizeof(float) * d);
+        });
+        const WeightMatrix* gate_up[] = {&w.expert_gate[expert], &w.expert_up[expert]};
+        float* out[] = {ws.gate, ws.up};
+        matmul_shared_input(gate_up, out, 2, ws.expert_x, n, numerics_, pool_);  // (n, ff) each
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i) geglu(ws.gate + i * ff, ws.up + i * ff, ff);
+        });
+        matmul(w.expert_down[expert], ws.gate, n, ws.expert_x, numerics_, pool_);  // (n, d)
+        const float scale = w.expert_down_scale ? w.expert_down_scale[expert] : 1.0f;
+        pool_.parallel_for(n, [&](long b, long e, int) {
+            for (long i = b; i < e; ++i) {
+                const int slot = ws.expert_slots[i];
+                const float weight = ws.expert_weight[slot];
+                const float* y = ws.expert_x + i * d;
+                float* o = ws.expert_out + static_cast<int64_t>(slot) * d;
+                for (int j = 0; j < d; ++j) o[j] = y[j] * scale * weight;
+            }
+        });
+    }
+    // the slots summed in order, normed
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            float* sum = ws.expert_in + r * d;
+            std::memcpy(sum, ws.expert_out + r * n_used * static_cast<int64_t>(d), sizeof(float) * d);
+            for (int k = 1; k < n_used; ++k) add_in_place(sum, ws.expert_out + (r * n_used + k) * static_cast<int64_t>(d), d);
+            rms_norm(sum, w.experts_post_norm, sum, d, hp.rms_eps);
+        }
+    });
+}
+
+// gemma4, rows [c0, c0 + nb) after the FFN: x += RMSNorm(proj . (gelu(inp_gate . x) * per-layer input l)).
+void CpuSession::per_layer_embedding(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    const int d = hp.d_model, ple = hp.per_layer_dim;
+    const int64_t row = int64_t{hp.n_layer} * ple;
+    float* x = buf_.hidden + static_cast<int64_t>(c0) * d;  // (nb, d)
+    const int32_t* pos = buf_.compute_positions + c0;       // (nb)
+    matmul(w.ple_gate, x, nb, buf_.ple, numerics_, pool_);  // (nb, ple)
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            gelu(buf_.ple + r * ple, ple);
+            mul_in_place(buf_.ple + r * ple, buf_.ple_inputs + pos[r] * row + static_cast<int64_t>(l) * ple, ple);
+        }
+    });
+    matmul(w.ple_proj, buf_.ple, nb, buf_.proj, numerics_, pool_);  // (nb, d)
+    pool_.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            rms_norm(buf_.proj + r * d, w.ple_post_norm, buf_.proj + r * d, d, hp.rms_eps);
+            add_in_place(x + r * d, buf_.proj + r * d, d);
+        }
+    });
+}
+
 int CpuSession::active_lower_bound(int32_t position) {
     return static_cast<int>(std::lower_bound(buf_.active_positions, buf_.active_positions + n_active_, position) -
                             buf_.active_positions);
@@ -483,13 +675,14 @@ int CpuSession::active_lower_bound(int32_t position) {
 
 void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
     const ModelHparams& hp = m_.hparams;
-    const int qd = hp.q_dim();
+    const LayerShape& shape = hp.shape(layer);
+    const int qd = hp.n_head * shape.head_dim;
     const bool max_heads = signal == ImportanceSignal::max_heads;
     const int32_t* keys = buf_.active_positions + first;
     const int n = n_active_ - first;
     float* importance = buf_.importance + first;
     if (last_pos_ == window_begin_) {  // the last token alone (it is always computed): the paper's signal
-        last_token_importance(buf_.window_q, k_at(layer, 0), keys, n, hp.n_head, hp.n_head_kv, hp.head_dim,
+        last_token_importance(buf_.window_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv, shape.head_dim,
                               hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
         return;
     }
@@ -503,7 +696,7 @@ void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
                          buf_.window_q + static_cast<int64_t>(p - window_begin_) * qd, sizeof(float) * qd);
         q_pos[n_q++] = p;
     }
-    window_importance(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, hp.n_head_kv, hp.head_dim,
+    window_importance(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv, shape.head_dim,
                       hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
 }
 
@@ -597,15 +790,47 @@ void CpuSession::abort_step() {
 }
 
 void CpuSession::read_kv(int layer, int position, float* k, float* v) const {
-    if (kv_layer_[layer] < 0)
+    if (m_.hparams.is_recurrent(layer))
         throw_error(ErrorCode::invalid_argument, "layer " + std::to_string(layer) + " is a linear-attention layer: it keeps no K/V");
-    fp16_to_fp32_row(k_at(layer, position), k, kv_dim_);
-    fp16_to_fp32_row(v_at(layer, position), v, kv_dim_);
+    fp16_to_fp32_row(k_at(layer, position), k, m_.hparams.shape(layer).kv_dim());
+    fp16_to_fp32_row(v_at(layer, position), v, m_.hparams.shape(layer).kv_dim());
 }
 
 void CpuSession::read_aux(int position, float* hidden) const {
     const int d = m_.hparams.d_model;
     std::memcpy(hidden, buf_.aux_cache + static_cast<int64_t>(position) * d, sizeof(float) * d);
+}
+
+// rows [0, n) of a layer are contiguous in its (n_ctx, kv_dim(layer)) caches
+void CpuSession::read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const {
+    const int64_t elements = int64_t{n} * m_.hparams.shape(layer).kv_dim();
+    std::memcpy(k, k_at(layer, 0), sizeof(uint16_t) * elements);
+    std::memcpy(v, v_at(layer, 0), sizeof(uint16_t) * elements);
+}
+
+void CpuSession::write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) {
+    const int64_t elements = int64_t{n} * m_.hparams.shape(layer).kv_dim();
+    std::memcpy(k_at(layer, 0), k, sizeof(uint16_t) * elements);
+    std::memcpy(v_at(layer, 0), v, sizeof(uint16_t) * elements);
+}
+
+int CpuSession::aux_row_width() const { return m_.hparams.d_model + m_.hparams.n_layer * m_.hparams.per_layer_dim; }
+
+// each row: the aux cache's (d_model), then the position's per-layer inputs (n_layer * per_layer_dim; gemma4)
+void CpuSession::read_aux_rows(int n, float* rows) const {
+    const int64_t d = m_.hparams.d_model, inputs = aux_row_width() - d;
+    for (int64_t p = 0; p < n; ++p) {
+        std::memcpy(rows + p * (d + inputs), buf_.aux_cache + p * d, sizeof(float) * d);
+        if (inputs > 0) std::memcpy(rows + p * (d + inputs) + d, buf_.ple_inputs + p * inputs, sizeof(float) * inputs);
+    }
+}
+
+void CpuSession::write_aux_rows(int n, const float* rows) {
+    const int64_t d = m_.hparams.d_model, inputs = aux_row_width() - d;
+    for (int64_t p = 0; p < n; ++p) {
+        std::memcpy(buf_.aux_cache + p * d, rows + p * (d + inputs), sizeof(float) * d);
+        if (inputs > 0) std::memcpy(buf_.ple_inputs + p * inputs, rows + p * (d + inputs) + d, sizeof(float) * inputs);
+    }
 }
 
 }  // namespace

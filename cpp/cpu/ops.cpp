@@ -2,6 +2,7 @@
 // feeding the next 8-bit quantization are the same in both engines.
 #include "cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -115,6 +116,43 @@ void geglu(float* gate, const float* up, int n) {
         // ggml: the fp16 table inside (-10, 10), the limits outside
         gate[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g * up[i] : fp16_to_fp32(table[fp32_to_fp16(g)]) * up[i];
     }
+}
+
+void gelu(float* x, int n) {
+    const uint16_t* table = gelu_table();
+    for (int i = 0; i < n; ++i) {
+        const float g = x[i];
+        x[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g : fp16_to_fp32(table[fp32_to_fp16(g)]);
+    }
+}
+
+void mul_in_place(float* y, const float* x, int n) {
+    for (int i = 0; i < n; ++i) y[i] *= x[i];
+}
+
+void moe_route(const float* logits, int n_expert, int k, int32_t* selected, float* weights) {
+    float max = -INFINITY;
+    for (int e = 0; e < n_expert; ++e) max = std::max(max, logits[e]);
+    // the k largest logits are the k largest probabilities (softmax is monotonic); chosen one by one, ties to the lower index
+    for (int i = 0; i < k; ++i) {
+        int best = -1;
+        for (int e = 0; e < n_expert; ++e) {
+            bool taken = false;
+            for (int j = 0; j < i; ++j) taken |= selected[j] == e;
+            if (!taken && (best < 0 || logits[e] > logits[best])) best = e;
+        }
+        selected[i] = best;
+    }
+    double sum = 0.0;
+    for (int e = 0; e < n_expert; ++e) sum += static_cast<double>(expf_ggml(logits[e] - max));
+    const float inv = static_cast<float>(1.0 / sum);
+    double chosen = 0.0;
+    for (int i = 0; i < k; ++i) {
+        weights[i] = expf_ggml(logits[selected[i]] - max) * inv;
+        chosen += weights[i];
+    }
+    const float norm = std::max(static_cast<float>(chosen), 6.103515625e-5f);
+    for (int i = 0; i < k; ++i) weights[i] /= norm;
 }
 
 void add_in_place(float* y, const float* x, int n) {

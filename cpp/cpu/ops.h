@@ -23,6 +23,17 @@ void swiglu(float* gate, const float* up, int n);
 // gate[i] = gelu_tanh(gate[i]) * up[i]
 void geglu(float* gate, const float* up, int n);
 
+// x[i] = gelu_tanh(x[i]) in place, as ggml_gelu: through the fp16 table inside (-10, 10), 0 below, x above
+void gelu(float* x, int n);
+// y[i] *= x[i]
+void mul_in_place(float* y, const float* x, int n);
+
+// Mixture-of-experts routing of one token, as llama.cpp's build_moe_ffn with softmax gating and normalized
+// weights: p = softmax(logits) (max subtracted, expf_ggml, the sum in double); the k experts of largest p (ties to
+// the lower index), in decreasing order, into selected (k); weights (k) = their p over the sum of the k (at least
+// 6.103515625e-5, the fp16 minimum).
+void moe_route(const float* logits, int n_expert, int k, int32_t* selected, float* weights);
+
 // y += x
 void add_in_place(float* y, const float* x, int n);
 

@@ -43,6 +43,11 @@ public:
     void frontier_changed() override;
     void read_kv(int layer, int position, float* k, float* v) const override;
     void read_aux(int position, float* hidden) const override;
+    void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const override;
+    void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) override;
+    int aux_row_width() const override { return m_.hparams.d_model; }  // (gemma4's per-layer inputs: CPU only)
+    void read_aux_rows(int n, float* hidden) const override;
+    void write_aux_rows(int n, const float* hidden) override;
 
 private:
     void read_counts();  // copies the step's counts to the host and waits for them
@@ -393,6 +398,35 @@ void CudaSessionBackend::read_aux(int position, float* hidden) const {
     check(cudaSetDevice(g_.device), "cudaSetDevice");
     check(cudaMemcpy(hidden, g_.aux + static_cast<int64_t>(position) * d, sizeof(float) * d, cudaMemcpyDeviceToHost),
           "reading the aux cache");
+}
+
+// rows [0, n) of a layer are contiguous in the (n_layer, n_ctx, kv_dim) caches; __half is stored as its fp16 bits
+void CudaSessionBackend::read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const {
+    const CudaSession& g = g_;
+    const size_t bytes = sizeof(__half) * static_cast<size_t>(n) * m_.hparams.kv_dim();
+    check(cudaSetDevice(g.device), "cudaSetDevice");
+    check(cudaMemcpy(k, g.k + layer * g.layer_stride, bytes, cudaMemcpyDeviceToHost), "reading the K cache");
+    check(cudaMemcpy(v, g.v + layer * g.layer_stride, bytes, cudaMemcpyDeviceToHost), "reading the V cache");
+}
+
+void CudaSessionBackend::write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) {
+    CudaSession& g = g_;
+    const size_t bytes = sizeof(__half) * static_cast<size_t>(n) * m_.hparams.kv_dim();
+    check(cudaSetDevice(g.device), "cudaSetDevice");
+    check(cudaMemcpy(g.k + layer * g.layer_stride, k, bytes, cudaMemcpyHostToDevice), "writing the K cache");
+    check(cudaMemcpy(g.v + layer * g.layer_stride, v, bytes, cudaMemcpyHostToDevice), "writing the V cache");
+}
+
+void CudaSessionBackend::read_aux_rows(int n, float* hidden) const {
+    check(cudaSetDevice(g_.device), "cudaSetDevice");
+    check(cudaMemcpy(hidden, g_.aux, sizeof(float) * static_cast<size_t>(n) * m_.hparams.d_model, cudaMemcpyDeviceToHost),
+          "reading the aux cache");
+}
+
+void CudaSessionBackend::write_aux_rows(int n, const float* hidden) {
+    check(cudaSetDevice(g_.device), "cudaSetDevice");
+    check(cudaMemcpy(g_.aux, hidden, sizeof(float) * static_cast<size_t>(n) * m_.hparams.d_model, cudaMemcpyHostToDevice),
+          "writing the aux cache");
 }
 
 }  // namespace

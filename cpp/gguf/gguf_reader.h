@@ -58,6 +58,9 @@ public:
     uint32_t version() const { return version_; }
     size_t alignment() const { return alignment_; }
     const std::string& path() const { return path_; }
+    // The whole file as mapped or read (what a saved session's model digest is taken over).
+    const uint8_t* bytes() const { return base_; }
+    size_t size() const { return size_; }
 
     const GgufValue* find(const std::string& key) const;
     const std::vector<std::string>& keys() const { return key_order_; }

@@ -88,6 +88,15 @@ public:
     // One cached K/V row (kv_dim floats each) and one aux-cache row (d_model floats), as fp32.
     virtual void read_kv(int layer, int position, float* k, float* v) const = 0;
     virtual void read_aux(int position, float* hidden) const = 0;
+    // Saved sessions (runtime/session_file.cpp) move the caches as stored, so a loaded session continues bit for
+    // bit: rows [0, n) of one layer's K and V caches as fp16 bits, (n, kv_dim(layer)) each, and rows [0, n) of
+    // the aux state, (n, aux_row_width()) fp32: the aux cache's hidden state (d_model), then what else a revived
+    // token needs of its position (gemma4's per-layer inputs). The writes replace those rows.
+    virtual int aux_row_width() const = 0;
+    virtual void read_kv_rows(int layer, int n, uint16_t* k, uint16_t* v) const = 0;
+    virtual void write_kv_rows(int layer, int n, const uint16_t* k, const uint16_t* v) = 0;
+    virtual void read_aux_rows(int n, float* rows) const = 0;
+    virtual void write_aux_rows(int n, const float* rows) = 0;
 };
 
 }  // namespace lazyllm_edge

@@ -264,4 +264,15 @@ std::string lazy_spec_string(const LazyConfig& c) {
     return decode.empty() ? prefill : prefill + "/" + decode;
 }
 
+bool same_lazy_config(const LazyConfig& a, const LazyConfig& b) {
+    auto same_stages = [](const std::vector<PruneStage>& x, const std::vector<PruneStage>& y) {
+        return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const PruneStage& p, const PruneStage& q) {
+            return p.layer == q.layer && p.keep_fraction == q.keep_fraction;
+        });
+    };
+    return same_stages(a.schedule, b.schedule) && same_stages(a.decode_schedule, b.decode_schedule) &&
+           a.prune_decode == b.prune_decode && a.revival_budget == b.revival_budget && a.importance == b.importance &&
+           a.query_window == b.query_window;
+}
+
 }  // namespace lazyllm_edge

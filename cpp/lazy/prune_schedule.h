@@ -21,6 +21,10 @@ void validate_stages_after_recurrent_layers(const LazyConfig& lazy, int first_pr
 ImportanceSignal parse_importance_signal(const std::string& name);
 const char* importance_signal_name(ImportanceSignal signal);
 
+// Whether two configs prune the same way (every field equal): a session reuses cached tokens only under the
+// schedule that computed them.
+bool same_lazy_config(const LazyConfig& a, const LazyConfig& b);
+
 // The spec string of a resolved config (absolute layers), which parse_lazy_spec reads back as the same config.
 std::string lazy_spec_string(const LazyConfig& config);
 

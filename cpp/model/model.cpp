@@ -7,161 +7,17 @@
 #include "cpu/ops.h"
 #include "cuda/cuda_backend.h"
 #include "model/chat_template.h"
+#include "model/gemma4.h"
+#include "model/qwen35.h"
+#include "model/weight_binder.h"
 
 namespace lazyllm_edge {
-namespace {
 
-[[noreturn]] void fail(const std::string& message) { throw_error(ErrorCode::model_load, message); }
-
-// Binds tensors by name and checks their shapes against the hparams.
-class WeightBinder {
-public:
-    WeightBinder(ModelImpl& model) : model_(model), file_(*model.file) {}
-
-    const GgufTensor* find(const std::string& name) const { return file_.find_tensor(name); }
-
-    WeightMatrix matrix(const std::string& name, int64_t n_in, int64_t n_out) const {
-        const GgufTensor* t = find(name);
-        if (!t) fail("model file has no tensor '" + name + "'");
-        return bind_matrix(*t, n_in, n_out);
-    }
-
-    WeightMatrix bind_matrix(const GgufTensor& t, int64_t n_in, int64_t n_out) const {
-        if (t.n_dims > 2 || t.ne[0] != n_in || t.ne[1] != n_out)
-            fail("tensor '" + t.name + "' has shape [" + std::to_string(t.ne[0]) + ", " + std::to_string(t.ne[1]) +
-                 "], expected [" + std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
-        const GgmlTypeTraits& traits = ggml_traits(t.type);
-        if (!traits.supported) fail("tensor '" + t.name + "' has unsupported type " + traits.name);
-        WeightMatrix w;
-        w.type = t.type;
-        w.n_in = n_in;
-        w.n_out = n_out;
-        w.data = t.data;
-        w.row_bytes = ggml_row_size(t.type, n_in);
-        return w;
-    }
-
-    // Rows [first, first + n_out) of a bound matrix, as a matrix of their own (fused tensors: phi3's attn_qkv, ffn_up).
-    static WeightMatrix rows(const WeightMatrix& w, int64_t first, int64_t n_out) {
-        WeightMatrix part = w;
-        part.n_out = n_out;
-        part.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(first) * w.row_bytes;
-        return part;
-    }
-
-    // A 1-D fp32 vector of length n (converted and kept by the model when stored otherwise).
-    const float* vector(const std::string& name, int64_t n, bool required = true) const {
-        const GgufTensor* t = find(name);
-        if (!t) {
-            if (required) fail("model file has no tensor '" + name + "'");
-            return nullptr;
-        }
-        if (t->n_elements() != n)
-            fail("tensor '" + name + "' has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n));
-        const GgmlTypeTraits& traits = ggml_traits(t->type);
-        if (!traits.supported) fail("tensor '" + name + "' has unsupported type " + traits.name);
-        if (t->type == GgmlType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
-            return reinterpret_cast<const float*>(t->data);
-        if (n % traits.block_size != 0) fail("tensor '" + name + "' length is not a whole number of blocks");
-        model_.owned_vectors.emplace_back(static_cast<size_t>(n));
-        dequantize_row_reference(t->type, t->data, model_.owned_vectors.back().data(), n);
-        return model_.owned_vectors.back().data();
-    }
-
-private:
-    ModelImpl& model_;
-    const GgufFile& file_;
-};
-
-// The tensors of a gated delta-net layer (qwen35's linear attention), shapes as llama.cpp's loader checks them.
-void bind_linear_attention(const WeightBinder& bind, const std::string& b, const ModelHparams& hp, LayerWeights& w) {
-    const int64_t d = hp.d_model, conv_dim = hp.ssm_conv_dim(), value_dim = hp.ssm_value_dim(), nv = hp.ssm_n_v_heads;
-    w.ssm_in = bind.matrix(b + "attn_qkv.weight", d, conv_dim);
-    w.ssm_z = bind.matrix(b + "attn_gate.weight", d, value_dim);
-    w.ssm_beta = bind.matrix(b + "ssm_beta.weight", d, nv);
-    w.ssm_alpha = bind.matrix(b + "ssm_alpha.weight", d, nv);
-    const GgufTensor* conv = bind.find(b + "ssm_conv1d.weight");
-    if (conv && (conv->n_dims != 2 || conv->ne[0] != hp.ssm_conv_kernel))
-        fail("tensor '" + conv->name + "' has shape [" + std::to_string(conv->ne[0]) + ", " + std::to_string(conv->ne[1]) +
-             "], expected [" + std::to_string(hp.ssm_conv_kernel) + ", " + std::to_string(conv_dim) + "]");
-    w.ssm_conv1d = bind.vector(b + "ssm_conv1d.weight", conv_dim * hp.ssm_conv_kernel);
-    w.ssm_dt_bias = bind.vector(b + "ssm_dt.bias", nv);
-    w.ssm_a = bind.vector(b + "ssm_a", nv);
-    w.ssm_norm = bind.vector(b + "ssm_norm.weight", hp.ssm_head_dim);
-    w.ssm_out = bind.matrix(b + "ssm_out.weight", value_dim, d);
-}
-
-int checked_dim(const GgufFile& f, const std::string& key, int64_t lo, int64_t hi) {
-    int64_t v = f.require_int(key);
-    if (v < lo || v > hi)
-        fail("GGUF metadata '" + key + "' = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
-             std::to_string(hi) + "]");
-    return static_cast<int>(v);
-}
-
-int optional_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
-    if (!f.find(key)) return fallback;
-    return checked_dim(f, key, lo, hi);
-}
-
-// head_count / head_count_kv / feed_forward_length may be per-layer arrays; all layers must agree here.
-int uniform_dim(const GgufFile& f, const std::string& key, int fallback, int64_t lo, int64_t hi) {
-    const GgufValue* v = f.find(key);
-    if (!v) {
-        if (fallback >= 0) return fallback;
-        fail("GGUF metadata '" + key + "' is missing");
-    }
-    if (v->type != GgufValueType::ARRAY) return checked_dim(f, key, lo, hi);
-    std::vector<int32_t> values = f.get_int_array(key);
-    if (values.empty()) fail("GGUF metadata '" + key + "' is an empty array");
-    for (int32_t x : values)
-        if (x != values[0]) fail("GGUF metadata '" + key + "' varies per layer, which is not supported");
-    if (values[0] < lo || values[0] > hi) fail("GGUF metadata '" + key + "' is out of range");
-    return values[0];
-}
-
-
-// qwen35 (llama.cpp's src/models/qwen35.cpp): which layers are linear attention, the gated delta net's sizes,
-// the M-RoPE sections; multi-token-prediction blocks (nextn_predict_layers, after the trunk) are not run.
-void read_qwen35_hparams(const GgufFile& f, const std::string& p, ModelHparams& hp) {
-    const int n_layer_all = hp.n_layer;
-    const int n_nextn = optional_dim(f, p + "nextn_predict_layers", 0, 0, n_layer_all - 1);
-    hp.n_layer = n_layer_all - n_nextn;
-    hp.attn_output_gate = true;
-    hp.ssm_conv_kernel = checked_dim(f, p + "ssm.conv_kernel", 2, 64);
-    hp.ssm_head_dim = checked_dim(f, p + "ssm.state_size", 1, 1024);
-    hp.ssm_n_k_heads = checked_dim(f, p + "ssm.group_count", 1, 1024);
-    hp.ssm_n_v_heads = checked_dim(f, p + "ssm.time_step_rank", 1, 1024);
-    const int d_inner = checked_dim(f, p + "ssm.inner_size", 1, 1 << 20);
-    if (hp.ssm_n_v_heads % hp.ssm_n_k_heads != 0) fail("ssm.time_step_rank is not a multiple of ssm.group_count");
-    if (d_inner != hp.ssm_n_v_heads * hp.ssm_head_dim)
-        fail("ssm.inner_size " + std::to_string(d_inner) + " != ssm.time_step_rank * ssm.state_size (head_v_dim must equal "
-             "head_k_dim, as in llama.cpp's gated delta net)");
-    // layer kinds: attention.recurrent_layers (one per block), else full attention on every Nth layer
-    hp.recurrent.assign(static_cast<size_t>(hp.n_layer), 0);
-    if (f.find(p + "attention.recurrent_layers")) {
-        const std::vector<int32_t> kinds = f.get_int_array(p + "attention.recurrent_layers");
-        if (static_cast<int>(kinds.size()) != n_layer_all)
-            fail("GGUF metadata '" + p + "attention.recurrent_layers' has " + std::to_string(kinds.size()) +
-                 " entries, expected block_count " + std::to_string(n_layer_all));
-        for (int l = 0; l < hp.n_layer; ++l) hp.recurrent[l] = kinds[l] != 0;
-    } else {
-        const int interval = optional_dim(f, p + "full_attention_interval", 4, 1, 1024);
-        for (int l = 0; l < hp.n_layer; ++l) hp.recurrent[l] = (l + 1) % interval != 0;
-    }
-    const std::vector<int32_t> sections = f.get_int_array(p + "rope.dimension_sections");
-    if (sections.size() != 4) fail("GGUF metadata '" + p + "rope.dimension_sections' must have 4 entries");
-    int sum = 0;
-    for (int i = 0; i < 4; ++i) {
-        if (sections[i] < 0 || sections[i] > 4096) fail("GGUF metadata '" + p + "rope.dimension_sections' is out of range");
-        hp.rope_sections[i] = sections[i];
-        sum += sections[i];
-    }
-    if (sections[0] + sections[1] + sections[2] == 0 || sum > hp.head_dim)  // ggml asserts both
-        fail("GGUF metadata '" + p + "rope.dimension_sections' does not fit the head dimension");
-}
-
-}  // namespace
+using model_load::checked_dim;
+using model_load::fail;
+using model_load::optional_dim;
+using model_load::uniform_dim;
+using model_load::WeightBinder;
 
 const char* architecture_name(Architecture a) {
     switch (a) {
@@ -169,6 +25,7 @@ const char* architecture_name(Architecture a) {
         case Architecture::qwen2: return "qwen2";
         case Architecture::qwen3: return "qwen3";
         case Architecture::gemma3: return "gemma3";
+        case Architecture::gemma4: return "gemma4";
         case Architecture::phi3: return "phi3";
         case Architecture::smollm3: return "smollm3";
         case Architecture::qwen35: return "qwen35";
@@ -189,25 +46,29 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     else if (arch == "qwen2") hp.arch = Architecture::qwen2;
     else if (arch == "qwen3") hp.arch = Architecture::qwen3;
     else if (arch == "gemma3") hp.arch = Architecture::gemma3;
+    else if (arch == "gemma4") hp.arch = Architecture::gemma4;
     else if (arch == "phi3") hp.arch = Architecture::phi3;
     else if (arch == "smollm3") hp.arch = Architecture::smollm3;
     else if (arch == "qwen35") hp.arch = Architecture::qwen35;
-    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, phi3, smollm3, qwen35)");
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, "
+              "qwen35)");
 
     const std::string p = arch + ".";
     hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
     hp.d_model = checked_dim(f, p + "embedding_length", 1, 1 << 16);
     hp.n_head = uniform_dim(f, p + "attention.head_count", -1, 1, 1024);
-    hp.n_head_kv = uniform_dim(f, p + "attention.head_count_kv", hp.n_head, 1, 1024);
-    hp.ffn_dim = uniform_dim(f, p + "feed_forward_length", -1, 1, 1 << 20);
     hp.n_ctx_train = optional_dim(f, p + "context_length", 2048, 1, 1 << 24);
-    if (hp.n_head % hp.n_head_kv != 0) fail("attention.head_count is not a multiple of head_count_kv");
-    int default_head_dim = hp.d_model / hp.n_head;
-    hp.head_dim = optional_dim(f, p + "attention.key_length", default_head_dim, 1, 4096);
-    if (optional_dim(f, p + "attention.value_length", hp.head_dim, 1, 4096) != hp.head_dim)
-        fail("attention.key_length != value_length is not supported");
-    if (hp.head_dim % 2 != 0) fail("head dimension must be even");
-    hp.rope_dim = optional_dim(f, p + "rope.dimension_count", hp.head_dim, 2, hp.head_dim);
+    if (hp.arch != Architecture::gemma4) {  // (gemma4's shapes vary per layer: load_gemma4_hparams)
+        hp.n_head_kv = uniform_dim(f, p + "attention.head_count_kv", hp.n_head, 1, 1024);
+        hp.ffn_dim = uniform_dim(f, p + "feed_forward_length", -1, 1, 1 << 20);
+        if (hp.n_head % hp.n_head_kv != 0) fail("attention.head_count is not a multiple of head_count_kv");
+        int default_head_dim = hp.d_model / hp.n_head;
+        hp.head_dim = optional_dim(f, p + "attention.key_length", default_head_dim, 1, 4096);
+        if (optional_dim(f, p + "attention.value_length", hp.head_dim, 1, 4096) != hp.head_dim)
+            fail("attention.key_length != value_length is not supported");
+        if (hp.head_dim % 2 != 0) fail("head dimension must be even");
+        hp.rope_dim = optional_dim(f, p + "rope.dimension_count", hp.head_dim, 2, hp.head_dim);
+    }
     hp.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
     if (!(hp.rms_eps > 0) || hp.rms_eps > 1) fail("layer_norm_rms_epsilon out of range");
     hp.rope_freq_base = static_cast<float>(f.get_float(p + "rope.freq_base", 10000.0));
@@ -221,13 +82,24 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (!(hp.rope_attn_factor > 0) || hp.rope_attn_factor > 100) fail("rope.scaling.attn_factor out of range");
     hp.n_ctx_orig = optional_dim(f, p + "rope.scaling.original_context_length", hp.n_ctx_train, 1, 1 << 24);
     hp.rope_neox = hp.arch != Architecture::llama && hp.arch != Architecture::smollm3;
-    hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+    if (hp.arch == Architecture::qwen35) load_qwen35_hparams(f, p, hp);  // (the trunk's n_layer, before the shapes)
+    if (hp.arch == Architecture::gemma4) {
+        load_gemma4_hparams(f, p, hp);  // layer types and shapes, shared K/V, per-layer embeddings, scales
+    } else {
+        hp.attention_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+        hp.rope_dim_local = hp.rope_dim;
+        LayerShape s;  // every layer alike
+        s.head_dim = hp.head_dim;
+        s.n_head_kv = hp.n_head_kv;
+        s.ffn_dim = hp.ffn_dim;
+        s.rope_dim = hp.rope_dim;
+        hp.layer_shapes.assign(hp.n_layer, s);
+        for (int l = 0; l < hp.n_layer; ++l) hp.layer_shapes[l].kv_source = l;
+    }
     // phi3: llama.cpp's graph scales Qcur by 1/sqrt(head_dim) before attention; its sliding window is ignored there
     if (hp.arch == Architecture::phi3) hp.scale_q = true;
     // smollm3: every 4th layer has no RoPE (llama.cpp's n_no_rope_layer_step, fixed at 4)
     if (hp.arch == Architecture::smollm3) hp.nope_layer_step = 4;
-
-    if (hp.arch == Architecture::qwen35) read_qwen35_hparams(f, p, hp);
 
     if (hp.arch == Architecture::gemma3) {
         // As llama.cpp's gemma3 graph: embeddings scaled by sqrt(d_model); 5 of every 6 layers attend
@@ -261,18 +133,19 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     model->output_norm = bind.vector("output_norm.weight", d);
     if (const GgufTensor* out = bind.find("output.weight")) model->output = bind.bind_matrix(*out, d, hp.n_vocab);
     else model->output = model->token_embd;  // tied embeddings
-    model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
+    if (hp.arch == Architecture::gemma4) bind_gemma4_weights(*model, bind);  // (its rope_freqs: the full layers')
+    else model->rope_freqs = bind.vector("rope_freqs.weight", hp.rope_dim / 2, false);
     // phi3 LongRoPE: one pair for the whole model (llama.cpp's converter writes them once, blk.0 names them too)
     model->rope_factors_long = bind.vector("rope_factors_long.weight", hp.rope_dim / 2, false);
     model->rope_factors_short = bind.vector("rope_factors_short.weight", hp.rope_dim / 2, false);
 
-    model->layers.resize(hp.n_layer);
-    for (int l = 0; l < hp.n_layer; ++l) {
+    if (hp.arch != Architecture::gemma4) model->layers.resize(hp.n_layer);
+    for (int l = 0; l < hp.n_layer && hp.arch != Architecture::gemma4; ++l) {
         LayerWeights& w = model->layers[l];
         const std::string b = "blk." + std::to_string(l) + ".";
         w.attn_norm = bind.vector(b + "attn_norm.weight", d);
         if (hp.is_recurrent(l)) {
-            bind_linear_attention(bind, b, hp, w);
+            bind_qwen35_linear_attention(bind, b, hp, w);
         } else if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
             const WeightMatrix qkv = bind.matrix(b + "attn_qkv.weight", d, qd + 2 * kvd);
             w.wq = WeightBinder::rows(qkv, 0, qd);
@@ -373,7 +246,14 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     bool on_device = params.backend == "cuda" || (params.backend == "auto" && has_device);
     std::shared_ptr<Model> model(new Model());
     model->impl_ = load_model(path, params);
-    // the CUDA backend has no gated delta-net layers: qwen35 runs on the CPU ("auto" picks it, "cuda" is refused)
+    // gemma4 runs on the CPU only (its per-layer shapes, shared K/V and per-layer embeddings have no CUDA kernels)
+    if (on_device && model->impl_->hparams.arch == Architecture::gemma4) {
+        if (params.backend == "cuda")
+            throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'gemma4' (per-layer "
+                                                "embeddings, shared K/V and per-layer head sizes run on the CPU only)");
+        on_device = false;  // "auto": the CPU
+    }
+    // qwen35 likewise (its gated delta-net linear-attention layers have no CUDA kernels)
     if (on_device && model->impl_->hparams.arch == Architecture::qwen35) {
         if (params.backend == "cuda")
             throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'qwen35' (its gated delta-net "
@@ -390,5 +270,10 @@ Model::~Model() = default;
 const ModelInfo& Model::info() const { return impl_->info; }
 const Tokenizer& Model::tokenizer() const { return *impl_->tokenizer; }
 const ModelParams& Model::params() const { return impl_->params; }
+
+const Sha256Digest& model_file_sha256(const ModelImpl& m) {
+    std::call_once(m.file_sha256_once, [&] { m.file_sha256 = sha256(m.file->bytes(), m.file->size()); });
+    return m.file_sha256;
+}
 
 }  // namespace lazyllm_edge

@@ -2,11 +2,13 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf_reader.h"
 #include "base/error.h"
+#include "base/sha256.h"
 #include "lazyllm_edge/lazyllm_edge.hpp"
 #include "model/weight_matrix.h"
 #include "tokenizer/tokenizer.h"
@@ -16,13 +18,27 @@ namespace lazyllm_edge {
 class ThreadPool;
 struct CudaModel;
 
-enum class Architecture { llama, qwen2, qwen3, gemma3, phi3, smollm3, qwen35 };
+enum class Architecture { llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, qwen35 };
+
+// One layer's attention and FFN sizes. Every architecture has one per layer (all alike but gemma4's, whose
+// sliding and full layers differ and whose last layers reuse an earlier layer's K/V).
+struct LayerShape {
+    int head_dim = 0;
+    int n_head_kv = 0;
+    int ffn_dim = 0;
+    int rope_dim = 0;    // rotated dimensions per head
+    int kv_source = 0;   // the layer whose K/V this layer attends over: itself, or (gemma4's shared-KV layers) an
+                         // earlier layer of the same type, which computed them
+    int kv_dim() const { return n_head_kv * head_dim; }
+};
 
 struct ModelHparams {
     Architecture arch = Architecture::llama;
     int n_layer = 0;
     int d_model = 0;
     int n_head = 0;
+    // every layer's, where all are alike; gemma4: the largest n_head_kv and ffn_dim, the full layers' head_dim
+    // (the CPU forward pass reads shape(layer); kv_dim() and q_dim() below are the uniform ones)
     int n_head_kv = 0;
     int head_dim = 0;
     int ffn_dim = 0;
@@ -46,6 +62,15 @@ struct ModelHparams {
     bool gelu_ffn = false;          // GELU-gated FFN instead of SwiGLU
     bool norm_plus_one = false;     // RMSNorm weight is (1 + w)  [folded into the weights by the converter]
     float final_logit_softcap = 0;  // > 0: logits = cap * tanh(logits / cap)
+    // gemma4
+    std::vector<uint8_t> sliding_layers;  // the layer types from the metadata (1: sliding); empty: by the pattern
+    int rope_dim_local = 0;         // rotated dimensions on sliding layers (rope.dimension_count_swa)
+    bool v_norm = false;            // V gets an RMSNorm without weight
+    int per_layer_dim = 0;          // per-layer embedding size (embedding_length_per_layer_input); 0: none
+    int n_expert = 0;               // mixture of experts (the 26B-A4B layout): experts per layer, 0: dense
+    int n_expert_used = 0;          // experts each token runs (expert_used_count)
+    int expert_ffn_dim = 0;         // an expert's FFN size (expert_feed_forward_length)
+    std::vector<LayerShape> layer_shapes;  // (n_layer)
     // qwen35 (hybrid): gated delta-net linear-attention layers between full-attention layers
     std::vector<uint8_t> recurrent;  // (n_layer) 1: a linear-attention (gated delta net) layer; empty: none
     int ssm_conv_kernel = 0;        // ssm.conv_kernel: taps of the causal conv1d over q|k|v
@@ -56,8 +81,11 @@ struct ModelHparams {
     int rope_sections[4] = {0, 0, 0, 0};  // rope.dimension_sections: qwen35's interleaved M-RoPE; text positions
                                           // (p, p, p, 0) leave the pairs of the 4th section unrotated
     bool is_sliding(int layer) const {
+        if (!sliding_layers.empty()) return sliding_window > 0 && sliding_layers[layer] != 0;
         return sliding_window > 0 && sliding_window_pattern > 0 && (layer % sliding_window_pattern) != sliding_window_pattern - 1;
     }
+    const LayerShape& shape(int layer) const { return layer_shapes[layer]; }
+    bool computes_kv(int layer) const { return layer_shapes[layer].kv_source == layer; }
     bool is_recurrent(int layer) const { return !recurrent.empty() && recurrent[layer] != 0; }
     int n_recurrent_layers() const {
         int n = 0;
@@ -95,6 +123,19 @@ struct LayerWeights {
     WeightMatrix gate, up, down;            // (ffn, d) (ffn, d) (d, ffn); gate/up may be the halves of one fused
                                             // ffn_up tensor (phi3)
     const float* post_ffn_norm = nullptr;   // optional (gemma3)
+    // gemma4 (wk, wv, k_norm unbound on shared-KV layers; wv unbound where V = K)
+    WeightMatrix ple_gate;                  // (per_layer_dim, d) per-layer embedding gate (inp_gate)
+    WeightMatrix ple_proj;                  // (d, per_layer_dim) back to the residual stream (proj)
+    const float* ple_post_norm = nullptr;   // (d)
+    const float* output_scale = nullptr;    // optional (1): the residual stream is multiplied by it after the layer
+    // gemma4 mixture of experts (n_expert > 0): the dense FFN above is the shared expert
+    WeightMatrix router;                    // (n_expert, d) ffn_gate_inp
+    const float* router_scale = nullptr;    // (d) the router's input scale (ffn_gate_inp.scale)
+    const float* expert_norm = nullptr;     // (d) the experts' input norm (pre_ffw_norm_2)
+    const float* shared_post_norm = nullptr;   // (d) after the shared expert (post_ffw_norm_1)
+    const float* experts_post_norm = nullptr;  // (d) after the experts' weighted sum (post_ffw_norm_2)
+    std::vector<WeightMatrix> expert_gate, expert_up, expert_down;  // (n_expert) x (ff_exp, d) (ff_exp, d) (d, ff_exp)
+    const float* expert_down_scale = nullptr;  // optional (n_expert): each expert's output times its scale
     // linear-attention (gated delta net) layers (qwen35); wq..wo, q_norm, k_norm stay unbound there
     WeightMatrix ssm_in;                    // attn_qkv (conv_dim, d): q | k | v before the conv
     WeightMatrix ssm_z;                     // attn_gate (value_dim, d): the output gate z
@@ -118,15 +159,24 @@ struct ModelImpl {
     const float* rope_freqs = nullptr;      // optional (rope_dim/2) frequency divisors (llama3)
     const float* rope_factors_long = nullptr;   // optional (rope_dim/2) LongRoPE divisors past n_ctx_orig (phi3)
     const float* rope_factors_short = nullptr;  // optional (rope_dim/2) LongRoPE divisors up to n_ctx_orig (phi3)
+    // gemma4 per-layer embeddings (per_layer_dim > 0)
+    WeightMatrix per_layer_token_embd;      // (n_vocab, n_layer * per_layer_dim)
+    WeightMatrix per_layer_model_proj;      // (n_layer * per_layer_dim, d)
+    const float* per_layer_proj_norm = nullptr;  // (per_layer_dim)
     std::vector<LayerWeights> layers;
     std::vector<std::vector<float>> owned_vectors;  // small vectors converted to fp32 at load
     std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
+    mutable std::once_flag file_sha256_once;  // model_file_sha256: hashed on first use (saved sessions)
+    mutable Sha256Digest file_sha256{};
 };
 
 // Parses hparams and binds weights; Error(model_load) on anything missing or inconsistent.
 std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams& params);
 
 const char* architecture_name(Architecture a);
+
+// The sha256 of the model file (as the registry names files), computed once per model on first use.
+const Sha256Digest& model_file_sha256(const ModelImpl& m);
 
 // The RoPE frequency divisors a session of n_ctx tokens uses (rope_freqs, else phi3's long or short LongRoPE
 // factors as llama.cpp chooses them by the context size), or null.

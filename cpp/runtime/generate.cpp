@@ -123,6 +123,17 @@ struct Generation::State {
         session.set_lazy_config(previous);
     }
 
+    // The prompt is the whole context: the session keeps what it already holds of it (under this generation's
+    // schedule) and only the rest is fed.
+    void keep_common_prefix() {
+        SessionUse use(impl);
+        expect_unchanged();
+        const int kept = reuse_prompt_prefix(impl, prompt.data(), static_cast<int>(prompt.size()));
+        prompt.erase(prompt.begin(), prompt.begin() + kept);
+        context_size = kept;
+        epoch = impl.epoch;
+    }
+
     // Samples the next token, feeding the last one first; nothing when the generation ends instead.
     std::optional<int32_t> sample_next() {
         expect_session();
@@ -136,6 +147,7 @@ struct Generation::State {
                 }
                 session.set_lazy_config(*params.lazy);
             }
+            if (params.reuse_prefix && !prompt.empty()) keep_common_prefix();
             if (limit_reached()) {
                 if (!prompt.empty() && !feed_prompt(false)) return std::nullopt;  // max_tokens 0: the prompt is still fed
                 return end(FinishReason::length);

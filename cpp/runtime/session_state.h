@@ -30,8 +30,24 @@ struct SessionImpl {
     bool record_importance = false;
     std::unique_ptr<SessionBackend> backend;
     std::atomic<bool> busy{false};  // set while a call mutates the session (see SessionUse)
-    uint64_t epoch = 0;  // counts the calls that changed the context (resets, appends): a Generation notices others'
+    uint64_t epoch = 0;  // counts the calls that changed the context (resets, appends, truncations, loads): a Generation notices others'
+    // What the cached tokens were computed with: a prompt reuses them (reuse_prefix) only under the same schedule
+    // and numerics, so a new call with other settings computes everything in its own.
+    LazyConfig cache_lazy;
+    Numerics cache_numerics = Numerics::fast;
+    bool cache_mixed = false;     // steps with different settings since the context was empty: nothing is reused
+    bool prompt_pending = false;  // reuse_prefix kept a prefix: the next append is the rest of a prompt (stats)
 };
+
+// Shortens the context to its first n tokens (n <= n_past): the frontier of the others goes to 0, so their KV and
+// aux rows are as if never computed; what the kept tokens have (KV layers, pruned state in the aux cache) stays.
+// Refreshes the per-layer KV counts. The one way a context shrinks: reset, reuse_prefix, a failed step's rollback.
+void truncate_context(SessionImpl& s, size_t n);
+
+// Session::reuse_prefix without the in-use guard (the callers hold it): keeps the longest common prefix of the
+// context and the prompt ids (at most n - 1 tokens, under the settings that computed it), drops the rest; returns
+// the number kept. The next append is the rest of the prompt.
+int reuse_prompt_prefix(SessionImpl& s, const int32_t* ids, int n);
 
 // Marks the session in use for one call; a second thread entering meanwhile gets Error(busy) instead of
 // racing on the caches.

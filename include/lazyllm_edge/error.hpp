@@ -16,6 +16,8 @@ enum class ErrorCode : int {
     unsupported = 6,       // feature not available (e.g. backend not built)
     internal = 7,
     busy = 8,              // the object is being used by another thread
+    state_file = 9,        // a saved session that cannot be read, written or used here (another model or shape,
+                           // truncated, corrupted)
 };
 
 class Error : public std::runtime_error {

@@ -45,7 +45,8 @@ extern "C" {
 /* Major changes break the ABI; minor versions only add functions, and fields at the end of a params struct (the
  * library reads a new field only from a struct whose api_version has it). */
 #define LE_API_VERSION_MAJOR 1
-#define LE_API_VERSION_MINOR 2  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics */
+#define LE_API_VERSION_MINOR 3  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics;
+                                   1.3: le_session_feed_prompt, le_session_truncate, le_session_save, le_session_load */
 #define LE_API_VERSION ((LE_API_VERSION_MAJOR << 16) | LE_API_VERSION_MINOR)
 
 typedef enum le_status {
@@ -59,7 +60,9 @@ typedef enum le_status {
     LE_ERR_INTERNAL = 7,
     LE_ERR_BUSY = 8,              /* the session is in use by another thread */
     LE_ERR_ABI = 9,               /* header and library versions are incompatible */
-    LE_ERR_BUFFER_TOO_SMALL = 10  /* *len / *n_out says how much is needed */
+    LE_ERR_BUFFER_TOO_SMALL = 10, /* *len / *n_out says how much is needed */
+    LE_ERR_STATE_FILE = 11        /* a saved session that cannot be read, written or loaded here (another model or
+                                     shape, truncated, corrupted; API 1.3) */
 } le_status;
 
 typedef int32_t le_token;
@@ -191,6 +194,20 @@ LE_API le_status le_session_reset(le_session* session);  /* empties the context 
 LE_API le_status le_session_feed_tokens(le_session* session, const le_token* ids, size_t n);
 LE_API le_status le_session_feed_text(le_session* session, const char* text, size_t text_len, int add_special,
                                       int parse_special);
+/* Prefix reuse (API 1.3): `ids` is the whole prompt (e.g. a conversation rendered again with a new message). The
+ * longest common prefix of the context and ids is kept (at most n - 1 tokens: the last one is always computed, for
+ * its logits; nothing when the context was computed with another schedule or numerics), the rest of the context is
+ * truncated and the rest of ids fed. *n_reused (may be NULL) receives how many tokens were kept. A bad id or a
+ * prompt longer than n_ctx fails before anything changes. */
+LE_API le_status le_session_feed_prompt(le_session* session, const le_token* ids, size_t n, int32_t* n_reused);
+/* Keeps the first n tokens of the context and forgets the rest (0 <= n <= n_past). No logits until the next feed. */
+LE_API le_status le_session_truncate(le_session* session, int32_t n);
+/* Saved sessions (API 1.3): the context and the used part of the caches, with the model file's sha256. Save writes
+ * path + ".tmp" and renames it over path. Load checks the whole file first: another model or shape, a truncated or
+ * corrupted file, or more tokens than n_ctx give LE_ERR_STATE_FILE and leave the session as it was. After a load
+ * there are no logits: continue with le_session_feed_prompt (the whole prompt; it reuses the loaded tokens). */
+LE_API le_status le_session_save(le_session* session, const char* path);
+LE_API le_status le_session_load(le_session* session, const char* path);
 /* Samples the next token from the logits of the last feed (does not feed it). params may be NULL. */
 LE_API le_status le_session_sample(le_session* session, const le_sampling_params* params, le_token* out);
 

@@ -99,7 +99,9 @@ struct SessionParams {
 };
 
 struct SessionStats {
-    int n_prompt_tokens = 0;            // tokens fed by the last multi-token append
+    int n_prompt_tokens = 0;            // tokens computed by the last prompt (a multi-token append, or the rest of
+                                        // a prompt after reuse_prefix)
+    int n_reused_tokens = 0;            // tokens of the last prompt kept from the cache instead (reuse_prefix)
     double ttft_s = 0;                  // time of the last prefill (append of >1 token), seconds
     double prefill_tokens_per_s = 0;
     double decode_tokens_per_s = 0;     // over one-token appends since the last prefill
@@ -123,6 +125,24 @@ public:
     Session& operator=(const Session&) = delete;
 
     void reset();
+    // Keeps the first n tokens of the context (0 <= n <= n_past) and forgets the rest: their KV rows, aux-cache
+    // state and layer frontier, as if never fed. The kept tokens stay exactly as computed (with LazyLLM, what they
+    // pruned stays pruned and later steps can revive it).
+    void truncate(int n);
+    // Prefix reuse for a whole prompt `ids` (the context it should end up as): keeps the longest common prefix
+    // of the context and ids, at most n - 1 tokens (the last prompt token is always computed, for its logits),
+    // truncates the rest and returns how many were kept; append(ids + kept, n - kept) then completes the prompt.
+    // Nothing is kept when the cached tokens were computed with another prune schedule or numerics than the
+    // session's current ones. The stats' n_reused_tokens says how many were kept.
+    int reuse_prefix(const int32_t* ids, int n);
+    // Saved sessions (runtime/session_file.cpp): the context and the used part of the caches (each token's KV
+    // layers, the aux-cache rows of pruned tokens), with the model file's sha256 and the session's shape. save
+    // writes `path` + ".tmp" and renames it over `path`. load validates the whole file before it changes
+    // anything: a file of another model or shape, a truncated or corrupted one, or one with more tokens than n_ctx
+    // throws Error(state_file) and leaves the session as it was. A loaded session continues bit for bit as the
+    // saved one would have (given the same schedule and numerics, which the loaded tokens count as computed with).
+    void save_state(const std::string& path);
+    void load_state(const std::string& path);
     // Feeds tokens after those already cached. Returns the last position's logits (n_vocab floats, valid
     // until the next call). With all_logits, writes (n, n_vocab) into `all_logits_out` (dense only).
     // A session is used by one thread at a time: a call made while another thread is inside append/reset/
@@ -156,8 +176,10 @@ public:
     // Hidden state stored in the aux cache for a position, or empty when it has none; and its layer.
     std::vector<float> aux_hidden(int position, int* layer) const;
     int token_frontier(int position) const;  // number of layers with KV for that position
-    // Copies K and V (fp32) of one (layer, position); false when absent.
+    // Copies K and V (fp32, kv_dim(layer) floats each) of one (layer, position); false when absent. A layer that
+    // shares another layer's K/V (gemma4) reads that layer's.
     bool read_kv(int layer, int position, float* k_out, float* v_out) const;
+    int kv_dim(int layer) const;  // kv heads x head size of the layer (gemma4's layers differ)
 
 private:
     friend class Generation;  // checks the session between its steps (see Generation)
@@ -207,6 +229,10 @@ struct GenerationParams {
     bool ignore_eos = false;              // go on past end-of-generation tokens (benchmarks)
     std::atomic<bool>* cancel = nullptr;  // a caller's flag (a signal handler's, the C API's), like cancel(); cleared when seen
     std::optional<LazyConfig> lazy;       // this generation's prune schedule; the session's own is restored when it ends
+    // The prompt is the whole context rather than what follows it: the session keeps the longest common prefix
+    // of its tokens and the prompt (Session::reuse_prefix, under this generation's schedule) and only the rest is
+    // computed. Applied with the first token (a generation cancelled before it changes nothing).
+    bool reuse_prefix = false;
 };
 
 enum class FinishReason { none, stop, length, cancelled };

@@ -452,6 +452,108 @@ static void test_file_removed_and_model_freed(void) {
     le_session_free(s);
 }
 
+/* Prefix reuse, truncation and saved sessions (API 1.3). */
+static void test_prefix_reuse_and_saved_sessions(le_model* m) {
+    CHECK(LE_API_VERSION_MINOR >= 3);
+    CHECK(strcmp(le_status_name(LE_ERR_STATE_FILE), "state_file") == 0);
+    le_session* s = new_session(m, 64, "balanced");
+    le_token ids[40];
+    for (int i = 0; i < 40; ++i) ids[i] = (le_token)(3 + (i * 37) % 250);
+    int32_t reused = -1;
+    CHECK_OK(le_session_feed_prompt(s, ids, 30, &reused));
+    CHECK(reused == 0);
+    /* the same prompt extended: everything before the new tokens is kept */
+    CHECK_OK(le_session_feed_prompt(s, ids, 40, &reused));
+    CHECK(reused == 30);
+    le_session_stats st;
+    CHECK_OK(le_session_get_stats(s, &st));
+    CHECK(st.n_past == 40 && st.n_prompt_tokens == 10);
+    /* an edit at position 20 truncates there */
+    le_token edited[40];
+    memcpy(edited, ids, sizeof ids);
+    edited[20] = (le_token)(edited[20] + 1);
+    CHECK_OK(le_session_feed_prompt(s, edited, 40, &reused));
+    CHECK(reused == 20);
+    /* the whole prompt cached: its last token is computed again */
+    CHECK_OK(le_session_feed_prompt(s, edited, 40, &reused));
+    CHECK(reused == 39);
+    /* a bad id fails before anything changes */
+    le_token bad[3] = {1, 2, 100000};
+    CHECK(le_session_feed_prompt(s, bad, 3, &reused) == LE_ERR_INVALID_ARGUMENT);
+    CHECK_OK(le_session_get_stats(s, &st));
+    CHECK(st.n_past == 40);
+    CHECK(le_session_truncate(s, 41) == LE_ERR_INVALID_ARGUMENT);
+    CHECK_OK(le_session_truncate(s, 25));
+    CHECK_OK(le_session_get_stats(s, &st));
+    CHECK(st.n_past == 25);
+    le_token t;
+    le_sampling_params p = greedy();
+    CHECK(le_session_sample(s, &p, &t) == LE_ERR_INVALID_ARGUMENT); /* no logits after a truncation */
+
+    /* save -> load -> continue: the same greedy tokens as continuing the saved session */
+    CHECK_OK(le_session_feed_prompt(s, ids, 40, &reused));
+    char path[] = "/tmp/le_session_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(le_session_save(s, path));
+    char tmp_path[64];
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", path);
+    CHECK(access(tmp_path, F_OK) != 0); /* renamed into place */
+    le_session* loaded = new_session(m, 64, "balanced");
+    CHECK_OK(le_session_load(loaded, path));
+    CHECK_OK(le_session_get_stats(loaded, &st));
+    CHECK(st.n_past == 40);
+    collector a, b;
+    le_finish_reason fa, fb;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    le_token more[44];
+    memcpy(more, ids, sizeof ids);
+    for (int i = 40; i < 44; ++i) more[i] = (le_token)(5 + i);
+    CHECK_OK(le_session_feed_prompt(s, more, 44, &reused));
+    CHECK(reused == 40);
+    CHECK_OK(le_session_generate(s, &p, 8, collect, &a, &fa, NULL));
+    CHECK_OK(le_session_feed_prompt(loaded, more, 44, &reused));
+    CHECK(reused == 40);
+    CHECK_OK(le_session_generate(loaded, &p, 8, collect, &b, &fb, NULL));
+    CHECK(fa == fb && a.len == b.len && strcmp(a.text, b.text) == 0);
+
+    /* bad files: LE_ERR_STATE_FILE, the session untouched */
+    le_session_stats before, after;
+    CHECK_OK(le_session_get_stats(loaded, &before));
+    CHECK(le_session_load(loaded, "/nonexistent/session.bin") == LE_ERR_STATE_FILE);
+    CHECK(strstr(le_last_error(), "/nonexistent/session.bin") != NULL);
+    FILE* f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, size / 2, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, size / 2, SEEK_SET);
+        fputc(c ^ 0x40, f);
+        fclose(f);
+    }
+    CHECK(le_session_load(loaded, path) == LE_ERR_STATE_FILE);
+    CHECK(strstr(le_last_error(), "corrupted") != NULL);
+    CHECK(truncate(path, 100) == 0);
+    CHECK(le_session_load(loaded, path) == LE_ERR_STATE_FILE);
+    CHECK(strstr(le_last_error(), "truncated") != NULL);
+    CHECK(le_session_load(loaded, NULL) == LE_ERR_INVALID_ARGUMENT);
+    CHECK_OK(le_session_get_stats(loaded, &after));
+    CHECK(after.n_past == before.n_past);
+    le_session* small = new_session(m, 16, "balanced");
+    CHECK_OK(le_session_save(s, path));
+    CHECK(le_session_load(small, path) == LE_ERR_STATE_FILE);
+    CHECK(strstr(le_last_error(), "n_ctx") != NULL);
+    CHECK(le_session_save(s, "/nonexistent/dir/session.bin") == LE_ERR_STATE_FILE);
+    unlink(path);
+    le_session_free(small);
+    le_session_free(loaded);
+    le_session_free(s);
+}
+
 int main(int argc, char** argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s <tiny-model.gguf>\n", argv[0]);
@@ -474,6 +576,7 @@ int main(int argc, char** argv) {
     RUN(test_cancel_feed(m));
     RUN(test_two_sessions_in_parallel(m));
     RUN(test_memory_limit(m));
+    RUN(test_prefix_reuse_and_saved_sessions(m));
     le_model_free(m);
     RUN(test_file_removed_and_model_freed());
     if (failures) {
