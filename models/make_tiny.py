@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tiny random GGUF models for tests (no download needed).
 
-    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3|gemma4|phi3|smollm3] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
+    python models/make_tiny.py OUT.gguf [--arch llama|qwen2|qwen3|gemma3|gemma4|phi3|smollm3|qwen35] [--layers 4] [--type F32|F16|Q8_0|Q4_0|Q4_1]
 
 Any other --arch name writes a llama-shaped file under that architecture (for "unsupported" tests).
 gemma3 files get a sliding window of 8 tokens (every 6th layer global) so short prompts exercise it.
@@ -12,7 +12,12 @@ GEMMA4_LAYER_TYPES): sliding (head_dim 16, 2 kv heads) and full (head_dim 32, 1 
 rope_freqs leaves 3/4 of the pairs unrotated) layers, K = V on the full layers (no attn_v), per-layer
 embeddings, the last two layers sharing the K/V of the last sliding and the last full layer with their own
 KV, double-wide FFNs on the shared layers, a layer output scale and the final logit soft-cap; 8 layers
-(write_tiny_model(..., n_expert=4): every layer a mixture of experts, the 26B-A4B layout).
+(write_tiny_model(..., n_expert=4): every layer a mixture of experts, the 26B-A4B layout). qwen35 files are the
+hybrid: gated delta-net linear-attention layers (conv kernel 4, 2 q/k heads and 4 v heads of 16) and
+full-attention layers (head_dim 32, an output gate per head in attn_q, q/k norms, partial interleaved M-RoPE over
+16 of 32 dimensions with sections [2, 1, 1, 1] so one pair in five stays unrotated); full attention on every 3rd
+layer (qwen35.full_attention_interval), or the layer kinds given as `recurrent_layers`
+(qwen35.attention.recurrent_layers).
 
 The tokenizer is byte-level BPE over the 256 GPT-2 byte symbols plus a few merges and ChatML specials,
 so any text can be encoded. Weights are seeded random normals; `tiny_model_weights()` returns the same
@@ -134,10 +139,14 @@ def tiny_gemma4_weights(n_layer=8, d_model=64, n_head=4, ffn=128, seed=0, n_expe
     return hp, w
 
 
-def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0, n_expert=0):
-    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model (n_expert: gemma4 only)."""
+def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=2, ffn=128, seed=0, n_expert=0,
+                       recurrent_layers=None):
+    """Deterministic fp32 weights (numpy, shapes as (n_out, n_in)) for a tiny model (n_expert: gemma4 only;
+    recurrent_layers: qwen35 only)."""
     if arch == "gemma4":
         return tiny_gemma4_weights(n_layer, d_model, n_head, ffn, seed, n_expert)
+    if arch == "qwen35":
+        return tiny_qwen35_weights(n_layer, d_model, n_head, n_head_kv, ffn, seed, recurrent_layers)
     if n_expert:
         raise ValueError("n_expert: gemma4 tinies only")
     tokens, _, _ = tiny_vocab()
@@ -195,6 +204,59 @@ def tiny_model_weights(arch="llama", n_layer=4, d_model=64, n_head=4, n_head_kv=
     return hp, w
 
 
+def tiny_qwen35_weights(n_layer, d_model, n_head, n_head_kv, ffn, seed, recurrent_layers=None):
+    """The hybrid: gated delta-net layers (llama.cpp's qwen35 tensors) and gated full-attention layers."""
+    tokens, _, _ = tiny_vocab()
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(seed)
+    head_dim, rope_dim, interval = 32, 16, 3
+    ssm = dict(conv_kernel=4, head_dim=16, n_k_heads=2, n_v_heads=4)
+    recurrent = ([bool(r) for r in recurrent_layers] if recurrent_layers is not None
+                 else [(l + 1) % interval != 0 for l in range(n_layer)])
+    assert len(recurrent) == n_layer
+    qd, kv = n_head * head_dim, n_head_kv * head_dim
+    key_dim, value_dim = ssm["n_k_heads"] * ssm["head_dim"], ssm["n_v_heads"] * ssm["head_dim"]
+    conv_dim, nv = 2 * key_dim + value_dim, ssm["n_v_heads"]
+
+    def mat(n_out, n_in, scale=None):
+        return (rng.standard_normal((n_out, n_in)) * (scale or 1.0 / np.sqrt(n_in))).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    w = {"token_embd.weight": mat(n_vocab, d_model, 1.0), "output_norm.weight": norm(d_model),
+         "output.weight": mat(n_vocab, d_model)}
+    for l in range(n_layer):
+        b = f"blk.{l}."
+        w[b + "attn_norm.weight"] = norm(d_model)
+        if recurrent[l]:
+            w[b + "attn_qkv.weight"] = mat(conv_dim, d_model)
+            w[b + "attn_gate.weight"] = mat(value_dim, d_model)
+            w[b + "ssm_conv1d.weight"] = (rng.standard_normal((conv_dim, ssm["conv_kernel"])) * 0.5).astype(np.float32)
+            w[b + "ssm_dt.bias"] = (0.5 * rng.standard_normal(nv)).astype(np.float32)
+            w[b + "ssm_a"] = (-np.exp(rng.uniform(-2.0, 0.5, nv))).astype(np.float32)   # -exp(A_log)
+            w[b + "ssm_beta.weight"] = mat(nv, d_model)
+            w[b + "ssm_alpha.weight"] = mat(nv, d_model)
+            w[b + "ssm_norm.weight"] = norm(ssm["head_dim"])
+            w[b + "ssm_out.weight"] = mat(d_model, value_dim)
+        else:  # attn_q: per head, q rows then the output gate's rows
+            w[b + "attn_q.weight"] = mat(2 * qd, d_model)
+            w[b + "attn_k.weight"] = mat(kv, d_model)
+            w[b + "attn_v.weight"] = mat(kv, d_model)
+            w[b + "attn_output.weight"] = mat(d_model, qd)
+            w[b + "attn_q_norm.weight"] = norm(head_dim)
+            w[b + "attn_k_norm.weight"] = norm(head_dim)
+        w[b + "post_attention_norm.weight"] = norm(d_model)  # qwen35's norm before the FFN
+        w[b + "ffn_gate.weight"] = mat(ffn, d_model)
+        w[b + "ffn_up.weight"] = mat(ffn, d_model)
+        w[b + "ffn_down.weight"] = mat(d_model, ffn)
+    hp = dict(arch="qwen35", n_layer=n_layer, d_model=d_model, n_head=n_head, n_head_kv=n_head_kv, ffn=ffn,
+              head_dim=head_dim, n_vocab=n_vocab, rope_base=10000.0, eps=1e-6, n_ctx=512, rope_dim=rope_dim,
+              rope_sections=[2, 1, 1, 1], recurrent=recurrent, full_attention_interval=interval,
+              recurrent_layers_key=recurrent_layers is not None, ssm=ssm)
+    return hp, w
+
+
 def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, tokenizer_model="gpt2", tokenizer_pre=None,
                      **dims):
     """Writes the tiny model; tokenizer_model / tokenizer_pre replace the tokenizer's names (tests of unknown ones)."""
@@ -233,6 +295,21 @@ def write_tiny_model(path, arch="llama", n_layer=4, weight_type="F32", seed=0, t
             writer.add_expert_count(hp["n_expert"])
             writer.add_expert_used_count(hp["n_expert_used"])
             writer.add_expert_feed_forward_length(hp["expert_ffn"])
+    if arch == "qwen35":
+        writer.add_key_length(hp["head_dim"])
+        writer.add_value_length(hp["head_dim"])
+        writer.add_rope_dimension_count(hp["rope_dim"])
+        writer.add_rope_dimension_sections(hp["rope_sections"])
+        ssm = hp["ssm"]
+        writer.add_ssm_conv_kernel(ssm["conv_kernel"])
+        writer.add_ssm_state_size(ssm["head_dim"])
+        writer.add_ssm_group_count(ssm["n_k_heads"])
+        writer.add_ssm_time_step_rank(ssm["n_v_heads"])
+        writer.add_ssm_inner_size(ssm["n_v_heads"] * ssm["head_dim"])
+        if hp["recurrent_layers_key"]:
+            writer.add_array("qwen35.attention.recurrent_layers", [int(r) for r in hp["recurrent"]])
+        else:
+            writer.add_full_attention_interval(hp["full_attention_interval"])
     if arch == "phi3":
         writer.add_rope_dimension_count(hp["head_dim"])
         writer.add_rope_scaling_orig_ctx_len(hp["n_ctx_orig"])
@@ -290,7 +367,7 @@ def content_sha256(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3 (or any name: llama-shaped)")
+    ap.add_argument("--arch", default="llama", help="llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, qwen35 (or any name: llama-shaped)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--type", default="F32")
     ap.add_argument("--seed", type=int, default=0)

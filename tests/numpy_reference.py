@@ -28,6 +28,11 @@ Architectures:
           times 1/sqrt(2), gives each layer a (ple) input; after the FFN residual a layer adds
           RMSNorm(proj . (gelu(inp_gate . x) * input_l)), then scales the residual stream by
           layer_output_scale. Logits soft-capped.
+- qwen35: the hybrid (llama.cpp's src/models/qwen35.cpp). Every layer: RMSNorm -> mixer -> residual;
+          RMSNorm (post_attention_norm) -> SwiGLU FFN -> residual. Mixer on linear-attention layers (hp
+          "recurrent"): the gated delta net (delta_net_layer); on the others: attn_q gives q and an output gate per
+          head, q/k RMSNorm per head, NEOX RoPE over rope_dim dims where the pairs of M-RoPE's 4th section stay
+          unrotated (text positions (p, p, p, 0)), causal GQA, output times sigmoid(gate), attn_output.
 """
 
 from __future__ import annotations
@@ -42,14 +47,16 @@ def rms_norm(x, w, eps):
     return (y if w is None else y * w).astype(np.float32)
 
 
-def rope(x, positions, base, neox, rope_dim=None, freq_factors=None, attn_factor=1.0):
+def rope(x, positions, base, neox, rope_dim=None, freq_factors=None, attn_factor=1.0, still_pairs=()):
     """x: (n, heads, head_dim) rotated by position; NORM rotates (2i, 2i+1), NEOX rotates (i, i + rope_dim/2).
-    freq_factors divide the frequencies; cos and sin are multiplied by attn_factor."""
+    freq_factors divide the frequencies; cos and sin are multiplied by attn_factor; the pairs in still_pairs
+    rotate by angle 0."""
     n, _, hd = x.shape
     rd = rope_dim or hd
     inv = base ** (-np.arange(0, rd, 2, dtype=np.float64) / rd)           # (rd/2)
     if freq_factors is not None:
         inv = inv / np.asarray(freq_factors, dtype=np.float64)
+    inv[list(still_pairs)] = 0.0
     ang = np.asarray(positions, dtype=np.float64)[:, None] * inv[None, :]  # (n, rd/2)
     c, s = attn_factor * np.cos(ang)[:, None, :], attn_factor * np.sin(ang)[:, None, :]
     out = x.astype(np.float64).copy()
@@ -204,12 +211,98 @@ def forward_gemma4(hp, w, ids, schedule=None, kv_fp16=False):
     return (logits.astype(np.float32), frontier) if schedule is not None else logits.astype(np.float32)
 
 
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def l2_normalize(x, eps):
+    """x / sqrt(sum(x^2) + eps) over the last axis (llama.cpp's build_gdn_l2_norm)."""
+    return x / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+def delta_net_layer(hp, w, b, h):
+    """The gated delta-net mixer of one linear-attention layer over the whole sequence h (n, d), from an empty
+    state: causal depthwise conv1d (kernel taps, zero history) and SiLU over q|k|v, q and k l2-normed per head,
+    then per v head (q/k head = v head % n_k_heads) and token in order, with beta = sigmoid(ssm_beta h) and
+    decay = exp(softplus(ssm_alpha h + dt_bias) * ssm_a):
+        S = decay * S;  S += beta * outer(v - S k, k);  o = S q / sqrt(head_dim)
+    then o = rms_norm(o) * ssm_norm * silu(z) per head (z = attn_gate h), and ssm_out. -> (n, d)"""
+    ssm, eps = hp["ssm"], hp["eps"]
+    kernel, hd, nk, nv = ssm["conv_kernel"], ssm["head_dim"], ssm["n_k_heads"], ssm["n_v_heads"]
+    n = h.shape[0]
+    h = h.astype(np.float64)
+    qkv = h @ w[b + "attn_qkv.weight"].T                                   # (n, conv_dim)
+    z = h @ w[b + "attn_gate.weight"].T                                    # (n, nv * hd)
+    beta = sigmoid(h @ w[b + "ssm_beta.weight"].T)                         # (n, nv)
+    x = h @ w[b + "ssm_alpha.weight"].T + w[b + "ssm_dt.bias"]
+    decay = np.exp(np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))) * w[b + "ssm_a"])   # (n, nv)
+    window = np.concatenate([np.zeros((kernel - 1, qkv.shape[1])), qkv])
+    taps = w[b + "ssm_conv1d.weight"].astype(np.float64)                   # (conv_dim, kernel)
+    conv = np.stack([np.sum(window[t:t + kernel].T * taps, axis=1) for t in range(n)])
+    conv = silu(conv)
+    key_dim = nk * hd
+    q = l2_normalize(conv[:, :key_dim].reshape(n, nk, hd), eps)
+    k = l2_normalize(conv[:, key_dim:2 * key_dim].reshape(n, nk, hd), eps)
+    v = conv[:, 2 * key_dim:].reshape(n, nv, hd)
+    out = np.zeros((n, nv, hd))
+    for head in range(nv):
+        S = np.zeros((hd, hd))                                             # (v index, k index)
+        kh = head % nk
+        for t in range(n):
+            S = decay[t, head] * S
+            S = S + beta[t, head] * np.outer(v[t, head] - S @ k[t, kh], k[t, kh])
+            out[t, head] = S @ q[t, kh] / np.sqrt(hd)
+    out = rms_norm(out, w[b + "ssm_norm.weight"], eps).astype(np.float64) * silu(z.reshape(n, nv, hd))
+    return (out.reshape(n, nv * hd) @ w[b + "ssm_out.weight"].T).astype(np.float32)
+
+
+def imrope_still_pairs(sections, rope_dim):
+    """Pairs that do not rotate for text under interleaved M-RoPE (their sector takes the 4th position, 0)."""
+    total = sum(sections)
+    still = []
+    for i in range(rope_dim // 2):
+        s = i % total
+        if not ((s % 3 == 0 and s < 3 * sections[0]) or (s % 3 == 1 and s < 3 * sections[1]) or
+                (s % 3 == 2 and s < 3 * sections[2])):
+            still.append(i)
+    return still
+
+
+def qwen35_attention_layer(hp, w, b, h):
+    """The gated full-attention mixer of one qwen35 layer over h (n, d). -> (n, d)"""
+    n, H, Hkv, hd, eps = h.shape[0], hp["n_head"], hp["n_head_kv"], hp["head_dim"], hp["eps"]
+    qg = (h @ w[b + "attn_q.weight"].T).reshape(n, H, 2 * hd)
+    q, gate = qg[..., :hd], qg[..., hd:].reshape(n, H * hd)
+    k = (h @ w[b + "attn_k.weight"].T).reshape(n, Hkv, hd)
+    v = (h @ w[b + "attn_v.weight"].T).reshape(n, Hkv, hd)
+    q, k = rms_norm(q, w[b + "attn_q_norm.weight"], eps), rms_norm(k, w[b + "attn_k_norm.weight"], eps)
+    still = imrope_still_pairs(hp["rope_sections"], hp["rope_dim"])
+    q, k = (rope(t, np.arange(n), hp["rope_base"], True, hp["rope_dim"], still_pairs=still) for t in (q, k))
+    a = attention(q, k, v, Hkv, 1.0 / np.sqrt(hd)) * sigmoid(gate.astype(np.float64))
+    return (a @ w[b + "attn_output.weight"].T).astype(np.float32)
+
+
+def qwen35_forward(hp, w, ids):
+    x = w["token_embd.weight"][np.asarray(ids)].astype(np.float32)
+    eps = hp["eps"]
+    for l in range(hp["n_layer"]):
+        b = f"blk.{l}."
+        h = rms_norm(x, w[b + "attn_norm.weight"], eps)
+        x = x + (delta_net_layer(hp, w, b, h) if hp["recurrent"][l] else qwen35_attention_layer(hp, w, b, h))
+        h = rms_norm(x, w[b + "post_attention_norm.weight"], eps)
+        x = x + ((silu(h @ w[b + "ffn_gate.weight"].T) * (h @ w[b + "ffn_up.weight"].T)) @ w[b + "ffn_down.weight"].T)
+    x = rms_norm(x, w["output_norm.weight"], eps)
+    return (x @ w.get("output.weight", w["token_embd.weight"]).T).astype(np.float32)
+
+
 def forward(hp, w, ids, n_ctx=None):
     """Logits (n, n_vocab) for token ids at positions 0..n-1 (n_ctx: the session's context size, which picks
     phi3's LongRoPE factors)."""
     arch = hp["arch"]
     if arch == "gemma4":
         return forward_gemma4(hp, w, ids)
+    if arch == "qwen35":
+        return qwen35_forward(hp, w, ids)
     L, d, H, Hkv, hd, eps = hp["n_layer"], hp["d_model"], hp["n_head"], hp["n_head_kv"], hp["head_dim"], hp["eps"]
     gemma = arch == "gemma3"
     neox = hp.get("rope_neox", arch != "llama")

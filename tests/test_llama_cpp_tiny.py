@@ -1,4 +1,4 @@
-"""The architectures without a registry model (phi3, smollm3, gemma4) against llama.cpp itself: the tiny random model
+"""The architectures without a registry model (phi3, smollm3, gemma4, qwen35) against llama.cpp itself: the tiny random model
 models/make_tiny.py writes (seeded, F32) run through llama.cpp once (tests/data/tiny_llama_cpp/make_reference.py,
 llama-cpp-python 0.3.36, CPU) and through this engine here. The test writes the model again and checks it is the
 one the reference was made from (make_tiny.content_sha256), then holds the logits to what the real models reach:
@@ -16,7 +16,7 @@ from make_tiny import content_sha256, write_tiny_model
 
 DATA = Path(__file__).parent / "data" / "tiny_llama_cpp"
 NAMES = sorted(p.stem for p in DATA.glob("*.npz"))
-CPU_ONLY = {"gemma4"}  # refused by the CUDA backend (UnsupportedError naming it)
+CPU_ONLY = {"gemma4", "qwen35"}  # refused by the CUDA backend (UnsupportedError naming it)
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -38,7 +38,7 @@ def _own_numerics_comparable(ref):
 
 
 def test_architectures_have_references():
-    assert {"phi3", "smollm3", "gemma4", "gemma4_q8_0", "gemma4_moe_q8_0"} <= set(NAMES)
+    assert {"phi3", "smollm3", "gemma4", "gemma4_q8_0", "gemma4_moe_q8_0", "qwen35"} <= set(NAMES)
 
 
 def _logits(path, ref, numerics, backend="cpu"):

@@ -9,6 +9,7 @@
 #include "base/thread_pool.h"
 #include "cpu/attention.h"
 #include "cpu/cpu_session.h"
+#include "cpu/gated_delta_net.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -45,7 +46,7 @@ public:
 private:
     // Every buffer of the session, carved from one arena (the table in the constructor names each once).
     struct Buffers {
-        uint16_t* k_cache = nullptr;           // (n_ctx, kv_dim(l)) fp16 for each layer l computing K/V, one after another
+        uint16_t* k_cache = nullptr;           // (n_ctx, kv_dim(l)) fp16 for each attention layer l computing K/V, one after another
         uint16_t* v_cache = nullptr;           // the same for V
         float* aux_cache = nullptr;            // (n_ctx, d_model) h[frontier[p]] of pruned tokens
         float* hidden = nullptr;               // (n_ctx, d_model) residual stream of the compute rows
@@ -81,6 +82,18 @@ private:
         float* expert_x = nullptr;             // (n_ubatch * n_expert_used, d_model) their inputs, then outputs
         float* expert_out = nullptr;           // (n_ubatch * n_expert_used, d_model) each (row, slot)'s weighted output
         float* logits = nullptr;               // (n_vocab)
+        // linear-attention (gated delta net) layers, qwen35; each state has a committed and a working slot
+        float* conv_state = nullptr;           // (2, n_recurrent, conv_kernel - 1, conv_dim) the last tokens' q|k|v
+        float* delta_state = nullptr;          // (2, n_recurrent, n_v_heads, head_dim, head_dim) each v head's state
+        float* conv_window = nullptr;          // (conv_kernel - 1 + n_ubatch, conv_dim) conv state rows, then new rows
+        float* conv_out = nullptr;             // (n_ubatch, conv_dim) q | k | v: projected, then convolved and normed
+        float* ssm_z = nullptr;                // (n_ubatch, value_dim) output gate
+        float* ssm_beta = nullptr;             // (n_ubatch, n_v_heads) write strength
+        float* ssm_decay = nullptr;            // (n_ubatch, n_v_heads) state decay
+        float* ssm_out = nullptr;              // (n_ubatch, value_dim) the delta net's output
+        // full-attention layers with an output gate (qwen35)
+        float* q_gate = nullptr;               // (n_ubatch, 2 * q_dim) attn_q's output: q, then the gate, per head
+        float* attn_gate = nullptr;            // (n_ubatch, q_dim)
     };
 
     // The K/V a layer attends over (a shared-KV layer's are its source layer's), at a position.
@@ -88,7 +101,15 @@ private:
     uint16_t* k_at(int layer, int pos) const { return buf_.k_cache + kv_index(layer, pos); }
     uint16_t* v_at(int layer, int pos) const { return buf_.v_cache + kv_index(layer, pos); }
     void embed_per_layer_inputs(int n_past, int n_new);
+    float* conv_state_at(int layer, int slot) const {
+        return buf_.conv_state + (static_cast<int64_t>(slot) * n_recurrent_ + recurrent_index_[layer]) * conv_state_floats_;
+    }
+    float* delta_state_at(int layer, int slot) const {
+        return buf_.delta_state + (static_cast<int64_t>(slot) * n_recurrent_ + recurrent_index_[layer]) * delta_state_floats_;
+    }
     void layer_micro_batch(int l, int c0, int nb);
+    void attention_block(int l, int c0, int nb);
+    void delta_net_block(int l, int c0, int nb);
     void per_layer_embedding(int l, int c0, int nb);
     void mixture_of_experts(int l, int c0, int nb);
     void advance_frontier(int layer, int n_rows);
@@ -103,6 +124,14 @@ private:
     Buffers buf_;
     int n_ubatch_ = 0;      // compute rows per layer micro-batch
     std::vector<int64_t> kv_offset_;  // (n_layer) where each layer's K/V start in k_cache / v_cache (elements)
+    std::vector<int> recurrent_index_;  // (n_layer) index of a linear-attention layer's states; -1: an attention layer
+    int n_recurrent_ = 0;
+    int64_t conv_state_floats_ = 0;     // per layer and slot: (conv_kernel - 1) * conv_dim
+    int64_t delta_state_floats_ = 0;    // per layer and slot: n_v_heads * head_dim^2
+    int committed_slot_ = 0;            // the states' slot holding the whole context; the other is the step's
+    int state_tokens_ = 0;              // tokens the committed states have consumed
+    int n_past_ = 0;                    // the step's context before its new tokens
+    int n_total_ = 0;
     // the step
     const int32_t* tokens_ = nullptr;
     int n_active_ = 0;
@@ -120,8 +149,14 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
     // the largest layer sizes (gemma4's layers differ); K/V only for the layers that compute them
     int64_t kvd = 0, qd = 0, ff = 0, attention_floats = 0, kv_elems = 0;
     kv_offset_.resize(hp.n_layer);
+    recurrent_index_.assign(hp.n_layer, -1);
     for (int l = 0; l < hp.n_layer; ++l) {
         const LayerShape& s = hp.shape(l);
+        if (hp.is_recurrent(l)) {  // qwen35's linear-attention layers: recurrent states instead of K/V
+            recurrent_index_[l] = n_recurrent_++;
+            kv_offset_[l] = -1;
+            continue;
+        }
         kvd = std::max<int64_t>(kvd, s.kv_dim());
         qd = std::max<int64_t>(qd, int64_t{hp.n_head} * s.head_dim);
         ff = std::max<int64_t>(ff, std::max(s.ffn_dim, hp.expert_ffn_dim));
@@ -175,6 +210,23 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
         plan.add(b.expert_out, slots * d);
     }
     plan.add(b.logits, hp.n_vocab);
+    if (n_recurrent_ > 0) {
+        const int64_t conv_dim = hp.ssm_conv_dim(), value_dim = hp.ssm_value_dim(), nv = hp.ssm_n_v_heads;
+        conv_state_floats_ = static_cast<int64_t>(hp.ssm_conv_kernel - 1) * conv_dim;
+        delta_state_floats_ = nv * hp.ssm_head_dim * hp.ssm_head_dim;
+        plan.add(b.conv_state, 2 * n_recurrent_ * conv_state_floats_);
+        plan.add(b.delta_state, 2 * n_recurrent_ * delta_state_floats_);
+        plan.add(b.conv_window, (hp.ssm_conv_kernel - 1 + ub) * conv_dim);
+        plan.add(b.conv_out, ub * conv_dim);
+        plan.add(b.ssm_z, ub * value_dim);
+        plan.add(b.ssm_beta, ub * nv);
+        plan.add(b.ssm_decay, ub * nv);
+        plan.add(b.ssm_out, ub * value_dim);
+    }
+    if (hp.attn_output_gate) {
+        plan.add(b.q_gate, ub * 2 * qd);
+        plan.add(b.attn_gate, ub * qd);
+    }
     arena_.allocate(plan, "session (KV cache, aux cache, work buffers)");
     build_model_rope_table(m_, n_ctx, b.rope_global);
     if (has_local_rope) build_rope_table(b.rope_local, n_ctx, hp.rope_dim_local, hp.rope_freq_base_local, 1.0f, nullptr);
@@ -185,6 +237,13 @@ void CpuSession::begin_step(const int32_t* tokens, int n_total, int n_new, int q
     const ModelHparams& hp = m_.hparams;
     const int d = hp.d_model;
     const int n_past = n_total - n_new;
+    // a recurrent state holds its whole context: it goes on from where the last step left it, or starts empty
+    if (n_recurrent_ > 0 && n_past > 0 && n_past != state_tokens_)
+        throw_error(ErrorCode::unsupported, std::string(architecture_name(hp.arch)) + ": the linear-attention layers' "
+                    "recurrent state has consumed " + std::to_string(state_tokens_) + " tokens but the context holds " +
+                    std::to_string(n_past) + "; a recurrent state cannot be truncated or rewound (reset the session)");
+    n_past_ = n_past;
+    n_total_ = n_total;
     tokens_ = tokens;
     last_pos_ = n_total - 1;
     window_begin_ = std::max(0, n_total - std::min(std::max(query_window, 1), kMaxQueryWindow));
@@ -266,6 +325,10 @@ int CpuSession::gather_revived(int layer) {
 }
 
 void CpuSession::run_layer(int layer, const CancelFlags& cancel) {
+    // a recurrent state must consume every new token, in order, and nothing else (the LazyLLM rule, lazy/step.h)
+    if (m_.hparams.is_recurrent(layer) && (n_compute_ != n_total_ - n_past_ || buf_.compute_positions[0] != n_past_))
+        throw_error(ErrorCode::invalid_argument, "linear-attention layer " + std::to_string(layer) +
+                    " must compute every new token (a LazyLLM stage before it pruned some)");
     std::fill(window_has_, window_has_ + kMaxQueryWindow, 0);
     for (int c0 = 0; c0 < n_compute_; c0 += n_ubatch_) {
         if (cancel.requested()) {
@@ -290,25 +353,92 @@ void CpuSession::advance_frontier(int layer, int n_rows) {
 void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     const ModelHparams& hp = m_.hparams;
     const LayerWeights& w = m_.layers[l];
-    const LayerShape& shape = hp.shape(l);
     Buffers& ws = buf_;
     ThreadPool& pool = pool_;
-    const int d = hp.d_model, hd = shape.head_dim, n_head_kv = shape.n_head_kv, qd = hp.n_head * hd;
-    const int kvd = shape.kv_dim(), ff = shape.ffn_dim;
+    const int d = hp.d_model, ff = hp.shape(l).ffn_dim;
     float* x = ws.hidden + static_cast<int64_t>(c0) * d;  // (nb, d) residual stream
-    const int32_t* pos = ws.compute_positions + c0;       // (nb)
-    const bool sliding = hp.is_sliding(l);
-    const bool own_kv = hp.computes_kv(l);  // gemma4's shared-KV layers attend over their source layer's K/V
 
     // attention norm
     pool.parallel_for(nb, [&](long b, long e, int) {
         for (long r = b; r < e; ++r) rms_norm(x + r * d, w.attn_norm, ws.norm + r * d, d, hp.rms_eps);
     });
+    // attention (a gated delta net on linear-attention layers) into ws.proj
+    if (hp.is_recurrent(l)) delta_net_block(l, c0, nb);
+    else attention_block(l, c0, nb);
+    // residual, then the FFN norm
+    pool.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            if (w.post_attn_norm) rms_norm(ws.proj + r * d, w.post_attn_norm, ws.proj + r * d, d, hp.rms_eps);
+            add_in_place(x + r * d, ws.proj + r * d, d);
+            rms_norm(x + r * d, w.ffn_norm, ws.norm + r * d, d, hp.rms_eps);
+        }
+    });
+    // gemma4 mixture of experts: the routed experts' weighted sum (the FFN below is the shared expert)
+    const bool moe = w.router.data != nullptr;
+    if (moe) mixture_of_experts(l, c0, nb);
+    // gated FFN and residual
+    {
+        const WeightMatrix* gate_up[] = {&w.gate, &w.up};
+        float* out[] = {ws.gate, ws.up};
+        matmul_shared_input(gate_up, out, 2, ws.norm, nb, numerics_, pool);
+    }
+    pool.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            if (hp.gelu_ffn) geglu(ws.gate + r * ff, ws.up + r * ff, ff);
+            else swiglu(ws.gate + r * ff, ws.up + r * ff, ff);
+        }
+    });
+    matmul(w.down, ws.gate, nb, ws.proj, numerics_, pool);
+    pool.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            if (moe) {  // shared expert normed, plus the experts
+                rms_norm(ws.proj + r * d, w.shared_post_norm, ws.proj + r * d, d, hp.rms_eps);
+                add_in_place(ws.proj + r * d, ws.expert_in + r * d, d);
+            }
+            if (w.post_ffn_norm) rms_norm(ws.proj + r * d, w.post_ffn_norm, ws.proj + r * d, d, hp.rms_eps);
+            add_in_place(x + r * d, ws.proj + r * d, d);
+        }
+    });
+    // gemma4: per-layer embedding branch, then the layer output scale
+    if (hp.per_layer_dim > 0) per_layer_embedding(l, c0, nb);
+    if (w.output_scale) {
+        const float scale = *w.output_scale;
+        pool.parallel_for(nb, [&](long b, long e, int) {
+            for (float* y = x + b * d; y < x + e * d; ++y) *y *= scale;
+        });
+    }
+}
+
+// Attention of layer `l` for compute rows [c0, c0 + nb) over the active set, from ws.norm; the output
+// projection goes to ws.proj (nb, d_model).
+void CpuSession::attention_block(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    const LayerShape& shape = hp.shape(l);
+    Buffers& ws = buf_;
+    ThreadPool& pool = pool_;
+    const int hd = shape.head_dim, n_head_kv = shape.n_head_kv, qd = hp.n_head * hd, kvd = shape.kv_dim();
+    const int32_t* pos = ws.compute_positions + c0;  // (nb)
+    const bool sliding = hp.is_sliding(l);
+    const bool own_kv = hp.computes_kv(l);  // gemma4's shared-KV layers attend over their source layer's K/V
     // q, k, v projections (q only on a shared-KV layer; V = K where the layer has no attn_v)
     {
         const WeightMatrix* qkv[] = {&w.wq, &w.wk, &w.wv};
         float* out[] = {ws.q, ws.k, ws.v};
-        matmul_shared_input(qkv, out, !own_kv ? 1 : w.wv.data ? 3 : 2, ws.norm, nb, numerics_, pool);
+        float* out_q_gate[] = {ws.q_gate, ws.k, ws.v};
+        matmul_shared_input(qkv, hp.attn_output_gate ? out_q_gate : out, !own_kv ? 1 : w.wv.data ? 3 : 2, ws.norm, nb,
+                            numerics_, pool);
+    }
+    // qwen35: q and the output gate, interleaved per head, apart
+    if (hp.attn_output_gate) {
+        pool.parallel_for(nb, [&](long b, long e, int) {
+            for (long r = b; r < e; ++r)
+                for (int h = 0; h < hp.n_head; ++h) {
+                    const float* both = ws.q_gate + (r * hp.n_head + h) * 2 * hd;
+                    std::memcpy(ws.q + r * qd + h * hd, both, sizeof(float) * hd);
+                    std::memcpy(ws.attn_gate + r * qd + h * hd, both + hd, sizeof(float) * hd);
+                }
+        });
     }
     // biases, per-head norms, RoPE, then K/V into the cache as fp16
     const float* rope_table = sliding ? ws.rope_local : ws.rope_global;
@@ -366,49 +496,83 @@ void CpuSession::layer_micro_batch(int l, int c0, int nb) {
     ap.out = ws.attn_out;
     ap.numerics = numerics_;
     attention(ap, ws.attention_scratch, n_ctx_, pool);
-    // output projection and residual
-    matmul(w.wo, ws.attn_out, nb, ws.proj, numerics_, pool);
-    pool.parallel_for(nb, [&](long b, long e, int) {
-        for (long r = b; r < e; ++r) {
-            if (w.post_attn_norm) rms_norm(ws.proj + r * d, w.post_attn_norm, ws.proj + r * d, d, hp.rms_eps);
-            add_in_place(x + r * d, ws.proj + r * d, d);
-            rms_norm(x + r * d, w.ffn_norm, ws.norm + r * d, d, hp.rms_eps);
-        }
-    });
-    // gemma4 mixture of experts: the routed experts' weighted sum (the FFN below is the shared expert)
-    const bool moe = w.router.data != nullptr;
-    if (moe) mixture_of_experts(l, c0, nb);
-    // gated FFN and residual
-    {
-        const WeightMatrix* gate_up[] = {&w.gate, &w.up};
-        float* out[] = {ws.gate, ws.up};
-        matmul_shared_input(gate_up, out, 2, ws.norm, nb, numerics_, pool);
-    }
-    pool.parallel_for(nb, [&](long b, long e, int) {
-        for (long r = b; r < e; ++r) {
-            if (hp.gelu_ffn) geglu(ws.gate + r * ff, ws.up + r * ff, ff);
-            else swiglu(ws.gate + r * ff, ws.up + r * ff, ff);
-        }
-    });
-    matmul(w.down, ws.gate, nb, ws.proj, numerics_, pool);
-    pool.parallel_for(nb, [&](long b, long e, int) {
-        for (long r = b; r < e; ++r) {
-            if (moe) {  // shared expert normed, plus the experts
-                rms_norm(ws.proj + r * d, w.shared_post_norm, ws.proj + r * d, d, hp.rms_eps);
-                add_in_place(ws.proj + r * d, ws.expert_in + r * d, d);
-            }
-            if (w.post_ffn_norm) rms_norm(ws.proj + r * d, w.post_ffn_norm, ws.proj + r * d, d, hp.rms_eps);
-            add_in_place(x + r * d, ws.proj + r * d, d);
-        }
-    });
-    // gemma4: per-layer embedding branch, then the layer output scale
-    if (hp.per_layer_dim > 0) per_layer_embedding(l, c0, nb);
-    if (w.output_scale) {
-        const float scale = *w.output_scale;
+    // qwen35: the output times sigmoid(gate)
+    if (hp.attn_output_gate) {
         pool.parallel_for(nb, [&](long b, long e, int) {
-            for (float* y = x + b * d; y < x + e * d; ++y) *y *= scale;
+            for (long i = b * qd; i < e * qd; ++i) ws.attn_out[i] *= 1.0f / (1.0f + std::exp(-ws.attn_gate[i]));
         });
     }
+    // output projection
+    matmul(w.wo, ws.attn_out, nb, ws.proj, numerics_, pool);
+}
+
+// The gated delta net of linear-attention layer `l` for compute rows [c0, c0 + nb), from ws.norm: the step's new
+// tokens in order (run_layer checks), which the conv and the recurrent state consume one by one; the output
+// projection goes to ws.proj (nb, d_model). The step works on the states' working slot, which end_step commits.
+void CpuSession::delta_net_block(int l, int c0, int nb) {
+    const ModelHparams& hp = m_.hparams;
+    const LayerWeights& w = m_.layers[l];
+    Buffers& ws = buf_;
+    ThreadPool& pool = pool_;
+    const int kernel = hp.ssm_conv_kernel, conv_dim = hp.ssm_conv_dim(), key_dim = hp.ssm_key_dim();
+    const int value_dim = hp.ssm_value_dim(), hd = hp.ssm_head_dim, nv = hp.ssm_n_v_heads, nk = hp.ssm_n_k_heads;
+    float* conv_state = conv_state_at(l, 1 - committed_slot_);  // (kernel - 1, conv_dim)
+    float* state = delta_state_at(l, 1 - committed_slot_);      // (nv, hd, hd)
+    // the step's first rows start from the committed states (empty for an empty context)
+    if (c0 == 0) {
+        if (n_past_ == 0) {
+            std::fill(conv_state, conv_state + conv_state_floats_, 0.0f);
+            std::fill(state, state + delta_state_floats_, 0.0f);
+        } else {
+            std::memcpy(conv_state, conv_state_at(l, committed_slot_), sizeof(float) * conv_state_floats_);
+            std::memcpy(state, delta_state_at(l, committed_slot_), sizeof(float) * delta_state_floats_);
+        }
+    }
+    // q|k|v, output gate, write strength and decay projections
+    {
+        const WeightMatrix* mats[] = {&w.ssm_in, &w.ssm_z, &w.ssm_beta, &w.ssm_alpha};
+        float* out[] = {ws.conv_out, ws.ssm_z, ws.ssm_beta, ws.ssm_decay};
+        matmul_shared_input(mats, out, 4, ws.norm, nb, numerics_, pool);
+    }
+    // the conv window: the state rows, then the new rows; its last kernel - 1 rows are the next conv state
+    float* window = ws.conv_window;  // (kernel - 1 + nb, conv_dim)
+    std::memcpy(window, conv_state, sizeof(float) * conv_state_floats_);
+    std::memcpy(window + conv_state_floats_, ws.conv_out, sizeof(float) * nb * conv_dim);
+    std::memcpy(conv_state, window + static_cast<int64_t>(nb) * conv_dim, sizeof(float) * conv_state_floats_);
+    // causal conv and SiLU, l2-normed q and k heads, beta and decay per v head
+    pool.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r) {
+            float* qkv = ws.conv_out + r * conv_dim;
+            causal_conv1d_silu(window + r * conv_dim, w.ssm_conv1d, conv_dim, kernel, qkv);
+            for (int h = 0; h < 2 * nk; ++h) l2_norm(qkv + h * hd, hd, hp.rms_eps);  // q heads, then k heads
+            for (int h = 0; h < nv; ++h) {
+                float& beta = ws.ssm_beta[r * nv + h];
+                float& decay = ws.ssm_decay[r * nv + h];
+                beta = delta_net_beta(beta);
+                decay = delta_net_decay(decay, w.ssm_dt_bias[h], w.ssm_a[h]);
+            }
+        }
+    });
+    // the delta rule, token by token, each v head on its own state (q/k head h % nk, as llama.cpp)
+    pool.parallel_for(nv, [&](long b, long e, int) {
+        for (long h = b; h < e; ++h) {
+            float* head_state = state + h * hd * hd;
+            const int kh = static_cast<int>(h % nk);
+            for (int r = 0; r < nb; ++r) {
+                const float* qkv = ws.conv_out + static_cast<int64_t>(r) * conv_dim;
+                gated_delta_net_token(head_state, qkv + kh * hd, qkv + key_dim + kh * hd, qkv + 2 * key_dim + h * hd,
+                                      ws.ssm_beta[r * nv + h], ws.ssm_decay[r * nv + h], hd,
+                                      ws.ssm_out + static_cast<int64_t>(r) * value_dim + h * hd);
+            }
+        }
+    });
+    // gated RMSNorm per v head, then the output projection
+    pool.parallel_for(nb, [&](long b, long e, int) {
+        for (long r = b; r < e; ++r)
+            for (int h = 0; h < nv; ++h)
+                gated_rms_norm(ws.ssm_out + r * value_dim + h * hd, w.ssm_norm, ws.ssm_z + r * value_dim + h * hd, hd, hp.rms_eps);
+    });
+    matmul(w.ssm_out, ws.ssm_out, nb, ws.proj, numerics_, pool);
 }
 
 // gemma4, rows [c0, c0 + nb) after attention (x: its residual sum): the router (on RMSNorm(x) / sqrt(d) *
@@ -608,8 +772,16 @@ const float* CpuSession::logits(float* all_logits) {
     return buf_.logits;
 }
 
-StepCounters CpuSession::end_step() { return counters_; }
+StepCounters CpuSession::end_step() {
+    // the step's recurrent states hold the whole context now
+    if (n_recurrent_ > 0) {
+        committed_slot_ = 1 - committed_slot_;
+        state_tokens_ = n_total_;
+    }
+    return counters_;
+}
 
+// (the recurrent states stay as committed: the session forgets the step's new tokens)
 void CpuSession::abort_step() {
     const int d = m_.hparams.d_model;
     for (int i = 0; i < n_compute_; ++i)
@@ -618,6 +790,8 @@ void CpuSession::abort_step() {
 }
 
 void CpuSession::read_kv(int layer, int position, float* k, float* v) const {
+    if (m_.hparams.is_recurrent(layer))
+        throw_error(ErrorCode::invalid_argument, "layer " + std::to_string(layer) + " is a linear-attention layer: it keeps no K/V");
     fp16_to_fp32_row(k_at(layer, position), k, m_.hparams.shape(layer).kv_dim());
     fp16_to_fp32_row(v_at(layer, position), v, m_.hparams.shape(layer).kv_dim());
 }

@@ -167,6 +167,19 @@ void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
     if (lazy.revival_budget < -1) bad("revival_budget must be >= 0 (or -1: none), got " + std::to_string(lazy.revival_budget));
 }
 
+void validate_stages_after_recurrent_layers(const LazyConfig& lazy, int first_prunable_layer, int n_layer, const char* arch) {
+    if (first_prunable_layer <= 0) return;
+    for (bool decode : {false, true})
+        for (const PruneStage& s : lazy.stages(decode))
+            if (s.layer < first_prunable_layer) {
+                std::string where = "stages at layers >= " + std::to_string(first_prunable_layer);
+                if (first_prunable_layer >= n_layer - 1) where = "no stage (no layer after the last linear-attention layer but the output layer: LazyLLM cannot prune this model)";
+                bad(std::string(decode ? "decode schedule: " : "") + "prune layer " + std::to_string(s.layer) + " is before " + arch +
+                    "'s last linear-attention layer (" + std::to_string(first_prunable_layer - 1) +
+                    "): its recurrent state must see every token in order, so tokens may only be cut after it: " + where);
+            }
+}
+
 LazyConfig lazy_preset(const std::string& name, int n_layer) {
     LazyConfig config;
     const Preset& preset = preset_stages(name);

@@ -7,10 +7,11 @@
 
 namespace lazyllm_edge {
 
-PrunePlan::PrunePlan(const LazyConfig& lazy, int n_layer) : config(lazy) {
-    validate_lazy_config(lazy, n_layer);
-    prefill_keep = keep_fraction_per_layer(lazy.stages(false), n_layer);
-    decode_keep = keep_fraction_per_layer(lazy.stages(true), n_layer);
+PrunePlan::PrunePlan(const LazyConfig& lazy, const ModelHparams& hp) : config(lazy) {
+    validate_lazy_config(lazy, hp.n_layer);
+    validate_stages_after_recurrent_layers(lazy, hp.first_prunable_layer(), hp.n_layer, architecture_name(hp.arch));
+    prefill_keep = keep_fraction_per_layer(lazy.stages(false), hp.n_layer);
+    decode_keep = keep_fraction_per_layer(lazy.stages(true), hp.n_layer);
 }
 
 const float* PrunePlan::keep_table(int n_new, bool all_logits) const {

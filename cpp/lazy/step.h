@@ -12,6 +12,9 @@
 //  - With a revival budget (decode steps), tokens that already have KV at the next layer stay active for
 //    free, and of those that would have to be computed there (revived, or revived earlier in this step) only
 //    the `budget` most attended at this layer are; the others stay pruned, their aux-cache state intact.
+//  - Linear-attention layers (qwen35's gated delta nets) keep a recurrent state that must consume every token of the
+//    context once, in order: a stage may only cut tokens after the last such layer (PrunePlan refuses others), so
+//    they always compute exactly the new tokens and revival only happens at the attention layers after them.
 //  - The frontier only grows, one layer per computation: each (token, layer) pair is computed at most once
 //    per session (counted: recomputed_pairs must stay 0), so the work never exceeds the dense engine's.
 #pragma once
@@ -30,8 +33,8 @@ struct PrunePlan {
     std::vector<float> prefill_keep;  // (n_layer) keep fraction after each layer; 1 = no pruning there
     std::vector<float> decode_keep;   // (n_layer) the same for one-token steps
 
-    // Validates the config (Error(invalid_argument)) and builds the tables.
-    PrunePlan(const LazyConfig& lazy, int n_layer);
+    // Validates the config for the model (Error(invalid_argument)) and builds the tables.
+    PrunePlan(const LazyConfig& lazy, const ModelHparams& hp);
     // The keep table of a step of n_new tokens, or nullptr for a dense step (no stages and no revival budget,
     // or all-position logits, which need every row).
     const float* keep_table(int n_new, bool all_logits) const;

@@ -8,6 +8,7 @@
 #include "cuda/cuda_backend.h"
 #include "model/chat_template.h"
 #include "model/gemma4.h"
+#include "model/qwen35.h"
 #include "model/weight_binder.h"
 
 namespace lazyllm_edge {
@@ -27,6 +28,7 @@ const char* architecture_name(Architecture a) {
         case Architecture::gemma4: return "gemma4";
         case Architecture::phi3: return "phi3";
         case Architecture::smollm3: return "smollm3";
+        case Architecture::qwen35: return "qwen35";
     }
     return "?";
 }
@@ -47,7 +49,9 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     else if (arch == "gemma4") hp.arch = Architecture::gemma4;
     else if (arch == "phi3") hp.arch = Architecture::phi3;
     else if (arch == "smollm3") hp.arch = Architecture::smollm3;
-    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3)");
+    else if (arch == "qwen35") hp.arch = Architecture::qwen35;
+    else fail("unsupported model architecture '" + arch + "' (supported: llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, "
+              "qwen35)");
 
     const std::string p = arch + ".";
     hp.n_layer = checked_dim(f, p + "block_count", 1, 1024);
@@ -78,6 +82,7 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     if (!(hp.rope_attn_factor > 0) || hp.rope_attn_factor > 100) fail("rope.scaling.attn_factor out of range");
     hp.n_ctx_orig = optional_dim(f, p + "rope.scaling.original_context_length", hp.n_ctx_train, 1, 1 << 24);
     hp.rope_neox = hp.arch != Architecture::llama && hp.arch != Architecture::smollm3;
+    if (hp.arch == Architecture::qwen35) load_qwen35_hparams(f, p, hp);  // (the trunk's n_layer, before the shapes)
     if (hp.arch == Architecture::gemma4) {
         load_gemma4_hparams(f, p, hp);  // layer types and shapes, shared K/V, per-layer embeddings, scales
     } else {
@@ -139,26 +144,35 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
         LayerWeights& w = model->layers[l];
         const std::string b = "blk." + std::to_string(l) + ".";
         w.attn_norm = bind.vector(b + "attn_norm.weight", d);
-        if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
+        if (hp.is_recurrent(l)) {
+            bind_qwen35_linear_attention(bind, b, hp, w);
+        } else if (hp.arch == Architecture::phi3 && bind.find(b + "attn_qkv.weight")) {  // fused: rows q, then k, then v
             const WeightMatrix qkv = bind.matrix(b + "attn_qkv.weight", d, qd + 2 * kvd);
             w.wq = WeightBinder::rows(qkv, 0, qd);
             w.wk = WeightBinder::rows(qkv, qd, kvd);
             w.wv = WeightBinder::rows(qkv, qd + kvd, kvd);
         } else {
-            w.wq = bind.matrix(b + "attn_q.weight", d, qd);
+            // qwen35: each head's q rows are followed by its output gate's rows
+            w.wq = bind.matrix(b + "attn_q.weight", d, hp.attn_output_gate ? 2 * static_cast<int64_t>(qd) : qd);
             w.wk = bind.matrix(b + "attn_k.weight", d, kvd);
             w.wv = bind.matrix(b + "attn_v.weight", d, kvd);
         }
-        w.wo = bind.matrix(b + "attn_output.weight", qd, d);
-        w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
-        w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
-        w.bv = bind.vector(b + "attn_v.bias", kvd, hp.arch == Architecture::qwen2);
-        bool qk_norm = hp.arch == Architecture::qwen3 || hp.arch == Architecture::gemma3;
-        w.q_norm = bind.vector(b + "attn_q_norm.weight", hp.head_dim, qk_norm);
-        w.k_norm = bind.vector(b + "attn_k_norm.weight", hp.head_dim, qk_norm);
+        if (!hp.is_recurrent(l)) {
+            w.wo = bind.matrix(b + "attn_output.weight", qd, d);
+            w.bq = bind.vector(b + "attn_q.bias", qd, hp.arch == Architecture::qwen2);
+            w.bk = bind.vector(b + "attn_k.bias", kvd, hp.arch == Architecture::qwen2);
+            w.bv = bind.vector(b + "attn_v.bias", kvd, hp.arch == Architecture::qwen2);
+            bool qk_norm = hp.arch == Architecture::qwen3 || hp.arch == Architecture::gemma3 || hp.arch == Architecture::qwen35;
+            w.q_norm = bind.vector(b + "attn_q_norm.weight", hp.head_dim, qk_norm);
+            w.k_norm = bind.vector(b + "attn_k_norm.weight", hp.head_dim, qk_norm);
+        }
         bool gemma = hp.arch == Architecture::gemma3;
-        w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
-        w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
+        if (hp.arch == Architecture::qwen35) {  // its norm before the FFN is named post_attention_norm
+            w.ffn_norm = bind.vector(b + "post_attention_norm.weight", d);
+        } else {
+            w.post_attn_norm = bind.vector(b + "post_attention_norm.weight", d, gemma);
+            w.ffn_norm = bind.vector(b + "ffn_norm.weight", d);
+        }
         if (hp.arch == Architecture::phi3 && !bind.find(b + "ffn_gate.weight")) {  // fused: gate rows, then up rows
             const WeightMatrix gate_up = bind.matrix(b + "ffn_up.weight", d, 2 * static_cast<int64_t>(ff));
             w.gate = WeightBinder::rows(gate_up, 0, ff);
@@ -197,6 +211,21 @@ const float* rope_frequency_factors(const ModelImpl& model, int n_ctx) {
 void build_model_rope_table(const ModelImpl& model, int n_ctx, float* table) {
     const ModelHparams& hp = model.hparams;
     build_rope_table(table, n_ctx, hp.rope_dim, hp.rope_freq_base, hp.rope_freq_scale, rope_frequency_factors(model, n_ctx));
+    // qwen35's interleaved M-RoPE (llama.cpp's ggml_mrope_cache_init, is_imrope) with text positions (p, p, p, 0):
+    // pair i rotates by p unless its sector takes the 4th component, where the angle is 0 (cos 1, sin 0)
+    const int* sec = hp.rope_sections;
+    const int sect_dims = sec[0] + sec[1] + sec[2] + sec[3];
+    if (sect_dims > 0) {
+        for (int i = 0; i < hp.rope_dim / 2; ++i) {
+            const int s = i % sect_dims;
+            const bool rotates = (s % 3 == 0 && s < 3 * sec[0]) || (s % 3 == 1 && s < 3 * sec[1]) || (s % 3 == 2 && s < 3 * sec[2]);
+            if (rotates) continue;
+            for (int64_t p = 0; p < n_ctx; ++p) {
+                table[p * hp.rope_dim + 2 * i] = 1.0f;
+                table[p * hp.rope_dim + 2 * i + 1] = 0.0f;
+            }
+        }
+    }
     if (hp.rope_attn_factor != 1.0f)
         for (int64_t i = 0; i < static_cast<int64_t>(n_ctx) * hp.rope_dim; ++i) table[i] *= hp.rope_attn_factor;
 }
@@ -223,6 +252,13 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
             throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'gemma4' (per-layer "
                                                 "embeddings, shared K/V and per-layer head sizes run on the CPU only)");
         on_device = false;  // "auto": the CPU
+    }
+    // qwen35 likewise (its gated delta-net linear-attention layers have no CUDA kernels)
+    if (on_device && model->impl_->hparams.arch == Architecture::qwen35) {
+        if (params.backend == "cuda")
+            throw_error(ErrorCode::unsupported, "backend 'cuda' does not support architecture 'qwen35' (its gated delta-net "
+                                                "linear-attention layers run on the CPU only): use backend 'cpu'");
+        on_device = false;
     }
     model->impl_->params.backend = on_device ? "cuda" : "cpu";
     if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();

@@ -18,7 +18,7 @@ namespace lazyllm_edge {
 class ThreadPool;
 struct CudaModel;
 
-enum class Architecture { llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3 };
+enum class Architecture { llama, qwen2, qwen3, gemma3, gemma4, phi3, smollm3, qwen35 };
 
 // One layer's attention and FFN sizes. Every architecture has one per layer (all alike but gemma4's, whose
 // sliding and full layers differ and whose last layers reuse an earlier layer's K/V).
@@ -71,12 +71,37 @@ struct ModelHparams {
     int n_expert_used = 0;          // experts each token runs (expert_used_count)
     int expert_ffn_dim = 0;         // an expert's FFN size (expert_feed_forward_length)
     std::vector<LayerShape> layer_shapes;  // (n_layer)
+    // qwen35 (hybrid): gated delta-net linear-attention layers between full-attention layers
+    std::vector<uint8_t> recurrent;  // (n_layer) 1: a linear-attention (gated delta net) layer; empty: none
+    int ssm_conv_kernel = 0;        // ssm.conv_kernel: taps of the causal conv1d over q|k|v
+    int ssm_head_dim = 0;           // ssm.state_size: head_k_dim = head_v_dim
+    int ssm_n_k_heads = 0;          // ssm.group_count: q/k heads (v head h uses q/k head h % ssm_n_k_heads)
+    int ssm_n_v_heads = 0;          // ssm.time_step_rank: v heads, each with a (head_v_dim, head_k_dim) state
+    bool attn_output_gate = false;  // full-attention layers: attn_q gives q and a sigmoid gate per head (qwen35)
+    int rope_sections[4] = {0, 0, 0, 0};  // rope.dimension_sections: qwen35's interleaved M-RoPE; text positions
+                                          // (p, p, p, 0) leave the pairs of the 4th section unrotated
     bool is_sliding(int layer) const {
         if (!sliding_layers.empty()) return sliding_window > 0 && sliding_layers[layer] != 0;
         return sliding_window > 0 && sliding_window_pattern > 0 && (layer % sliding_window_pattern) != sliding_window_pattern - 1;
     }
     const LayerShape& shape(int layer) const { return layer_shapes[layer]; }
     bool computes_kv(int layer) const { return layer_shapes[layer].kv_source == layer; }
+    bool is_recurrent(int layer) const { return !recurrent.empty() && recurrent[layer] != 0; }
+    int n_recurrent_layers() const {
+        int n = 0;
+        for (uint8_t r : recurrent) n += r;
+        return n;
+    }
+    // The first layer after the last linear-attention layer (0 without any): a LazyLLM stage may only cut
+    // tokens there or later, since a recurrent state must consume every token in order (lazy/step.h).
+    int first_prunable_layer() const {
+        for (int l = static_cast<int>(recurrent.size()) - 1; l >= 0; --l)
+            if (recurrent[l]) return l + 1;
+        return 0;
+    }
+    int ssm_key_dim() const { return ssm_n_k_heads * ssm_head_dim; }
+    int ssm_value_dim() const { return ssm_n_v_heads * ssm_head_dim; }
+    int ssm_conv_dim() const { return 2 * ssm_key_dim() + ssm_value_dim(); }  // channels q | k | v
     bool uses_rope(int layer) const { return nope_layer_step == 0 || (layer + 1) % nope_layer_step != 0; }
     int kv_dim() const { return n_head_kv * head_dim; }
     // Scale of q.k in the attention softmax: 1 where the model scales q itself (scale_q).
@@ -111,6 +136,15 @@ struct LayerWeights {
     const float* experts_post_norm = nullptr;  // (d) after the experts' weighted sum (post_ffw_norm_2)
     std::vector<WeightMatrix> expert_gate, expert_up, expert_down;  // (n_expert) x (ff_exp, d) (ff_exp, d) (d, ff_exp)
     const float* expert_down_scale = nullptr;  // optional (n_expert): each expert's output times its scale
+    // linear-attention (gated delta net) layers (qwen35); wq..wo, q_norm, k_norm stay unbound there
+    WeightMatrix ssm_in;                    // attn_qkv (conv_dim, d): q | k | v before the conv
+    WeightMatrix ssm_z;                     // attn_gate (value_dim, d): the output gate z
+    WeightMatrix ssm_beta, ssm_alpha;       // (n_v_heads, d): write strength, decay input
+    const float* ssm_conv1d = nullptr;      // (conv_dim, conv_kernel) causal conv taps, oldest first
+    const float* ssm_dt_bias = nullptr;     // (n_v_heads)
+    const float* ssm_a = nullptr;           // (n_v_heads) -exp(A_log): decay = exp(softplus(alpha + dt) * a)
+    const float* ssm_norm = nullptr;        // (head_v_dim) gated RMSNorm weight
+    WeightMatrix ssm_out;                   // (d, value_dim)
 };
 
 struct ModelImpl {

@@ -28,7 +28,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
     if (params.n_ctx > (1 << 24)) throw_error(ErrorCode::invalid_argument, "n_ctx is too large");
     s.n_ctx = params.n_ctx;
     s.numerics = params.numerics;
-    s.prune_plan = std::make_unique<PrunePlan>(params.lazy, s.hp->n_layer);
+    s.prune_plan = std::make_unique<PrunePlan>(params.lazy, *s.hp);
     s.frontier.assign(static_cast<size_t>(s.n_ctx), 0);
     s.layer_scratch.assign(static_cast<size_t>(s.hp->n_layer) + 1, 0);
     // the backend owns the caches and work buffers: on the device for "cuda", else in one host arena
@@ -39,6 +39,15 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : im
 }
 
 Session::~Session() = default;
+
+namespace {
+// A model with recurrent layers (qwen35's linear attention) keeps a state of its whole context that dropping K/V
+// rows cannot rewind: such a context can grow or be emptied, not cut back.
+bool has_recurrent_state(const SessionImpl& s) { return s.hp->n_recurrent_layers() > 0; }
+std::string recurrent_state_note(const SessionImpl& s) {
+    return std::string(architecture_name(s.hp->arch)) + " keeps a recurrent state of its whole context (its linear-attention layers)";
+}
+}  // namespace
 
 void truncate_context(SessionImpl& s, size_t n) {
     for (size_t p = n; p < s.tokens.size(); ++p) s.frontier[p] = 0;
@@ -167,6 +176,9 @@ void Session::truncate(int n) {
     if (n < 0 || n > static_cast<int>(s.tokens.size()))
         throw_error(ErrorCode::invalid_argument, "truncate: n must be in [0, n_past = " + std::to_string(s.tokens.size()) +
                                                      "], got " + std::to_string(n));
+    if (has_recurrent_state(s) && n != 0 && n != static_cast<int>(s.tokens.size()))
+        throw_error(ErrorCode::unsupported, "truncate: " + recurrent_state_note(s) + ", which cannot be cut back to " +
+                                                std::to_string(n) + " tokens: truncate(0) or reset() instead");
     ++s.epoch;
     truncate_context(s, static_cast<size_t>(n));
     s.importance_log.clear();
@@ -188,6 +200,8 @@ int reuse_prompt_prefix(SessionImpl& s, const int32_t* ids, int n) {
         // the last prompt token is always computed, for its logits: a token with KV at every layer cannot be
         // computed again (each (token, layer) pair at most once), so it goes with the rest
         keep = std::min(keep, static_cast<size_t>(n) - 1);
+        // a recurrent state cannot be cut back: the whole context is reused, or nothing
+        if (has_recurrent_state(s) && keep < s.tokens.size()) keep = 0;
     }
     ++s.epoch;
     truncate_context(s, keep);
@@ -204,11 +218,15 @@ int Session::reuse_prefix(const int32_t* ids, int n) {
 
 void Session::save_state(const std::string& path) {
     SessionUse use(*impl_);
+    if (has_recurrent_state(*impl_))
+        throw_error(ErrorCode::unsupported, "saved sessions: " + recurrent_state_note(*impl_) + ", which the file does not hold");
     save_session_file(*impl_, path);
 }
 
 void Session::load_state(const std::string& path) {
     SessionUse use(*impl_);
+    if (has_recurrent_state(*impl_))
+        throw_error(ErrorCode::unsupported, "saved sessions: " + recurrent_state_note(*impl_) + ", which the file does not hold");
     load_session_file(*impl_, path);  // (a bad file throws before the session changes)
     ++impl_->epoch;
 }
@@ -221,7 +239,7 @@ const LazyConfig& Session::lazy_config() const { return impl_->prune_plan->confi
 const std::shared_ptr<Model>& Session::model() const { return impl_->model; }
 
 void Session::set_lazy_config(const LazyConfig& lazy) {
-    auto plan = std::make_unique<PrunePlan>(lazy, impl_->hp->n_layer);  // validated before anything changes
+    auto plan = std::make_unique<PrunePlan>(lazy, *impl_->hp);  // validated before anything changes
     SessionUse use(*impl_);
     impl_->prune_plan = std::move(plan);
 }

@@ -22,7 +22,8 @@ from make_tiny import content_sha256, write_tiny_model  # noqa: E402
 
 # name -> (architecture, layers, weight type, experts); the tests read the same from the .npz files
 MODELS = {"phi3": ("phi3", 4, "F32", 0), "smollm3": ("smollm3", 4, "F32", 0), "gemma4": ("gemma4", 8, "F32", 0),
-          "gemma4_q8_0": ("gemma4", 8, "Q8_0", 0), "gemma4_moe_q8_0": ("gemma4", 8, "Q8_0", 4)}
+          "gemma4_q8_0": ("gemma4", 8, "Q8_0", 0), "gemma4_moe_q8_0": ("gemma4", 8, "Q8_0", 4),
+          "qwen35": ("qwen35", 6, "F32", 0)}
 N_CTX = 128
 N_TOKENS = 48
 
