@@ -4,6 +4,7 @@
 
 #include "base/thread_pool.h"
 #include "cpu/kernels.h"
+#include "cpu/matmul_packed.h"
 #include "cuda/cuda_backend.h"
 #include "model/chat_template.h"
 
@@ -91,6 +92,30 @@ int uniform_dim(const GgufFile& f, const std::string& key, int fallback, int64_t
         if (x != values[0]) fail("GGUF metadata '" + key + "' varies per layer, which is not supported");
     if (values[0] < lo || values[0] > hi) fail("GGUF metadata '" + key + "' is out of range");
     return values[0];
+}
+
+// The int8 prefill layout of every layer matrix that has one (cpu/matmul_packed.h), in one allocation, packed in
+// parallel over the matrices. Nothing on a CPU without AVX2 (no kernel would read it).
+void pack_layer_weights(ModelImpl& m) {
+    if (detected_isa() < CpuIsa::avx2) return;
+    std::vector<WeightMatrix*> mats;
+    for (LayerWeights& l : m.layers)
+        for (WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down})
+            if (w->data && packed_size(*w) > 0) mats.push_back(w);
+    std::vector<size_t> offset(mats.size() + 1, 0);
+    for (size_t i = 0; i < mats.size(); ++i) offset[i + 1] = offset[i] + packed_size(*mats[i]);
+    if (offset.back() == 0) return;
+    m.packed_weights.reset(static_cast<uint8_t*>(std::aligned_alloc(64, offset.back())));
+    if (!m.packed_weights) throw_error(ErrorCode::out_of_memory, "cannot allocate the packed prefill weights");
+    m.packed_bytes = offset.back();
+    uint8_t* base = m.packed_weights.get();
+    ThreadPool pool(m.params.n_threads);
+    pool.parallel_for(static_cast<long>(mats.size()), [&](long i0, long i1, int) {
+        for (long i = i0; i < i1; ++i) {
+            pack_weights(*mats[i], base + offset[i]);
+            mats[i]->packed = base + offset[i];
+        }
+    });
 }
 
 }  // namespace
@@ -238,6 +263,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     model->impl_->params.backend = on_device ? "cuda" : "cpu";
     if (model->impl_->params.n_threads == 0) model->impl_->params.n_threads = default_thread_count();
     if (on_device) model->impl_->cuda = cuda_upload_model(*model->impl_);
+    else pack_layer_weights(*model->impl_);
     return model;
 }
 

@@ -1,5 +1,6 @@
 // Model description and weights, read from GGUF metadata and tensors (nothing assumed).
 #pragma once
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,13 @@ struct ModelImpl {
     std::vector<LayerWeights> layers;
     std::vector<std::vector<float>> owned_vectors;  // small vectors converted to fp32 at load
     std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
+    // backend "cpu" on AVX2: the layer matrices' int8 prefill layout (cpu/matmul_packed.h; WeightMatrix::packed
+    // points into it), one allocation made at load
+    struct FreeBytes {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint8_t, FreeBytes> packed_weights;
+    size_t packed_bytes = 0;
 };
 
 // Parses hparams and binds weights; Error(model_load) on anything missing or inconsistent.

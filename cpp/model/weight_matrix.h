@@ -14,6 +14,8 @@ struct WeightMatrix {
     int64_t n_out = 0;
     const void* data = nullptr;
     size_t row_bytes = 0;
+    // The CPU's int8 prefill layout of the same weights (cpu/matmul_packed.h), made at load; null when none.
+    const uint8_t* packed = nullptr;
 };
 
 }  // namespace lazyllm_edge
