@@ -81,7 +81,9 @@ WeightMatrix make_weight(uint32_t type_id, const nb::bytes& w, int64_t n_in, int
 struct PackedWeight {
     WeightMatrix m;
     std::unique_ptr<uint8_t, void (*)(void*)> packed{nullptr, std::free};
-    explicit PackedWeight(const WeightMatrix& w) : m(w) {
+    explicit PackedWeight(const WeightMatrix& w, int passes = 1) : m(w) {
+        if (passes != 1 && passes != 2) throw nb::value_error("passes must be 1 or 2");
+        m.packed_passes = passes;
         const size_t bytes = packed_size(w);
         if (bytes == 0) return;
         packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
@@ -92,8 +94,8 @@ struct PackedWeight {
 
 FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
                       const std::string& isa, int n_threads, Numerics numerics, bool reference, bool int8_reference = false,
-                      bool packed_reference = false) {
-    const PackedWeight pw(make_weight(type_id, w, n_in, n_out));
+                      bool packed_reference = false, int passes = 1) {
+    const PackedWeight pw(make_weight(type_id, w, n_in, n_out), passes);
     const WeightMatrix& m = pw.m;
     if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
     const int64_t n_tok = static_cast<int64_t>(x.shape(0));
@@ -103,7 +105,7 @@ FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_
     {
         nb::gil_scoped_release release;
         if (packed_reference) {
-            matmul_packed_reference(m, x.data(), n_tok, y);
+            matmul_packed_reference(m, x.data(), n_tok, y, passes);
         } else if (int8_reference) {
             matmul_int8_reference(m, x.data(), n_tok, y);
         } else if (reference) {
@@ -156,12 +158,14 @@ void register_kernels(nb::module_& m) {
     k.def(
         "matmul",
         [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-           const std::string& isa, int n_threads, const std::string& numerics) {
-            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, parse_numerics(numerics), false);
+           const std::string& isa, int n_threads, const std::string& numerics, int passes) {
+            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, parse_numerics(numerics), false, false, false,
+                              passes);
         },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
-        nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("numerics") = "fast",
-        "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels, in the given numerics.");
+        nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("numerics") = "fast", nb::arg("passes") = 1,
+        "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels, in the given numerics (weights packed "
+        "as at load; `passes`: the packed GEMM's activation precision, 1 = 8-bit, 2 = 15-bit).");
 
     k.def(
         "matmul_reference",
@@ -186,13 +190,13 @@ void register_kernels(nb::module_& m) {
 
     k.def(
         "matmul_packed_reference",
-        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x) {
+        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x, int passes) {
             checked_traits(type_id);
             if (!packed_type(static_cast<GgmlType>(type_id)))
                 throw nb::value_error("Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K only");
-            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, Numerics::fast, true, false, true);
+            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, Numerics::fast, true, false, true, passes);
         },
-        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
+        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"), nb::arg("passes") = 1,
         "Scalar reference of the packed int8 prefill GEMM (x quantized per block of 32, the kernels' lane arithmetic).");
 
     k.def(
@@ -212,20 +216,21 @@ void register_kernels(nb::module_& m) {
 
     k.def(
         "quantize_packed",
-        [](const InputMatrix& x, const std::string& isa) {
+        [](const InputMatrix& x, const std::string& isa, int passes) {
             const int64_t n_tok = static_cast<int64_t>(x.shape(0)), K = static_cast<int64_t>(x.shape(1));
+            if (passes != 1 && passes != 2) throw nb::value_error("passes must be 1 or 2");
             if (K % 32 != 0) throw nb::value_error("row length must be a multiple of 32");
             const CpuIsa want = parse_isa(isa);
             const int64_t nb_ = K / 32;
             float *q, *d, *ns, *xs;
-            FloatArray qa = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(K), true, &q);
+            FloatArray qa = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(K * passes), true, &q);
             FloatArray da = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(nb_), true, &d);
             FloatArray na = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(2 * nb_), true, &ns);
             FloatArray sa = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(2 * nb_), true, &xs);
             {
                 nb::gil_scoped_release release;
-                std::unique_ptr<uint8_t, void (*)(void*)> buf(static_cast<uint8_t*>(std::aligned_alloc(64, packed_x_bytes(n_tok, K))), std::free);
-                const PackedX px = packed_x_layout(buf.get(), n_tok, K);
+                std::unique_ptr<uint8_t, void (*)(void*)> buf(static_cast<uint8_t*>(std::aligned_alloc(64, packed_x_bytes(n_tok, K, passes))), std::free);
+                const PackedX px = packed_x_layout(buf.get(), n_tok, K, passes);
                 if (want == CpuIsa::scalar) {
                     quantize_packed_x_reference(x.data(), n_tok, K, px);
                 } else {
@@ -233,7 +238,7 @@ void register_kernels(nb::module_& m) {
                     ThreadPool pool(1);
                     quantize_packed_x(x.data(), n_tok, K, px, pool);
                 }
-                for (int64_t i = 0; i < n_tok * K; ++i) q[i] = px.q[i];
+                for (int64_t i = 0; i < n_tok * K * passes; ++i) q[i] = px.q[i];
                 for (int64_t i = 0; i < n_tok * nb_; ++i) d[i] = px.d[i];
                 for (int64_t i = 0; i < 2 * n_tok * nb_; ++i) {
                     ns[i] = static_cast<float>(px.nsum[i]);
@@ -242,9 +247,10 @@ void register_kernels(nb::module_& m) {
             }
             return nb::make_tuple(qa, da, na, sa);
         },
-        nb::arg("x"), nb::arg("isa") = "best",
-        "The packed GEMM's activation quantization of x (n_tok, K): (codes in the packed order, d per 32, negated "
-        "code sums per 16, [d * sum, 0] per 32), all float32 ('scalar' = reference).");
+        nb::arg("x"), nb::arg("isa") = "best", nb::arg("passes") = 1,
+        "The packed GEMM's activation quantization of x (n_tok, K): (codes in the packed order, per block the hi "
+        "then, with 2 passes, the lo codes; d per 32; negated code sums per parity; [d * sum, 0] per 32), all float32 "
+        "('scalar' = reference).");
 
     k.def(
         "matmul_uses_int8",

@@ -151,8 +151,8 @@ struct PackedXScratch {
     ~PackedXScratch() { std::free(data); }
 
     // x (n_tok, K) quantized into the packed format, rows split over the pool
-    PackedX quantize(const float* x, int64_t n_tok, int64_t K, ThreadPool& pool) {
-        const size_t need = packed_x_bytes(n_tok, K);
+    PackedX quantize(const float* x, int64_t n_tok, int64_t K, int passes, ThreadPool& pool) {
+        const size_t need = packed_x_bytes(n_tok, K, passes);
         if (need > capacity) {
             std::free(data);
             data = std::aligned_alloc(64, need);
@@ -162,7 +162,7 @@ struct PackedXScratch {
             }
             capacity = need;
         }
-        const PackedX px = packed_x_layout(data, n_tok, K);
+        const PackedX px = packed_x_layout(data, n_tok, K, passes);
         quantize_packed_x(x, n_tok, K, px, pool);
         return px;
     }
@@ -247,7 +247,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
     // fast prefill: the packed int8 GEMM (x quantized once into blocks of 32)
     if (matmul_uses_packed(w, n_tok, numerics)) {
-        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, pool);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, w.packed_passes, pool);
         gemm_packed(w, px, n_tok, y, n_out, pool);
         return;
     }
@@ -313,10 +313,12 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
                          Numerics numerics, ThreadPool& pool) {
     // packed int8 prefill: one activation format for every type, quantized once
     bool packed = n > 1 && n <= kMaxSharedInput;
-    for (int i = 0; packed && i < n; ++i) packed = matmul_uses_packed(*w[i], n_tok, numerics) && w[i]->n_in == w[0]->n_in;
+    for (int i = 0; packed && i < n; ++i)
+        packed = matmul_uses_packed(*w[i], n_tok, numerics) && w[i]->n_in == w[0]->n_in &&
+                 w[i]->packed_passes == w[0]->packed_passes;
     if (packed) {
         for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
-        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, pool);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, w[0]->packed_passes, pool);
         for (int i = 0; i < n; ++i) gemm_packed(*w[i], px, n_tok, y[i], w[i]->n_out, pool);
         return;
     }

@@ -94,21 +94,34 @@ void row_codes(const WeightMatrix& w, int64_t row, uint8_t* u, float* s, float* 
 // Position of code j of a block of 32 in the packed order: chunk c = (j % 16) / 4, byte (j / 16) * 4 + j % 4.
 inline int packed_position(int j) { return 8 * ((j % 16) / 4) + 4 * (j / 16) + j % 4; }
 
+// The inverse: the code at byte i of chunk c (codes 4c..4c+3, then 16+4c..16+4c+3).
+constexpr int kCode[4][8] = {{0, 1, 2, 3, 16, 17, 18, 19}, {4, 5, 6, 7, 20, 21, 22, 23},
+                             {8, 9, 10, 11, 24, 25, 26, 27}, {12, 13, 14, 15, 28, 29, 30, 31}};
+
 // One token row: the reference quantizer (matmul_packed.h; the AVX2 one gives the same bits).
 void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px, int64_t tok) {
     const int64_t nb = K / 32;
+    const int P = px.passes;
     for (int64_t b = 0; b < nb; ++b, x += 32) {
         const int64_t i = tok * nb + b;
         float amax = 0.0f;
         for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-        const float d = amax / 127.0f;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int8_t* q = px.q + i * 32 * P;
         int sum[2] = {0, 0};
         for (int j = 0; j < 32; ++j) {
-            const int q = static_cast<int>(std::nearbyint(x[j] * id));
-            px.q[i * 32 + packed_position(j)] = static_cast<int8_t>(q);
-            sum[j / 16] += q;
+            const float v = x[j] * id;
+            const int hi = static_cast<int>(std::nearbyint(v));
+            q[packed_position(j)] = static_cast<int8_t>(hi);
+            if (P == 2) {  // the residual (exact in fp32) in 1/128 steps
+                const int lo = static_cast<int>(std::nearbyint((v - static_cast<float>(hi)) * 128.0f));
+                q[32 + packed_position(j)] = static_cast<int8_t>(lo);
+                sum[j / 16] += 128 * hi + lo;
+            } else {
+                sum[j / 16] += hi;
+            }
         }
+        const float d = P == 2 ? amax / 127.0f / 128.0f : amax / 127.0f;
         px.d[i] = d;
         px.nsum[2 * i] = -sum[0];
         px.nsum[2 * i + 1] = -sum[1];
@@ -120,7 +133,7 @@ void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px,
 // Padding rows (tokens n_tok .. padded) quantize to zero and contribute nothing.
 void zero_padding(const PackedX& px, int64_t n_tok, int64_t K) {
     const int64_t nb = K / 32, pad = padded_tokens(n_tok) - n_tok;
-    std::memset(px.q + n_tok * K, 0, static_cast<size_t>(pad * K));
+    std::memset(px.q + n_tok * K * px.passes, 0, static_cast<size_t>(pad * K * px.passes));
     std::memset(px.d + n_tok * nb, 0, static_cast<size_t>(pad * nb) * sizeof(float));
     std::memset(px.nsum + 2 * n_tok * nb, 0, static_cast<size_t>(2 * pad * nb) * sizeof(int32_t));
     std::memset(px.xs + 2 * n_tok * nb, 0, static_cast<size_t>(2 * pad * nb) * sizeof(float));
@@ -169,11 +182,14 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst) {
             float* sc = reinterpret_cast<float*>(blk + cb);
             for (int64_t r = 0; r < rows; ++r) {
                 const uint8_t* ur = u.data() + r * K + b * 32;
-                for (int j = 0; j < 32; ++j) {
-                    // byte `pos` of the row's 8 in chunk c
-                    const int pos = packed_position(j), c = pos / 8, byte = static_cast<int>(r) * 8 + pos % 8;
-                    if (packed::nibble_codes(t)) blk[64 * (c % 2) + byte] |= static_cast<uint8_t>(ur[j] << (c < 2 ? 0 : 4));
-                    else blk[64 * c + byte] = ur[j];
+                uint8_t* out = blk + r * 8;
+                if (packed::nibble_codes(t)) {  // chunk c in the low nibbles of half c % 2, chunk c + 2 in the high ones
+                    for (int half = 0; half < 2; ++half)
+                        for (int i = 0; i < 8; ++i)
+                            out[64 * half + i] = static_cast<uint8_t>(ur[kCode[half][i]] | (ur[kCode[half + 2][i]] << 4));
+                } else {
+                    for (int c = 0; c < 4; ++c)
+                        for (int i = 0; i < 8; ++i) out[64 * c + i] = ur[kCode[c][i]];
                 }
                 const float* sr = s.data() + r * (K / 16) + 2 * b;
                 const float* mr = m.data() + r * (K / 16) + 2 * b;
@@ -189,17 +205,18 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst) {
     }
 }
 
-size_t packed_x_bytes(int64_t n_tok, int64_t K) {
+size_t packed_x_bytes(int64_t n_tok, int64_t K, int passes) {
     const size_t n = static_cast<size_t>(padded_tokens(n_tok)), nb = static_cast<size_t>(K / 32);
-    return round64(n * static_cast<size_t>(K)) + round64(n * nb * 4) + 2 * round64(n * nb * 8);
+    return round64(n * static_cast<size_t>(K * passes)) + round64(n * nb * 4) + 2 * round64(n * nb * 8);
 }
 
-PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K) {
+PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes) {
     const size_t n = static_cast<size_t>(padded_tokens(n_tok)), nb = static_cast<size_t>(K / 32);
     uint8_t* p = static_cast<uint8_t*>(buf);
     PackedX px;
+    px.passes = passes;
     px.q = reinterpret_cast<int8_t*>(p);
-    p += round64(n * static_cast<size_t>(K));
+    p += round64(n * static_cast<size_t>(K * passes));
     px.d = reinterpret_cast<float*>(p);
     p += round64(n * nb * 4);
     px.nsum = reinterpret_cast<int32_t*>(p);
@@ -239,11 +256,13 @@ void gemm_packed(const WeightMatrix& w, const PackedX& px, int64_t n_tok, float*
     });
 }
 
-void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {
+void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, int passes) {
     if (!packed_type(w.type)) throw_error(ErrorCode::unsupported, "matmul_packed_reference: not a packed type");
     const int64_t K = w.n_in, nb = K / 32;
-    std::vector<uint8_t> xbuf(packed_x_bytes(n_tok, K) + 64);
-    const PackedX px = packed_x_layout(xbuf.data() + (64 - reinterpret_cast<uintptr_t>(xbuf.data()) % 64) % 64, n_tok, K);
+    if (passes != 1 && passes != 2) throw_error(ErrorCode::invalid_argument, "matmul_packed_reference: passes 1 or 2");
+    std::vector<uint8_t> xbuf(packed_x_bytes(n_tok, K, passes) + 64);
+    const PackedX px =
+        packed_x_layout(xbuf.data() + (64 - reinterpret_cast<uintptr_t>(xbuf.data()) % 64) % 64, n_tok, K, passes);
     quantize_packed_x_reference(x, n_tok, K, px);
     const int t = type_id(w.type);
     const int shift = packed::offset_shift(t);
@@ -259,7 +278,10 @@ void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_to
                 for (int p = 0; p < 2; ++p) {
                     // codes 16p..16p+15 of the block (the x codes are stored permuted)
                     int dot = shift ? px.nsum[2 * i + p] * (1 << shift) : 0;
-                    for (int j = 16 * p; j < 16 * p + 16; ++j) dot += u[b * 32 + j] * px.q[i * 32 + packed_position(j)];
+                    const int8_t* q = px.q + i * 32 * passes;
+                    for (int j = 16 * p; j < 16 * p + 16; ++j)
+                        dot += u[b * 32 + j] * (passes == 2 ? 128 * q[packed_position(j)] + q[32 + packed_position(j)]
+                                                            : q[packed_position(j)]);
                     const float sl = packed::runs_of_16(t) ? s[2 * b + p] : s[2 * b];
                     acc[p] = std::fma(static_cast<float>(dot), sl * dx, acc[p]);
                     if (packed::has_mins(t)) acc[p] = std::fma(m[2 * b], px.xs[2 * i + p], acc[p]);

@@ -41,17 +41,20 @@ size_t packed_size(const WeightMatrix& w);
 // Writes w's packed layout into dst (packed_size(w) bytes, 64-byte aligned). Plain C++, run once at load.
 void pack_weights(const WeightMatrix& w, uint8_t* dst);
 
-// Activations of n_tok tokens in the packed int8 format (pointers into a caller's buffer).
+// Activations of n_tok tokens in the packed int8 format (pointers into a caller's buffer). With two passes each
+// block has a second set of codes, the rounding residual: x ~ d (128 q_hi + q_lo), q_lo in [-64, 64] (15 bits),
+// and the kernels multiply both (two vpdpbusd per chunk) and combine the integer sums as 128 hi + lo.
 struct PackedX {
-    int8_t* q = nullptr;      // (n_tok, K) codes, permuted within each block of 32
-    float* d = nullptr;       // (n_tok, K/32) block scales
-    int32_t* nsum = nullptr;  // (n_tok, K/32, 2) negated code sums per parity
+    int passes = 1;           // 1: 8-bit codes; 2: hi and lo codes
+    int8_t* q = nullptr;      // (n_tok, K/32, passes, 32) codes, permuted within each block of 32
+    float* d = nullptr;       // (n_tok, K/32) block scales (two passes: amax/127/128)
+    int32_t* nsum = nullptr;  // (n_tok, K/32, 2) negated code sums per parity (two passes: of 128 hi + lo)
     float* xs = nullptr;      // (n_tok, K/32, 2) [dx * sum of the block's codes, 0] (for the mins)
 };
 
 // Bytes of a PackedX buffer for n_tok rows of K, and its arrays carved from `buf` (64-byte aligned).
-size_t packed_x_bytes(int64_t n_tok, int64_t K);
-PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K);
+size_t packed_x_bytes(int64_t n_tok, int64_t K, int passes);
+PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes);
 
 // Quantizes x (n_tok, K) into the packed format, token rows split over the pool. K a multiple of 32.
 void quantize_packed_x(const float* x, int64_t n_tok, int64_t K, const PackedX& px, ThreadPool& pool);
@@ -62,9 +65,9 @@ void quantize_packed_x_reference(const float* x, int64_t n_tok, int64_t K, const
 // every split: each (row, parity) lane does the same fp32 operations in the same order.
 void gemm_packed(const WeightMatrix& w, const PackedX& px, int64_t n_tok, float* y, int64_t ldy, ThreadPool& pool);
 
-// Scalar reference of the whole path from the GGUF layout (no packed data needed): quantize x, then per block
-// and lane the same integer sums and fp32 operations as the kernels. Single thread.
-void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
+// Scalar reference of the whole path from the GGUF layout (no packed data needed): quantize x (passes 1 or 2),
+// then per block and lane the same integer sums and fp32 operations as the kernels. Single thread.
+void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, int passes);
 
 }  // namespace lazyllm_edge
 
@@ -83,7 +86,7 @@ constexpr int scale_bytes(int t) { return runs_of_16(t) ? 64 : 32; }
 constexpr int block_bytes(int t) { return code_bytes(t) + scale_bytes(t) + (has_mins(t) ? 32 : 0); }
 
 constexpr int kGroupRows = 8;  // rows interleaved per group
-constexpr int kTokenPad = 4;   // PackedX rows are padded (with zeros) to a multiple of this
+constexpr int kTokenPad = 8;   // PackedX rows are padded (with zeros) to a multiple of this (every tile's tokens divide it)
 
 }  // namespace packed
 }  // namespace lazyllm_edge

@@ -1,5 +1,5 @@
 // The packed int8 GEMM on AVX-512 VNNI (vpdpbusd on 512-bit vectors: a vector is a group of 8 rows x 2 parities;
-// tiles of 16 rows x 4 tokens). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni (and AVX2/FMA/F16C);
+// tiles of 16 rows x 8 tokens). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni (and AVX2/FMA/F16C);
 // only called after a cpuid + xgetbv check that the OS enables the ZMM and opmask state (matmul_packed.cpp).
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -52,6 +52,8 @@ struct Zmm {
     }
     static inline VF scales16(const float* s, int) { return _mm512_loadu_ps(s); }
     static inline VF fbcast64(const float* p) { return _mm512_castpd_ps(_mm512_set1_pd(*reinterpret_cast<const double*>(p))); }
+    static inline VI izero() { return _mm512_setzero_si512(); }
+    static inline VI add_shifted7(VI a, VI hi) { return _mm512_add_epi32(a, _mm512_slli_epi32(hi, 7)); }
     static inline VF fzero() { return _mm512_setzero_ps(); }
     static inline VF fset1(float f) { return _mm512_set1_ps(f); }
     static inline VF fmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
@@ -65,7 +67,7 @@ struct Zmm {
 
 bool gemm_packed_rows(uint32_t type, const uint8_t* packed, int64_t K, int64_t n_out, int64_t row0, int64_t row1,
                       const PackedX& px, int64_t n_tok, float* y, int64_t ldy) {
-    return packed_rows_for_type<Zmm, 2, 4>(type, packed, K, n_out, row0, row1, px, n_tok, y, ldy);
+    return packed_rows_for_type<Zmm, 2, 8>(type, packed, K, n_out, row0, row1, px, n_tok, y, ldy);
 }
 
 }  // namespace avx512vnni

@@ -19,7 +19,7 @@ namespace {
 
 // y[t][r] for NT tokens from t0 (rows of px, padded) x MR vectors of rows; vector v reads the blocks at w[v]
 // (its group's first block) through sub-vector sub[v] of the group. Outputs go to out (NT, MR * S::kRows).
-template <class S, int T, int MR, int NT>
+template <class S, int T, int MR, int NT, int P>
 void packed_tile(const uint8_t* const* w, const int* sub, const PackedX& px, int64_t t0, int64_t K, float* out) {
     using VI = typename S::VI;
     using VF = typename S::VF;
@@ -44,9 +44,19 @@ void packed_tile(const uint8_t* const* w, const int* sub, const PackedX& px, int
         // against this block of each token
         for (int t = 0; t < NT; ++t) {
             const int64_t i = (t0 + t) * nb + b;  // (token, block)
-            const int8_t* xq = px.q + i * 32;
+            const int8_t* xq = px.q + i * 32 * P;
             VI dot[MR];
             for (int v = 0; v < MR; ++v) dot[v] = S::template offset_init<T>(px.nsum + 2 * i);
+            if constexpr (P == 2) {  // the hi codes' sums, then 128 hi + lo
+                VI hi[MR];
+                for (int v = 0; v < MR; ++v) hi[v] = S::izero();
+                for (int c = 0; c < 4; ++c) {
+                    const VI xc = S::bcast64(xq + 8 * c);
+                    for (int v = 0; v < MR; ++v) hi[v] = S::template dot<T>(hi[v], wc[v][c], xc);
+                }
+                for (int v = 0; v < MR; ++v) dot[v] = S::add_shifted7(dot[v], hi[v]);
+                xq += 32;
+            }
             for (int c = 0; c < 4; ++c) {
                 const VI xc = S::bcast64(xq + 8 * c);
                 for (int v = 0; v < MR; ++v) dot[v] = S::template dot<T>(dot[v], wc[v][c], xc);
@@ -70,13 +80,13 @@ void packed_tile(const uint8_t* const* w, const int* sub, const PackedX& px, int
 
 // Rows [row0, row1) of y (n_tok, n_out; stride ldy) from the packed matrix; row0 a multiple of the tile's rows.
 // Cache blocking: a chunk of tokens whose codes stay in L2 sweeps over tiles of rows (their blocks stay in L2).
-template <class S, int T, int MR, int NT>
+template <class S, int T, int MR, int NT, int P>
 void packed_rows(const uint8_t* packed, int64_t K, int64_t n_out, int64_t row0, int64_t row1, const PackedX& px,
                  int64_t n_tok, float* y, int64_t ldy) {
     constexpr int kTileRows = MR * S::kRows;
     constexpr int kVecPerGroup = packed::kGroupRows / S::kRows;
     const size_t group_bytes = static_cast<size_t>(K / 32) * packed::block_bytes(T);
-    int64_t tok_chunk = (512 * 1024 / K) / NT * NT;
+    int64_t tok_chunk = (512 * 1024 / (K * P)) / NT * NT;
     if (tok_chunk < NT) tok_chunk = NT;
     alignas(64) float out[NT * kTileRows];
     for (int64_t c0 = 0; c0 < n_tok; c0 += tok_chunk) {
@@ -93,7 +103,7 @@ void packed_rows(const uint8_t* packed, int64_t K, int64_t n_out, int64_t row0, 
             }
             const int64_t nr = (n_out - r0 < kTileRows ? n_out - r0 : kTileRows);
             for (int64_t t = c0; t < c1; t += NT) {  // px rows are padded to a multiple of NT
-                packed_tile<S, T, MR, NT>(w, sub, px, t, K, out);
+                packed_tile<S, T, MR, NT, P>(w, sub, px, t, K, out);
                 const int64_t nt = c1 - t < NT ? c1 - t : NT;
                 for (int64_t i = 0; i < nt; ++i) std::memcpy(y + (t + i) * ldy + r0, out + i * kTileRows, nr * sizeof(float));
             }
@@ -106,8 +116,11 @@ template <class S, int MR, int NT>
 bool packed_rows_for_type(uint32_t type, const uint8_t* packed, int64_t K, int64_t n_out, int64_t row0, int64_t row1,
                           const PackedX& px, int64_t n_tok, float* y, int64_t ldy) {
     switch (type) {
-#define LAZYLLM_EDGE_PACKED_CASE(T) \
-    case packed::T: packed_rows<S, packed::T, MR, NT>(packed, K, n_out, row0, row1, px, n_tok, y, ldy); return true;
+#define LAZYLLM_EDGE_PACKED_CASE(T)                                                                      \
+    case packed::T:                                                                                      \
+        if (px.passes == 2) packed_rows<S, packed::T, MR, NT, 2>(packed, K, n_out, row0, row1, px, n_tok, y, ldy); \
+        else packed_rows<S, packed::T, MR, NT, 1>(packed, K, n_out, row0, row1, px, n_tok, y, ldy);                \
+        return true;
         LAZYLLM_EDGE_PACKED_CASE(kQ4_0)
         LAZYLLM_EDGE_PACKED_CASE(kQ4_1)
         LAZYLLM_EDGE_PACKED_CASE(kQ5_0)

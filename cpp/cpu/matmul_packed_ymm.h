@@ -76,6 +76,8 @@ struct Ymm {
     static inline VF fbcast64(const float* p) {
         return _mm256_castpd_ps(_mm256_broadcast_sd(reinterpret_cast<const double*>(p)));
     }
+    static inline VI izero() { return _mm256_setzero_si256(); }
+    static inline VI add_shifted7(VI a, VI hi) { return _mm256_add_epi32(a, _mm256_slli_epi32(hi, 7)); }
     static inline VF fzero() { return _mm256_setzero_ps(); }
     static inline VF fset1(float f) { return _mm256_set1_ps(f); }
     static inline VF fmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
