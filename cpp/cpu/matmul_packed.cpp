@@ -38,19 +38,7 @@ size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
 int64_t padded_tokens(int64_t n_tok) { return (n_tok + packed::kTokenPad - 1) / packed::kTokenPad * packed::kTokenPad; }
 
-size_t block_bytes(GgmlType t) {
-    switch (type_id(t)) {
-        case packed::kQ4_0: return packed::block_bytes(packed::kQ4_0);
-        case packed::kQ4_1: return packed::block_bytes(packed::kQ4_1);
-        case packed::kQ5_0: return packed::block_bytes(packed::kQ5_0);
-        case packed::kQ5_1: return packed::block_bytes(packed::kQ5_1);
-        case packed::kQ8_0: return packed::block_bytes(packed::kQ8_0);
-        case packed::kQ4_K: return packed::block_bytes(packed::kQ4_K);
-        case packed::kQ5_K: return packed::block_bytes(packed::kQ5_K);
-        case packed::kQ6_K: return packed::block_bytes(packed::kQ6_K);
-        default: return 0;
-    }
-}
+size_t block_bytes(GgmlType t) { return static_cast<size_t>(packed::block_bytes(type_id(t))); }
 
 // One GGUF row as unsigned codes and per-run-of-16 scales and mins: w_j = s[j/16] * u[j] + m[j/16] exactly.
 void row_codes(const WeightMatrix& w, int64_t row, uint8_t* u, float* s, float* m) {
@@ -157,7 +145,13 @@ GemmRowsFn gemm_rows_for_isa() {
 
 }  // namespace
 
-bool packed_type(GgmlType type) { return block_bytes(type) != 0; }
+bool packed_type(GgmlType type) {
+    switch (type_id(type)) {
+        case packed::kQ4_0: case packed::kQ4_1: case packed::kQ5_0: case packed::kQ5_1: case packed::kQ8_0:
+        case packed::kQ4_K: case packed::kQ5_K: case packed::kQ6_K: return true;
+        default: return false;
+    }
+}
 
 size_t packed_size(const WeightMatrix& w) {
     if (!packed_type(w.type) || w.n_in % 32 != 0) return 0;
