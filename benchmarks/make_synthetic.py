@@ -3,6 +3,7 @@
 
     python benchmarks/make_synthetic.py --like qwen2.5-coder-0.5b OUT.gguf [--seed 0]
     python benchmarks/make_synthetic.py --like /path/to/real.gguf OUT.gguf     # layout read from that file
+    python benchmarks/make_synthetic.py --like llama3.2-1b-q4_k_m OUT.gguf     # a layout defined by its shapes
     python benchmarks/make_synthetic.py --list
     python benchmarks/make_synthetic.py --dump-layout                          # regenerate synthetic_models.json
     python benchmarks/make_synthetic.py --dump-layout smollm2-135m=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -121,12 +122,59 @@ def load_layouts(path: Path = LAYOUT_FILE) -> Dict:
         return json.load(f)
 
 
+# ---------------------------------------------------------------------------------------------- shaped layouts
+
+def llama_q4_k_m_layout(name: str, n_layer: int, d_model: int, n_head: int, n_head_kv: int, head_dim: int, ffn: int,
+                        n_vocab: int) -> Dict:
+    """A llama-architecture layout from its shapes, not copied from a file: Llama-3 metadata (rope base 500000, tied
+    embeddings) and llama.cpp's Q4_K_M type choice (llama_tensor_get_type): Q4_K, with Q6_K for the tied
+    embedding/output and for attn_v and ffn_down in the layers use_more_bits picks (the first and last eighth and
+    every third one between)."""
+    def more_bits(i):
+        return i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2
+
+    meta = [["general.architecture", "STRING", "llama"], ["general.name", "STRING", name],
+            ["llama.block_count", "UINT32", n_layer], ["llama.context_length", "UINT32", 131072],
+            ["llama.embedding_length", "UINT32", d_model], ["llama.feed_forward_length", "UINT32", ffn],
+            ["llama.attention.head_count", "UINT32", n_head], ["llama.attention.head_count_kv", "UINT32", n_head_kv],
+            ["llama.attention.key_length", "UINT32", head_dim], ["llama.attention.value_length", "UINT32", head_dim],
+            ["llama.rope.freq_base", "FLOAT32", 500000.0], ["llama.rope.dimension_count", "UINT32", head_dim],
+            ["llama.attention.layer_norm_rms_epsilon", "FLOAT32", 1e-5], ["llama.vocab_size", "UINT32", n_vocab],
+            ["general.file_type", "UINT32", 15], ["general.quantization_version", "UINT32", 2],
+            ["tokenizer.ggml.model", "STRING", "gpt2"], ["tokenizer.ggml.pre", "STRING", "default"],
+            ["tokenizer.ggml.add_bos_token", "BOOL", True], ["tokenizer.ggml.bos_token_id", "UINT32", 128000],
+            ["tokenizer.ggml.eos_token_id", "UINT32", 128009]]
+    specials = [[128000, "<|begin_of_text|>", 3], [128001, "<|end_of_text|>", 3], [128009, "<|eot_id|>", 3]]
+    q, kv = n_head * head_dim, n_head_kv * head_dim
+    tensors = [["token_embd.weight", [d_model, n_vocab], "Q6_K"], ["output_norm.weight", [d_model], "F32"]]
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        tensors += [[b + "attn_norm.weight", [d_model], "F32"], [b + "attn_q.weight", [d_model, q], "Q4_K"],
+                    [b + "attn_k.weight", [d_model, kv], "Q4_K"],
+                    [b + "attn_v.weight", [d_model, kv], "Q6_K" if more_bits(i) else "Q4_K"],
+                    [b + "attn_output.weight", [q, d_model], "Q4_K"], [b + "ffn_norm.weight", [d_model], "F32"],
+                    [b + "ffn_gate.weight", [d_model, ffn], "Q4_K"], [b + "ffn_up.weight", [d_model, ffn], "Q4_K"],
+                    [b + "ffn_down.weight", [ffn, d_model], "Q6_K" if more_bits(i) else "Q4_K"]]
+    return {"source_file": f"(shapes of {name})", "source_size": 0, "architecture": "llama", "n_vocab": n_vocab,
+            "dropped_metadata": [], "metadata": meta, "special_tokens": specials, "tensors": tensors}
+
+
+# key -> the layout, for models whose files are not in the cache (the shapes of the published configs)
+SHAPED_LAYOUTS = {
+    "llama3.2-1b-q4_k_m": lambda: llama_q4_k_m_layout("Llama-3.2-1B-shaped Q4_K_M", 16, 2048, 32, 8, 64, 8192, 128256),
+    "llama3.2-3b-q4_k_m": lambda: llama_q4_k_m_layout("Llama-3.2-3B-shaped Q4_K_M", 28, 3072, 24, 8, 128, 8192, 128256),
+}
+
+
 def get_layout(like: str, layout_file: Path = LAYOUT_FILE) -> Dict:
     if like.endswith(".gguf") or os.path.isfile(like):
         return read_layout(like)
+    if like in SHAPED_LAYOUTS:
+        return SHAPED_LAYOUTS[like]()
     models = load_layouts(layout_file)["models"]
     if like not in models:
-        raise SystemExit(f"unknown layout '{like}': known {', '.join(sorted(models))} (or pass a .gguf path)")
+        known = sorted(models) + sorted(SHAPED_LAYOUTS)
+        raise SystemExit(f"unknown layout '{like}': known {', '.join(known)} (or pass a .gguf path)")
     return models[like]
 
 
@@ -370,7 +418,8 @@ def main(argv=None) -> int:
         dump_layouts(args.dump_layout, layouts)
         return 0
     if args.list:
-        for key, lay in load_layouts(layouts)["models"].items():
+        stored = load_layouts(layouts)["models"]
+        for key, lay in list(stored.items()) + [(k, f()) for k, f in SHAPED_LAYOUTS.items()]:
             n = sum(int(np.prod(t[1])) for t in lay["tensors"])
             print(f"{key}: {lay['architecture']}, {len(lay['tensors'])} tensors, {n / 1e6:.0f}M weights, "
                   f"n_vocab {lay['n_vocab']} (from {lay['source_file']})")

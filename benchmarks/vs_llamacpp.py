@@ -88,6 +88,17 @@ def llamacpp_info() -> Dict:
         return {"error": repr(e)}
 
 
+def cpu_vector_flags() -> str:
+    """The x86 vector extensions /proc/cpuinfo lists (a VM may list AVX-512 without enabling it; the engines check)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "?"
+    wanted = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_int8")
+    return " ".join(w for w in wanted if w in flags) or "none of " + " ".join(wanted)
+
+
 # ---------------------------------------------------------------- tests
 @dataclass
 class Test:
@@ -224,6 +235,12 @@ def main(argv=None) -> int:
     print(f"# {model_name}: lazyllm_edge vs llama.cpp (llama-cpp-python {info.get('llama_cpp_python')}, flash_attn on, "
           f"n_batch=n_ubatch={args.n_batch}), threads={threads}, n_ctx={n_ctx}, reps={reps}, "
           f"prompt={'text' if text else 'random ids'}", file=sys.stderr)
+    # which instruction sets each side runs: llama.cpp's build line, and this CPU's vector extensions (lazyllm_edge
+    # picks its kernels from them at run time, lowered by LAZYLLM_EDGE_ISA)
+    info["cpu_flags"] = cpu_vector_flags()
+    info["lazyllm_edge_isa"] = os.environ.get("LAZYLLM_EDGE_ISA", "best of cpu_flags")
+    print(f"# llama.cpp build: {info.get('system_info', '?')}", file=sys.stderr)
+    print(f"# CPU: {info['cpu_flags']}; lazyllm_edge kernels: {info['lazyllm_edge_isa']}", file=sys.stderr)
 
     for t in tests:
         if t.kind != "rss":
@@ -301,6 +318,8 @@ def main(argv=None) -> int:
     print(f"\n{model_name}, threads={threads}, medians of {reps} alternating repetitions; "
           f"ratio = lazyllm_edge / llama.cpp")
     C.print_table(["test", "unit", "lazyllm_edge", "llama.cpp", "ratio", "better"], rows)
+    print(f"llama.cpp build: {info.get('system_info', '?')}\nCPU: {info['cpu_flags']}; "
+          f"lazyllm_edge kernels: {info['lazyllm_edge_isa']}")
     if agree is False:
         print("warning: the two engines' top-1 tokens differ after the warm-up prompt", file=sys.stderr)
 

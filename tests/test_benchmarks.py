@@ -64,6 +64,7 @@ def test_vs_llamacpp_tiny(tiny_model, tmp_path, capsys):
     assert set(by) == {"pp32", "tg4@d16", "ttft32 (dense)", "ttft32 (lazy=1:0.5)", "rss256"}
     assert len(by["pp32"]["ours_samples"]) == 2 and len(by["pp32"]["theirs_samples"]) == 2
     assert by["rss256"]["ours"] > 0 and by["rss256"]["theirs"] > 0
+    assert "AVX2" in doc["llama_cpp"].get("system_info", "AVX2") and doc["llama_cpp"]["lazyllm_edge_isa"]
 
 
 def test_multiturn_tiny(tiny_model, tmp_path, capsys):
@@ -86,3 +87,19 @@ def test_multiturn_tiny(tiny_model, tmp_path, capsys):
     assert doc["saved"]["loaded_tokens"] > 96 and doc["saved"]["first_reply_reused"] > 0
     if doc["theirs"] is not None:
         assert len(doc["theirs"]) == 3
+
+
+def test_numerics_ab_tiny(tmp_path, capsys):
+    from make_tiny import write_tiny_model
+    import numerics_ab
+
+    path = tmp_path / "tiny-q4_1.gguf"  # quantized weights: fast prefill takes the packed int8 GEMM
+    write_tiny_model(path, "llama", 2, "Q4_1")
+    out = tmp_path / "ab.json"
+    rc = numerics_ab.main(["--model", str(path), "--threads", "1", "--reps", "2", "--tests", "pp24,tg3",
+                           "--json", str(out)])
+    assert rc == 0
+    assert "ratio = fast / fp32" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert [r["test"] for r in doc["results"]] == ["pp24", "tg3"]
+    assert all(len(r["fast"]) == 2 and len(r["fp32"]) == 2 and r["ratio"] > 0 for r in doc["results"])

@@ -12,6 +12,8 @@ from conftest import load_testing_module  # noqa: E402
 
 K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
+ISA_LEVELS = ("avx2", "avxvnni", "avx512vnni")  # above scalar, each including the ones before it
+SUPPORTED_LEVELS = ISA_LEVELS[:ISA_LEVELS.index(K.detected_isa()) + 1] if HAS_AVX2 else ()
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2/FMA/F16C: only the scalar kernels exist here")
 
 TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]
@@ -420,6 +422,10 @@ def test_matmul(name, n_in, n_out):
         for isa in isas:
             int8 = K.matmul_uses_int8(tid, n_tok, isa=isa)  # fast numerics
             assert int8 == (isa == "avx2" and name in INT8_TYPES and n_tok <= 4)
+            # prefill: the packed int8 GEMM (weights packed as at load; one pass here, 8-bit activations)
+            packed = K.matmul_uses_packed(tid, n_tok, isa=isa)
+            assert packed == (isa == "avx2" and name in INT8_TYPES and n_tok > 4)
+            int8 = int8 or packed
             for threads in (1, 2, 3):
                 y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads)
                 assert y.shape == (n_tok, n_out)
@@ -482,7 +488,7 @@ def test_numerics_choose_the_int8_path():
 def test_matmul_avx2_skip_reason():
     if not HAS_AVX2:
         pytest.skip("CPU lacks AVX2/FMA/F16C: AVX2 kernel comparisons are skipped")
-    assert K.detected_isa() == "avx2"
+    assert K.detected_isa() in ISA_LEVELS
 
 
 def test_matmul_rejects_bad_input():
@@ -491,3 +497,100 @@ def test_matmul_rejects_bad_input():
         K.matmul(int(Q.Q8_0), b"\0" * 34, 64, 1, x)  # too few weight bytes
     with pytest.raises(ValueError):
         K.matmul(int(Q.Q8_0), b"\0" * 68, 32, 2, x)  # x has the wrong width
+
+
+# ---- packed int8 prefill GEMM (fast numerics, more than 4 tokens): weights repacked at load into groups of 8 rows,
+# x quantized once per matrix in blocks of 32 with an fp32 scale (one pass: 8-bit codes; two passes, what the model
+# loads: 15 bits, code and rounding residual), integer dots, one kernel per ISA level chosen at run time. Every level
+# does the same integer sums and fp32 operations per (row, parity) lane as the scalar reference: equal bits. ----
+PACKED_SHAPES = [(512, 37), (1536, 16), (256, 9), (64, 1)]
+PACKED_TOKENS = (5, 8, 13, 130)
+
+
+def packed_bound(x, w, passes):
+    """Elementwise bound on |y - x @ W^T| from the activation rounding, per block of 32 with a = max|x| and
+    d = a/127: one pass |x - d q| <= min(|x|, d/2); two passes (q_hi + q_lo/128) <= d/256."""
+    x64 = np.abs(x.astype(np.float64))
+    blocks = x64.reshape(x.shape[0], -1, 32)
+    d = blocks.max(axis=2, keepdims=True) / 127.0
+    e = np.minimum(blocks, d / 2) if passes == 1 else np.broadcast_to(d / 256, blocks.shape)
+    return e.reshape(x.shape) @ np.abs(w.astype(np.float64)).T
+
+
+def packed_shape(name, n_in):
+    return max(256, n_in // 256 * 256) if name in K_QUANTS else n_in
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_quantize_packed(passes):
+    """The AVX2 quantizer gives the reference's bits (awkward blocks included); the codes, in the packed order
+    (per block: codes 0-3, 16-19, 4-7, 20-23, ...), rebuild x within the rounding bound, and the sums match."""
+    rng = np.random.default_rng(passes)
+    x = np.stack([awkward_activations(rng, 256, 32), rng.standard_normal(256).astype(np.float32) * 3]).astype(np.float32)
+    ref = K.quantize_packed(x, isa="scalar", passes=passes)
+    for isa in SUPPORTED_LEVELS:
+        got = K.quantize_packed(x, isa=isa, passes=passes)
+        for a, b, what in zip(ref, got, ("codes", "d", "nsum", "xs")):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), f"{isa} {what} differs from the reference"
+    q, d, nsum, xs = ref
+    n_tok, nb = x.shape[0], x.shape[1] // 32
+    order = np.array([8 * ((j % 16) // 4) + 4 * (j // 16) + j % 4 for j in range(32)])  # position of code j
+    q = q.reshape(n_tok, nb, passes, 32)[:, :, :, order]
+    codes = q[:, :, 0] * 128 + q[:, :, 1] if passes == 2 else q[:, :, 0]
+    if passes == 2:
+        assert np.abs(q[:, :, 1]).max() <= 64
+    amax = np.abs(x).reshape(n_tok, nb, 32).max(axis=2)
+    np.testing.assert_array_equal(d, (amax / np.float32(127) / np.float32(128 if passes == 2 else 1)).astype(np.float32))
+    err = np.abs(codes * d[:, :, None].astype(np.float64) - x.reshape(n_tok, nb, 32))
+    step = amax[:, :, None] / 127.0
+    assert np.all(err <= (step / 2 if passes == 1 else step / 256) * (1 + 1e-6) + 1e-30)
+    np.testing.assert_array_equal(-nsum.reshape(n_tok, nb, 2), codes.reshape(n_tok, nb, 2, 16).sum(axis=3))
+    np.testing.assert_array_equal(xs.reshape(n_tok, nb, 2)[:, :, 1], 0)
+
+
+@pytest.mark.parametrize("name", INT8_TYPES)
+@pytest.mark.parametrize("n_in,n_out", PACKED_SHAPES)
+@pytest.mark.parametrize("passes", [1, 2])
+def test_matmul_packed(name, n_in, n_out, passes):
+    """The scalar reference against the float64 product (activation-rounding bound); every ISA level the CPU runs
+    (forced in turn), any thread count, against the reference bit for bit; a token's result does not depend on
+    the batch it is in."""
+    n_in = packed_shape(name, n_in)
+    rng = np.random.default_rng(n_in + n_out + 10 * passes + INT8_TYPES.index(name))
+    data, _ = make_weights(name, n_out, n_in, rng)
+    tid = int(qtype(name))
+    w = K.dequantize(tid, data, n_out * n_in, isa="scalar").reshape(n_out, n_in)
+    x_all = rng.standard_normal((max(PACKED_TOKENS), n_in)).astype(np.float32)
+    x_all[0, :32] *= 1e-4  # a block of tiny values next to normal ones
+    x_all[1, 5] = 40.0  # an outlier
+    for n_tok in PACKED_TOKENS:
+        x = x_all[:n_tok]
+        ref = K.matmul_packed_reference(tid, data, n_in, n_out, x, passes=passes)
+        x64, w64 = x.astype(np.float64), w.astype(np.float64)
+        err = np.abs(ref - x64 @ w64.T)
+        assert np.all(err <= packed_bound(x, w, passes) + 3e-6 * (np.abs(x64) @ np.abs(w64).T) + 1e-30), \
+            f"{name} packed reference n_tok={n_tok} passes={passes}: bound exceeded"
+        for isa in SUPPORTED_LEVELS:
+            assert K.matmul_uses_packed(tid, n_tok, isa=isa)
+            for threads in (1, 2, 3):
+                y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=threads, passes=passes)
+                assert np.array_equal(y.view(np.uint32), ref.view(np.uint32)), \
+                    f"{name} {isa} threads={threads} n_tok={n_tok} passes={passes}: differs from the reference"
+    if SUPPORTED_LEVELS:  # batch independence: the first 13 tokens of a 130-token batch
+        big = K.matmul(tid, data, n_in, n_out, x_all, passes=passes)
+        small = K.matmul(tid, data, n_in, n_out, x_all[:13], passes=passes)
+        assert np.array_equal(big[:13].view(np.uint32), small.view(np.uint32))
+
+
+def test_numerics_choose_the_packed_path():
+    """fast numerics with more than 4 tokens, packed weight types, AVX2 or above; never fp32 or llama.cpp."""
+    q4_k, f16 = int(Q.Q4_K), int(Q.F16)
+    for n_tok in (1, 4, 5, 512):
+        for isa in ISA_LEVELS:
+            assert K.matmul_uses_packed(q4_k, n_tok, isa=isa) == (HAS_AVX2 and n_tok > 4)
+            assert not K.matmul_uses_packed(q4_k, n_tok, isa=isa, numerics="fp32")
+            assert not K.matmul_uses_packed(q4_k, n_tok, isa=isa, numerics="llama.cpp")
+            assert not K.matmul_uses_packed(f16, n_tok, isa=isa)
+        assert not K.matmul_uses_packed(q4_k, n_tok, isa="scalar")
+    with pytest.raises(ValueError, match="isa"):
+        K.matmul_uses_packed(q4_k, 8, isa="sse2")

@@ -1,6 +1,9 @@
 // Matmul micro-benchmark: GFLOP/s (2*n_tok*n_in*n_out per call) and weight GB/s for typical shapes.
 // Usage: matmul_bench [n_threads [numerics [all]]]   (defaults: 2 threads, fast numerics; numerics: fast | fp32 |
-// llama.cpp; a third argument adds the other weight types at the prefill shape)
+// llama.cpp; a third argument adds the other weight types at the prefill shape). The weights are packed as the
+// model does at load (cpu/matmul_packed.h), so fast prefill runs the packed int8 GEMM; LAZYLLM_EDGE_ISA=avx2 etc.
+// lowers the kernels' level. GOP/s counts a multiply-add as 2 operations, int8 or fp32.
+// Build: g++ -O2 -std=c++17 -Icpp -Iinclude benchmarks/cpp/matmul_bench.cpp build/dev/liblazyllm_edge_core.a -lpthread
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +13,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
+#include "cpu/matmul_packed.h"
 #include "gguf/ggml_types.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -46,13 +50,20 @@ std::vector<uint8_t> random_weights(GgmlType type, int64_t n_in, int64_t n_out, 
 }
 
 void bench(ThreadPool& pool, Numerics numerics, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok,
-           bool quiet = false) {
+           bool quiet = false, int passes = 1) {
     std::mt19937 rng(42);
     std::vector<uint8_t> wdata = random_weights(type, n_in, n_out, rng);
     std::vector<float> x(static_cast<size_t>(n_tok * n_in)), y(static_cast<size_t>(n_tok * n_out));
     std::normal_distribution<float> nd;
     for (auto& v : x) v = nd(rng);
     WeightMatrix w{type, n_in, n_out, wdata.data(), ggml_row_size(type, n_in)};
+    std::vector<uint8_t> packed(packed_size(w) + 64);
+    if (packed_size(w) > 0 && active_isa() >= CpuIsa::avx2) {
+        uint8_t* p = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
+        pack_weights(w, p);
+        w.packed = p;
+        w.packed_passes = passes;
+    }
 
     const double flop = 2.0 * n_tok * n_in * n_out;
     // Warm up, then repeat for ~0.5 s and report the best of 5 batches.
@@ -73,8 +84,9 @@ void bench(ThreadPool& pool, Numerics numerics, GgmlType type, int64_t n_in, int
         if (s < best) best = s;
     }
     if (quiet) return;
-    std::printf("%-5s %5lld -> %-6lld n_tok %4lld : %8.3f ms  %7.2f GFLOP/s  %6.2f GB/s weights\n", ggml_type_name(type),
-                static_cast<long long>(n_in), static_cast<long long>(n_out), static_cast<long long>(n_tok), best * 1e3,
+    std::printf("%-5s %5lld -> %-6lld n_tok %4lld%s : %8.3f ms  %7.2f GOP/s  %6.2f GB/s weights\n", ggml_type_name(type),
+                static_cast<long long>(n_in), static_cast<long long>(n_out), static_cast<long long>(n_tok),
+                w.packed && n_tok > 4 && numerics == Numerics::fast ? (passes == 2 ? " int8x2" : " int8  ") : "       ", best * 1e3,
                 flop / best * 1e-9, wdata.size() / best * 1e-9);
 }
 
@@ -90,13 +102,19 @@ int main(int argc, char** argv) {
         return 2;
     }
     ThreadPool pool(n_threads);
-    std::printf("isa %s, %d threads, %s numerics\n", active_isa() == CpuIsa::avx2 ? "avx2" : "scalar", n_threads,
+    std::printf("isa %s, %d threads, %s numerics\n", isa_name(active_isa()), n_threads,
                 numerics_name(numerics));
     bench(pool, numerics, GgmlType::Q4_1, 576, 1536, 1, true);  // warm up threads and clocks
     for (int64_t n_tok : {1, 512}) {
         bench(pool, numerics, GgmlType::Q4_1, 576, 1536, n_tok);
         bench(pool, numerics, GgmlType::Q4_1, 1536, 576, n_tok);
         bench(pool, numerics, GgmlType::Q8_0, 576, 49152, n_tok);
+    }
+    // Llama-3.2-1B shapes (Q4_K_M: Q4_K q/k/gate/up, Q6_K down); fast numerics: the packed GEMM's 1 and 2 passes
+    for (int passes : {1, 2}) {
+        bench(pool, numerics, GgmlType::Q4_K, 2048, 8192, 512, false, passes);
+        bench(pool, numerics, GgmlType::Q6_K, 8192, 2048, 512, false, passes);
+        if (numerics != Numerics::fast) break;
     }
     if (argc > 3) {  // extra types at the prefill shape
         for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K,

@@ -7,6 +7,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <tuple>
@@ -16,6 +17,7 @@
 #include "base/error.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
+#include "cpu/matmul_packed.h"
 #include "gguf/ggml_types.h"
 #include "lazyllm_edge/numerics.hpp"
 #include "base/thread_pool.h"
@@ -28,13 +30,13 @@ namespace {
 using FloatArray = nb::ndarray<nb::numpy, float>;
 using InputMatrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
+// A level by name ("best" = the detected one); set_active_isa clamps it to what the CPU runs.
 CpuIsa parse_isa(const std::string& s) {
-    if (s == "scalar") return CpuIsa::scalar;
-    if (s == "avx2" || s == "best") return detected_isa();
-    throw nb::value_error(("unknown isa '" + s + "' (expected 'scalar', 'avx2' or 'best')").c_str());
+    if (s == "best") return detected_isa();
+    for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+        if (s == isa_name(isa)) return isa;
+    throw nb::value_error(("unknown isa '" + s + "' (expected 'scalar', 'avx2', 'avxvnni', 'avx512vnni' or 'best')").c_str());
 }
-
-const char* isa_name(CpuIsa isa) { return isa == CpuIsa::avx2 ? "avx2" : "scalar"; }
 
 // Sets the active ISA for one call and restores it afterwards (also on exceptions).
 struct IsaScope {
@@ -75,9 +77,26 @@ WeightMatrix make_weight(uint32_t type_id, const nb::bytes& w, int64_t n_in, int
     return m;
 }
 
+// A weight matrix with its packed prefill layout, as the model makes it at load (for the packed types).
+struct PackedWeight {
+    WeightMatrix m;
+    std::unique_ptr<uint8_t, void (*)(void*)> packed{nullptr, std::free};
+    explicit PackedWeight(const WeightMatrix& w, int passes = 1) : m(w) {
+        if (passes != 1 && passes != 2) throw nb::value_error("passes must be 1 or 2");
+        m.packed_passes = passes;
+        const size_t bytes = packed_size(w);
+        if (bytes == 0) return;
+        packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+        pack_weights(w, packed.get());
+        m.packed = packed.get();
+    }
+};
+
 FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-                      const std::string& isa, int n_threads, Numerics numerics, bool reference, bool int8_reference = false) {
-    WeightMatrix m = make_weight(type_id, w, n_in, n_out);
+                      const std::string& isa, int n_threads, Numerics numerics, bool reference, bool int8_reference = false,
+                      bool packed_reference = false, int passes = 1) {
+    const PackedWeight pw(make_weight(type_id, w, n_in, n_out), passes);
+    const WeightMatrix& m = pw.m;
     if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
     const int64_t n_tok = static_cast<int64_t>(x.shape(0));
     const CpuIsa want = reference ? CpuIsa::scalar : parse_isa(isa);
@@ -85,7 +104,9 @@ FloatArray run_matmul(uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_
     FloatArray out = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(n_out), true, &y);
     {
         nb::gil_scoped_release release;
-        if (int8_reference) {
+        if (packed_reference) {
+            matmul_packed_reference(m, x.data(), n_tok, y, passes);
+        } else if (int8_reference) {
             matmul_int8_reference(m, x.data(), n_tok, y);
         } else if (reference) {
             matmul_reference(m, x.data(), n_tok, y);
@@ -137,12 +158,14 @@ void register_kernels(nb::module_& m) {
     k.def(
         "matmul",
         [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x,
-           const std::string& isa, int n_threads, const std::string& numerics) {
-            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, parse_numerics(numerics), false);
+           const std::string& isa, int n_threads, const std::string& numerics, int passes) {
+            return run_matmul(type_id, w, n_in, n_out, x, isa, n_threads, parse_numerics(numerics), false, false, false,
+                              passes);
         },
         nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"),
-        nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("numerics") = "fast",
-        "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels, in the given numerics.");
+        nb::arg("isa") = "best", nb::arg("n_threads") = 2, nb::arg("numerics") = "fast", nb::arg("passes") = 1,
+        "y (n_tok, n_out) = x (n_tok, n_in) @ W^T with the optimized kernels, in the given numerics (weights packed "
+        "as at load; `passes`: the packed GEMM's activation precision, 1 = 8-bit, 2 = 15-bit).");
 
     k.def(
         "matmul_reference",
@@ -166,6 +189,70 @@ void register_kernels(nb::module_& m) {
         "Scalar reference of the int8 matmul path (x quantized to Q8_0/Q8_1/Q8_K blocks, integer block dots).");
 
     k.def(
+        "matmul_packed_reference",
+        [](uint32_t type_id, const nb::bytes& w, int64_t n_in, int64_t n_out, const InputMatrix& x, int passes) {
+            checked_traits(type_id);
+            if (!packed_type(static_cast<GgmlType>(type_id)))
+                throw nb::value_error("Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K only");
+            return run_matmul(type_id, w, n_in, n_out, x, "scalar", 1, Numerics::fast, true, false, true, passes);
+        },
+        nb::arg("type_id"), nb::arg("weight_bytes"), nb::arg("n_in"), nb::arg("n_out"), nb::arg("x"), nb::arg("passes") = 1,
+        "Scalar reference of the packed int8 prefill GEMM (x quantized per block of 32, the kernels' lane arithmetic).");
+
+    k.def(
+        "matmul_uses_packed",
+        [](uint32_t type_id, int64_t n_tok, const std::string& isa, const std::string& numerics) {
+            checked_traits(type_id);
+            const Numerics mode = parse_numerics(numerics);
+            IsaScope scope(parse_isa(isa));
+            WeightMatrix w;  // a weight as the model has it after load: packed when its type has the layout
+            w.type = static_cast<GgmlType>(type_id);
+            const uint8_t dummy = 0;
+            if (packed_type(w.type)) w.packed = &dummy;
+            return matmul_uses_packed(w, n_tok, mode);
+        },
+        nb::arg("type_id"), nb::arg("n_tok"), nb::arg("isa") = "best", nb::arg("numerics") = "fast",
+        "Whether matmul() takes the packed int8 prefill GEMM (for a weight packed at load).");
+
+    k.def(
+        "quantize_packed",
+        [](const InputMatrix& x, const std::string& isa, int passes) {
+            const int64_t n_tok = static_cast<int64_t>(x.shape(0)), K = static_cast<int64_t>(x.shape(1));
+            if (passes != 1 && passes != 2) throw nb::value_error("passes must be 1 or 2");
+            if (K % 32 != 0) throw nb::value_error("row length must be a multiple of 32");
+            const CpuIsa want = parse_isa(isa);
+            const int64_t nb_ = K / 32;
+            float *q, *d, *ns, *xs;
+            FloatArray qa = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(K * passes), true, &q);
+            FloatArray da = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(nb_), true, &d);
+            FloatArray na = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(2 * nb_), true, &ns);
+            FloatArray sa = new_array(static_cast<size_t>(n_tok), static_cast<size_t>(2 * nb_), true, &xs);
+            {
+                nb::gil_scoped_release release;
+                std::unique_ptr<uint8_t, void (*)(void*)> buf(static_cast<uint8_t*>(std::aligned_alloc(64, packed_x_bytes(n_tok, K, passes))), std::free);
+                const PackedX px = packed_x_layout(buf.get(), n_tok, K, passes);
+                if (want == CpuIsa::scalar) {
+                    quantize_packed_x_reference(x.data(), n_tok, K, px);
+                } else {
+                    IsaScope scope(want);
+                    ThreadPool pool(1);
+                    quantize_packed_x(x.data(), n_tok, K, px, pool);
+                }
+                for (int64_t i = 0; i < n_tok * K * passes; ++i) q[i] = px.q[i];
+                for (int64_t i = 0; i < n_tok * nb_; ++i) d[i] = px.d[i];
+                for (int64_t i = 0; i < 2 * n_tok * nb_; ++i) {
+                    ns[i] = static_cast<float>(px.nsum[i]);
+                    xs[i] = px.xs[i];
+                }
+            }
+            return nb::make_tuple(qa, da, na, sa);
+        },
+        nb::arg("x"), nb::arg("isa") = "best", nb::arg("passes") = 1,
+        "The packed GEMM's activation quantization of x (n_tok, K): (codes in the packed order, per block the hi "
+        "then, with 2 passes, the lo codes; d per 32; negated code sums per parity; [d * sum, 0] per 32), all float32 "
+        "('scalar' = reference).");
+
+    k.def(
         "matmul_uses_int8",
         [](uint32_t type_id, int64_t n_tok, const std::string& isa, const std::string& numerics) {
             checked_traits(type_id);
@@ -185,14 +272,15 @@ void register_kernels(nb::module_& m) {
                 throw nb::value_error("1 to 3 weights");
             if (static_cast<int64_t>(x.shape(1)) != n_in) throw nb::value_error("x must have shape (n_tok, n_in)");
             const int64_t n_tok = static_cast<int64_t>(x.shape(0));
-            std::vector<WeightMatrix> ws;
-            for (const auto& [type_id, bytes, n_out] : weights) ws.push_back(make_weight(type_id, bytes, n_in, n_out));
+            std::vector<std::unique_ptr<PackedWeight>> ws;
+            for (const auto& [type_id, bytes, n_out] : weights)
+                ws.push_back(std::make_unique<PackedWeight>(make_weight(type_id, bytes, n_in, n_out)));
             nb::list outs;
             const WeightMatrix* wp[kMaxSharedInput];
             float* yp[kMaxSharedInput];
             for (size_t i = 0; i < ws.size(); ++i) {
-                wp[i] = &ws[i];
-                outs.append(new_array(static_cast<size_t>(n_tok), static_cast<size_t>(ws[i].n_out), true, &yp[i]));
+                wp[i] = &ws[i]->m;
+                outs.append(new_array(static_cast<size_t>(n_tok), static_cast<size_t>(ws[i]->m.n_out), true, &yp[i]));
             }
             {
                 nb::gil_scoped_release release;

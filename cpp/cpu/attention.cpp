@@ -160,7 +160,7 @@ void attention(const AttentionParams& p, float* scratch, int n_ctx, ThreadPool& 
     const int tq = tile_queries(group);
     const int n_tiles = (p.n_q + tq - 1) / tq;
     const int rows_max = std::min(tq, p.n_q) * group;  // rows of one kv head in the largest tile
-    const bool avx2 = active_isa() == CpuIsa::avx2;
+    const bool avx2 = active_isa() >= CpuIsa::avx2;
 
     // Enough (tile, kv head) tasks for the threads (prefill): one task each, over the tile's whole key span.
     // Too few (decode): tasks are (tile, chunk of its keys) for all kv heads at once, so that a task streams

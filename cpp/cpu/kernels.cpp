@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -29,15 +30,39 @@ void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* 
 
 namespace {
 
-CpuIsa detect() {
+// What the CPU and the OS support: instructions from cpuid, register state enabled by the OS from xgetbv.
+CpuIsa detect_hardware() {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    // F16C through cpuid (leaf 1, ECX): clang's __builtin_cpu_supports does not know "f16c"
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return CpuIsa::avx2;
-#endif
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return CpuIsa::scalar;
+    const bool fma = ecx & bit_FMA, f16c = ecx & bit_F16C, osxsave = ecx & bit_OSXSAVE, avx = ecx & bit_AVX;
+    if (!(fma && f16c && osxsave && avx)) return CpuIsa::scalar;
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    const uint64_t xcr0 = (static_cast<uint64_t>(xcr0_hi) << 32) | xcr0_lo;
+    if ((xcr0 & 0x6) != 0x6) return CpuIsa::scalar;  // XMM and YMM state
+    unsigned eax7 = 0, ebx7 = 0, ecx7 = 0, edx7 = 0;
+    if (!__get_cpuid_count(7, 0, &eax7, &ebx7, &ecx7, &edx7) || !(ebx7 & bit_AVX2)) return CpuIsa::scalar;
+    // AVX-512 F (ebx 16), BW (30), VL (31), VNNI (ecx 11), with opmask, ZMM_Hi256 and Hi16_ZMM state (xcr0 bits 5-7)
+    const bool avx512 = (ebx7 & (1u << 16)) && (ebx7 & (1u << 30)) && (ebx7 & (1u << 31)) && (ecx7 & (1u << 11)) &&
+                        (xcr0 & 0xE0) == 0xE0;
+    if (avx512) return CpuIsa::avx512vnni;
+    unsigned eax71 = 0, ebx71 = 0, ecx71 = 0, edx71 = 0;  // AVX-VNNI: leaf 7 subleaf 1, eax bit 4
+    if (eax7 >= 1 && __get_cpuid_count(7, 1, &eax71, &ebx71, &ecx71, &edx71) && (eax71 & (1u << 4))) return CpuIsa::avxvnni;
+    return CpuIsa::avx2;
+#else
     return CpuIsa::scalar;
+#endif
+}
+
+// The hardware level, lowered by LAZYLLM_EDGE_ISA when set (an unknown value is ignored).
+CpuIsa detect() {
+    CpuIsa isa = detect_hardware();
+    if (const char* env = std::getenv("LAZYLLM_EDGE_ISA")) {
+        for (CpuIsa lower : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+            if (std::strcmp(env, isa_name(lower)) == 0 && lower < isa) isa = lower;
+    }
+    return isa;
 }
 
 const CpuIsa g_detected = detect();
@@ -229,6 +254,14 @@ void check_blocks(GgmlType type, int64_t n) {
 }  // namespace
 
 CpuIsa detected_isa() { return g_detected; }
+const char* isa_name(CpuIsa isa) {
+    switch (isa) {
+        case CpuIsa::avx2: return "avx2";
+        case CpuIsa::avxvnni: return "avxvnni";
+        case CpuIsa::avx512vnni: return "avx512vnni";
+        default: return "scalar";
+    }
+}
 CpuIsa active_isa() { return static_cast<CpuIsa>(g_active.load(std::memory_order_relaxed)); }
 void set_active_isa(CpuIsa isa) {
     if (static_cast<int>(isa) > static_cast<int>(g_detected)) isa = g_detected;
@@ -290,14 +323,14 @@ float expf_ggml(float x) {
 
 void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::fp16_to_fp32_row(src, dst, n);
+    if (active_isa() >= CpuIsa::avx2) return avx2::fp16_to_fp32_row(src, dst, n);
 #endif
     for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::fp32_to_fp16_row(src, dst, n);
+    if (active_isa() >= CpuIsa::avx2) return avx2::fp32_to_fp16_row(src, dst, n);
 #endif
     for (int64_t i = 0; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
 }
@@ -326,7 +359,7 @@ bool dequantize_row_scalar_unchecked(GgmlType type, const void* src, float* dst,
 // Unchecked dispatch on the active ISA (used by matmul after it validated the shape once).
 void dequantize_row_unchecked(GgmlType type, const void* src, float* dst, int64_t n) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2 && avx2::dequantize_row(static_cast<uint32_t>(type), src, dst, n)) return;
+    if (active_isa() >= CpuIsa::avx2 && avx2::dequantize_row(static_cast<uint32_t>(type), src, dst, n)) return;
 #endif
     dequantize_row_scalar_unchecked(type, src, dst, n);
 }
@@ -349,7 +382,7 @@ float dot_f32_reference(const float* x, const float* y, int64_t n) {
 
 float dot_f32(const float* x, const float* y, int64_t n) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::dot_f32(x, y, n);
+    if (active_isa() >= CpuIsa::avx2) return avx2::dot_f32(x, y, n);
 #endif
     // Four partial sums: shorter dependency chains and a smaller rounding error than one running sum.
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -387,7 +420,7 @@ void quantize_row_q8_1_reference(const float* x, int64_t n, int8_t* q, float* d,
 
 void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s, int32_t* isum) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_1(x, n, q, d, s, isum);
+    if (active_isa() >= CpuIsa::avx2) return avx2::quantize_row_q8_1(x, n, q, d, s, isum);
 #endif
     quantize_row_q8_1_reference(x, n, q, d, s, isum);
 }
@@ -426,7 +459,7 @@ void quantize_row_q8_K_reference(const float* x, int64_t n, int8_t* q, float* d,
 
 void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) return avx2::quantize_row_q8_K(x, n, q, d, bsums);
+    if (active_isa() >= CpuIsa::avx2) return avx2::quantize_row_q8_K(x, n, q, d, bsums);
 #endif
     quantize_row_q8_K_reference(x, n, q, d, bsums);
 }

@@ -6,10 +6,15 @@
 
 namespace lazyllm_edge {
 
-enum class CpuIsa { scalar = 0, avx2 = 1 };
+// Levels, each including the ones below: AVX2+FMA+F16C; + AVX-VNNI (vpdpbusd on 256-bit vectors);
+// + AVX-512 F/BW/VL/VNNI. Only the packed int8 GEMM (matmul_packed.h) uses the levels above avx2.
+enum class CpuIsa { scalar = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3 };
 
-// Best ISA this CPU supports (AVX2+FMA+F16C checked with cpuid).
+// Best level this CPU runs: cpuid for the instructions and xgetbv for the OS-enabled register state (YMM; for
+// AVX-512 also the opmask and ZMM state, which some VMs list in cpuid without enabling). The environment variable
+// LAZYLLM_EDGE_ISA=scalar|avx2|avxvnni|avx512vnni lowers it (never raises it), read once at startup.
 CpuIsa detected_isa();
+const char* isa_name(CpuIsa isa);  // "scalar", "avx2", "avxvnni", "avx512vnni"
 // The ISA the kernels dispatch to: detected_isa(), unless a test lowered it (process-wide, a test hook: only the
 // `_testing` module, which has its own copy of the kernels, calls set_active_isa) to compare implementations.
 CpuIsa active_isa();

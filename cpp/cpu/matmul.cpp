@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "cpu/kernels.h"
+#include "cpu/matmul_packed.h"
 #include "base/thread_pool.h"
 
 namespace lazyllm_edge {
@@ -143,6 +144,31 @@ thread_local QScratch t_qscratch2;  // a second activation format in matmul_shar
 
 bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 
+// Grow-only, 64-byte aligned buffer for the packed GEMM's quantized activations (one per calling thread).
+struct PackedXScratch {
+    void* data = nullptr;
+    size_t capacity = 0;  // bytes
+    ~PackedXScratch() { std::free(data); }
+
+    // x (n_tok, K) quantized into the packed format, rows split over the pool
+    PackedX quantize(const float* x, int64_t n_tok, int64_t K, int passes, ThreadPool& pool) {
+        const size_t need = packed_x_bytes(n_tok, K, passes);
+        if (need > capacity) {
+            std::free(data);
+            data = std::aligned_alloc(64, need);
+            if (!data) {
+                capacity = 0;
+                throw_error(ErrorCode::out_of_memory, "matmul: cannot allocate packed int8 scratch");
+            }
+            capacity = need;
+        }
+        const PackedX px = packed_x_layout(data, n_tok, K, passes);
+        quantize_packed_x(x, n_tok, K, px, pool);
+        return px;
+    }
+};
+thread_local PackedXScratch t_pxscratch;
+
 #if defined(__x86_64__)
 using GemmQ8Fn = bool (*)(uint32_t, const int8_t*, const float*, const float*, const int32_t*, const int16_t*, int64_t,
                           int64_t, const void*, size_t, int64_t, float*, int64_t);
@@ -192,7 +218,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
     GemmFn gemm = gemm_f32_scalar;
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2) gemm = avx2::gemm_f32;
+    if (active_isa() >= CpuIsa::avx2) gemm = avx2::gemm_f32;
 #endif
     const int64_t n_in = w.n_in, n_out = w.n_out;
     // F32 weights with a float-aligned stride are used in place; everything else goes through scratch.
@@ -219,6 +245,12 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
     const GgmlType type = w.type;
     const size_t row_bytes = w.row_bytes;
 
+    // fast prefill: the packed int8 GEMM (x quantized once into blocks of 32)
+    if (matmul_uses_packed(w, n_tok, numerics)) {
+        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, w.packed_passes, pool);
+        gemm_packed(w, px, n_tok, y, n_out, pool);
+        return;
+    }
 #if defined(__x86_64__)
     // Quantized weights (as llama.cpp): quantize x once per call, then integer block dots; rows split over threads.
     if (matmul_uses_int8(type, n_tok, numerics)) {
@@ -231,7 +263,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
         return;
     }
     // fp32 numerics (no int8 path): fused decode (dequantize in registers, no scratch round trip).
-    if (n_tok <= 4 && active_isa() == CpuIsa::avx2 &&
+    if (n_tok <= 4 && active_isa() >= CpuIsa::avx2 &&
         (type == GgmlType::Q4_0 || type == GgmlType::Q4_1 || type == GgmlType::Q8_0)) {
         const int64_t nb = n_in / 32;
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
@@ -279,6 +311,17 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
 void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, const float* x, int64_t n_tok,
                          Numerics numerics, ThreadPool& pool) {
+    // packed int8 prefill: one activation format for every type, quantized once
+    bool packed = n > 1 && n <= kMaxSharedInput;
+    for (int i = 0; packed && i < n; ++i)
+        packed = matmul_uses_packed(*w[i], n_tok, numerics) && w[i]->n_in == w[0]->n_in &&
+                 w[i]->packed_passes == w[0]->packed_passes;
+    if (packed) {
+        for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, w[0]->packed_passes, pool);
+        for (int i = 0; i < n; ++i) gemm_packed(*w[i], px, n_tok, y[i], w[i]->n_out, pool);
+        return;
+    }
     bool fused = n > 1 && n <= kMaxSharedInput;
     for (int i = 0; fused && i < n; ++i)
         fused = matmul_uses_int8(w[i]->type, n_tok, numerics) && w[i]->n_in == w[0]->n_in && w[i]->n_out > 0;
@@ -331,14 +374,16 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
     }
 }
 
-bool matmul_uses_int8(GgmlType type, int64_t n_tok, Numerics numerics) {
-    // fast: decode only (int8 prefill's rounding noise is not llama.cpp's own and lowers agreement with its
-    // logits, so fast prefill stays exact fp32); llama_cpp: every batch, as llama.cpp does; fp32: never
-    const bool batch = numerics == Numerics::llama_cpp ? n_tok >= 1 : numerics == Numerics::fast && n_tok >= 1 && n_tok <= 4;
-    return batch && active_isa() == CpuIsa::avx2 && int8_type(type);
+bool matmul_uses_packed(const WeightMatrix& w, int64_t n_tok, Numerics numerics) {
+    return numerics == Numerics::fast && n_tok > 4 && w.packed && packed_type(w.type) && active_isa() >= CpuIsa::avx2;
 }
 
-namespace {
+bool matmul_uses_int8(GgmlType type, int64_t n_tok, Numerics numerics) {
+    // fast: decode (prefill takes the packed GEMM where the weights have a packed layout, see matmul_uses_packed);
+    // llama_cpp: every batch, as llama.cpp does; fp32: never
+    const bool batch = numerics == Numerics::llama_cpp ? n_tok >= 1 : numerics == Numerics::fast && n_tok >= 1 && n_tok <= 4;
+    return batch && active_isa() >= CpuIsa::avx2 && int8_type(type);
+}
 
 // Integer codes of one 32-block (w_j = d * q_j, or d * q_j + m for Q4_1/Q5_1), following the dequantizers.
 void block32_codes(GgmlType type, const uint8_t* b, int* q, float* d, float* m) {
@@ -378,6 +423,8 @@ void block32_codes(GgmlType type, const uint8_t* b, int* q, float* d, float* m) 
     }
 }
 
+namespace {
+
 // One row of a 32-block type against one Q8_1 row (ggml_vec_dot_q4_0_q8_0 etc.): sum over blocks of
 // (d_w * d_x) * integer dot, plus m_w * s_x for Q4_1/Q5_1.
 float dot_row_b32(GgmlType type, const uint8_t* b, size_t block_bytes, const int8_t* qx, const float* dx, const float* sx,
@@ -394,6 +441,8 @@ float dot_row_b32(GgmlType type, const uint8_t* b, size_t block_bytes, const int
     }
     return acc + summs;
 }
+
+}  // namespace
 
 // Integer codes of one 256-superblock with per-run integer scales: Q4_K/Q5_K w_j = d*sc[j/32]*q_j - dmin*mn[j/32]
 // (sc, mn: 8 entries); Q6_K w_j = d*sc[j/16]*q_j with q_j in [-32, 31] (sc: 16 entries, dmin = 0, no mn).
@@ -433,6 +482,8 @@ void superblock_codes(GgmlType type, const uint8_t* b, int* q, int* sc, int* mn,
             q[64 * j + 32 + l] = (qs[l] >> 4) + ((q5 && ((qh[l] >> (2 * j + 1)) & 1)) ? 16 : 0);
         }
 }
+
+namespace {
 
 // One row of a K-quant type against one Q8_K row (ggml_vec_dot_q4_K_q8_K etc.): per superblock
 // (d_x d_w) * sum(scale * integer dot) - (d_x dmin_w) * sum(min * code sums).

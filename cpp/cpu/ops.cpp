@@ -22,7 +22,7 @@ void geglu(float* gate, const float* up, int n, const uint16_t* gelu_table);
 namespace {
 bool use_avx2() {
 #if defined(__x86_64__)
-    return active_isa() == CpuIsa::avx2;
+    return active_isa() >= CpuIsa::avx2;
 #else
     return false;
 #endif

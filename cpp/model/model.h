@@ -1,6 +1,7 @@
 // Model description and weights, read from GGUF metadata and tensors (nothing assumed).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -168,6 +169,13 @@ struct ModelImpl {
     std::shared_ptr<CudaModel> cuda;        // the weights on the device (backend "cuda"), else null
     mutable std::once_flag file_sha256_once;  // model_file_sha256: hashed on first use (saved sessions)
     mutable Sha256Digest file_sha256{};
+    // backend "cpu" on AVX2: the layer matrices' int8 prefill layout (cpu/matmul_packed.h; WeightMatrix::packed
+    // points into it), one allocation made at load
+    struct FreeBytes {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint8_t, FreeBytes> packed_weights;
+    size_t packed_bytes = 0;
 };
 
 // Parses hparams and binds weights; Error(model_load) on anything missing or inconsistent.

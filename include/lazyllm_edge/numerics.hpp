@@ -6,8 +6,9 @@
 namespace lazyllm_edge {
 
 enum class Numerics : int {
-    // The default. CPU: prefill multiplies in exact fp32 (dequantized weights), decode (up to 4 tokens) in int8
-    // as llama.cpp's CPU backend does (activations quantized to Q8_0/Q8_1/Q8_K), online-softmax attention.
+    // The default. CPU: prefill multiplies quantized weights in int8 with 15-bit activations (the packed GEMM,
+    // weights repacked at load; about 1e-5 of |x||W| from exact fp32), decode (up to 4 tokens) in int8 as
+    // llama.cpp's CPU backend does (activations quantized to Q8_0/Q8_1/Q8_K), online-softmax attention.
     // CUDA: prefill GEMMs on tensor cores in fp16/bf16 with fp32 accumulation, decode in fp32.
     fast = 0,
     // Every matmul in (near-)exact fp32: CPU without the int8 path; CUDA prefill by the 3xTF32 GEMM.

@@ -162,7 +162,7 @@ void combine32_scalar(const float* acc, int rows, int hd, int d0, int d1, float*
 
 const LlamaAttentionKernels& kernels_for(const AttentionParams& p) {
 #if defined(__x86_64__)
-    if (active_isa() == CpuIsa::avx2 && p.head_dim % 8 == 0) return kLlamaAttentionAvx2;
+    if (active_isa() >= CpuIsa::avx2 && p.head_dim % 8 == 0) return kLlamaAttentionAvx2;
 #endif
     return kLlamaAttentionScalar;
 }

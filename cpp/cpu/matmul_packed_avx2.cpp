@@ -1,0 +1,86 @@
+// The packed int8 GEMM on AVX2 (vpmaddubsw + vpmaddwd; tiles of 8 rows x 4 tokens) and the AVX2 quantizer of its
+// activations (bit-identical to quantize_packed_x_reference). Compiled with -mavx2 -mfma -mf16c; only called after
+// a cpuid check (matmul_packed.cpp).
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/matmul_packed_ymm.h"
+
+namespace lazyllm_edge {
+namespace avx2 {
+
+namespace {
+
+inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// 32 int32 codes (4 vectors in element order) -> 32 int8 at q in the packed order: the packs leave dwords
+// (elements 0-3, 8-11, 16-19, 24-27, 4-7, ...), one permute puts them in the packed order (0-3, 16-19, 4-7, ...).
+inline void store_packed_codes(__m256i i0, __m256i i1, __m256i i2, __m256i i3, int8_t* q) {
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
+}
+
+}  // namespace
+
+// One token row of K floats -> row `tok` of px (matmul_packed.h: codes in the packed order, scale, sums).
+void quantize_packed_row(const float* x, int64_t K, const PackedX& px, int64_t tok) {
+    constexpr int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const int64_t nb = K / 32;
+    const int P = px.passes;
+    for (int64_t b = 0; b < nb; ++b, x += 32) {
+        const int64_t i = tok * nb + b;
+        const __m256 a = _mm256_max_ps(_mm256_max_ps(abs_ps(_mm256_loadu_ps(x)), abs_ps(_mm256_loadu_ps(x + 8))),
+                                       _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 16)), abs_ps(_mm256_loadu_ps(x + 24))));
+        const float amax = hmax(a);
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        // x * id rounded (hi) and, with two passes, the residual in 1/128 steps (lo)
+        __m256i hi[4], lo[4];
+        for (int k = 0; k < 4; ++k) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id);
+            const __m256 h = _mm256_round_ps(v, rnd);
+            hi[k] = _mm256_cvtps_epi32(h);
+            if (P == 2) lo[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(v, h), _mm256_set1_ps(128.0f)), rnd));
+        }
+        int8_t* q = px.q + i * 32 * P;
+        store_packed_codes(hi[0], hi[1], hi[2], hi[3], q);
+        __m256i s0 = _mm256_add_epi32(hi[0], hi[1]), s1 = _mm256_add_epi32(hi[2], hi[3]);
+        if (P == 2) {
+            store_packed_codes(lo[0], lo[1], lo[2], lo[3], q + 32);
+            s0 = _mm256_add_epi32(_mm256_slli_epi32(s0, 7), _mm256_add_epi32(lo[0], lo[1]));
+            s1 = _mm256_add_epi32(_mm256_slli_epi32(s1, 7), _mm256_add_epi32(lo[2], lo[3]));
+        }
+        const int sum0 = hsum_i32(s0), sum1 = hsum_i32(s1);
+        const float d = P == 2 ? amax / 127.0f / 128.0f : amax / 127.0f;
+        px.d[i] = d;
+        px.nsum[2 * i] = -sum0;
+        px.nsum[2 * i + 1] = -sum1;
+        px.xs[2 * i] = d * static_cast<float>(sum0 + sum1);
+        px.xs[2 * i + 1] = 0.0f;
+    }
+}
+
+// Rows [row0, row1) (row0 a multiple of 8) of y = x W^T from the packed weights; false for a type without them.
+bool gemm_packed_rows(uint32_t type, const uint8_t* packed, int64_t K, int64_t n_out, int64_t row0, int64_t row1,
+                      const PackedX& px, int64_t n_tok, float* y, int64_t ldy) {
+    return packed_rows_for_type<Ymm<false>, 2, 4>(type, packed, K, n_out, row0, row1, px, n_tok, y, ldy);
+}
+
+}  // namespace avx2
+}  // namespace lazyllm_edge
+#endif  // __x86_64__
