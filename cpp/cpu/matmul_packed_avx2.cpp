@@ -7,27 +7,12 @@
 #include <cstdint>
 
 #include "cpu/matmul_packed_ymm.h"
+#include "cpu/simd_avx2.h"
 
 namespace lazyllm_edge {
 namespace avx2 {
 
 namespace {
-
-inline int hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    return _mm_cvtsi128_si32(s);
-}
-
-inline float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 // 32 int32 codes (4 vectors in element order) -> 32 int8 at q in the packed order: the packs leave dwords
 // (elements 0-3, 8-11, 16-19, 24-27, 4-7, ...), one permute puts them in the packed order (0-3, 16-19, 4-7, ...).
