@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "models"))  # make_tiny
 
 
+def package_home() -> Path:
+    """The folder holding the lazyllm_edge under test (the checkout for a developer build, site-packages for an
+    installed one): a fresh interpreter run from there imports the same package (its working directory comes first
+    on sys.path)."""
+    import lazyllm_edge
+
+    return Path(lazyllm_edge.__file__).resolve().parents[1]
+
+
 def reference_root() -> Path:
     """llama.cpp's reference outputs, kept in the repository (tests/data/reference/README.md says how they were made)."""
     return REPO / "tests" / "data" / "reference"

@@ -20,6 +20,8 @@ import lazyllm_edge
 from lazyllm_edge import ModelLoadError
 from lazyllm_edge.cli import binary_path
 
+from conftest import package_home
+
 REPO = Path(__file__).resolve().parents[1]
 HANG = 120  # seconds: only a hang takes this long
 LONG_PROMPT = "hello " * 3000  # ~3000 tokens on the default model
@@ -36,8 +38,9 @@ def tiny_gen(tiny_path):
 
 
 def run_python(code, timeout=HANG):
-    """Runs `code` in a fresh interpreter with this checkout's lazyllm_edge; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    """Runs `code` in a fresh interpreter with the lazyllm_edge under test; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          cwd=package_home())
 
 
 def run_in_pty(argv, interrupt_after=None, timeout=HANG):
@@ -206,7 +209,7 @@ def test_03_cli_stops_when_stdout_is_closed(default_model_path):
     # through the console-script wrapper, which used to exec the binary with Python's ignored SIGPIPE
     p = subprocess.Popen([sys.executable, "-m", "lazyllm_edge.cli", "-m", str(default_model_path), "-p", "Once upon",
                           "-n", "-1", "--ignore-eos", "-c", "4096"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         cwd=REPO)
+                         cwd=package_home())
     p.stdout.read(10)
     p.stdout.close()
     _, err = p.communicate(timeout=HANG)

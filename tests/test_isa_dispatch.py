@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, load_testing_module
+from conftest import load_testing_module, package_home
 
 LEVELS = ("scalar", "avx2", "avxvnni", "avx512vnni")
 TESTING = load_testing_module()
@@ -40,8 +40,9 @@ def run_at_level(level, model, out):
         f"np.save({str(out)!r}, g.logits({PROMPT!r}))\n"
         "print(json.dumps(_testing.kernels.detected_isa()))\n"
     )
-    env = dict(os.environ, LAZYLLM_EDGE_ISA=level, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    env = dict(os.environ, LAZYLLM_EDGE_ISA=level)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=package_home())  # (the lazyllm_edge under test: the checkout's or the installed one)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1]), np.load(out)
 
