@@ -19,25 +19,23 @@ std::vector<ChatPart> render_chat_parts(const std::string& tmpl, const std::vect
             text("<|im_end|>\n");
         }
         text("<|im_start|>assistant\n");
-    } else if (has("<start_of_turn>")) {  // Gemma: system text is folded into the first user turn
+    } else if (has("<start_of_turn>")) {  // Gemma: system text is folded into the turn after it (as its template does)
         std::vector<const std::string*> system;
-        for (const auto& m : messages) {
-            if (m.role == "system") {
-                system.push_back(&m.content);
-                continue;
-            }
-            const std::string role = m.role == "assistant" ? "model" : m.role;
+        auto turn = [&](const std::string& role, const std::string* body) {
             text("<start_of_turn>" + role + "\n");
-            if (role == "user") {
-                for (const std::string* s : system) {
-                    content(*s);
-                    text("\n\n");
-                }
-                system.clear();
+            for (const std::string* s : system) {
+                content(*s);
+                text("\n\n");
             }
-            content(m.content);
+            system.clear();
+            if (body) content(*body);
             text("<end_of_turn>\n");
+        };
+        for (const auto& m : messages) {
+            if (m.role == "system") system.push_back(&m.content);
+            else turn(m.role == "assistant" ? "model" : m.role, &m.content);
         }
+        if (!system.empty()) turn("user", nullptr);  // (system text with no turn after it: a user turn of its own)
         text("<start_of_turn>model\n");
     } else if (has("<|start_header_id|>")) {  // Llama 3
         for (const auto& m : messages) {
