@@ -11,25 +11,18 @@ $LAZYLLM_EDGE_VOCAB_SUITE).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+from lazyllm_edge.models import cache_dir  # the model cache's rule, in one place
+
 PACKAGE = "llama-cpp-python==0.3.36"
 SDIST = "llama_cpp_python-0.3.36.tar.gz"
 MEMBER_DIR = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/"
 STAMP = ".complete-llama-cpp-python-0.3.36"
-
-
-def cache_dir() -> Path:
-    if os.environ.get("LAZYLLM_EDGE_CACHE"):
-        return Path(os.environ["LAZYLLM_EDGE_CACHE"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "lazyllm_edge"
-    return Path.home() / ".cache" / "lazyllm_edge"
 
 
 def suite_dir() -> Path:

@@ -160,6 +160,22 @@ LazyConfig to_lazy(const le_session_params& p, int n_layer) {
     return lazy;
 }
 
+// Token ids into the caller's buffer of `cap`; LE_ERR_BUFFER_TOO_SMALL (with *n_out set) when they do not fit.
+void write_ids(const std::vector<int32_t>& ids, le_token* out, size_t cap, size_t* n_out) {
+    *n_out = ids.size();
+    if (cap < ids.size())
+        fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
+    if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
+}
+
+std::vector<ChatMessage> chat_messages(const le_chat_message* messages, size_t n) {
+    if (n > 0) require(messages, "messages");
+    std::vector<ChatMessage> msgs;
+    for (size_t i = 0; i < n; ++i)
+        msgs.push_back({require(messages[i].role, "role"), require(messages[i].content, "content")});
+    return msgs;
+}
+
 }  // namespace
 
 extern "C" {
@@ -235,12 +251,8 @@ le_status le_tokenize(const le_model* model, const char* text, size_t text_len, 
         const Model& m = model_of(model);
         require(n_out, "n_out");
         if (text_len > 0) require(text, "text");
-        const std::vector<int32_t> ids =
-            m.tokenizer().encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0);
-        *n_out = ids.size();
-        if (cap < ids.size())
-            fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
-        if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
+        write_ids(m.tokenizer().encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0),
+                  out, cap, n_out);
     });
 }
 
@@ -270,11 +282,7 @@ le_status le_chat_render(const le_model* model, const le_chat_message* messages,
                          size_t* len) {
     return guarded([&] {
         const Model& m = model_of(model);
-        if (n > 0) require(messages, "messages");
-        std::vector<ChatMessage> msgs;
-        for (size_t i = 0; i < n; ++i)
-            msgs.push_back({require(messages[i].role, "role"), require(messages[i].content, "content")});
-        write_text(render_chat(m.info().chat_template, msgs), buf, cap, len);
+        write_text(render_chat(m.info().chat_template, chat_messages(messages, n)), buf, cap, len);
     });
 }
 
@@ -283,15 +291,8 @@ le_status le_chat_tokenize(const le_model* model, const le_chat_message* message
     return guarded([&] {
         const Model& m = model_of(model);
         require(n_out, "n_out");
-        if (n > 0) require(messages, "messages");
-        std::vector<ChatMessage> msgs;
-        for (size_t i = 0; i < n; ++i)
-            msgs.push_back({require(messages[i].role, "role"), require(messages[i].content, "content")});
-        const std::vector<int32_t> ids = encode_chat(m.tokenizer(), render_chat_parts(m.info().chat_template, msgs), true);
-        *n_out = ids.size();
-        if (cap < ids.size())
-            fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
-        if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
+        const std::vector<ChatPart> parts = render_chat_parts(m.info().chat_template, chat_messages(messages, n));
+        write_ids(encode_chat(m.tokenizer(), parts, true), out, cap, n_out);
     });
 }
 
