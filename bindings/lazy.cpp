@@ -37,6 +37,7 @@ struct LazySpec {
     std::optional<int> revival_budget;   // unset: the preset's (none for a schedule)
     std::optional<std::string> importance;  // "mean" | "max"; unset: the preset's (mean for a schedule)
     std::optional<int> query_window;     // unset: the preset's (1 for a schedule)
+    std::optional<int> pool_radius;      // unset: the preset's (0 for a schedule)
 
     LazyConfig resolve(int n_layer) const;
 };
@@ -77,6 +78,7 @@ LazyConfig LazySpec::resolve(int n_layer) const {
     if (revival_budget) config.revival_budget = *revival_budget;
     if (importance) config.importance = parse_importance_signal(*importance);
     if (query_window) config.query_window = *query_window;
+    if (pool_radius) config.pool_radius = *pool_radius;
     validate_lazy_config(config, n_layer);
     return config;
 }
@@ -94,18 +96,7 @@ nb::tuple stages_tuple(const std::vector<LazySpec::Stage>& stages) {
 
 nb::tuple fields(const LazySpec& c) {
     return nb::make_tuple(stages_tuple(c.schedule), c.prune_decode, c.preset_name, stages_tuple(c.decode_schedule),
-                          c.revival_budget, c.importance, c.query_window);
-}
-
-bool same_schedule(const LazyConfig& a, const LazyConfig& b) {
-    auto same = [](const std::vector<PruneStage>& x, const std::vector<PruneStage>& y) {
-        if (x.size() != y.size()) return false;
-        for (size_t i = 0; i < x.size(); ++i)
-            if (x[i].layer != y[i].layer || x[i].keep_fraction != y[i].keep_fraction) return false;
-        return true;
-    };
-    return same(a.schedule, b.schedule) && a.prune_decode == b.prune_decode && same(a.decode_schedule, b.decode_schedule) &&
-           a.revival_budget == b.revival_budget && a.importance == b.importance && a.query_window == b.query_window;
+                          c.revival_budget, c.importance, c.query_window, c.pool_radius);
 }
 
 nb::list stage_list(const std::vector<PruneStage>& stages) {
@@ -125,7 +116,8 @@ void register_lazy(nb::module_& m) {
         .def_prop_ro("revival_budget", [](const LazyConfig& c) { return c.revival_budget; })
         .def_prop_ro("importance", [](const LazyConfig& c) { return std::string(importance_signal_name(c.importance)); })
         .def_prop_ro("query_window", [](const LazyConfig& c) { return c.query_window; })
-        .def("__eq__", [](const LazyConfig& a, const LazyConfig& b) { return same_schedule(a, b); }, nb::is_operator())
+        .def_prop_ro("pool_radius", [](const LazyConfig& c) { return c.pool_radius; })
+        .def("__eq__", [](const LazyConfig& a, const LazyConfig& b) { return same_lazy_config(a, b); }, nb::is_operator())
         .def("__repr__", [](const LazyConfig& c) { return "LazySchedule('" + lazy_spec_string(c) + "')"; })
         .def("__str__", [](const LazyConfig& c) { return lazy_spec_string(c); });
     m.def("lazy_preset", &lazy_preset, nb::arg("name"), nb::arg("n_layer"));
@@ -144,23 +136,23 @@ void register_lazy(nb::module_& m) {
              [](LazySpec* self, std::vector<LazySpec::Stage> schedule, std::optional<bool> prune_decode,
                 std::optional<std::string> preset_name, std::vector<LazySpec::Stage> decode_schedule,
                 std::optional<int> revival_budget, std::optional<std::string> importance,
-                std::optional<int> query_window) {
+                std::optional<int> query_window, std::optional<int> pool_radius) {
                  if (preset_name && !schedule.empty())
                      throw_error(ErrorCode::invalid_argument, "a LazyConfig has a preset_name or a schedule, not both");
                  check_preset_name(preset_name);
                  if (importance) parse_importance_signal(*importance);  // a bad name raises here
                  new (self) LazySpec{std::move(schedule), prune_decode,   std::move(preset_name), std::move(decode_schedule),
-                                     revival_budget,      std::move(importance), query_window};
+                                     revival_budget,      std::move(importance), query_window, pool_radius};
              },
              nb::arg("schedule") = std::vector<LazySpec::Stage>(), nb::arg("prune_decode") = nb::none(),
              nb::arg("preset_name") = nb::none(), nb::arg("decode_schedule") = std::vector<LazySpec::Stage>(),
              nb::arg("revival_budget") = nb::none(), nb::arg("importance") = nb::none(),
-             nb::arg("query_window") = nb::none())
+             nb::arg("query_window") = nb::none(), nb::arg("pool_radius") = nb::none())
         .def_static(
             "preset",
             [](const std::string& name, std::optional<bool> prune_decode) {
                 check_preset_name(name);
-                return LazySpec{{}, prune_decode, name, {}, std::nullopt, std::nullopt, std::nullopt};
+                return LazySpec{{}, prune_decode, name, {}, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
             },
             nb::arg("name"), nb::arg("prune_decode") = nb::none(), "A named preset (off, balanced, aggressive), scaled to the model depth.")
         .def_prop_ro("schedule", [](const LazySpec& c) { return stages_tuple(c.schedule); })
@@ -170,6 +162,7 @@ void register_lazy(nb::module_& m) {
         .def_prop_ro("revival_budget", [](const LazySpec& c) { return c.revival_budget; })
         .def_prop_ro("importance", [](const LazySpec& c) { return c.importance; })
         .def_prop_ro("query_window", [](const LazySpec& c) { return c.query_window; })
+        .def_prop_ro("pool_radius", [](const LazySpec& c) { return c.pool_radius; })
         .def("resolve", &LazySpec::resolve, nb::arg("n_layer"),
              "The LazySchedule for a model with n_layer layers (validated: raises ValueError).")
         .def("__eq__", [](const LazySpec& a, const LazySpec& b) { return fields(a).equal(fields(b)); }, nb::is_operator())
@@ -179,8 +172,8 @@ void register_lazy(nb::module_& m) {
             std::string out = "LazyConfig(schedule=" + std::string(nb::repr(f[0]).c_str()) + ", prune_decode=" +
                               nb::repr(f[1]).c_str() + ", preset_name=" + nb::repr(f[2]).c_str() +
                               ", decode_schedule=" + nb::repr(f[3]).c_str();
-            const char* names[] = {"revival_budget", "importance", "query_window"};  // shown when set
-            for (int i = 0; i < 3; ++i)
+            const char* names[] = {"revival_budget", "importance", "query_window", "pool_radius"};  // shown when set
+            for (int i = 0; i < 4; ++i)
                 if (!f[4 + i].is_none()) out += std::string(", ") + names[i] + "=" + nb::repr(f[4 + i]).c_str();
             return out + ")";
         });

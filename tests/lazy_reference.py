@@ -1,8 +1,8 @@
 """NumPy reference of the llama forward pass with LazyLLM pruning, written from the definitions in
 cpp/lazy/step.cpp (prefill over a fresh context): importance = the softmax attention of the query window's
 tokens (the last `window` positions still computed at the layer; 1: the last token) over the active tokens
-at a pruning layer (causal per query), averaged over the queries, then averaged over heads (or their maximum);
-keep the top ceil(keep * n_active) (ties to the earlier position, last token always kept); dropped tokens stop
+at a pruning layer (causal per query), averaged over the queries, then averaged over heads (or their maximum),
+then (pool > 0) each token's the largest of the active tokens within `pool` positions of it; keep the top ceil(keep * n_active) (ties to the earlier position, last token always kept); dropped tokens stop
 being computed and stop being attended to in later layers. K/V are rounded to fp16 like the engine's cache."""
 
 import numpy as np
@@ -39,7 +39,13 @@ def layer_kv(hp, w, layer, hidden, positions):
     return fp16(k), fp16(v)
 
 
-def forward_lazy(hp, w, ids, schedule=(), window=1, max_heads=False):
+def max_pool(positions, importance, radius):
+    """Each token's importance becomes the largest of the tokens within `radius` positions of it."""
+    near = np.abs(positions[:, None] - positions[None, :]) <= radius  # (n, n)
+    return np.where(near, importance[None, :], -np.inf).max(axis=1)
+
+
+def forward_lazy(hp, w, ids, schedule=(), window=1, max_heads=False, pool=0):
     """Returns (last-position logits, [(layer, active positions, importance)])."""
     keep_at = dict(schedule)
     n, d, hd = len(ids), hp["d_model"], hp["head_dim"]
@@ -84,6 +90,8 @@ def forward_lazy(hp, w, ids, schedule=(), window=1, max_heads=False):
                     pr = np.exp(s - s.max())
                     per_head[head, seen] += pr / pr.sum() / len(in_window)
             imp = per_head.max(axis=0) if max_heads else per_head.mean(axis=0)
+            if pool > 0:
+                imp = max_pool(active, imp, pool)
             records.append((l, active.copy(), imp.copy()))
             n_keep = len(active) if keep_at[l] >= 1 else min(max(int(np.ceil(keep_at[l] * len(active) - 1e-4)), 1), len(active))
             score = imp.copy()

@@ -25,9 +25,9 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
     measured = calibrate.needle_ranks
     ranks = {}
 
-    def located_from_layer_2(gen, probes, importance, window):
-        ranks["measured"] = measured(gen, probes, importance, window)
-        return ranks["measured"] * [1, 1, 0.05, 0.05]
+    def located_from_layer_2(gen, probes, signal=None):
+        ranks["measured"] = measured(gen, probes, signal)
+        return ranks["measured"] * 0 + [1, 1, 0.05, 0.05]
     monkeypatch.setattr(calibrate, "needle_ranks", located_from_layer_2)
     # and that it answers every probe, dense or pruned (the run still answers them: 3 generations each)
     measured_answers = calibrate.answers
@@ -39,8 +39,9 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
     assert len(record["worst_digit_rank_p75"]) == record["n_layer"] == 4
     assert record["probes"] == 3 and all(0 <= c["answers"] <= 3 for c in record["checks"])
     # the cut falls where the number ranks inside the keep fraction; the cheapest candidate of each preset passes
-    assert record["schedules"] == {"balanced": f"2:0.2/revive:{calibrate.REVIVAL_BUDGET}",
-                                   "aggressive": f"2:0.1/revive:{calibrate.REVIVAL_BUDGET}"}
+    signal, budget = calibrate.SIGNAL_SPEC, calibrate.REVIVAL_BUDGET
+    assert record["schedules"] == {"balanced": f"2:0.2,{signal}/revive:{budget}",
+                                   "aggressive": f"2:0.1,{signal}/revive:{budget}"}
 
     for preset, spec in record["schedules"].items():
         assert spec.endswith(f"/revive:{calibrate.REVIVAL_BUDGET}")
@@ -78,9 +79,10 @@ def test_candidates_follow_the_ranks():
     """Stages sit at the earliest layer where the number ranks inside what is kept so far; cheapest first."""
     ranks = np.array([[0.9, 0.9, 0.9, 0.5, 0.25, 0.15, 0.05, 0.02, 0.01, 0.9]] * 4)  # 10 layers
     got = dict(calibrate.candidates(ranks, 10, [(0.2,), (0.3, 0.1)]))
-    assert set(got) == {"5:0.2/revive:8", "4:0.3,7:0.1/revive:8"}
-    assert got["5:0.2/revive:8"] == pytest.approx((6 + 0.2 * 4) / 10)
-    assert got["4:0.3,7:0.1/revive:8"] == pytest.approx((5 + 0.3 * 3 + 0.03 * 2) / 10)
+    one, two = f"5:0.2,{calibrate.SIGNAL_SPEC}/revive:8", f"4:0.3,7:0.1,{calibrate.SIGNAL_SPEC}/revive:8"
+    assert set(got) == {one, two}
+    assert got[one] == pytest.approx((6 + 0.2 * 4) / 10)
+    assert got[two] == pytest.approx((5 + 0.3 * 3 + 0.03 * 2) / 10)
     assert calibrate.candidates(ranks, 10, [(0.001,)]) == []  # never located that well: no candidate
 
 
@@ -93,12 +95,12 @@ def test_sliding_window_layers_are_no_cut(tmp_path):
     hp, _ = write_tiny_model(path, "gemma3", 6, "F32")  # layers 0-4 slide over 8 tokens, layer 5 is global
     gen = lazyllm_edge.Generator(str(path), n_ctx=512)
     probes = calibrate.make_probes(gen, 2, 120)
-    ranks = calibrate.needle_ranks(gen, probes, "mean", 1)
+    ranks = calibrate.needle_ranks(gen, probes)  # (pooling reaches no token the window leaves out)
     assert ranks.shape == (2, 6) and (ranks[:, :5] == 1.0).all() and (ranks[:, 5] == 1.0).all()
 
 
 def test_a_model_that_answers_nothing_dense_keeps_the_generic_presets(own_cache, monkeypatch):
-    monkeypatch.setattr(calibrate, "needle_ranks", lambda gen, probes, importance, window: np.zeros((len(probes), 4)))
+    monkeypatch.setattr(calibrate, "needle_ranks", lambda gen, probes, signal=None: np.zeros((len(probes), 4)))
     record = calibrate.calibrate(str(own_cache), n_probes=2, n_tokens=200, log=lambda m: None)
     assert record["dense_answers"] == 0 and record["schedules"] == {} and record["checks"] == []
     assert calibrate.calibrated_spec(own_cache, "balanced") == (True, None)  # calibrated: no hint, generic preset

@@ -83,19 +83,20 @@ def test_importance_matches_numpy_reference(tiny):
     gen.set_lazy(None)
 
 
-@pytest.mark.parametrize("window,signal", [(1, "max"), (6, "mean"), (6, "max")])
-def test_importance_signals_match_numpy_reference(tiny, window, signal):
-    """The query window (the last tokens' queries, causal) and the max-over-heads signal rank and keep the same
-    tokens as the NumPy reference, with the same importance values and logits."""
+@pytest.mark.parametrize("window,signal,pool", [(1, "max", 0), (6, "mean", 0), (6, "max", 0), (1, "mean", 2), (6, "max", 3)])
+def test_importance_signals_match_numpy_reference(tiny, window, signal, pool):
+    """The query window (the last tokens' queries, causal), the max-over-heads signal and pooling over neighbouring
+    positions rank and keep the same tokens as the NumPy reference, with the same importance values and logits."""
     gen, hp, w = tiny
     ids = prompt_ids(40, seed=5)
     schedule = [(1, 0.5), (2, 0.5)]
-    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), query_window=window, importance=signal))
+    gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), query_window=window, importance=signal,
+                                         pool_radius=pool))
     gen.reset()
     gen.session.set_record_importance(True)
     logits = gen.append(ids)
     gen.session.set_record_importance(False)
-    ref_logits, ref_records = forward_lazy(hp, w, ids, schedule, window=window, max_heads=signal == "max")
+    ref_logits, ref_records = forward_lazy(hp, w, ids, schedule, window=window, max_heads=signal == "max", pool=pool)
     got = gen.session.importance
     assert [r[0] for r in got] == [1, 2]
     for (layer, positions, scores), (_, ref_positions, ref_scores) in zip(got, ref_records):
@@ -204,6 +205,7 @@ def test_random_schedules_never_exceed_dense(tiny, data):
     budget = data.draw(st.one_of(st.none(), st.integers(0, 8)))
     gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode, revival_budget=budget,
                                          query_window=data.draw(st.integers(1, 8)),
+                                         pool_radius=data.draw(st.integers(0, 4)),
                                          importance=data.draw(st.sampled_from(["mean", "max"]))))
     gen.reset()
     logits = gen.append(prompt_ids(n_prompt, seed=n_prompt))
@@ -237,12 +239,13 @@ def test_config_validation(tiny):
     assert gen.session.lazy.schedule == []
     for bad, named in (("1:0.5/revive:-1", "revival budget"), ("1:0.5/revive:x", "revival budget"),
                        ("1:0.5,window:0", "query window"), ("1:0.5,window:65", "query window"),
-                       ("1:0.5,importance:median", "importance"), ("1:0.5/revive:1,revive:2", "revive")):
+                       ("1:0.5,importance:median", "importance"), ("1:0.5,pool:-1", "pool radius"),
+                       ("1:0.5,pool:65", "pool radius"), ("1:0.5/revive:1,revive:2", "revive")):
         with pytest.raises(ValueError, match=named):
             gen.set_lazy(bad)
     with pytest.raises(ValueError, match="importance"):
         lazyllm_edge.LazyConfig(schedule=((1, 0.5),), importance="median")
-    for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5/revive:0", "1:0.5/off", "off/2:0.5"):
+    for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5,window:32,pool:7/revive:8", "1:0.5/revive:0", "1:0.5/off", "off/2:0.5"):
         assert str(lazyllm_edge._core.parse_lazy_spec(spec, hp["n_layer"])) == spec  # a spec reads back as written
 
 

@@ -27,6 +27,7 @@ public:
     void run_layer(int layer, const CancelFlags& cancel) override;
     int active_lower_bound(int32_t position) override;
     void rank(int layer, int first, ImportanceSignal signal) override;
+    void pool_importance(int first, int radius) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
     int protect_computed(int layer) override;
     int keep(int layer, int n_keep, int first) override;
@@ -698,6 +699,13 @@ void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
     }
     window_importance(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv, shape.head_dim,
                       hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
+}
+
+void CpuSession::pool_importance(int first, int radius) {
+    const int n = n_active_ - first;
+    float* pooled = buf_.importance_scores;  // (rank()'s scratch, free again)
+    max_pool_importance(buf_.active_positions + first, buf_.importance + first, n, radius, pooled);
+    std::memcpy(buf_.importance + first, pooled, sizeof(float) * n);
 }
 
 void CpuSession::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {

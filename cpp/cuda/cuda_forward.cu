@@ -33,6 +33,7 @@ public:
     void run_layer(int layer, const CancelFlags& cancel) override;
     int active_lower_bound(int32_t position) override;
     void rank(int layer, int first, ImportanceSignal signal) override;
+    void pool_importance(int first, int radius) override;
     void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) override;
     int protect_computed(int layer) override;
     int keep(int layer, int n_keep, int first) override;
@@ -287,6 +288,15 @@ void CudaSessionBackend::rank(int layer, int first, ImportanceSignal signal) {
     cuda::window_importance(g.window_q, g.window_has, window_begin_, last_pos_ - window_begin_ + 1, k_cache, keys, n,
                             hp.n_head, hp.n_head_kv, hp.head_dim, hp.softmax_scale(), g.scores, g.window_acc,
                             g.importance + first, g.stream, max_heads);
+}
+
+void CudaSessionBackend::pool_importance(int first, int radius) {
+    CudaSession& g = g_;
+    const int n = n_active_ - first;
+    // into rank()'s scratch (free again), then back
+    cuda::max_pool_importance(g.active[act_] + first, g.importance + first, n, radius, g.scores, g.stream);
+    check(cudaMemcpyAsync(g.importance + first, g.scores, sizeof(float) * n, cudaMemcpyDeviceToDevice, g.stream),
+          "pooling importance");
 }
 
 void CudaSessionBackend::read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) {

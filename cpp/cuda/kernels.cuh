@@ -167,6 +167,11 @@ void advance_frontier(const int32_t* rows, int n, int layer, int32_t* frontier, 
 void protect_computed(const int32_t* active, int n, const int32_t* frontier, int layer, float* importance,
                       int32_t* count, cudaStream_t stream);
 
+// out[i] = the largest importance[j] with |positions[j] - positions[i]| <= radius (CPU reference:
+// max_pool_importance in lazy/selection.h). out may not alias importance.
+void max_pool_importance(const int32_t* positions, const float* importance, int n, int radius, float* out,
+                         cudaStream_t stream);
+
 // active[i] = i for i < n_total; rows[i] = n_past + i and row_of as described above for the new tokens.
 void init_step(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new, cudaStream_t stream);
 

@@ -155,6 +155,17 @@ __global__ void protect_computed_kernel(const int32_t* active, int n, const int3
     }
 }
 
+// one thread per active token; positions distinct, so at most `radius` neighbours on each side
+__global__ void max_pool_importance_kernel(const int32_t* positions, const float* importance, int n, int radius,
+                                           float* out) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float m = importance[i];
+    for (int j = i - 1; j >= 0 && positions[i] - positions[j] <= radius; --j) m = fmaxf(m, importance[j]);
+    for (int j = i + 1; j < n && positions[j] - positions[i] <= radius; ++j) m = fmaxf(m, importance[j]);
+    out[i] = m;
+}
+
 __global__ void init_step_kernel(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_past + n_new) return;
@@ -222,6 +233,13 @@ void protect_computed(const int32_t* active, int n, const int32_t* frontier, int
     if (n <= 0) return;
     protect_computed_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(active, n, frontier, layer, importance, count);
     check_launch("protect computed");
+}
+
+void max_pool_importance(const int32_t* positions, const float* importance, int n, int radius, float* out,
+                         cudaStream_t stream) {
+    if (n <= 0) return;
+    max_pool_importance_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(positions, importance, n, radius, out);
+    check_launch("max pool importance");
 }
 
 void init_step(int32_t* active, int32_t* rows, int32_t* row_of, int n_past, int n_new, cudaStream_t stream) {

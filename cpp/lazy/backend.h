@@ -22,6 +22,7 @@ struct StepCounters {
 };
 
 constexpr int kMaxQueryWindow = 64;
+constexpr int kMaxPoolRadius = 64;
 
 // Stop requests a step polls between layers and between a layer's micro-batches (a caller's flag and a
 // generation's own, either may be null). A set flag is only read here: whoever set it decides what it means.
@@ -59,6 +60,9 @@ public:
     // computed at this layer (softmax per query and head over those tokens, averaged over the queries), then
     // averaged over the heads or their maximum (`signal`). Kept until keep().
     virtual void rank(int layer, int first, ImportanceSignal signal) = 0;
+    // Pools the importance of the last rank() over [first, n_active): each token takes the largest importance of the
+    // active tokens within `radius` positions of it (lazy/selection.h's max_pool_importance).
+    virtual void pool_importance(int first, int radius) = 0;
     // The positions and importance of the last rank() (the session's importance log).
     virtual void read_ranking(int first, std::vector<int32_t>* positions, std::vector<float>* importance) = 0;
     // After rank(layer, 0): marks the active tokens that already have KV at layer + 1 (keeping them costs

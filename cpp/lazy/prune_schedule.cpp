@@ -33,6 +33,7 @@ struct Preset {
     int revival_budget = -1;
     ImportanceSignal importance = ImportanceSignal::mean_heads;
     int query_window = 1;
+    int pool_radius = 0;
 };
 const Preset& preset_stages(const std::string& name) {
     // On the 30-layer default model: balanced = 12:0.1,16:0.02 for the prefill (~45 % of prompt pairs computed)
@@ -144,15 +145,15 @@ int take_revival_budget(std::string* items) {
     return static_cast<int>(n);
 }
 
-// "window:N" among the prefill items: the query window (0 when absent).
-int take_query_window(std::string* items) {
-    const std::string value = take_item(items, "window");
-    if (value.empty()) return 0;
+// "NAME:N" among the prefill items, N in [lowest, highest] (-1 when absent).
+int take_int_item(std::string* items, const char* name, int lowest, int highest, const char* what) {
+    const std::string value = take_item(items, name);
+    if (value.empty()) return -1;
     char* end = nullptr;
     const long n = std::strtol(value.c_str(), &end, 10);
-    if (*end != '\0' || n < 1 || n > kMaxQueryWindow)
-        bad("bad query window 'window:" + value + "' in a lazy spec (expected window:N, 1 <= N <= " +
-            std::to_string(kMaxQueryWindow) + ")");
+    if (*end != '\0' || n < lowest || n > highest)
+        bad(std::string("bad ") + what + " '" + name + ":" + value + "' in a lazy spec (expected " + name + ":N, " +
+            std::to_string(lowest) + " <= N <= " + std::to_string(highest) + ")");
     return static_cast<int>(n);
 }
 
@@ -164,6 +165,8 @@ void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
     validate_stages(lazy.decode_schedule, n_layer, "decode schedule: ");
     if (lazy.query_window < 1 || lazy.query_window > kMaxQueryWindow)
         bad("query_window must be in [1, " + std::to_string(kMaxQueryWindow) + "], got " + std::to_string(lazy.query_window));
+    if (lazy.pool_radius < 0 || lazy.pool_radius > kMaxPoolRadius)
+        bad("pool_radius must be in [0, " + std::to_string(kMaxPoolRadius) + "], got " + std::to_string(lazy.pool_radius));
     if (lazy.revival_budget < -1) bad("revival_budget must be >= 0 (or -1: none), got " + std::to_string(lazy.revival_budget));
 }
 
@@ -189,6 +192,7 @@ LazyConfig lazy_preset(const std::string& name, int n_layer) {
     config.revival_budget = preset.revival_budget;
     config.importance = preset.importance;
     config.query_window = preset.query_window;
+    config.pool_radius = preset.pool_radius;
     return config;
 }
 
@@ -198,7 +202,8 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     LazyConfig config;
     // "importance:mean|max" among the prefill items (absent: the preset's, mean for stages)
     const std::string importance = take_item(&prefill, "importance");
-    const int query_window = take_query_window(&prefill);
+    const int query_window = take_int_item(&prefill, "window", 1, kMaxQueryWindow, "query window");
+    const int pool_radius = take_int_item(&prefill, "pool", 0, kMaxPoolRadius, "pool radius");
     if (prefill.find(':') == std::string::npos) {
         config = lazy_preset(prefill, n_layer);
     } else {
@@ -207,6 +212,7 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     }
     if (!importance.empty()) config.importance = parse_importance_signal(importance);
     if (query_window > 0) config.query_window = query_window;
+    if (pool_radius >= 0) config.pool_radius = pool_radius;
     if (slash != std::string::npos) {
         std::string decode = trimmed(spec.substr(slash + 1));
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
@@ -256,6 +262,7 @@ std::string lazy_spec_string(const LazyConfig& c) {
     if (c.importance != ImportanceSignal::mean_heads)
         prefill += std::string(prefill.empty() ? "" : ",") + "importance:" + importance_signal_name(c.importance);
     if (c.query_window != 1) prefill += std::string(prefill.empty() ? "" : ",") + "window:" + std::to_string(c.query_window);
+    if (c.pool_radius != 0) prefill += std::string(prefill.empty() ? "" : ",") + "pool:" + std::to_string(c.pool_radius);
     if (prefill.empty()) prefill = "off";
     // decode steps: their own stages and budget, or the prefill's stages (no '/'), or none ("/off")
     if (!c.prune_decode) return c.schedule.empty() ? prefill : prefill + "/off";
@@ -272,7 +279,7 @@ bool same_lazy_config(const LazyConfig& a, const LazyConfig& b) {
     };
     return same_stages(a.schedule, b.schedule) && same_stages(a.decode_schedule, b.decode_schedule) &&
            a.prune_decode == b.prune_decode && a.revival_budget == b.revival_budget && a.importance == b.importance &&
-           a.query_window == b.query_window;
+           a.query_window == b.query_window && a.pool_radius == b.pool_radius;
 }
 
 }  // namespace lazyllm_edge

@@ -28,4 +28,14 @@ int select_most_important(const int32_t* positions, const float* importance, int
     return n_keep;
 }
 
+void max_pool_importance(const int32_t* positions, const float* importance, int n, int radius, float* out) {
+    for (int i = 0; i < n; ++i) {
+        float m = importance[i];
+        // positions are distinct, so at most `radius` neighbours lie on each side
+        for (int j = i - 1; j >= 0 && positions[i] - positions[j] <= radius; --j) m = std::max(m, importance[j]);
+        for (int j = i + 1; j < n && positions[j] - positions[i] <= radius; ++j) m = std::max(m, importance[j]);
+        out[i] = m;
+    }
+}
+
 }  // namespace lazyllm_edge

@@ -15,4 +15,8 @@ int tokens_to_keep(int n_active, float keep_fraction);
 int select_most_important(const int32_t* positions, const float* importance, int n, int n_keep,
                           int32_t always_keep, int32_t* order, int32_t* kept);
 
+// Pools importance over positions: out[i] = the largest importance[j] with |positions[j] - positions[i]| <= radius
+// (positions sorted, distinct; n entries). out may not alias importance.
+void max_pool_importance(const int32_t* positions, const float* importance, int n, int radius, float* out);
+
 }  // namespace lazyllm_edge

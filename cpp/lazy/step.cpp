@@ -44,6 +44,7 @@ int run_layers(SessionBackend& backend, const ModelHparams& hp, const StepReques
     // ranks the active tokens [first, n_active) at layer l, recording the ranking when the log is on
     auto rank = [&](int l, int first) {
         backend.rank(l, first, r.importance);
+        if (r.pool_radius > 0) backend.pool_importance(first, r.pool_radius);
         if (!r.importance_log) return;
         Session::ImportanceRecord record;
         record.layer = l;

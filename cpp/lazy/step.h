@@ -5,8 +5,9 @@
 //    aux cache, which holds exactly its input to layer l).
 //  - Computed tokens attend over the active tokens at positions <= their own, so attention at layer l only
 //    sees tokens that are active at l.
-//  - After a pruning layer l the last token's attention, averaged over heads, ranks the active tokens; the
-//    top keep fraction stay active. On a sliding-window layer only the last token's window is ranked and
+//  - After a pruning layer l the last token's attention, averaged over heads, ranks the active tokens (or the
+//    query window's, maximum over heads, pooled over neighbouring positions: the config says); the top keep
+//    fraction stay active. On a sliding-window layer only the last token's window is ranked and
 //    the tokens before it stay (their zero attention there says nothing about them). Dropped tokens that
 //    were computed at l park h[l+1] in the aux cache.
 //  - With a revival budget (decode steps), tokens that already have KV at the next layer stay active for
@@ -50,6 +51,7 @@ struct StepRequest {
     int revival_budget = -1;            // PrunePlan::revival_budget
     ImportanceSignal importance = ImportanceSignal::mean_heads;
     int query_window = 1;
+    int pool_radius = 0;
     float* all_logits = nullptr;        // (n_new, n_vocab) when every position's logits are wanted (dense)
     const int32_t* frontier = nullptr;  // (n_total) the host frontier (read before the step)
     std::vector<Session::ImportanceRecord>* importance_log = nullptr;  // records each ranking when set

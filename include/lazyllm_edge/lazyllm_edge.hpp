@@ -79,6 +79,10 @@ struct LazyConfig {
     // How many of the last tokens' queries rank the tokens (1: the last token's, as in the paper; more: the
     // prompt's question too, SnapKV's observation window). A decode step has one new query.
     int query_window = 1;
+    // Each token's importance becomes the largest within `pool_radius` positions of it (SnapKV's pooling; 0: its
+    // own). A question's words draw attention to the matching words of the text before the answer that follows
+    // them (a needle's digits after "the magic number is"); pooling keeps that answer with its neighbours.
+    int pool_radius = 0;
     // The stages a step uses: a one-token step prunes only when prune_decode is on, and with a revival budget
     // only by its own decode stages.
     const std::vector<PruneStage>& stages(bool decode_step) const {

@@ -765,6 +765,24 @@ void test_select_top_k() {
     }
 }
 
+// max_pool_importance vs the CPU reference: 1000 active positions of [0, 4000) (gaps of every size), radius 0, 1, 7, 64.
+void test_max_pool_importance() {
+    const int n_ctx = 4000, n = 1000;
+    std::mt19937 rng(37);
+    const std::vector<int32_t> active = random_positions(n_ctx, n, rng);
+    const std::vector<float> imp = normal_vec(n, rng);
+    const Dev<int32_t> dact(active);
+    const Dev<float> dimp(imp);
+    for (int radius : {0, 1, 7, 64}) {
+        std::vector<float> want(n);
+        max_pool_importance(active.data(), imp.data(), n, radius, want.data());
+        Dev<float> dout(std::vector<float>(n, -7.0f));
+        cu::max_pool_importance(dact.p, dimp.p, n, radius, dout.p, 0);
+        sync();
+        report_exact("max_pool_importance radius=" + std::to_string(radius), mismatches(dout.get(), want));
+    }
+}
+
 // compact_rows, gather_compute_rows, advance_frontier and init_step on a hand-built scenario (n_ctx 64,
 // d 16) against a direct host simulation of their documented behaviour; every output array exact (entries
 // that must not change are pre-filled with sentinels).
@@ -996,7 +1014,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     void (*const tests[])() = {test_matmul,      test_gemm_half, test_embed_rows, test_rms_norm,     test_add_residual, test_qkv_finish,
-                               test_activations, test_attention,  test_select_top_k, test_bookkeeping};
+                               test_activations, test_attention,  test_select_top_k, test_max_pool_importance, test_bookkeeping};
     for (auto test : tests) {
         try {
             test();
