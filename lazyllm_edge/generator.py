@@ -178,6 +178,22 @@ class Generator:
         self.cache_prompt = bool(cache_prompt)
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
+    def sharing_model(self, n_ctx: Optional[int] = None) -> "Generator":
+        """Another Generator over this one's loaded model (its weights are in memory once) with a session of its own
+        (KV cache, prefix reuse), the same default schedule, numerics and ``cache_prompt``; ``n_ctx`` defaults to
+        this one's. Each may run in its own thread at the same time (a server's slots)."""
+        n_ctx = self.n_ctx if n_ctx is None else _integer("n_ctx", n_ctx, 1, 1 << 24)
+        other = object.__new__(Generator)
+        other.path, other.model, other.info = self.path, self.model, self.info
+        other.n_layer, other.n_vocab = self.n_layer, self.n_vocab
+        other._hinted = self._hinted
+        other._default_lazy = self._default_lazy
+        other.session = _core.Session(self.model, n_ctx, self._default_lazy, self.numerics)
+        other.n_ctx = n_ctx
+        other.cache_prompt = self.cache_prompt
+        other._stream = None
+        return other
+
     # ---- tokenizer ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
         return self.model.tokenize(_text("text", text), bool(add_special), bool(parse_special))

@@ -1,0 +1,130 @@
+"""Slots: one Generator each (its own KV cache and prefix reuse, the model's weights shared), a bounded queue in
+front of them, and the generation of one request in a worker thread that streams pieces to the event loop.
+
+A request takes the free slot whose cached tokens share the longest prefix with its prompt (ties: the one used
+longest ago, so the other conversations keep their caches); with no slot free it waits in the queue, and a full
+queue refuses it (QueueFull, answered 503)."""
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+
+class QueueFull(Exception):
+    """Every slot is busy and the queue holds its maximum."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(eq=False)
+class Slot:
+    index: int
+    generator: object                 # a lazyllm_edge.Generator
+    busy: bool = False
+    cached: List[int] = field(default_factory=list)  # the session's tokens after its last generation
+    last_used: float = 0.0
+
+
+class SlotPool:
+    def __init__(self, generators: Sequence, max_queue: int):
+        self.slots = [Slot(i, g) for i, g in enumerate(generators)]
+        self.max_queue = max_queue
+        self.waiting = 0
+        self._changed: Optional[asyncio.Condition] = None  # made on the server's event loop
+
+    @property
+    def busy(self) -> int:
+        return sum(s.busy for s in self.slots)
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    def _free(self) -> List[Slot]:
+        return [s for s in self.slots if not s.busy]
+
+    async def acquire(self, ids: Sequence[int]) -> Slot:
+        """The free slot with the longest cached prefix of `ids`, waiting in the queue while none is free."""
+        changed = self._condition()
+        async with changed:
+            if not self._free() or self.waiting:
+                if self.waiting >= self.max_queue:
+                    raise QueueFull()
+                self.waiting += 1
+                try:
+                    await changed.wait_for(self._free)
+                finally:
+                    self.waiting -= 1
+            slot = max(self._free(), key=lambda s: (common_prefix(s.cached, ids), -s.last_used))
+            slot.busy = True
+            return slot
+
+    async def release(self, slot: Slot) -> None:
+        changed = self._condition()
+        async with changed:
+            slot.busy = False
+            slot.last_used = time.monotonic()
+            changed.notify()
+
+
+@dataclass
+class Finished:
+    """The end of a generation: why, the tokens generated, and the Generator's stats for it."""
+
+    finish_reason: str
+    completion_tokens: int
+    stats: dict
+
+
+class Run:
+    """One generation on an acquired slot, in a worker thread (the core computes without the GIL, so slots run in
+    parallel). Its items, in order: text pieces (str), then a Finished or an Exception. ``cancel()`` ends it before
+    its next token; the slot goes back to the pool when the thread ends."""
+
+    def __init__(self, pool: SlotPool, slot: Slot, ids: List[int], options: dict):
+        self.pool, self.slot, self.ids, self.options = pool, slot, ids, options
+        self.items: asyncio.Queue = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._stream = None
+        self._cancelled = threading.Event()
+        self.started = time.perf_counter()
+
+    def start(self) -> "Run":
+        threading.Thread(target=self._work, name=f"slot-{self.slot.index}", daemon=True).start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
+    def _put(self, item) -> None:
+        self._loop.call_soon_threadsafe(self.items.put_nowait, item)
+
+    def _work(self) -> None:
+        gen = self.slot.generator
+        try:
+            stream = gen.generate(self.ids, **self.options)
+            self._stream = stream
+            if self._cancelled.is_set():  # (cancel() came before the stream existed)
+                stream.cancel()
+            for piece in stream:
+                self._put(piece.text)
+            # the context is now the prompt then the generated tokens (an end-of-generation token is not fed)
+            generated = max(0, len(gen.session.tokens) - len(self.ids))
+            self._put(Finished(stream.finish_reason, generated, gen.stats))
+        except BaseException as e:  # reported to the request; the slot stays usable
+            self._put(e)
+        finally:
+            self.slot.cached = list(gen.session.tokens)
+            asyncio.run_coroutine_threadsafe(self.pool.release(self.slot), self._loop)
