@@ -166,11 +166,15 @@ class Server:
             raise APIError(503, f"all {len(self.pool.slots)} slots are busy and {self.pool.max_queue} requests wait; "
                                 f"retry later", type="server_error", code="server_busy",
                            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        run = Run(self.pool, slot, ids, options).start()
+        run = Run(self.pool, slot, ids, options, on_finish=self.record).start()
         reply = Reply(self, req, run, ids, arrived)
         if req.stream:
             return EventSourceResponse(reply.events(), sep="\n", headers={"Cache-Control": "no-cache"})
         return JSONResponse(await reply.whole(request))
+
+    def record(self, ids: List[int], done: Finished) -> None:
+        self.metrics.generation(len(ids), int(done.stats.get("reused_tokens", 0)), done.completion_tokens, done.stats,
+                                done.finish_reason)
 
     def routes(self) -> List[Route]:
         return [Route("/", self.index), Route("/health", self.health), Route("/metrics", self.metrics_text),
@@ -215,7 +219,6 @@ class Reply:
         """llama-server's `timings`, and x_lazyllm: what the chat page shows."""
         st = done.stats
         reused = int(st.get("reused_tokens", 0))
-        self.server.metrics.generation(len(self.ids), reused, done.completion_tokens, st)
         ttft = (self.first_token_at or time.perf_counter()) - self.arrived
         decode_s = float(st.get("decode_time_s", 0.0))
         decode_n = int(st.get("decode_tokens", 0))
@@ -227,7 +230,9 @@ class Reply:
             "x_lazyllm": {"slot": self.run.slot.index, "ttft_ms": ttft * 1e3,
                           "tokens_per_second": decode_n / decode_s if decode_s > 0 else None,
                           "lazy": self.run.options.get("lazy"), "reused_tokens": reused,
-                          "context_tokens": len(self.ids), "layer_kv_tokens": list(st.get("layer_kv_tokens", [])),
+                          "context_tokens": len(self.ids) + done.completion_tokens,
+                          "layer_kv_tokens": list(st.get("layer_kv_tokens", [])),
+                          "prompt_layer_kv_tokens": done.prompt_layer_kv_tokens,
                           "prompt_fraction_computed": st.get("prefill_fraction_computed"),
                           "revived_tokens": st.get("revived_tokens")},
         }

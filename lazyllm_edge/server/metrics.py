@@ -12,6 +12,7 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self.requests: Counter = Counter()  # (endpoint, status code) -> count
+        self.finished: Counter = Counter()  # finish reason -> generations
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
         self.prompt_tokens_computed = 0
@@ -26,8 +27,10 @@ class Metrics:
         with self._lock:
             self.requests[(endpoint, status)] += 1
 
-    def generation(self, prompt_tokens: int, reused: int, completion_tokens: int, stats: dict) -> None:
+    def generation(self, prompt_tokens: int, reused: int, completion_tokens: int, stats: dict,
+                   finish_reason: str) -> None:
         with self._lock:
+            self.finished[finish_reason] += 1
             self.prompt_tokens += prompt_tokens
             self.prompt_tokens_reused += reused
             self.prompt_tokens_computed += prompt_tokens - reused
@@ -56,6 +59,8 @@ class Metrics:
         with self._lock:
             metric("requests_total", "counter", "HTTP requests answered, by endpoint and status code.",
                    [("", f'{{endpoint="{e}",code="{c}"}}', n) for (e, c), n in sorted(self.requests.items())])
+            metric("generations_total", "counter", "Generations ended, by finish reason (cancelled: the client left).",
+                   [("", f'{{finish_reason="{r}"}}', n) for r, n in sorted(self.finished.items())])
             metric("prompt_tokens_total", "counter", "Prompt tokens of the generations.", [("", "", self.prompt_tokens)])
             metric("prompt_tokens_reused_total", "counter", "Prompt tokens kept from a slot's cache (not computed).",
                    [("", "", self.prompt_tokens_reused)])

@@ -1,15 +1,17 @@
 """Slots: one Generator each (its own KV cache and prefix reuse, the model's weights shared), a bounded queue in
 front of them, and the generation of one request in a worker thread that streams pieces to the event loop.
 
-A request takes the free slot whose cached tokens share the longest prefix with its prompt (ties: the one used
-longest ago, so the other conversations keep their caches); with no slot free it waits in the queue, and a full
-queue refuses it (QueueFull, answered 503)."""
+A request takes the free slot whose cached tokens share the longest prefix with its prompt, when that prefix is at
+least half the prompt (as llama-server's slot similarity); otherwise, and among equals, the slot used longest ago
+(an empty one first), so that a new conversation does not evict another's cache for the few tokens of a chat
+template they share. With no slot free it waits in the queue, and a full queue refuses it (QueueFull, answered
+503)."""
 
 import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 
 class QueueFull(Exception):
@@ -64,9 +66,15 @@ class SlotPool:
                     await changed.wait_for(self._free)
                 finally:
                     self.waiting -= 1
-            slot = max(self._free(), key=lambda s: (common_prefix(s.cached, ids), -s.last_used))
+            slot = max(self._free(), key=lambda s: (self._reusable(s, ids), -s.last_used))
             slot.busy = True
             return slot
+
+    @staticmethod
+    def _reusable(slot: Slot, ids: Sequence[int]) -> int:
+        """The prefix of `ids` the slot would reuse, or 0 where it is less than half of them."""
+        shared = common_prefix(slot.cached, ids)
+        return shared if 2 * shared >= len(ids) else 0
 
     async def release(self, slot: Slot) -> None:
         changed = self._condition()
@@ -83,6 +91,7 @@ class Finished:
     finish_reason: str
     completion_tokens: int
     stats: dict
+    prompt_layer_kv_tokens: List[int]  # the tokens with K/V at each layer at the first token (after the prompt)
 
 
 class Run:
@@ -90,8 +99,10 @@ class Run:
     parallel). Its items, in order: text pieces (str), then a Finished or an Exception. ``cancel()`` ends it before
     its next token; the slot goes back to the pool when the thread ends."""
 
-    def __init__(self, pool: SlotPool, slot: Slot, ids: List[int], options: dict):
+    def __init__(self, pool: SlotPool, slot: Slot, ids: List[int], options: dict,
+                 on_finish: Optional[Callable[[List[int], Finished], None]] = None):
         self.pool, self.slot, self.ids, self.options = pool, slot, ids, options
+        self.on_finish = on_finish  # called in the worker thread, whether or not the client still listens
         self.items: asyncio.Queue = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._stream = None
@@ -118,11 +129,18 @@ class Run:
             self._stream = stream
             if self._cancelled.is_set():  # (cancel() came before the stream existed)
                 stream.cancel()
+            after_prompt = None
             for piece in stream:
+                if after_prompt is None:
+                    after_prompt = list(gen.stats["layer_kv_tokens"])
                 self._put(piece.text)
             # the context is now the prompt then the generated tokens (an end-of-generation token is not fed)
             generated = max(0, len(gen.session.tokens) - len(self.ids))
-            self._put(Finished(stream.finish_reason, generated, gen.stats))
+            stats = gen.stats
+            done = Finished(stream.finish_reason, generated, stats, after_prompt or list(stats["layer_kv_tokens"]))
+            if self.on_finish is not None:
+                self.on_finish(self.ids, done)
+            self._put(done)
         except BaseException as e:  # reported to the request; the slot stays usable
             self._put(e)
         finally:
