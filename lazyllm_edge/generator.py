@@ -274,12 +274,14 @@ class Generator:
     def generate(self, prompt_or_ids: Union[str, Sequence[int]], max_tokens: Optional[int] = 256, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  repeat_last_n: int = 64, seed: Optional[int] = None, stop: Union[None, str, Sequence[str]] = None,
-                 lazy: LazyLike = None, add_special: Optional[bool] = None, **unknown) -> Stream:
+                 lazy: LazyLike = None, add_special: Optional[bool] = None, ignore_eos: bool = False,
+                 **unknown) -> Stream:
         """Streams pieces for a prompt (str: tokenized with BOS as the model asks and special tokens parsed)
         or token ids, the whole context: with ``cache_prompt`` the cached tokens it starts with are kept and only the
         rest is computed, else it starts from an empty cache. Options: max_tokens=256 (None: no limit), temperature=0.8, top_k=40,
         top_p=0.95, min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=None, stop=None (str or list: the text
-        ends before the first one, which is not emitted), lazy=None (this call only). Afterwards ``finish_reason``
+        ends before the first one, which is not emitted), lazy=None (this call only), ignore_eos=False (go on past
+        end-of-generation tokens, as llama.cpp's option: benchmarks and load tests). Afterwards ``finish_reason``
         is "stop" (end of generation or a stop string), "length" (max_tokens or the context is full) or
         "cancelled" (``cancel()``). Bad values raise ValueError naming the argument."""
         if unknown:
@@ -307,7 +309,8 @@ class Generator:
             self.session.reset()
         self.session.set_lazy(self._default_lazy)
         self._stream = Stream(_core.Generation(self.session, ids, sampling, max_tokens=max_tokens, stop=stop,
-                                               lazy=override, reuse_prefix=self.cache_prompt))
+                                               ignore_eos=bool(ignore_eos), lazy=override,
+                                               reuse_prefix=self.cache_prompt))
         return self._stream
 
     @property

@@ -180,6 +180,8 @@ def parse_request(body, chat: bool) -> CompletionRequest:
         "seed": None if seed is None or seed == -1 else seed % 2**64,  # -1: a random seed, as llama.cpp reads it
         "stop": _stop(body),
     }
+    if _boolean(body, "ignore_eos"):  # llama-server's field: fixed-length answers for load tests
+        sampling["ignore_eos"] = True
     request = CompletionRequest(chat=chat, model=model, stream=_boolean(body, "stream"),
                                 include_usage=bool(stream_options and _boolean(stream_options, "include_usage")),
                                 lazy=lazy, sampling={k: v for k, v in sampling.items() if v is not None})

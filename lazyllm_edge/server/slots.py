@@ -76,11 +76,16 @@ class SlotPool:
         shared = common_prefix(slot.cached, ids)
         return shared if 2 * shared >= len(ids) else 0
 
-    async def release(self, slot: Slot) -> None:
+    def release(self, slot: Slot) -> None:
+        """Frees the slot at once (on the event loop), so that a client's next request, sent when this one's answer
+        arrives, finds it free; the waiters are woken by a task."""
+        slot.busy = False
+        slot.last_used = time.monotonic()
+        asyncio.ensure_future(self._wake_one())
+
+    async def _wake_one(self) -> None:
         changed = self._condition()
         async with changed:
-            slot.busy = False
-            slot.last_used = time.monotonic()
             changed.notify()
 
 
@@ -124,6 +129,7 @@ class Run:
 
     def _work(self) -> None:
         gen = self.slot.generator
+        last = None  # the Finished or the exception: delivered after the slot is free
         try:
             stream = gen.generate(self.ids, **self.options)
             self._stream = stream
@@ -140,9 +146,10 @@ class Run:
             done = Finished(stream.finish_reason, generated, stats, after_prompt or list(stats["layer_kv_tokens"]))
             if self.on_finish is not None:
                 self.on_finish(self.ids, done)
-            self._put(done)
+            last = done
         except BaseException as e:  # reported to the request; the slot stays usable
-            self._put(e)
+            last = e
         finally:
             self.slot.cached = list(gen.session.tokens)
-            asyncio.run_coroutine_threadsafe(self.pool.release(self.slot), self._loop)
+            self._loop.call_soon_threadsafe(self.pool.release, self.slot)
+            self._put(last)
