@@ -54,6 +54,22 @@ def wait_until(condition, state=lambda: None, limit_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def test_server_deps_are_optional():
+    """`import lazyllm_edge` loads none of the server's libraries; without them the server says what to install."""
+    import subprocess
+    import sys
+
+    from conftest import package_home
+
+    code = ("import sys, lazyllm_edge, lazyllm_edge.generator, lazyllm_edge.server; "
+            "assert not {'starlette', 'uvicorn', 'sse_starlette'} & set(sys.modules), sorted(sys.modules); "
+            "sys.modules['uvicorn'] = None; from lazyllm_edge.server.__main__ import main; sys.exit(main([]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=package_home(), timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "lazyllm-edge-server: the server needs its extra: pip install 'lazyllm_edge[server]' (uvicorn is missing)"]
+
+
 def test_models(client):
     models = client.models.list().data
     assert [m.id for m in models] == ["smollm2-135m"]
