@@ -196,6 +196,19 @@ def test_disconnect_cancels_and_a_full_queue_answers_503(server, http):
     assert metric(http, "generations_total", '{finish_reason="cancelled"}') == cancelled_before + 2
 
 
+def test_disconnect_while_waiting_for_a_whole_answer(server, http):
+    """A client that gives up on a non-streamed answer cancels its generation too."""
+    import httpx
+
+    cancelled_before = metric(http, "generations_total", '{finish_reason="cancelled"}')
+    body = {"prompt": "Once upon a time", "max_tokens": 450, "ignore_eos": True, "min_p": 0.0}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server + "/v1/completions", json=body, headers=http.headers, timeout=httpx.Timeout(60, read=0.5))
+    wait_until(lambda: metric(http, "generations_total", '{finish_reason="cancelled"}') == cancelled_before + 1,
+               lambda: http.get("/metrics").text)
+    wait_until(lambda: http.get("/health").json()["slots_processing"] == 0)
+
+
 BAD_REQUESTS = [
     # (path, body, status, param)
     ("/v1/chat/completions", b'{"messages": [', 400, "body"),
