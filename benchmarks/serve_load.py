@@ -286,7 +286,8 @@ def main(argv=None) -> int:
     out.with_suffix(".txt").write_text(text + "\n")
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "summaries": summaries}, indent=1) + "\n")
     print(f"\nwritten: {out.with_suffix('.txt')}, {out.with_suffix('.json')}", file=sys.stderr)
-    bad = [s["server"] for s in summaries if s["unanswered"] or not s["serving_after"]]
+    # the comparison's figures are findings; only this engine's server is held to answering everything
+    bad = [s["server"] for s in summaries if s["server"] == "ours" and (s["unanswered"] or not s["serving_after"])]
     return 1 if bad else 0
 
 
