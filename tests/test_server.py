@@ -70,6 +70,25 @@ def test_server_deps_are_optional():
         "lazyllm-edge-server: the server needs its extra: pip install 'lazyllm_edge[server]' (uvicorn is missing)"]
 
 
+@pytest.mark.parametrize("args,status,message", [
+    (["-t", "0"], 2, "-t must be in [1, 1024], got 0"),
+    (["--parallel", "x"], 2, "invalid int value"),
+    (["-m", "/nonexistent/model.gguf"], 1, "cannot open model file"),
+    (["--lazy", "bogus"], 1, "unknown lazy preset 'bogus'"),
+])
+def test_bad_command_line(default_model_path, args, status, message):
+    import subprocess
+    import sys
+
+    from conftest import package_home
+
+    require_server_deps()
+    argv = [sys.executable, "-m", "lazyllm_edge.server", "--port", "1"] + (
+        args if "-m" in args else ["-m", str(default_model_path)] + args)
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=package_home(), timeout=120)
+    assert r.returncode == status and message in r.stderr, r.stderr
+
+
 def test_models(client):
     models = client.models.list().data
     assert [m.id for m in models] == ["smollm2-135m"]

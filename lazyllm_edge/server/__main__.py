@@ -28,10 +28,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="require 'Authorization: Bearer KEY' on /v1 and /metrics (default: $LAZYLLM_EDGE_API_KEY)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = p.parse_args(argv)
-    for name, value, lo in (("--port", args.port, 0), ("-c", args.ctx_size, 8), ("--parallel", args.parallel, 1),
-                            ("--queue", args.queue, 0), ("-t", args.threads or 1, 1)):
-        if value < lo:
-            p.error(f"{name} must be at least {lo}, got {value}")
+    limits = (("--port", args.port, 0, 65535), ("-c", args.ctx_size, 8, 1 << 24), ("--parallel", args.parallel, 1, 256),
+              ("--queue", args.queue, 0, 1 << 20), ("-t", 1 if args.threads is None else args.threads, 1, 1024))
+    for name, value, lo, hi in limits:
+        if not lo <= value <= hi:
+            p.error(f"{name} must be in [{lo}, {hi}], got {value}")
     return args
 
 
