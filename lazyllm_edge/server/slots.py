@@ -13,6 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
+from .._core import UnsupportedError
+
+
+# The CPU kernels compute calls of up to 4 tokens as decode steps (int8 activations) and longer ones as a prefill:
+# recomputing at least 5 of a prompt's tokens gives its last token the logits of a fresh prefill, bit for bit, so a
+# request with a seed gives the same text whether its prompt was cached in the slot or not.
+RECOMPUTED_PROMPT_TOKENS = 5
+
 
 class QueueFull(Exception):
     """Every slot is busy and the queue holds its maximum."""
@@ -124,6 +132,15 @@ class Run:
         if stream is not None:
             stream.cancel()
 
+    def _recompute_prompt_tail(self, gen) -> None:
+        """Drops the cached tokens beyond the prompt's first len - RECOMPUTED_PROMPT_TOKENS (see there)."""
+        keep = max(0, len(self.ids) - RECOMPUTED_PROMPT_TOKENS)
+        if common_prefix(self.slot.cached, self.ids) > keep:
+            try:
+                gen.session.truncate(keep)
+            except UnsupportedError:  # a hybrid model's recurrent state cannot be rewound: reuse all of it
+                pass
+
     def _put(self, item) -> None:
         self._loop.call_soon_threadsafe(self.items.put_nowait, item)
 
@@ -131,6 +148,7 @@ class Run:
         gen = self.slot.generator
         last = None  # the Finished or the exception: delivered after the slot is free
         try:
+            self._recompute_prompt_tail(gen)
             stream = gen.generate(self.ids, **self.options)
             self._stream = stream
             if self._cancelled.is_set():  # (cancel() came before the stream existed)
