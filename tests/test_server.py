@@ -90,9 +90,13 @@ def test_bad_command_line(default_model_path, args, status, message):
 
 
 def test_models(client):
+    import openai
+
     models = client.models.list().data
     assert [m.id for m in models] == ["smollm2-135m"]
     assert client.models.retrieve("smollm2-135m").id == "smollm2-135m"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
 
 
 def test_chat_not_streaming(client):

@@ -86,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ModelLoadError, ValueError, MemoryError) as e:
         print(f"lazyllm-edge-server: {e}", file=sys.stderr)
         return 1
-    print(f"lazyllm-edge-server: {app.state.server.config.model_id}, {args.parallel} slots of {args.ctx_size} tokens, "
+    print(f"lazyllm-edge-server: {app.state.server.config.model_id}, slots: {args.parallel} x {args.ctx_size} tokens, "
           f"http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
