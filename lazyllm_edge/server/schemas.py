@@ -51,12 +51,12 @@ def _integer(body: dict, name: str, lo: int, hi: int) -> Optional[int]:
     return value
 
 
-def _boolean(body: dict, name: str) -> bool:
+def _boolean(body: dict, name: str, where: str = "") -> bool:
     value = body.get(name, False)
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise bad_field(name, f"must be true or false, got {value!r}"[:200], "invalid_type")
+        raise bad_field(where + name, f"must be true or false, got {value!r}"[:200], "invalid_type")
     return value
 
 
@@ -183,7 +183,7 @@ def parse_request(body, chat: bool) -> CompletionRequest:
     if _boolean(body, "ignore_eos"):  # llama-server's field: fixed-length answers for load tests
         sampling["ignore_eos"] = True
     request = CompletionRequest(chat=chat, model=model, stream=_boolean(body, "stream"),
-                                include_usage=bool(stream_options and _boolean(stream_options, "include_usage")),
+                                include_usage=bool(stream_options and _boolean(stream_options, "include_usage", "stream_options.")),
                                 lazy=lazy, sampling={k: v for k, v in sampling.items() if v is not None})
     if chat:
         request.messages = _messages(body)
