@@ -40,6 +40,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(default_model_path):
+    require_server_deps("selenium")
     proc, base = start_server(default_model_path, "--parallel", "1", "-c", "1024", "--api-key", KEY)
     yield base
     stop_server(proc)
