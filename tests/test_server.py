@@ -309,9 +309,11 @@ def test_garbage_never_costs_the_server(server, http, client):
     """Random JSON in every field: a status below 500 for each, and the server answers normally afterwards."""
     from hypothesis import HealthCheck, given, settings, strategies as st
 
+    def containers(children):
+        return st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+
     json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                               lambda children: st.lists(children, max_size=3) |
-                               st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=6)
+                               containers, max_leaves=6)
     fields = st.sampled_from(["model", "messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p",
                               "repeat_penalty", "stop", "seed", "stream", "ignore_eos", "stream_options", "n", "logprobs", "lazy",
                               "frequency_penalty", "response_format", "tools", "logit_bias", "echo", "suffix"])
