@@ -110,7 +110,7 @@ class Finished:
 class Run:
     """One generation on an acquired slot, in a worker thread (the core computes without the GIL, so slots run in
     parallel). Its items, in order: text pieces (str), then a Finished or an Exception. ``cancel()`` ends it before
-    its next token; the slot goes back to the pool when the thread ends."""
+    its next token; the slot goes back to the pool when the generation ends, before the last item is delivered."""
 
     def __init__(self, pool: SlotPool, slot: Slot, ids: List[int], options: dict,
                  on_finish: Optional[Callable[[List[int], Finished], None]] = None):
@@ -120,7 +120,6 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._stream = None
         self._cancelled = threading.Event()
-        self.started = time.perf_counter()
 
     def start(self) -> "Run":
         threading.Thread(target=self._work, name=f"slot-{self.slot.index}", daemon=True).start()
