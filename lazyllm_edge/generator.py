@@ -178,6 +178,22 @@ class Generator:
         self.cache_prompt = bool(cache_prompt)
         self._stream: Optional[Stream] = None  # the latest generation, for finish_reason and cancel()
 
+    def sharing_model(self, n_ctx: Optional[int] = None) -> "Generator":
+        """Another Generator over this one's loaded model (its weights are in memory once) with a session of its own
+        (KV cache, prefix reuse), the same default schedule, numerics and ``cache_prompt``; ``n_ctx`` defaults to
+        this one's. Each may run in its own thread at the same time (a server's slots)."""
+        n_ctx = self.n_ctx if n_ctx is None else _integer("n_ctx", n_ctx, 1, 1 << 24)
+        other = object.__new__(Generator)
+        other.path, other.model, other.info = self.path, self.model, self.info
+        other.n_layer, other.n_vocab = self.n_layer, self.n_vocab
+        other._hinted = self._hinted
+        other._default_lazy = self._default_lazy
+        other.session = _core.Session(self.model, n_ctx, self._default_lazy, self.numerics)
+        other.n_ctx = n_ctx
+        other.cache_prompt = self.cache_prompt
+        other._stream = None
+        return other
+
     # ---- tokenizer ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> List[int]:
         return self.model.tokenize(_text("text", text), bool(add_special), bool(parse_special))
@@ -258,12 +274,14 @@ class Generator:
     def generate(self, prompt_or_ids: Union[str, Sequence[int]], max_tokens: Optional[int] = 256, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  repeat_last_n: int = 64, seed: Optional[int] = None, stop: Union[None, str, Sequence[str]] = None,
-                 lazy: LazyLike = None, add_special: Optional[bool] = None, **unknown) -> Stream:
+                 lazy: LazyLike = None, add_special: Optional[bool] = None, ignore_eos: bool = False,
+                 **unknown) -> Stream:
         """Streams pieces for a prompt (str: tokenized with BOS as the model asks and special tokens parsed)
         or token ids, the whole context: with ``cache_prompt`` the cached tokens it starts with are kept and only the
         rest is computed, else it starts from an empty cache. Options: max_tokens=256 (None: no limit), temperature=0.8, top_k=40,
         top_p=0.95, min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=None, stop=None (str or list: the text
-        ends before the first one, which is not emitted), lazy=None (this call only). Afterwards ``finish_reason``
+        ends before the first one, which is not emitted), lazy=None (this call only), ignore_eos=False (go on past
+        end-of-generation tokens, as llama.cpp's option: benchmarks and load tests). Afterwards ``finish_reason``
         is "stop" (end of generation or a stop string), "length" (max_tokens or the context is full) or
         "cancelled" (``cancel()``). Bad values raise ValueError naming the argument."""
         if unknown:
@@ -291,7 +309,8 @@ class Generator:
             self.session.reset()
         self.session.set_lazy(self._default_lazy)
         self._stream = Stream(_core.Generation(self.session, ids, sampling, max_tokens=max_tokens, stop=stop,
-                                               lazy=override, reuse_prefix=self.cache_prompt))
+                                               ignore_eos=bool(ignore_eos), lazy=override,
+                                               reuse_prefix=self.cache_prompt))
         return self._stream
 
     @property

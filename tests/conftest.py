@@ -159,3 +159,56 @@ def load_testing_module():
 def testing():
     """The test hooks' module (load_testing_module()), built the first time a test asks for it."""
     return load_testing_module()
+
+
+# ---- the HTTP server (tests/test_server*.py) ----
+def require_server_deps(*extra: str) -> None:
+    """Skips, naming the install, without the server extra (and the `extra` modules); in CI they must be there."""
+    missing = [m for m in ("starlette", "uvicorn", "sse_starlette", *extra) if importlib.util.find_spec(m) is None]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"missing in CI: {', '.join(missing)}")
+        pytest.skip(f"needs {', '.join(missing)}: pip install '.[test]'")
+
+
+def start_server(model_path: Path, *args: str):
+    """`python -m lazyllm_edge.server` on a free 127.0.0.1 port, started from the package under test; returns
+    (process, base URL) once /health answers. Stop it with stop_server."""
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile(mode="w+")  # (a file, not a pipe: a server that writes much never blocks on it)
+    proc = subprocess.Popen([sys.executable, "-m", "lazyllm_edge.server", "-m", str(model_path), "--port", str(port),
+                             "--log-level", "warning", *args], cwd=package_home(),
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}: {stop_server(proc)[-2000:]}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, base
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    pytest.fail("the server did not answer /health within 120 s")
+
+
+def stop_server(proc) -> str:
+    """Ends the server; its output."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.log.seek(0)
+    return proc.log.read()

@@ -301,3 +301,25 @@ print("again:", "".join(p.text for p in g.generate("The capital of France is", m
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "interrupted after" in r.stdout and "Paris" in r.stdout.split("again:")[1]
+
+
+def test_sharing_model_gives_an_independent_session(tiny_model):
+    """sharing_model(): the same loaded model (weights once), a session of its own; both run at once in two threads
+    and give what one alone gives."""
+    first = lazyllm_edge.Generator(str(tiny_model[0]), n_ctx=128, n_threads=1)
+    second = first.sharing_model(n_ctx=64)
+    assert second.model is first.model and second.session is not first.session and second.n_ctx == 64
+    expected = [p.token for p in first.generate([1, 2, 3], max_tokens=20, temperature=0)]
+    assert first.n_past > 0 and second.n_past == 0
+    first.reset()  # both compute the prompt afresh
+    out = [None, None]
+
+    def work(i, gen):
+        out[i] = [p.token for p in gen.generate([1, 2, 3], max_tokens=20, temperature=0)]
+
+    ts = [threading.Thread(target=work, args=(i, g)) for i, g in enumerate((first, second))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert out == [expected, expected]
