@@ -50,8 +50,8 @@ const Preset& preset_stages(const std::string& name) {
     // aggressive = 4:0.4,12:0.5,20:0.5 (~36 %, for a 3x TTFT), prefill only; moving its last stage before
     // layer 20 (e.g. 4:0.5,10:0.5,16:0.5) lost most passkey answers even on short prompts.
     static const Preset balanced = {{{0.40, 0.1f}, {0.53, 0.02f}}, true, {{0.80, 0.5f}}};
-    static const Preset aggressive = {{{0.13, 0.4f}, {0.40, 0.5f}, {0.67, 0.5f}}, false};
-    static const Preset none = {{}, true};
+    static const Preset aggressive = {{{0.13, 0.4f}, {0.40, 0.5f}, {0.67, 0.5f}}, false, {}};
+    static const Preset none = {{}, true, {}};
     if (name == "balanced") return balanced;
     if (name == "aggressive") return aggressive;
     if (name == "off" || name == "dense" || name.empty()) return none;
