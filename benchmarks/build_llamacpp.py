@@ -14,7 +14,7 @@ register state, and a native build then dies with SIGILL. So:
    the explicit one without AMX (seen 2026-12-07: a VM whose AMX passes the probe's permission request but whose
    native build faults in ggml's ldtilecfg on every batch).
 
-The package goes into ``--target`` (default ``~/.cache/lazyllm_edge/llamacpp-native``) with ``pip install
+The package goes into ``--target`` (default ``~/.cache/lazyllm_edge/llamacpp-best``) with ``pip install
 --target``, so the llama-cpp-python in site-packages (the one the tests use) is left alone; run
 ``vs_llamacpp.py --llamacpp TARGET`` (or set ``LAZYLLM_EDGE_LLAMACPP=TARGET``) to compare against it. The build
 takes 10-40 minutes on 2 cores. A file ``build_info.json`` in the target records the flags, the probe's result and
@@ -35,7 +35,7 @@ import sys
 import tempfile
 
 DEFAULT_VERSION = "0.3.36"
-DEFAULT_TARGET = os.path.join(os.path.expanduser("~"), ".cache", "lazyllm_edge", "llamacpp-native")
+DEFAULT_TARGET = os.path.join(os.path.expanduser("~"), ".cache", "lazyllm_edge", "llamacpp-best")
 # Always off: GPU back ends and what vs_llamacpp.py does not load (the multimodal library, tools, tests).
 COMMON_ARGS = ["-DGGML_CUDA=OFF", "-DLLAVA_BUILD=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF"]

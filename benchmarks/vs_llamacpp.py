@@ -18,7 +18,7 @@ Tests (``--tests``, comma-separated; default: all of the list below):
 
     python benchmarks/vs_llamacpp.py --threads 2 --reps 5 --json vs.json
     python benchmarks/vs_llamacpp.py --quick            # small sizes, 2 repetitions: a check that it all runs
-    python benchmarks/vs_llamacpp.py --llamacpp ~/.cache/lazyllm_edge/llamacpp-native   # build_llamacpp.py's build
+    python benchmarks/vs_llamacpp.py --llamacpp ~/.cache/lazyllm_edge/llamacpp-best   # build_llamacpp.py's build
 
 ``--llamacpp DIR`` (or LAZYLLM_EDGE_LLAMACPP=DIR) imports llama_cpp from DIR (a ``pip install --target`` folder,
 benchmarks/build_llamacpp.py) instead of site-packages; the output names the build's ISA line either way.
