@@ -83,6 +83,21 @@ def prompt_ids(tokenize, n_vocab: int, n: int, text: Optional[str], bos: Optiona
     return ids[:n]
 
 
+def decode_weight_bytes(model: str) -> Optional[int]:
+    """Bytes of weights one decode step reads: every tensor of the GGUF except the token embedding, which is read
+    one row per token, unless the model ties its output projection to it (no output.weight): then it is read
+    whole. None without the gguf package."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(model).tensors}
+    total = sum(tensors.values())
+    if "output.weight" in tensors:
+        total -= tensors.get("token_embd.weight", 0)
+    return total
+
+
 def mean_std(xs: Sequence[float]):
     if not xs:
         return float("nan"), float("nan")

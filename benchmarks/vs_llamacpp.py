@@ -18,6 +18,10 @@ Tests (``--tests``, comma-separated; default: all of the list below):
 
     python benchmarks/vs_llamacpp.py --threads 2 --reps 5 --json vs.json
     python benchmarks/vs_llamacpp.py --quick            # small sizes, 2 repetitions: a check that it all runs
+    python benchmarks/vs_llamacpp.py --llamacpp ~/.cache/lazyllm_edge/llamacpp-best   # build_llamacpp.py's build
+
+``--llamacpp DIR`` (or LAZYLLM_EDGE_LLAMACPP=DIR) imports llama_cpp from DIR (a ``pip install --target`` folder,
+benchmarks/build_llamacpp.py) instead of site-packages; the output names the build's ISA line either way.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ import _common as C  # noqa: E402
 FULL_TESTS = "pp512,pp2048,pp4096,tg64,tg32@d4096,ttft4096,rss8192"
 QUICK_TESTS = "pp128,pp512,tg16,tg8@d512,ttft512,rss2048"
 OURS, OURS_LAZY, THEIRS = "lazyllm_edge", "lazyllm_edge[lazy]", "llama.cpp"
+LLAMACPP_ENV = "LAZYLLM_EDGE_LLAMACPP"  # a folder to import llama_cpp from (inherited by the RSS subprocesses)
+
+
+def use_llamacpp_from(path: Optional[str]) -> None:
+    """Puts `path` (or $LAZYLLM_EDGE_LLAMACPP) first on sys.path, before llama_cpp is imported anywhere."""
+    path = path or os.environ.get(LLAMACPP_ENV)
+    if not path:
+        return
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(os.path.join(path, "llama_cpp")):
+        raise SystemExit(f"--llamacpp {path}: no llama_cpp package there (benchmarks/build_llamacpp.py builds one)")
+    os.environ[LLAMACPP_ENV] = path
+    sys.path.insert(0, path)
 
 
 # ---------------------------------------------------------------- engines
@@ -82,7 +99,7 @@ def llamacpp_info() -> Dict:
     try:
         import llama_cpp
 
-        return {"llama_cpp_python": llama_cpp.__version__,
+        return {"llama_cpp_python": llama_cpp.__version__, "path": os.path.dirname(os.path.dirname(llama_cpp.__file__)),
                 "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
     except Exception as e:  # pragma: no cover
         return {"error": repr(e)}
@@ -191,12 +208,15 @@ def main(argv=None) -> int:
     ap.add_argument("--text", default=None, help="text (.txt or eval .jsonl) for the prompt ids; default: the shared "
                     "eval set when present, else seeded random ids")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON ('-' = stdout)")
+    ap.add_argument("--llamacpp", default=None, metavar="DIR",
+                    help=f"import llama_cpp from DIR (a pip --target folder; default ${LLAMACPP_ENV}, else site-packages)")
     # internal: one engine's peak RSS in a subprocess
     ap.add_argument("--rss-worker", choices=["ours", "theirs"], help=argparse.SUPPRESS)
     ap.add_argument("--ids-file", help=argparse.SUPPRESS)
     ap.add_argument("--n-ctx", type=int, default=8192, help=argparse.SUPPRESS)
     ap.add_argument("--lazy-rss", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    use_llamacpp_from(args.llamacpp)
     if args.rss_worker:
         return rss_worker(args)
 
@@ -239,7 +259,7 @@ def main(argv=None) -> int:
     # picks its kernels from them at run time, lowered by LAZYLLM_EDGE_ISA)
     info["cpu_flags"] = cpu_vector_flags()
     info["lazyllm_edge_isa"] = os.environ.get("LAZYLLM_EDGE_ISA", "best of cpu_flags")
-    print(f"# llama.cpp build: {info.get('system_info', '?')}", file=sys.stderr)
+    print(f"# llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}", file=sys.stderr)
     print(f"# CPU: {info['cpu_flags']}; lazyllm_edge kernels: {info['lazyllm_edge_isa']}", file=sys.stderr)
 
     for t in tests:
@@ -295,6 +315,8 @@ def main(argv=None) -> int:
                 print(f"  {t.name} rep {r + 1}/{reps} {name}: {val:.3f} {unit}", file=sys.stderr)
 
     # ---- report
+    # decode: weight bytes per token x tokens/s, against the memory's read bandwidth (benchmarks/cpp/membw.cpp)
+    wbytes = C.decode_weight_bytes(model) if any(t.kind == "tg" for t in tests) else None
     rows, results = [], []
     for t in tests:
         if t.kind == "rss":
@@ -312,13 +334,21 @@ def main(argv=None) -> int:
             else:
                 test_label, unit, better, fmt = t.name, "t/s", "higher", "{:.2f}"
             rows.append([test_label, unit, fmt.format(o), fmt.format(th), f"{o / th:.2f}", better])
-            results.append({"test": test_label, "kind": t.kind, "unit": unit, "n": t.n, "depth": t.depth,
-                            "ours_variant": label, "ours_samples": t.samples[name], "theirs_samples": t.samples[THEIRS],
-                            "ours_median": o, "theirs_median": th, "ratio": o / th, "better": better})
+            res = {"test": test_label, "kind": t.kind, "unit": unit, "n": t.n, "depth": t.depth,
+                   "ours_variant": label, "ours_samples": t.samples[name], "theirs_samples": t.samples[THEIRS],
+                   "ours_median": o, "theirs_median": th, "ratio": o / th, "better": better}
+            if t.kind == "tg" and wbytes:
+                res["weight_bytes_per_token"] = wbytes
+                res["ours_weight_GBps"], res["theirs_weight_GBps"] = o * wbytes * 1e-9, th * wbytes * 1e-9
+                rows.append([f"{t.name} weights read", "GB/s", f"{o * wbytes * 1e-9:.2f}", f"{th * wbytes * 1e-9:.2f}",
+                             f"{o / th:.2f}", better])
+            results.append(res)
     print(f"\n{model_name}, threads={threads}, medians of {reps} alternating repetitions; "
           f"ratio = lazyllm_edge / llama.cpp")
     C.print_table(["test", "unit", "lazyllm_edge", "llama.cpp", "ratio", "better"], rows)
-    print(f"llama.cpp build: {info.get('system_info', '?')}\nCPU: {info['cpu_flags']}; "
+    if wbytes:
+        print(f"decode reads {wbytes / 1e6:.1f} MB of weights per token (GGUF tensors; a tied embedding counts whole)")
+    print(f"llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}\nCPU: {info['cpu_flags']}; "
           f"lazyllm_edge kernels: {info['lazyllm_edge_isa']}")
     if agree is False:
         print("warning: the two engines' top-1 tokens differ after the warm-up prompt", file=sys.stderr)

@@ -12,6 +12,8 @@ from conftest import load_testing_module  # noqa: E402
 
 K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
+# the levels above avx2 this CPU runs (their kernels must give the avx2 kernels' bits where the docs say so)
+WIDER_ISAS = ("avxvnni", "avx512vnni")[:max(0, ("avx2", "avxvnni", "avx512vnni").index(K.detected_isa()) if HAS_AVX2 else 0)]
 ISA_LEVELS = ("avx2", "avxvnni", "avx512vnni")  # above scalar, each including the ones before it
 SUPPORTED_LEVELS = ISA_LEVELS[:ISA_LEVELS.index(K.detected_isa()) + 1] if HAS_AVX2 else ()
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2/FMA/F16C: only the scalar kernels exist here")
@@ -299,6 +301,10 @@ def test_matmul_int8(name, n_in, n_out):
             err = np.abs(y.astype(np.float64) - ref8)
             assert np.all(err <= 2e-6 * scale + 1e-30), f"{name} AVX2 vs int8 reference: {float((err / scale).max()):.3g}"
             assert np.array_equal(y.view(np.uint32), single.view(np.uint32)), f"{name}: batch/thread split changed bits"
+        # the levels above AVX2 (AVX-512: K-quant decode on 512-bit vectors) give the AVX2 kernels' bits
+        for isa in WIDER_ISAS:
+            y = K.matmul(tid, data, n_in, n_out, x, isa=isa, n_threads=2)
+            assert np.array_equal(y.view(np.uint32), single.view(np.uint32)), f"{name}: {isa} differs from avx2"
 
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the llama.cpp order is an AVX2 kernel variant")

@@ -116,6 +116,12 @@ int main(int argc, char** argv) {
         bench(pool, numerics, GgmlType::Q6_K, 8192, 2048, 512, false, passes);
         if (numerics != Numerics::fast) break;
     }
+    // Llama-3.2-1B decode (one token): q/o, gate/up, down, and the tied Q6_K output projection (215 MB, far past
+    // the caches, so its GB/s is the memory's stream)
+    bench(pool, numerics, GgmlType::Q4_K, 2048, 2048, 1);
+    bench(pool, numerics, GgmlType::Q4_K, 2048, 8192, 1);
+    bench(pool, numerics, GgmlType::Q6_K, 8192, 2048, 1);
+    bench(pool, numerics, GgmlType::Q6_K, 2048, 128256, 1);
     if (argc > 3) {  // extra types at the prefill shape
         for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K,
                            GgmlType::Q5_K, GgmlType::Q6_K})

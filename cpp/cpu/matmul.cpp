@@ -31,6 +31,10 @@ bool gemm_q8_llama(uint32_t type, const int8_t* q, const float* d, const float* 
                    const int16_t* bsums, int64_t n_tok, int64_t K, const void* w, size_t row_bytes, int64_t n_rows,
                    float* y, int64_t ldy);
 }
+namespace avx512vnni {
+bool gemv_kquant(uint32_t type, const int8_t* q, const float* d, const int16_t* bsums, int64_t K, const void* w,
+                 size_t row_bytes, int64_t n_rows, float* y);
+}
 #endif
 
 namespace {
@@ -174,6 +178,17 @@ using GemmQ8Fn = bool (*)(uint32_t, const int8_t*, const float*, const float*, c
                           int64_t, const void*, size_t, int64_t, float*, int64_t);
 // The int8 kernels' fp32 order: llama.cpp's own for llama_cpp numerics, else the fast one.
 GemmQ8Fn gemm_q8_for(Numerics numerics) { return numerics == Numerics::llama_cpp ? avx2::gemm_q8_llama : avx2::gemm_q8; }
+
+// Rows [.., +n_rows) of one int8 matmul: one token of K-quant weights in the fast order takes the 512-bit decode
+// kernel where the CPU runs AVX-512 (the same bits as the AVX2 one), everything else gemm_q8.
+void q8_rows(GemmQ8Fn gemm_q8, bool decode512, GgmlType type, const Q8Rows& q, int64_t n_tok, int64_t K,
+             const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
+    if (decode512 && n_tok == 1 && int8_format(type) == ActFormat::q8_K &&
+        avx512vnni::gemv_kquant(static_cast<uint32_t>(type), q.q, q.d, q.bsums, K, w, row_bytes, n_rows, y))
+        return;
+    gemm_q8(static_cast<uint32_t>(type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, K, w, row_bytes, n_rows, y, ldy);
+}
+bool use_decode512(Numerics numerics) { return numerics == Numerics::fast && active_isa() >= CpuIsa::avx512vnni; }
 #endif
 
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
@@ -256,9 +271,10 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
     if (matmul_uses_int8(type, n_tok, numerics)) {
         const Q8Rows qx = t_qscratch.quantize(x, n_tok, n_in, int8_format(type), pool);
         const GemmQ8Fn gemm_q8 = gemm_q8_for(numerics);
+        const bool decode512 = use_decode512(numerics);
         pool.parallel_for(static_cast<long>(n_out), [&](long r0, long r1, int) {
-            gemm_q8(static_cast<uint32_t>(type), qx.q, qx.d, qx.s, qx.isum, qx.bsums, n_tok, n_in,
-                    wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, y + r0, n_out);
+            q8_rows(gemm_q8, decode512, type, qx, n_tok, n_in, wbytes + static_cast<size_t>(r0) * row_bytes, row_bytes,
+                    r1 - r0, y + r0, n_out);
         });
         return;
     }
@@ -349,6 +365,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
     }
     // one dispatch over the concatenated rows; a chunk may span two weights
     const GemmQ8Fn gemm_q8 = gemm_q8_for(numerics);
+    const bool decode512 = use_decode512(numerics);
     pool.parallel_for(static_cast<long>(row_begin[n]), [&](long r0, long r1, int) {
         for (int i = 0; i < n; ++i) {
             const int64_t b = std::max<int64_t>(r0, row_begin[i]), e = std::min<int64_t>(r1, row_begin[i + 1]);
@@ -356,7 +373,7 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
             const WeightMatrix& wi = *w[i];
             const Q8Rows& q = qx[which[i]];
             const int64_t local = b - row_begin[i];
-            gemm_q8(static_cast<uint32_t>(wi.type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, n_in,
+            q8_rows(gemm_q8, decode512, wi.type, q, n_tok, n_in,
                     static_cast<const uint8_t*>(wi.data) + static_cast<size_t>(local) * wi.row_bytes, wi.row_bytes,
                     e - b, y[i] + local, wi.n_out);
         }

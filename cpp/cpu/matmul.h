@@ -32,7 +32,8 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 // As llama.cpp's CPU backend: each x row is quantized to int8 (Q8_0/Q8_1 blocks of 32 for the 32-block types,
 // Q8_K blocks of 256 for the K-quants; kernels.h), then integer dot products per block are scaled and summed in
 // fp32. Its error vs the fp32 product is dominated by the activation rounding (<= amax_block/254 per element).
-// In the fast order a token's result does not depend on the batch it is in; llama.cpp's order depends on the
+// One token of K-quant weights runs on 512-bit vectors where the CPU has AVX-512 (matmul_decode_avx512.cpp, the
+// AVX2 kernels' bits). In the fast order a token's result does not depend on the batch it is in; llama.cpp's order depends on the
 // batch size as ggml's kernels do (llama_order/matmul_int8_llama_avx2.cpp).
 bool matmul_uses_int8(GgmlType type, int64_t n_tok, Numerics numerics);
 

@@ -149,6 +149,106 @@ void tile_kquad_fast(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes
     }
 }
 
+// ---------------- one token (decode): K-quant rows straight from the GGUF layout ----------------
+//
+// With a single token a KQuad's transposes and scale shuffles are not amortized, and they cost more than the
+// dots. Here each row's superblock is read in place (32 consecutive codes per vector, against x's 32 codes of
+// that sub-block), so int32 lane l of a row's sums holds codes 4l..4l+3 of every sub-block: the even lanes are
+// the fast order's lane 0 (codes j % 8 < 4), the odd lanes its lane 1. Four rows' lanes are then folded into the
+// quad layout [aE aO bE bO | cE cO dE dO]; the integer sums are exact, so the fp32 operations that follow are
+// tile_kquad_fast's, and the bits equal a batch's.
+
+// One row's superblock against x: `sumi` (8 lanes, see above: codes times scales, Q6_K less its offset) and
+// `corr` (8 lanes: lane i = min_i * bsum of sub-block i; Q4_K/Q5_K only).
+template <int T>
+__attribute__((always_inline)) inline void krow_sums(const uint8_t* b, const int8_t* xq, const int16_t* bsums, __m256i& sumi,
+                                                     __m256i& corr) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));  // 16 int16, two per sub-block
+    auto xv = [&](int sb) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * sb)); };
+    __m256i acc = _mm256_setzero_si256();
+    if constexpr (T == kQ6_K) {
+        // scales: 16 int8 (one per 16 codes) as int16; sub-block sb's are entries 2sb (lanes 0-7) and 2sb+1 (8-15)
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+        const __m128i lo_idx = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int half = 0; half < 2; ++half) {
+            const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * half));
+            const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64 * half + 32));
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * half));
+            for (int k = 0; k < 4; ++k) {
+                const int sb = 4 * half + k;
+                const __m256i l = (k & 1) ? l1 : l0;
+                const __m256i lo4 = k < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                const __m256i hi2 = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * k)), m3);
+                const __m256i q = _mm256_or_si256(lo4, _mm256_slli_epi16(hi2, 4));
+                // this sub-block's two scales: int16 entry 2sb in the low 128 bits, 2sb+1 in the high
+                const __m256i idx = _mm256_set_m128i(_mm_add_epi8(lo_idx, _mm_set1_epi8(static_cast<char>(4 * sb + 2 - 16 * (sb >= 4)))),
+                                                     _mm_add_epi8(lo_idx, _mm_set1_epi8(static_cast<char>(4 * sb - 16 * (sb >= 4)))));
+                const __m256i s = sb < 4 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv(sb)), _mm256_shuffle_epi8(s, idx)));
+            }
+        }
+        // the code offset 32: sum(scale * bsum), lane i = entries 2i and 2i+1
+        sumi = _mm256_sub_epi32(acc, _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+        corr = _mm256_setzero_si256();  // no mins
+    } else {
+        const __m128i sm = k4_scales_mins(b + 4);
+        const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // 8 scales as int16, both halves
+        const __m128i m8 = _mm_unpackhi_epi64(sm, sm);
+        corr = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)), bs);  // [m0 m0 m1 m1 ..] . bsums
+        __m256i qh;
+        if constexpr (T == kQ5_K) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+        const uint8_t* qs = b + (T == kQ4_K ? 16 : 48);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if constexpr (T == kQ5_K) {
+                const __m256i one = _mm256_set1_epi8(1);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one), 4));
+            }
+            const __m256i sl = _mm256_shuffle_epi8(s16, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * j))));
+            const __m256i sh = _mm256_shuffle_epi8(s16, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * j + 1))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xv(2 * j)), sl));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xv(2 * j + 1)), sh));
+        }
+        sumi = acc;
+    }
+}
+
+// y[0][r] for one token x one quad of rows (n_rows of them, 1..4): tile_kquad_fast<T, 1>'s result, bit for bit.
+template <int T>
+void tile_kquad_decode(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y) {
+    constexpr int BB = T == kQ4_K ? 144 : T == kQ5_K ? 176 : 210;
+    const uint8_t* rows[4];
+    for (int j = 0; j < 4; ++j) rows[j] = w + (j < n_rows ? j : n_rows - 1) * row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < x.nb; ++i) {
+        const int8_t* xq = x.q + t0 * x.K + i * 256;
+        const int16_t* bsums = x.bsums + t0 * (x.K / 16) + i * 16;
+        __m256i s[4], c[4];
+        for (int j = 0; j < 4; ++j) {
+            const uint8_t* b = rows[j] + i * BB;
+            for (int o = 0; o < BB; o += 64) _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchAhead + o), _MM_HINT_T0);
+            krow_sums<T>(b, xq, bsums, s[j], c[j]);
+        }
+        const __m256 vxd = _mm256_set1_ps(x.d[t0 * x.nb + i]);
+        const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
+        const __m256 sumi = _mm256_cvtepi32_ps(fold_quad(s[0], s[1], s[2], s[3]));
+        if constexpr (T == kQ6_K) {
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(quad_fp16(r, 208), vxd), sumi, acc);
+        } else {
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(quad_fp16(r, 0), vxd), sumi, acc);
+            const __m256 corr = _mm256_cvtepi32_ps(fold_quad(c[0], c[1], c[2], c[3]));
+            acc = _mm256_fmadd_ps(_mm256_xor_ps(_mm256_mul_ps(quad_fp16(r, 2), vxd), _mm256_set1_ps(-0.0f)), corr, acc);
+        }
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    for (int j = 0; j < n_rows; ++j) y[j] = lanes[2 * j] + lanes[2 * j + 1];
+}
+
 // The tiles of the fast order (gemm_tiles in matmul_int8_avx2.h).
 struct FastOrder {
     template <int T, int MT>
@@ -157,7 +257,8 @@ struct FastOrder {
     }
     template <int T, int MT>
     static void kquad(const QX& x, int64_t t0, const uint8_t* w, size_t row_bytes, int64_t n_rows, float* y, int64_t ldy) {
-        tile_kquad_fast<T, MT>(x, t0, w, row_bytes, n_rows, y, ldy);
+        if constexpr (MT == 1) tile_kquad_decode<T>(x, t0, w, row_bytes, n_rows, y);
+        else tile_kquad_fast<T, MT>(x, t0, w, row_bytes, n_rows, y, ldy);
     }
 };
 

@@ -292,6 +292,35 @@ inline void kquad_load(const uint8_t* const* rows, int64_t i, KQuad& kq) {
     else kquad_unpack_q45<T>(r, kq);
 }
 
+// ---------------- one token (decode) from the GGUF layout: helpers shared with the AVX-512 kernel ----------------
+//
+// The decode kernels (tile_kquad_decode in matmul_int8_avx2.cpp, matmul_decode_avx512.cpp) read each row's
+// superblock in place, 32 (or 64) consecutive codes per vector, so int32 lane l of a row's sums holds codes
+// 4l..4l+3 of a sub-block: even lanes are the fast order's lane 0 (codes j % 8 < 4), odd lanes its lane 1.
+
+// [aE aO bE bO | cE cO dE dO] from four rows' 8 int32 lanes (even and odd lanes summed).
+inline __m256i fold_quad(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));  // [a01 b01 | a45 b45] pairs
+    const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
+// Q4_K/Q5_K's 12 bytes of 6-bit scales and mins (ggml's get_scale_min_k4) -> [8 scales | 8 mins] as u8, in
+// registers (bytes written one by one and read back as a vector would stall on store forwarding every row).
+// Dword u0 holds scales 0-3 (low 6 bits) and the top bits of scales 4-7, u1 the same for the mins, u2 the low
+// 4 bits of scales 4-7 (low nibbles) and mins 4-7 (high nibbles).
+inline __m128i k4_scales_mins(const uint8_t* q) {
+    int32_t u[3];
+    std::memcpy(u, q, 12);
+    const __m128i v = _mm_setr_epi32(u[0], u[1], u[2], 0);
+    const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0));  // [u0 u1 u0 u1]
+    const __m128i c = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 0, 0, 4));
+    const __m128i lo = _mm_and_si128(a, _mm_set1_epi32(0x3f3f3f3f));  // [sc0-3 mn0-3 . .]
+    const __m128i hi = _mm_or_si128(_mm_and_si128(c, _mm_set1_epi32(0x0f0f0f0f)),
+                                     _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(a, 6), _mm_set1_epi32(0x03030303)), 4));  // [. . sc4-7 mn4-7]
+    return _mm_shuffle_epi32(_mm_blend_epi32(lo, hi, 0xC), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 // ---------------- tiling ----------------
 //
 // An order is a struct with two tile kernels, b32<T, MT> (blocks of 32) and kquad<T, MT> (K-quants), each
