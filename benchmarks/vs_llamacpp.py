@@ -60,10 +60,10 @@ def use_llamacpp_from(path: Optional[str]) -> None:
 
 # ---------------------------------------------------------------- engines
 class Ours:
-    def __init__(self, model: str, n_ctx: int, threads: Optional[int], lazy=None):
+    def __init__(self, model: str, n_ctx: int, threads: Optional[int], lazy=None, numerics: str = "fast"):
         from lazyllm_edge import Generator
 
-        self.g = Generator(model, n_ctx=n_ctx, n_threads=threads, lazy=lazy)
+        self.g = Generator(model, n_ctx=n_ctx, n_threads=threads, lazy=lazy, numerics=numerics)
         self.threads = self.g.info.get("n_threads", threads)
 
     def reset(self):
@@ -165,7 +165,7 @@ def rss_worker(args) -> int:
         ids = json.load(f)
     before = C.peak_rss_bytes()
     if args.rss_worker == "ours":
-        eng = Ours(args.model, args.n_ctx, args.threads, lazy=args.lazy_rss)
+        eng = Ours(args.model, args.n_ctx, args.threads, lazy=args.lazy_rss, numerics=args.numerics)
     else:
         eng = Theirs(args.model, args.n_ctx, args.threads, args.n_batch)
     loaded = C.peak_rss_bytes()
@@ -202,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tests", default=None, help=f"comma-separated tests (default {FULL_TESTS}; with --quick {QUICK_TESTS})")
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions, to check the harness")
     ap.add_argument("--lazy", default="balanced", help="lazy preset/spec for the lazy TTFT row (default balanced)")
+    ap.add_argument("--numerics", default="fast", choices=["fast", "int8", "fp32", "llama.cpp"],
+                    help="lazyllm_edge's arithmetic (default fast; int8: 8-bit prefill activations, llama.cpp's precision)")
     ap.add_argument("--n-batch", type=int, default=512, help="llama.cpp n_batch = n_ubatch (default 512)")
     ap.add_argument("--rss-prefill", type=int, default=None, help="tokens prefilled before reading peak RSS (default 512; 128 with --quick)")
     ap.add_argument("--cooldown", type=float, default=0.1, help="seconds of idle before each measurement (default 0.1)")
@@ -275,11 +277,11 @@ def main(argv=None) -> int:
     speed_tests = [t for t in tests if t.kind != "rss"]
     engines = {}
     if speed_tests:
-        ours = Ours(model, n_ctx, threads)
+        ours = Ours(model, n_ctx, threads, numerics=args.numerics)
         engines[OURS] = ours
         engines[THEIRS] = Theirs(model, n_ctx, threads, args.n_batch)
         if any(t.kind == "ttft" for t in tests):
-            engines[OURS_LAZY] = Ours(model, n_ctx, threads, lazy=args.lazy)
+            engines[OURS_LAZY] = Ours(model, n_ctx, threads, lazy=args.lazy, numerics=args.numerics)
 
     def pause():
         if args.cooldown > 0:
@@ -344,7 +346,7 @@ def main(argv=None) -> int:
                              f"{o / th:.2f}", better])
             results.append(res)
     print(f"\n{model_name}, threads={threads}, medians of {reps} alternating repetitions; "
-          f"ratio = lazyllm_edge / llama.cpp")
+          f"ratio = lazyllm_edge / llama.cpp; lazyllm_edge numerics={args.numerics}")
     C.print_table(["test", "unit", "lazyllm_edge", "llama.cpp", "ratio", "better"], rows)
     if wbytes:
         print(f"decode reads {wbytes / 1e6:.1f} MB of weights per token (GGUF tensors; a tied embedding counts whole)")
@@ -355,7 +357,7 @@ def main(argv=None) -> int:
 
     if args.json:
         doc = {"model": model, "model_name": model_name, "threads": threads, "n_ctx": n_ctx, "reps": reps,
-               "n_batch": args.n_batch, "lazy": args.lazy, "quick": args.quick,
+               "n_batch": args.n_batch, "lazy": args.lazy, "numerics": args.numerics, "quick": args.quick,
                "prompt_source": "text" if text else "random", "top1_agree": agree, "llama_cpp": info,
                "host": C.host_info(), "results": results}
         s = json.dumps(doc, indent=2)

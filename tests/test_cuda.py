@@ -48,6 +48,8 @@ def test_backend_selection(tiny_model):
             lazyllm_edge.Generator(path, n_ctx=32, backend="cuda", numerics="llama.cpp")
         with pytest.raises(lazyllm_edge.UnsupportedError, match="llama.cpp"):
             gpu.set_numerics("llama.cpp")
+        with pytest.raises(lazyllm_edge.UnsupportedError, match="int8"):
+            gpu.set_numerics("int8")
         assert gpu.numerics == "fast"
         gpu.set_numerics("fp32")
         assert gpu.numerics == "fp32" and np.isfinite(gpu.append([1, 2, 3])).all()

@@ -476,11 +476,12 @@ def test_matmul_shared_input(names, n_tok, numerics):
 
 
 def test_numerics_choose_the_int8_path():
-    """fast: int8 in decode (up to 4 tokens), exact fp32 prefill; fp32: never int8; llama.cpp: int8 at every token
-    count. Only for quantized weights with an int8 kernel, only with AVX2."""
+    """fast and int8: this int8 path in decode (up to 4 tokens; prefill takes the packed GEMM); fp32: never int8;
+    llama.cpp: int8 at every token count. Only for quantized weights with an int8 kernel, only with AVX2."""
     q4_1, f16 = int(Q.Q4_1), int(Q.F16)
     for n_tok, fast, llama in ((1, True, True), (4, True, True), (5, False, True), (64, False, True)):
         assert K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="fast") == (HAS_AVX2 and fast)
+        assert K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="int8") == (HAS_AVX2 and fast)
         assert K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="llama.cpp") == (HAS_AVX2 and llama)
         assert not K.matmul_uses_int8(q4_1, n_tok, isa="avx2", numerics="fp32")
         for numerics in ("fast", "fp32", "llama.cpp"):
@@ -488,7 +489,7 @@ def test_numerics_choose_the_int8_path():
             assert not K.matmul_uses_int8(f16, n_tok, isa="avx2", numerics=numerics)
     assert K.matmul_uses_int8(q4_1, 1, isa="avx2", numerics="default") == HAS_AVX2  # the old name of "fast"
     with pytest.raises(ValueError, match="numerics"):
-        K.matmul_uses_int8(q4_1, 1, numerics="int8")
+        K.matmul_uses_int8(q4_1, 1, numerics="int4")
 
 
 def test_matmul_avx2_skip_reason():
@@ -505,21 +506,27 @@ def test_matmul_rejects_bad_input():
         K.matmul(int(Q.Q8_0), b"\0" * 68, 32, 2, x)  # x has the wrong width
 
 
-# ---- packed int8 prefill GEMM (fast numerics, more than 4 tokens): weights repacked at load into groups of 8 rows,
-# x quantized once per matrix in blocks of 32 with an fp32 scale (one pass: 8-bit codes; two passes, what the model
-# loads: 15 bits, code and rounding residual), integer dots, one kernel per ISA level chosen at run time. Every level
-# does the same integer sums and fp32 operations per (row, parity) lane as the scalar reference: equal bits. ----
+# ---- packed int8 prefill GEMM (fast and int8 numerics, more than 4 tokens): weights repacked at load into groups of 8
+# rows, x quantized once per matrix (two passes, what fast numerics uses: 15 bits per block of 32, code and rounding
+# residual; one pass, int8 numerics: llama.cpp's own activations, Q8_K for K-quant weights, Q8_1 for the others),
+# integer dots, one kernel per ISA level chosen at run time. Every level does the same integer sums and fp32
+# operations per (row, parity) lane as the scalar reference: equal bits. ----
 PACKED_SHAPES = [(512, 37), (1536, 16), (256, 9), (64, 1)]
 PACKED_TOKENS = (5, 8, 13, 130)
+PACKED_ORDER = np.array([8 * ((j % 16) // 4) + 4 * (j // 16) + j % 4 for j in range(32)])  # position of code j
 
 
-def packed_bound(x, w, passes):
-    """Elementwise bound on |y - x @ W^T| from the activation rounding, per block of 32 with a = max|x| and
-    d = a/127: one pass |x - d q| <= min(|x|, d/2); two passes (q_hi + q_lo/128) <= d/256."""
+def packed_bound(x, w, passes, q8_K=False):
+    """Elementwise bound on |y - x @ W^T| from the activation rounding, with a = max|x| and d = a/127 per block of
+    32 (per 256 for Q8_K): one pass |x - d q| <= min(|x|, d/2), plus Q8_1's fp16 scale (relative 2^-11, or half
+    an fp16 subnormal step) times |q| <= 127; two passes (q_hi + q_lo/128) <= d/256."""
     x64 = np.abs(x.astype(np.float64))
-    blocks = x64.reshape(x.shape[0], -1, 32)
+    blocks = x64.reshape(x.shape[0], -1, 256 if q8_K else 32)
     d = blocks.max(axis=2, keepdims=True) / 127.0
-    e = np.minimum(blocks, d / 2) if passes == 1 else np.broadcast_to(d / 256, blocks.shape)
+    if passes == 2:
+        e = np.broadcast_to(d / 256, blocks.shape)
+    else:
+        e = np.minimum(blocks, d / 2) + (0 if q8_K else 127 * np.maximum(d * 2.0**-11, 2.0**-25))
     return e.reshape(x.shape) @ np.abs(w.astype(np.float64)).T
 
 
@@ -527,31 +534,44 @@ def packed_shape(name, n_in):
     return max(256, n_in // 256 * 256) if name in K_QUANTS else n_in
 
 
-@pytest.mark.parametrize("passes", [1, 2])
-def test_quantize_packed(passes):
-    """The AVX2 quantizer gives the reference's bits (awkward blocks included); the codes, in the packed order
-    (per block: codes 0-3, 16-19, 4-7, 20-23, ...), rebuild x within the rounding bound, and the sums match."""
-    rng = np.random.default_rng(passes)
-    x = np.stack([awkward_activations(rng, 256, 32), rng.standard_normal(256).astype(np.float32) * 3]).astype(np.float32)
-    ref = K.quantize_packed(x, isa="scalar", passes=passes)
+@pytest.mark.parametrize("passes,q8_K", [(1, False), (1, True), (2, False)])
+def test_quantize_packed(passes, q8_K):
+    """The AVX2 quantizer gives the reference's bits (awkward blocks included); the codes are stored in the packed
+    order (per block: codes 0-3, 16-19, 4-7, 20-23, ...). One pass: exactly llama.cpp's activations (the codes,
+    scales and Q8_1 sums of quantize_q8_1 / quantize_q8_K). Two passes: x rebuilt within d/256. The sums match."""
+    rng = np.random.default_rng(passes + 2 * q8_K)
+    n = 2048 if q8_K else 256
+    x = np.stack([awkward_activations(rng, n, 256 if q8_K else 32), rng.standard_normal(n).astype(np.float32) * 3])
+    ref = K.quantize_packed(x, isa="scalar", passes=passes, q8_K=q8_K)
     for isa in SUPPORTED_LEVELS:
-        got = K.quantize_packed(x, isa=isa, passes=passes)
+        got = K.quantize_packed(x, isa=isa, passes=passes, q8_K=q8_K)
         for a, b, what in zip(ref, got, ("codes", "d", "nsum", "xs")):
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), f"{isa} {what} differs from the reference"
     q, d, nsum, xs = ref
     n_tok, nb = x.shape[0], x.shape[1] // 32
-    order = np.array([8 * ((j % 16) // 4) + 4 * (j // 16) + j % 4 for j in range(32)])  # position of code j
-    q = q.reshape(n_tok, nb, passes, 32)[:, :, :, order]
+    q = q.reshape(n_tok, nb, passes, 32)[:, :, :, PACKED_ORDER]
     codes = q[:, :, 0] * 128 + q[:, :, 1] if passes == 2 else q[:, :, 0]
-    if passes == 2:
+    xs = xs.reshape(n_tok, nb, 2)
+    if passes == 1:
+        for t in range(n_tok):
+            if q8_K:
+                lq, ld, _ = K.quantize_q8_K(x[t], isa="scalar")
+                np.testing.assert_array_equal(d[t], np.repeat(ld, 8))
+                np.testing.assert_array_equal(xs[t, :, 0], d[t] * codes[t].sum(axis=1).astype(np.float32))
+            else:
+                lq, ld, ls = K.quantize_q8_1(x[t], isa="scalar")
+                np.testing.assert_array_equal(d[t], ld)
+                np.testing.assert_array_equal(xs[t, :, 0], ls)
+            np.testing.assert_array_equal(codes[t].ravel(), lq)
+    else:
         assert np.abs(q[:, :, 1]).max() <= 64
-    amax = np.abs(x).reshape(n_tok, nb, 32).max(axis=2)
-    np.testing.assert_array_equal(d, (amax / np.float32(127) / np.float32(128 if passes == 2 else 1)).astype(np.float32))
-    err = np.abs(codes * d[:, :, None].astype(np.float64) - x.reshape(n_tok, nb, 32))
-    step = amax[:, :, None] / 127.0
-    assert np.all(err <= (step / 2 if passes == 1 else step / 256) * (1 + 1e-6) + 1e-30)
+        amax = np.abs(x).reshape(n_tok, nb, 32).max(axis=2)
+        np.testing.assert_array_equal(d, (amax / np.float32(127) / np.float32(128)).astype(np.float32))
+        err = np.abs(codes * d[:, :, None].astype(np.float64) - x.reshape(n_tok, nb, 32))
+        assert np.all(err <= amax[:, :, None] / 127.0 / 256 * (1 + 1e-6) + 1e-30)
+        np.testing.assert_array_equal(xs[:, :, 0], d * codes.sum(axis=2).astype(np.float32))
     np.testing.assert_array_equal(-nsum.reshape(n_tok, nb, 2), codes.reshape(n_tok, nb, 2, 16).sum(axis=3))
-    np.testing.assert_array_equal(xs.reshape(n_tok, nb, 2)[:, :, 1], 0)
+    np.testing.assert_array_equal(xs[:, :, 1], 0)
 
 
 @pytest.mark.parametrize("name", INT8_TYPES)
@@ -574,8 +594,13 @@ def test_matmul_packed(name, n_in, n_out, passes):
         ref = K.matmul_packed_reference(tid, data, n_in, n_out, x, passes=passes)
         x64, w64 = x.astype(np.float64), w.astype(np.float64)
         err = np.abs(ref - x64 @ w64.T)
-        assert np.all(err <= packed_bound(x, w, passes) + 3e-6 * (np.abs(x64) @ np.abs(w64).T) + 1e-30), \
+        assert np.all(err <= packed_bound(x, w, passes, passes == 1 and name in K_QUANTS)
+                      + 3e-6 * (np.abs(x64) @ np.abs(w64).T) + 1e-30), \
             f"{name} packed reference n_tok={n_tok} passes={passes}: bound exceeded"
+        if passes == 1:  # llama.cpp's activations: its integer sums, combined in another fp32 order
+            i8 = K.matmul_int8_reference(tid, data, n_in, n_out, x)
+            assert np.all(np.abs(ref - i8) <= 1e-5 * (np.abs(x64) @ np.abs(w64).T) + 1e-30), \
+                f"{name} one pass n_tok={n_tok}: not llama.cpp's int8 product"
         for isa in SUPPORTED_LEVELS:
             assert K.matmul_uses_packed(tid, n_tok, isa=isa)
             for threads in (1, 2, 3):
@@ -589,14 +614,29 @@ def test_matmul_packed(name, n_in, n_out, passes):
 
 
 def test_numerics_choose_the_packed_path():
-    """fast numerics with more than 4 tokens, packed weight types, AVX2 or above; never fp32 or llama.cpp."""
+    """fast and int8 numerics with more than 4 tokens, packed weight types, AVX2 or above; never fp32 or llama.cpp.
+    int8 numerics take one pass whatever the weight was packed for (the model packs for two, fast's 15 bits)."""
     q4_k, f16 = int(Q.Q4_K), int(Q.F16)
     for n_tok in (1, 4, 5, 512):
         for isa in ISA_LEVELS:
             assert K.matmul_uses_packed(q4_k, n_tok, isa=isa) == (HAS_AVX2 and n_tok > 4)
+            assert K.matmul_uses_packed(q4_k, n_tok, isa=isa, numerics="int8") == (HAS_AVX2 and n_tok > 4)
             assert not K.matmul_uses_packed(q4_k, n_tok, isa=isa, numerics="fp32")
             assert not K.matmul_uses_packed(q4_k, n_tok, isa=isa, numerics="llama.cpp")
             assert not K.matmul_uses_packed(f16, n_tok, isa=isa)
         assert not K.matmul_uses_packed(q4_k, n_tok, isa="scalar")
     with pytest.raises(ValueError, match="isa"):
         K.matmul_uses_packed(q4_k, 8, isa="sse2")
+    if SUPPORTED_LEVELS:
+        rng = np.random.default_rng(8)
+        for name in ("Q4_K", "Q6_K", "Q4_1", "Q8_0"):
+            data, _ = make_weights(name, 24, 512, rng)
+            x = rng.standard_normal((9, 512)).astype(np.float32)
+            tid = int(qtype(name))
+            one = K.matmul_packed_reference(tid, data, 512, 24, x, passes=1)
+            two = K.matmul_packed_reference(tid, data, 512, 24, x, passes=2)
+            for isa in SUPPORTED_LEVELS:
+                y8 = K.matmul(tid, data, 512, 24, x, isa=isa, numerics="int8", passes=2)
+                yf = K.matmul(tid, data, 512, 24, x, isa=isa, numerics="fast", passes=2)
+                assert np.array_equal(y8.view(np.uint32), one.view(np.uint32)), f"{name} {isa}: int8 is not one pass"
+                assert np.array_equal(yf.view(np.uint32), two.view(np.uint32)), f"{name} {isa}: fast is not two passes"

@@ -47,7 +47,9 @@ def test_each_generator_computes_with_its_own_numerics(tiny_q4_1, testing):
     fp32 = lazyllm_edge.Generator(tiny_q4_1, n_ctx=128, numerics="fp32")
     llama = lazyllm_edge.Generator(tiny_q4_1, n_ctx=128, numerics="llama.cpp")
     assert (fp32.numerics, llama.numerics) == ("fp32", "llama.cpp")
-    exact, llama_out = run(fp32), run(llama)
+    int8 = lazyllm_edge.Generator(tiny_q4_1, n_ctx=128, numerics="int8")
+    assert int8.numerics == "int8"
+    exact, llama_out, int8_out = run(fp32), run(llama), run(int8)
     after = run(fast)
     assert all(same_bits(a, b) for a, b in zip(before, after)), "another Generator's numerics changed this one's"
     if testing.kernels.detected_isa() != "scalar":  # the int8 paths need AVX2
@@ -56,10 +58,12 @@ def test_each_generator_computes_with_its_own_numerics(tiny_q4_1, testing):
         assert np.abs(before[0] - exact[0]).max() <= 1e-3 * np.abs(exact[0]).max()
         assert not same_bits(before[1], exact[1]), "fast decode should multiply in int8"
         assert not same_bits(before[0], llama_out[0]), "llama.cpp prefill should multiply in int8"
+        # int8: 8-bit activations (llama.cpp's Q8_1 for these Q4_1 weights), further from exact than fast's 15 bits
+        assert np.abs(int8_out[0] - exact[0]).max() > np.abs(before[0] - exact[0]).max()
     else:
         assert same_bits(before[0], exact[0]), "without AVX2 fast prefill is exact fp32"
     # every numerics computes the same model: the same greedy tokens here, logits within int8 rounding
-    for other in (exact, llama_out):
+    for other in (exact, llama_out, int8_out):
         for a, b in zip(before, other):
             assert np.abs(a - b).max() <= 0.05 * np.abs(a).max()
 
@@ -73,12 +77,14 @@ def test_set_numerics_takes_effect_at_the_next_append(tiny_q4_1):
     assert all(same_bits(a, b) for a, b in zip(run(gen), want))
     gen.set_numerics("default")  # the earlier name of "fast"
     assert gen.numerics == "fast"
+    gen.set_numerics("int8")
+    assert gen.numerics == "int8"
     with pytest.raises(ValueError, match="numerics"):
-        gen.set_numerics("int8")
-    assert gen.numerics == "fast"
+        gen.set_numerics("int4")
+    assert gen.numerics == "int8"
     with pytest.raises(ValueError, match="numerics"):
         lazyllm_edge.Generator(tiny_q4_1, n_ctx=128, numerics="fp64")
-    assert lazyllm_edge.NUMERICS == ("fast", "fp32", "llama.cpp")
+    assert lazyllm_edge.NUMERICS == ("fast", "fp32", "llama.cpp", "int8")
 
 
 def test_no_process_wide_numerics_left():
@@ -94,10 +100,10 @@ def test_cli_numerics(tiny_q4_1):
 
     base = [str(binary_path()), "-m", tiny_q4_1, "-p", "the cat", "-n", "4", "--temp", "0", "-t", "1"]
     outputs = {}
-    for mode in ("fast", "fp32", "llama.cpp", "default"):
+    for mode in ("fast", "fp32", "llama.cpp", "int8", "default"):
         r = subprocess.run(base + ["--numerics", mode], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (mode, r.stderr)
         outputs[mode] = r.stdout
     assert outputs["default"] == outputs["fast"]
-    bad = subprocess.run(base + ["--numerics", "int8"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(base + ["--numerics", "int4"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "numerics" in bad.stderr

@@ -56,10 +56,10 @@ def _prompt_names(ref):
     return [p["name"] for p in json.loads((ref / "prompts.json").read_text(encoding="utf-8"))]
 
 
-def test_agreement_with_llama_cpp(real):
-    name, gen, ref = real
+def _agreement(name, gen, ref):
+    """Per prompt: the four measures above, and the report lines."""
     z = np.load(ref / "logits.npz")
-    report, failures = [], []
+    results, report = {}, []
     for p in _prompt_names(ref):
         ids, greedy = z[f"{p}.ids"], z[f"{p}.greedy"]
         ref_top1, ref_lp = z[f"{p}.top1"], z[f"{p}.logp_top5"]
@@ -78,19 +78,54 @@ def test_agreement_with_llama_cpp(real):
         gen.reset()
         argmax, lp_top1 = np.concatenate(argmax), np.concatenate(lp_top1)[:n]
         confident = ref_lp[:, 0] - ref_lp[:, 1] > 0.5
-        got = {
+        results[p] = {
             "top1": float((argmax[:n] == ref_top1).mean()),
             "confident_top1": float((argmax[:n][confident] == ref_top1[confident]).mean()) if confident.any() else 1.0,
             "median_dlogp": float(np.median(np.abs(lp_top1 - ref_lp[:, 0]))),
             "greedy": float((argmax[n - 1:n - 1 + len(greedy)] == greedy).mean()),
         }
-        report.append(f"{name}/{p} (n={n}): " + ", ".join(f"{k} {v:.3f}" for k, v in got.items()))
-        for metric, default, higher_is_better in [("top1", TOP1, True), ("confident_top1", CONFIDENT_TOP1, True),
-                                                  ("median_dlogp", MEDIAN_DLOGP, False), ("greedy", GREEDY, True)]:
-            bound = _bound(name, p, metric, default)
-            ok = got[metric] >= bound if higher_is_better else got[metric] <= bound
+        report.append(f"{name}/{p} (n={n}): " + ", ".join(f"{k} {v:.3f}" for k, v in results[p].items()))
+    return results, report
+
+
+def _failures(name, results, bound):
+    """The measures outside bound(prompt, metric)."""
+    failures = []
+    for p, got in results.items():
+        for metric, higher_is_better in [("top1", True), ("confident_top1", True), ("median_dlogp", False),
+                                         ("greedy", True)]:
+            limit = bound(p, metric)
+            ok = got[metric] >= limit if higher_is_better else got[metric] <= limit
             if not ok:
-                failures.append(f"{name}/{p}: {metric} {got[metric]:.3f} (bound {bound})")
+                failures.append(f"{name}/{p}: {metric} {got[metric]:.3f} (bound {limit})")
+    return failures
+
+
+def test_agreement_with_llama_cpp(real):
+    name, gen, ref = real
+    results, report = _agreement(name, gen, ref)
+    defaults = {"top1": TOP1, "confident_top1": CONFIDENT_TOP1, "median_dlogp": MEDIAN_DLOGP, "greedy": GREEDY}
+    failures = _failures(name, results, lambda p, metric: _bound(name, p, metric, defaults[metric]))
+    print("\n".join(report))
+    assert not failures, "\n".join(failures + report)
+
+
+# int8 numerics (8-bit prefill activations in llama.cpp's own formats, Q8_K for these files' K-quants and Q8_0 for
+# their Q5_0/Q8_0 matrices): the integer products are llama.cpp's, but the activations they round differ slightly,
+# so the noise does not cancel and agreement is a little below the exact prefill's. Measured on gemma3-270m: top-1
+# 0.935-1.0, one confident mismatch on seed_zh (0.987) and code (0.998), median |dlogp| up to 0.073, greedy
+# >= 0.958; qwen2.5-coder-0.5b within the default bars above. Looser bars guard the mode.
+INT8_BARS = {"top1": 0.92, "confident_top1": 0.98, "median_dlogp": 0.08, "greedy": 0.89}
+
+
+def test_int8_numerics_agreement_with_llama_cpp(real):
+    name, gen, ref = real
+    gen.set_numerics("int8")
+    try:
+        results, report = _agreement(name, gen, ref)
+    finally:
+        gen.set_numerics("fast")
+    failures = _failures(name, results, lambda p, metric: INT8_BARS[metric])
     print("\n".join(report))
     assert not failures, "\n".join(failures + report)
 

@@ -128,3 +128,34 @@ def _kv_cache_check(lazyllm_edge, default_model_path, atol, backend="cpu", numer
         logits = incremental.append([nxt])
     print(f"max |decode - recompute| = {worst:.4g}")
     assert incremental.n_past == len(seq)
+
+
+# int8 numerics: prefill activations rounded to 8 bits in llama.cpp's own formats (Q8_1 for these Q4_1 weights). The
+# integer products are llama.cpp's, but the activations they round differ slightly (attention, op orders), so the
+# rounding noise does not cancel: agreement is a little below the exact prefill's (measured: top-1 0.939-0.975,
+# median |dlogp| 0.024-0.039, one confident mismatch on the licence, greedy 0.958-1.0). Looser bars guard the mode.
+@pytest.fixture(scope="module")
+def int8_generator(default_model_path):
+    import lazyllm_edge
+
+    return lazyllm_edge.Generator(str(default_model_path), n_ctx=4096, numerics="int8")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_int8_numerics_agree_with_llama_cpp(int8_generator, name):
+    ids = REF[f"{name}.ids"].tolist()
+    greedy = REF[f"{name}.greedy"].tolist()
+    top1_ref, top5_ref, logp5_ref = REF[f"{name}.top1"], REF[f"{name}.top5"], REF[f"{name}.logp_top5"]
+    logits = int8_generator.logits(ids + greedy)
+    logp = log_softmax(logits[:len(ids)].astype(np.float64))
+    top1 = logits[:len(ids)].argmax(axis=1)
+    confident = logp5_ref[:, 0] - logp5_ref[:, 1] > 0.5
+    delta = np.abs(logp[np.arange(len(ids)), top5_ref[:, 0]] - logp5_ref[:, 0])
+    predicted = logits[len(ids) - 1: len(ids) - 1 + len(greedy)].argmax(axis=1)
+    print(f"{name}: top1={(top1 == top1_ref).mean():.4f} median|dlogp|={np.median(delta):.4f} "
+          f"confident mismatches {np.flatnonzero(confident & (top1 != top1_ref)).tolist()} "
+          f"greedy {(predicted == np.array(greedy)).mean():.4f}")
+    assert (top1 == top1_ref).mean() >= 0.93
+    assert np.count_nonzero(confident & (top1 != top1_ref)) <= (0 if len(ids) < 1024 else 2)
+    assert np.median(delta) <= 0.06
+    assert (predicted == np.array(greedy)).mean() >= 0.95

@@ -216,10 +216,11 @@ void register_kernels(nb::module_& m) {
 
     k.def(
         "quantize_packed",
-        [](const InputMatrix& x, const std::string& isa, int passes) {
+        [](const InputMatrix& x, const std::string& isa, int passes, bool q8_K) {
             const int64_t n_tok = static_cast<int64_t>(x.shape(0)), K = static_cast<int64_t>(x.shape(1));
             if (passes != 1 && passes != 2) throw nb::value_error("passes must be 1 or 2");
             if (K % 32 != 0) throw nb::value_error("row length must be a multiple of 32");
+            if (q8_K && (passes != 1 || K % 256 != 0)) throw nb::value_error("q8_K needs passes=1 and a multiple of 256");
             const CpuIsa want = parse_isa(isa);
             const int64_t nb_ = K / 32;
             float *q, *d, *ns, *xs;
@@ -230,7 +231,7 @@ void register_kernels(nb::module_& m) {
             {
                 nb::gil_scoped_release release;
                 std::unique_ptr<uint8_t, void (*)(void*)> buf(static_cast<uint8_t*>(std::aligned_alloc(64, packed_x_bytes(n_tok, K, passes))), std::free);
-                const PackedX px = packed_x_layout(buf.get(), n_tok, K, passes);
+                const PackedX px = packed_x_layout(buf.get(), n_tok, K, passes, q8_K);
                 if (want == CpuIsa::scalar) {
                     quantize_packed_x_reference(x.data(), n_tok, K, px);
                 } else {
@@ -247,8 +248,9 @@ void register_kernels(nb::module_& m) {
             }
             return nb::make_tuple(qa, da, na, sa);
         },
-        nb::arg("x"), nb::arg("isa") = "best", nb::arg("passes") = 1,
-        "The packed GEMM's activation quantization of x (n_tok, K): (codes in the packed order, per block the hi "
+        nb::arg("x"), nb::arg("isa") = "best", nb::arg("passes") = 1, nb::arg("q8_K") = false,
+        "The packed GEMM's activation quantization of x (n_tok, K; q8_K: one pass with Q8_K's scales per 256, else "
+        "Q8_1's fp16 scales per 32): (codes in the packed order, per block the hi "
         "then, with 2 passes, the lo codes; d per 32; negated code sums per parity; [d * sum, 0] per 32), all float32 "
         "('scalar' = reference).");
 

@@ -143,7 +143,9 @@ Numerics to_numerics(int32_t numerics) {
         case LE_NUMERICS_FAST: return Numerics::fast;
         case LE_NUMERICS_FP32: return Numerics::fp32;
         case LE_NUMERICS_LLAMA_CPP: return Numerics::llama_cpp;
-        default: fail(LE_ERR_INVALID_ARGUMENT, "numerics must be LE_NUMERICS_FAST, LE_NUMERICS_FP32 or LE_NUMERICS_LLAMA_CPP, got " +
+        case LE_NUMERICS_INT8: return Numerics::int8;
+        default: fail(LE_ERR_INVALID_ARGUMENT, "numerics must be LE_NUMERICS_FAST, LE_NUMERICS_FP32, LE_NUMERICS_LLAMA_CPP or "
+                                               "LE_NUMERICS_INT8, got " +
                                                    std::to_string(numerics));
     }
 }

@@ -139,7 +139,8 @@ void usage(FILE* out) {
                  "                        revive:N: at most N pruned tokens revived per layer and step\n"
                  "      --no-prune-decode prune in prefill only (as SPEC/off does)\n"
                  "      --numerics MODE   fast (default) | fp32 (every matmul in exact fp32) | llama.cpp (llama.cpp's\n"
-                 "                        CPU arithmetic, bit for bit; slower; CPU only)\n"
+                 "                        CPU arithmetic, bit for bit; slower; CPU only) | int8 (fast with 8-bit\n"
+                 "                        prefill activations as llama.cpp: faster prefill, its precision; CPU only)\n"
                  "      --ignore-eos      do not stop at end-of-generation tokens (for benchmarks)\n"
                  "  -h, --help\n"
                  "      --version\n");

@@ -148,6 +148,13 @@ thread_local QScratch t_qscratch2;  // a second activation format in matmul_shar
 
 bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 
+// fast and int8 share every kernel choice; they differ only in the packed GEMM's activations.
+bool fast_family(Numerics numerics) { return numerics == Numerics::fast || numerics == Numerics::int8; }
+
+// The packed GEMM's activation passes: int8 numerics one (8-bit codes in llama.cpp's formats), else the weight's
+// own (two, 15 bits, as the model loads it; the kernel tests set one).
+int packed_passes(const WeightMatrix& w, Numerics numerics) { return numerics == Numerics::int8 ? 1 : w.packed_passes; }
+
 // Grow-only, 64-byte aligned buffer for the packed GEMM's quantized activations (one per calling thread).
 struct PackedXScratch {
     void* data = nullptr;
@@ -155,7 +162,7 @@ struct PackedXScratch {
     ~PackedXScratch() { std::free(data); }
 
     // x (n_tok, K) quantized into the packed format, rows split over the pool
-    PackedX quantize(const float* x, int64_t n_tok, int64_t K, int passes, ThreadPool& pool) {
+    PackedX quantize(const float* x, int64_t n_tok, int64_t K, int passes, bool q8_K, ThreadPool& pool) {
         const size_t need = packed_x_bytes(n_tok, K, passes);
         if (need > capacity) {
             std::free(data);
@@ -166,7 +173,7 @@ struct PackedXScratch {
             }
             capacity = need;
         }
-        const PackedX px = packed_x_layout(data, n_tok, K, passes);
+        const PackedX px = packed_x_layout(data, n_tok, K, passes, q8_K);
         quantize_packed_x(x, n_tok, K, px, pool);
         return px;
     }
@@ -188,7 +195,7 @@ void q8_rows(GemmQ8Fn gemm_q8, bool decode512, GgmlType type, const Q8Rows& q, i
         return;
     gemm_q8(static_cast<uint32_t>(type), q.q, q.d, q.s, q.isum, q.bsums, n_tok, K, w, row_bytes, n_rows, y, ldy);
 }
-bool use_decode512(Numerics numerics) { return numerics == Numerics::fast && active_isa() >= CpuIsa::avx512vnni; }
+bool use_decode512(Numerics numerics) { return fast_family(numerics) && active_isa() >= CpuIsa::avx512vnni; }
 #endif
 
 void gemm_f32_scalar(const float* x, int64_t ldx, int64_t n_tok, const float* w, int64_t ldw, int64_t n_rows,
@@ -262,7 +269,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
     // fast prefill: the packed int8 GEMM (x quantized once into blocks of 32)
     if (matmul_uses_packed(w, n_tok, numerics)) {
-        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, w.packed_passes, pool);
+        const int passes = packed_passes(w, numerics);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, passes, packed_q8_K(type, passes), pool);
         gemm_packed(w, px, n_tok, y, n_out, pool);
         return;
     }
@@ -327,14 +335,16 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
 void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, const float* x, int64_t n_tok,
                          Numerics numerics, ThreadPool& pool) {
-    // packed int8 prefill: one activation format for every type, quantized once
+    // packed int8 prefill: the activations quantized once when every matrix takes the same format
     bool packed = n > 1 && n <= kMaxSharedInput;
     for (int i = 0; packed && i < n; ++i)
         packed = matmul_uses_packed(*w[i], n_tok, numerics) && w[i]->n_in == w[0]->n_in &&
-                 w[i]->packed_passes == w[0]->packed_passes;
+                 packed_passes(*w[i], numerics) == packed_passes(*w[0], numerics) &&
+                 packed_q8_K(w[i]->type, packed_passes(*w[i], numerics)) == packed_q8_K(w[0]->type, packed_passes(*w[0], numerics));
     if (packed) {
         for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
-        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, w[0]->packed_passes, pool);
+        const int passes = packed_passes(*w[0], numerics);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, passes, packed_q8_K(w[0]->type, passes), pool);
         for (int i = 0; i < n; ++i) gemm_packed(*w[i], px, n_tok, y[i], w[i]->n_out, pool);
         return;
     }
@@ -392,13 +402,13 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, floa
 }
 
 bool matmul_uses_packed(const WeightMatrix& w, int64_t n_tok, Numerics numerics) {
-    return numerics == Numerics::fast && n_tok > 4 && w.packed && packed_type(w.type) && active_isa() >= CpuIsa::avx2;
+    return fast_family(numerics) && n_tok > 4 && w.packed && packed_type(w.type) && active_isa() >= CpuIsa::avx2;
 }
 
 bool matmul_uses_int8(GgmlType type, int64_t n_tok, Numerics numerics) {
-    // fast: decode (prefill takes the packed GEMM where the weights have a packed layout, see matmul_uses_packed);
-    // llama_cpp: every batch, as llama.cpp does; fp32: never
-    const bool batch = numerics == Numerics::llama_cpp ? n_tok >= 1 : numerics == Numerics::fast && n_tok >= 1 && n_tok <= 4;
+    // fast, int8: decode (prefill takes the packed GEMM where the weights have a packed layout, see
+    // matmul_uses_packed); llama_cpp: every batch, as llama.cpp does; fp32: never
+    const bool batch = numerics == Numerics::llama_cpp ? n_tok >= 1 : fast_family(numerics) && n_tok >= 1 && n_tok <= 4;
     return batch && active_isa() >= CpuIsa::avx2 && int8_type(type);
 }
 

@@ -86,20 +86,36 @@ inline int packed_position(int j) { return 8 * ((j % 16) / 4) + 4 * (j / 16) + j
 constexpr int kCode[4][8] = {{0, 1, 2, 3, 16, 17, 18, 19}, {4, 5, 6, 7, 20, 21, 22, 23},
                              {8, 9, 10, 11, 24, 25, 26, 27}, {12, 13, 14, 15, 28, 29, 30, 31}};
 
+// The scale of one group of 256 values as ggml's Q8_K takes it: id = -127 / (the signed value of the first element
+// of largest magnitude), d = 1 / id; both 0 for a group of zeros.
+void q8_K_scale(const float* x, float* id, float* d) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 256; ++j)
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    *id = amax != 0.0f ? -127.0f / max : 0.0f;
+    *d = amax != 0.0f ? 1.0f / *id : 0.0f;
+}
+
 // One token row: the reference quantizer (matmul_packed.h; the AVX2 one gives the same bits).
 void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px, int64_t tok) {
     const int64_t nb = K / 32;
     const int P = px.passes;
+    float group_id = 0.0f, group_d = 0.0f;  // Q8_K: one scale per 8 blocks
     for (int64_t b = 0; b < nb; ++b, x += 32) {
         const int64_t i = tok * nb + b;
+        if (px.q8_K && b % 8 == 0) q8_K_scale(x, &group_id, &group_d);
         float amax = 0.0f;
         for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const float id = px.q8_K ? group_id : amax != 0.0f ? 127.0f / amax : 0.0f;
         int8_t* q = px.q + i * 32 * P;
         int sum[2] = {0, 0};
         for (int j = 0; j < 32; ++j) {
             const float v = x[j] * id;
-            const int hi = static_cast<int>(std::nearbyint(v));
+            int hi = static_cast<int>(std::nearbyint(v));
+            if (px.q8_K && hi > 127) hi = 127;  // ggml clamps (the code of -max would be 128)
             q[packed_position(j)] = static_cast<int8_t>(hi);
             if (P == 2) {  // the residual (exact in fp32) in 1/128 steps
                 const int lo = static_cast<int>(std::nearbyint((v - static_cast<float>(hi)) * 128.0f));
@@ -109,11 +125,20 @@ void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px,
                 sum[j / 16] += hi;
             }
         }
-        const float d = P == 2 ? amax / 127.0f / 128.0f : amax / 127.0f;
-        px.d[i] = d;
         px.nsum[2 * i] = -sum[0];
         px.nsum[2 * i + 1] = -sum[1];
-        px.xs[2 * i] = d * static_cast<float>(sum[0] + sum[1]);
+        const float total = static_cast<float>(sum[0] + sum[1]);
+        if (P == 2) {
+            px.d[i] = amax / 127.0f / 128.0f;
+            px.xs[2 * i] = px.d[i] * total;
+        } else if (px.q8_K) {
+            px.d[i] = group_d;
+            px.xs[2 * i] = group_d * total;
+        } else {  // Q8_1: the scale and d * sum rounded to fp16 as ggml stores them
+            const float d = amax / 127.0f;
+            px.d[i] = fp16_to_fp32(fp32_to_fp16(d));
+            px.xs[2 * i] = fp16_to_fp32(fp32_to_fp16(d * total));
+        }
         px.xs[2 * i + 1] = 0.0f;
     }
 }
@@ -199,16 +224,22 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst) {
     }
 }
 
+bool packed_q8_K(GgmlType type, int passes) {
+    return passes == 1 && (type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q6_K);
+}
+
 size_t packed_x_bytes(int64_t n_tok, int64_t K, int passes) {
     const size_t n = static_cast<size_t>(padded_tokens(n_tok)), nb = static_cast<size_t>(K / 32);
     return round64(n * static_cast<size_t>(K * passes)) + round64(n * nb * 4) + 2 * round64(n * nb * 8);
 }
 
-PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes) {
+PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes, bool q8_K) {
+    if (q8_K && (passes != 1 || K % 256 != 0)) throw_error(ErrorCode::internal, "packed_x_layout: Q8_K needs one pass and K % 256 == 0");
     const size_t n = static_cast<size_t>(padded_tokens(n_tok)), nb = static_cast<size_t>(K / 32);
     uint8_t* p = static_cast<uint8_t*>(buf);
     PackedX px;
     px.passes = passes;
+    px.q8_K = q8_K;
     px.q = reinterpret_cast<int8_t*>(p);
     p += round64(n * static_cast<size_t>(K * passes));
     px.d = reinterpret_cast<float*>(p);
@@ -256,7 +287,8 @@ void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_to
     if (passes != 1 && passes != 2) throw_error(ErrorCode::invalid_argument, "matmul_packed_reference: passes 1 or 2");
     std::vector<uint8_t> xbuf(packed_x_bytes(n_tok, K, passes) + 64);
     const PackedX px =
-        packed_x_layout(xbuf.data() + (64 - reinterpret_cast<uintptr_t>(xbuf.data()) % 64) % 64, n_tok, K, passes);
+        packed_x_layout(xbuf.data() + (64 - reinterpret_cast<uintptr_t>(xbuf.data()) % 64) % 64, n_tok, K, passes,
+                        packed_q8_K(w.type, passes));
     quantize_packed_x_reference(x, n_tok, K, px);
     const int t = type_id(w.type);
     const int shift = packed::offset_shift(t);

@@ -20,8 +20,11 @@
 // A kernel lane (32 bits) is then one (row, parity): it holds a row's dot with 16 of the block's codes.
 //
 // The activations use the same permutation: x block b of a token is 32 int8 codes in the order above (so the
-// 8 bytes of chunk c broadcast to every row), its scale dx = amax/127 (fp32), the negated code sums per parity
-// and, for the min types, dx * (sum of the codes).
+// 8 bytes of chunk c broadcast to every row), its scale dx, the negated code sums per parity and, for the min types,
+// dx * (sum of the codes). With one pass (8-bit codes) they are llama.cpp's own activations for the weight type:
+// Q8_K (one scale per 256 values, ggml's quantize_row_q8_K) for the K-quants, else Q8_0/Q8_1 (dx = amax/127 and
+// dx * sum rounded to fp16 as ggml stores them), so the integer sums are the ones llama.cpp's CPU backend forms.
+// With two passes dx = amax/127/128 (fp32) and the codes carry 15 bits.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +49,7 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst);
 // and the kernels multiply both (two vpdpbusd per chunk) and combine the integer sums as 128 hi + lo.
 struct PackedX {
     int passes = 1;           // 1: 8-bit codes; 2: hi and lo codes
+    bool q8_K = false;        // one pass: scales per 256 values (Q8_K, for K-quant weights), else per 32 (Q8_0/Q8_1)
     int8_t* q = nullptr;      // (n_tok, K/32, passes, 32) codes, permuted within each block of 32
     float* d = nullptr;       // (n_tok, K/32) block scales (two passes: amax/127/128)
     int32_t* nsum = nullptr;  // (n_tok, K/32, 2) negated code sums per parity (two passes: of 128 hi + lo)
@@ -54,9 +58,13 @@ struct PackedX {
 
 // Bytes of a PackedX buffer for n_tok rows of K, and its arrays carved from `buf` (64-byte aligned).
 size_t packed_x_bytes(int64_t n_tok, int64_t K, int passes);
-PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes);
+PackedX packed_x_layout(void* buf, int64_t n_tok, int64_t K, int passes, bool q8_K = false);
 
-// Quantizes x (n_tok, K) into the packed format, token rows split over the pool. K a multiple of 32.
+// Whether one-pass activations for weights of `type` take Q8_K's scales (the K-quants, as in llama.cpp).
+bool packed_q8_K(GgmlType type, int passes);
+
+// Quantizes x (n_tok, K) into the packed format, token rows split over the pool. K a multiple of 32 (of 256 with
+// px.q8_K).
 void quantize_packed_x(const float* x, int64_t n_tok, int64_t K, const PackedX& px, ThreadPool& pool);
 void quantize_packed_x_reference(const float* x, int64_t n_tok, int64_t K, const PackedX& px);  // scalar, one thread
 

@@ -28,18 +28,35 @@ void quantize_packed_row(const float* x, int64_t K, const PackedX& px, int64_t t
     constexpr int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     const int64_t nb = K / 32;
     const int P = px.passes;
+    float group_id = 0.0f, group_d = 0.0f;  // Q8_K: one scale per 8 blocks
     for (int64_t b = 0; b < nb; ++b, x += 32) {
         const int64_t i = tok * nb + b;
+        if (px.q8_K && b % 8 == 0) {  // the signed value of the first element of largest magnitude in 256
+            __m256 g = _mm256_setzero_ps();
+            for (int k = 0; k < 32; ++k) g = _mm256_max_ps(g, abs_ps(_mm256_loadu_ps(x + 8 * k)));
+            const float gmax = hmax(g);
+            float max = 0.0f;
+            for (int k = 0; gmax != 0.0f && k < 32; ++k) {
+                const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), _mm256_set1_ps(gmax), _CMP_EQ_OQ));
+                if (hit) {
+                    max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
+                    break;
+                }
+            }
+            group_id = gmax != 0.0f ? -127.0f / max : 0.0f;
+            group_d = gmax != 0.0f ? 1.0f / group_id : 0.0f;
+        }
         const __m256 a = _mm256_max_ps(_mm256_max_ps(abs_ps(_mm256_loadu_ps(x)), abs_ps(_mm256_loadu_ps(x + 8))),
                                        _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 16)), abs_ps(_mm256_loadu_ps(x + 24))));
         const float amax = hmax(a);
-        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        // x * id rounded (hi) and, with two passes, the residual in 1/128 steps (lo)
+        const __m256 id = _mm256_set1_ps(px.q8_K ? group_id : amax != 0.0f ? 127.0f / amax : 0.0f);
+        // x * id rounded (hi; Q8_K clamps at 127 as ggml does) and, with two passes, the residual in 1/128 steps (lo)
         __m256i hi[4], lo[4];
         for (int k = 0; k < 4; ++k) {
             const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id);
             const __m256 h = _mm256_round_ps(v, rnd);
             hi[k] = _mm256_cvtps_epi32(h);
+            if (px.q8_K) hi[k] = _mm256_min_epi32(hi[k], _mm256_set1_epi32(127));
             if (P == 2) lo[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(v, h), _mm256_set1_ps(128.0f)), rnd));
         }
         int8_t* q = px.q + i * 32 * P;
@@ -51,11 +68,20 @@ void quantize_packed_row(const float* x, int64_t K, const PackedX& px, int64_t t
             s1 = _mm256_add_epi32(_mm256_slli_epi32(s1, 7), _mm256_add_epi32(lo[2], lo[3]));
         }
         const int sum0 = hsum_i32(s0), sum1 = hsum_i32(s1);
-        const float d = P == 2 ? amax / 127.0f / 128.0f : amax / 127.0f;
-        px.d[i] = d;
         px.nsum[2 * i] = -sum0;
         px.nsum[2 * i + 1] = -sum1;
-        px.xs[2 * i] = d * static_cast<float>(sum0 + sum1);
+        const float total = static_cast<float>(sum0 + sum1);
+        if (P == 2) {
+            px.d[i] = amax / 127.0f / 128.0f;
+            px.xs[2 * i] = px.d[i] * total;
+        } else if (px.q8_K) {
+            px.d[i] = group_d;
+            px.xs[2 * i] = group_d * total;
+        } else {  // Q8_1: the scale and d * sum rounded to fp16 as ggml stores them
+            const float d = amax / 127.0f;
+            px.d[i] = _cvtsh_ss(_cvtss_sh(d, 0));
+            px.xs[2 * i] = _cvtsh_ss(_cvtss_sh(d * total, 0));
+        }
         px.xs[2 * i + 1] = 0.0f;
     }
 }

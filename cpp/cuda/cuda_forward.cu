@@ -378,9 +378,9 @@ void CudaSessionBackend::abort_step() {
 }
 
 void CudaSessionBackend::set_numerics(Numerics numerics) {
-    if (numerics == Numerics::llama_cpp)
-        throw_error(ErrorCode::unsupported, "numerics 'llama.cpp' reproduces llama.cpp's CPU backend: the CUDA backend "
-                                            "computes with 'fast' or 'fp32' numerics");
+    if (numerics == Numerics::llama_cpp || numerics == Numerics::int8)
+        throw_error(ErrorCode::unsupported, std::string("numerics '") + numerics_name(numerics) +
+                                                "' is a CPU arithmetic: the CUDA backend computes with 'fast' or 'fp32' numerics");
     numerics_ = numerics;
 }
 

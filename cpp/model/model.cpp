@@ -30,10 +30,10 @@ void pack_layer_weights(ModelImpl& m) {
     for (LayerWeights& l : m.layers)
         for (WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down})
             if (w->data && packed_size(*w) > 0) {
-                // 15-bit activations (two int8 passes): with 8-bit ones (llama.cpp's precision, 1.3-1.5x faster)
-                // the int8 rounding noise is not llama.cpp's own and agreement with its logits drops below the
-                // reference tests' bars (SmolLM2 chat top-1 0.925, Gemma 3 seed_zh 0.923, Qwen long confident
-                // 0.999); with 15 bits it is that of exact fp32
+                // 15-bit activations (two int8 passes) by default: with 8-bit ones in llama.cpp's own formats
+                // (numerics int8: one pass, 1.3-1.5x faster) the agreement with llama.cpp's logits falls just below
+                // the reference tests' bars (SmolLM2 seed_zh top-1 0.939, Gemma 3 seed_zh one confident position);
+                // with 15 bits it is that of exact fp32
                 w->packed_passes = 2;
                 mats.push_back(w);
             }

@@ -10,6 +10,7 @@ const char* numerics_name(Numerics numerics) {
         case Numerics::fast: return "fast";
         case Numerics::fp32: return "fp32";
         case Numerics::llama_cpp: return "llama.cpp";
+        case Numerics::int8: return "int8";
     }
     throw_error(ErrorCode::invalid_argument, "unknown numerics value " + std::to_string(static_cast<int>(numerics)));
 }
@@ -18,7 +19,8 @@ Numerics parse_numerics(const std::string& name) {
     if (name == "fast" || name == "default") return Numerics::fast;  // "default": the mode's earlier name
     if (name == "fp32") return Numerics::fp32;
     if (name == "llama.cpp" || name == "llama_cpp") return Numerics::llama_cpp;
-    throw_error(ErrorCode::invalid_argument, "numerics must be 'fast', 'fp32' or 'llama.cpp', got '" + name + "'");
+    if (name == "int8") return Numerics::int8;
+    throw_error(ErrorCode::invalid_argument, "numerics must be 'fast', 'fp32', 'llama.cpp' or 'int8', got '" + name + "'");
 }
 
 }  // namespace lazyllm_edge

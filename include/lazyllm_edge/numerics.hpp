@@ -18,9 +18,14 @@ enum class Numerics : int {
     // prefill too, ggml's fp32 accumulation orders and its attention arithmetic (cpp/cpu/llama_order/). CPU
     // only (the CUDA backend refuses it); a validation mode, slower than `fast`.
     llama_cpp = 2,
+    // `fast` with llama.cpp's precision in prefill: the packed int8 GEMM multiplies 8-bit activations in llama.cpp's
+    // own formats (Q8_K for K-quant weights, Q8_0/Q8_1 for the others; one vpdpbusd per product instead of two),
+    // 1.3-1.5x faster prefill on VNNI CPUs; its agreement with llama.cpp's logits is a little below an exact
+    // prefill's (the 8-bit rounding of slightly different activations does not cancel). CPU only.
+    int8 = 3,
 };
 
-// "fast", "fp32", "llama.cpp".
+// "fast", "fp32", "llama.cpp", "int8".
 const char* numerics_name(Numerics numerics);
 // The names above, "llama_cpp" for "llama.cpp" and "default" for "fast"; Error(invalid_argument) otherwise.
 Numerics parse_numerics(const std::string& name);

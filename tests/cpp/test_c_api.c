@@ -234,9 +234,9 @@ static void test_numerics(le_model* m) {
     CHECK(sp.numerics == LE_NUMERICS_FAST);
     sp.n_ctx = 64;
     /* each value computes; the same greedy text from the tiny model's F32 weights (no int8 path for them) */
-    const le_numerics all[3] = {LE_NUMERICS_FAST, LE_NUMERICS_FP32, LE_NUMERICS_LLAMA_CPP};
-    collector text[3];
-    for (int i = 0; i < 3; ++i) {
+    const le_numerics all[4] = {LE_NUMERICS_FAST, LE_NUMERICS_FP32, LE_NUMERICS_LLAMA_CPP, LE_NUMERICS_INT8};
+    collector text[4];
+    for (int i = 0; i < 4; ++i) {
         sp.numerics = all[i];
         le_session* s = NULL;
         le_finish_reason finish = LE_FINISH_NONE;
@@ -247,7 +247,8 @@ static void test_numerics(le_model* m) {
         le_session_free(s);
     }
     CHECK(strcmp(text[0].text, text[1].text) == 0);
-    sp.numerics = 3;
+    CHECK(strcmp(text[0].text, text[3].text) == 0);
+    sp.numerics = 4;
     le_session* bad = NULL;
     CHECK(le_session_create(m, &sp, &bad) == LE_ERR_INVALID_ARGUMENT && bad == NULL);
     CHECK(strstr(le_last_error(), "numerics") != NULL);

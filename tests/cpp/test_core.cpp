@@ -81,9 +81,11 @@ void test_shared_session(const std::shared_ptr<Model>& model) {
 // Numerics: each name parses back to its value, a bad name is refused; a session carries its value and changes it
 // between calls, and a change while another thread appends is refused as busy (never applied mid-step).
 void test_numerics(const std::shared_ptr<Model>& model) {
-    for (Numerics n : {Numerics::fast, Numerics::fp32, Numerics::llama_cpp}) CHECK(parse_numerics(numerics_name(n)) == n);
+    for (Numerics n : {Numerics::fast, Numerics::fp32, Numerics::llama_cpp, Numerics::int8})
+        CHECK(parse_numerics(numerics_name(n)) == n);
     CHECK(parse_numerics("default") == Numerics::fast && parse_numerics("llama_cpp") == Numerics::llama_cpp);
-    CHECK(code_of([] { parse_numerics("int8"); }) == ErrorCode::invalid_argument);
+    CHECK(std::string(numerics_name(Numerics::int8)) == "int8");
+    CHECK(code_of([] { parse_numerics("int4"); }) == ErrorCode::invalid_argument);
     SessionParams sp;
     sp.n_ctx = 512;
     sp.numerics = Numerics::llama_cpp;
