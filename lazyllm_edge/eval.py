@@ -108,7 +108,7 @@ def with_prune_decode(schedule, mode: str, n_layer: int):
         return schedule
     return LazyConfig(schedule=schedule.schedule, prune_decode=mode == "on", decode_schedule=schedule.decode_schedule,
                       revival_budget=schedule.revival_budget, importance=schedule.importance,
-                      query_window=schedule.query_window).resolve(n_layer)
+                      query_window=schedule.query_window, pool_radius=schedule.pool_radius).resolve(n_layer)
 
 
 def model_label(model) -> str:
