@@ -135,7 +135,7 @@ void register_session(nb::module_& m) {
         .def_prop_ro("numerics", [](const Session& s) { return std::string(numerics_name(s.numerics())); })
         .def(
             "set_numerics", [](Session& s, const std::string& numerics) { s.set_numerics(parse_numerics(numerics)); },
-            nb::arg("numerics"), "'fast', 'fp32' or 'llama.cpp', from the next append on (the cached KV stays).")
+            nb::arg("numerics"), "'fast', 'fp32', 'llama.cpp' or 'int8', from the next append on (the cached KV stays).")
         .def("set_record_importance", &Session::set_record_importance)
         .def_prop_ro("importance",
                      [](const Session& s) {
