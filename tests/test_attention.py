@@ -147,3 +147,43 @@ def test_rejects_bad_input():
         K.attention(**{**c, "attend_end": np.array([5, 11], dtype=np.int32)})
     with pytest.raises(ValueError):
         K.attention(**{**c, "kv_positions": c["kv_positions"][::-1].copy()})
+
+
+# ---- the LazyLLM importance a session ranks with (window_importance_fast): the AVX2 kernel, heads split over the
+# threads, against the scalar reference and a float64 NumPy computation; equal to them up to float rounding. ----
+def numpy_importance(q, q_pos, k, positions, n_head, n_head_kv, scale, max_over_heads):
+    hd = q.shape[1] // n_head
+    kk = k.view(np.float16).astype(np.float64)[positions]  # (n, kv_dim)
+    mass = np.zeros((n_head, len(positions)))
+    for w in range(len(q)):
+        seen = positions <= q_pos[w]
+        for h in range(n_head):
+            g = h // (n_head // n_head_kv)
+            s = kk[seen, g * hd:(g + 1) * hd] @ q[w, h * hd:(h + 1) * hd].astype(np.float64) * scale
+            p = np.exp(s - s.max())
+            mass[h, seen] += p / p.sum() / len(q)
+    return mass.max(axis=0) if max_over_heads else mass.mean(axis=0)
+
+
+@pytest.mark.parametrize("hd,n_head,n_head_kv", [(64, 9, 3), (256, 4, 1), (64, 14, 2), (36, 4, 2)])
+@pytest.mark.parametrize("n_q,n", [(1, 1), (1, 777), (5, 37), (32, 1500)])
+def test_window_importance_kernel(hd, n_head, n_head_kv, n_q, n):
+    rng = np.random.default_rng(hd + n_head + n_q + n)
+    n_ctx = n + 64
+    k = (rng.standard_normal((n_ctx, n_head_kv * hd)) * 2).astype(np.float16).view(np.uint16)
+    positions = np.sort(rng.choice(n_ctx, n, replace=False)).astype(np.int32)
+    q = (rng.standard_normal((n_q, n_head * hd)) * 0.5).astype(np.float32)
+    q_pos = np.sort(rng.choice(np.arange(positions[-1] - 40, positions[-1] + 1), n_q, replace=False)).astype(np.int32)
+    q_pos[-1] = positions[-1]  # the last query sees every key (the last token is always computed)
+    scale = 1.0 / np.sqrt(hd)
+    for max_over_heads in (False, True):
+        want = numpy_importance(q, q_pos, k, positions, n_head, n_head_kv, scale, max_over_heads)
+        ref = K.window_importance(q, q_pos, k, positions, n_head, n_head_kv, scale, max_over_heads, reference=True)
+        np.testing.assert_allclose(ref, want, rtol=1e-4, atol=1e-7)
+        for isa in ("scalar", "best"):
+            for threads in (1, 3):
+                got = K.window_importance(q, q_pos, k, positions, n_head, n_head_kv, scale, max_over_heads, isa=isa,
+                                          n_threads=threads)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7, err_msg=f"{isa} threads={threads}")
+                if isa == "scalar" or hd % 8:  # the reference itself where the AVX2 kernel does not apply
+                    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))

@@ -78,6 +78,42 @@ FloatArray run_attention(const Matrix& q, const HalfMatrix& k, const HalfMatrix&
     return result;
 }
 
+// The LazyLLM importance of the window queries q_rows (n_q, n_head*hd) at q_pos over the fp16 keys at kv_positions.
+FloatArray run_importance(const Matrix& q, const IndexVector& q_pos, const HalfMatrix& k, const IndexVector& positions,
+                          int n_head, int n_head_kv, float scale, bool max_over_heads, bool reference,
+                          const std::string& isa, int n_threads) {
+    const int n_q = static_cast<int>(q.shape(0)), n = static_cast<int>(positions.shape(0));
+    const int64_t n_ctx = static_cast<int64_t>(k.shape(0));
+    if (n_head < 1 || n_head_kv < 1 || n_head % n_head_kv != 0) throw nb::value_error("n_head must be a multiple of n_head_kv");
+    if (n_q < 1 || q.shape(1) % n_head != 0 || static_cast<int>(q_pos.shape(0)) != n_q)
+        throw nb::value_error("q must have shape (n_q >= 1, n_head * head_dim) and q_pos n_q entries");
+    const int hd = static_cast<int>(q.shape(1)) / n_head;
+    if (k.shape(1) != static_cast<size_t>(n_head_kv * hd)) throw nb::value_error("k must have shape (n_ctx, n_head_kv * head_dim)");
+    for (int i = 0; i < n; ++i)
+        if (positions.data()[i] < 0 || positions.data()[i] >= n_ctx || (i && positions.data()[i] <= positions.data()[i - 1]))
+            throw nb::value_error("kv_positions must be increasing and inside [0, n_ctx)");
+    if (isa != "scalar" && isa != "avx2" && isa != "best") throw nb::value_error("isa: 'scalar', 'avx2' or 'best'");
+    float* out = new float[n > 0 ? n : 1];
+    nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    FloatArray result(out, {static_cast<size_t>(n)}, owner);
+    {
+        nb::gil_scoped_release release;
+        std::vector<float> scratch(static_cast<size_t>(2 * n_head) * (n > 0 ? n : 1));
+        if (reference) {
+            window_importance(q.data(), q_pos.data(), n_q, k.data(), positions.data(), n, n_head, n_head_kv, hd, scale,
+                              scratch.data(), out, max_over_heads);
+        } else {
+            const CpuIsa saved = active_isa();
+            set_active_isa(isa == "scalar" ? CpuIsa::scalar : detected_isa());
+            ThreadPool pool(n_threads < 1 ? 1 : n_threads);
+            window_importance_fast(q.data(), q_pos.data(), n_q, k.data(), positions.data(), n, n_head, n_head_kv, hd,
+                                   scale, scratch.data(), out, max_over_heads, pool);
+            set_active_isa(saved);
+        }
+    }
+    return result;
+}
+
 }  // namespace
 
 void register_attention(nb::module_& m) {
@@ -90,4 +126,11 @@ void register_attention(nb::module_& m) {
           "(one thread); else the tiled online-softmax kernels ('scalar' or 'avx2'/'best') on n_threads threads. "
           "numerics='llama.cpp': llama.cpp's attention arithmetic instead (its reference, or its phase kernels); "
           "'fast' and 'fp32' compute the same.");
+    k.def("window_importance", &run_importance, nb::arg("q"), nb::arg("q_pos"), nb::arg("k_cache"),
+          nb::arg("kv_positions"), nb::arg("n_head"), nb::arg("n_head_kv"), nb::arg("scale"),
+          nb::arg("max_over_heads") = false, nb::arg("reference") = false, nb::arg("isa") = "best",
+          nb::arg("n_threads") = 2,
+          "LazyLLM importance (n,) of kv_positions for the queries q (n_q, n_head*hd) at q_pos over fp16 keys (n_ctx, "
+          "n_head_kv*hd as uint16 bits): reference=True the scalar reference, else the sessions' kernel (AVX2 where "
+          "the CPU runs it and hd % 8 == 0).");
 }

@@ -349,6 +349,18 @@ void last_token_importance(const float* q, const uint16_t* k_cache, const int32_
     }
 }
 
+// importance (n) from the per-head mass (n_head, n): the heads' maximum, or their mean.
+static void combine_heads(const float* per_head, int n_head, int n, bool max_over_heads, float* importance) {
+    for (int j = 0; j < n; ++j) {
+        float v = 0.0f;
+        for (int h = 0; h < n_head; ++h) {
+            const float p = per_head[static_cast<int64_t>(h) * n + j];
+            v = max_over_heads ? std::max(v, p) : v + p / n_head;
+        }
+        importance[j] = v;
+    }
+}
+
 void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
                        const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
                        float* scratch, float* importance, bool max_over_heads) {
@@ -369,14 +381,27 @@ void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const
             for (int j = 0; j < n_seen; ++j) acc[j] += scores[j] * wgt;
         }
     }
-    for (int j = 0; j < n; ++j) {
-        float v = 0.0f;
-        for (int h = 0; h < n_head; ++h) {
-            const float p = per_head[static_cast<int64_t>(h) * n + j];
-            v = max_over_heads ? std::max(v, p) : v + p / n_head;
-        }
-        importance[j] = v;
+    combine_heads(per_head, n_head, n, max_over_heads, importance);
+}
+
+void window_importance_fast(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                            const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
+                            float* scratch, float* importance, bool max_over_heads, ThreadPool& pool) {
+    if (active_isa() < CpuIsa::avx2 || head_dim % 8 != 0) {
+        window_importance(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, n_head_kv, head_dim, scale, scratch,
+                          importance, max_over_heads);
+        return;
     }
+    const int group = n_head / n_head_kv;
+    const int kv_dim = n_head_kv * head_dim;
+    float* per_head = scratch;                                  // (n_head, n) probability mass per head
+    float* scores = scratch + static_cast<int64_t>(n_head) * n;  // (n_head, n) one scores row per head
+    pool.parallel_for(n_head, [&](long h0, long h1, int) {
+        for (long h = h0; h < h1; ++h)
+            importance_head_avx2(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, static_cast<int>(h), kv_dim,
+                                 static_cast<int>(h) / group * head_dim, head_dim, scale, scores + h * n, per_head + h * n);
+    });
+    combine_heads(per_head, n_head, n, max_over_heads, importance);
 }
 
 }  // namespace lazyllm_edge

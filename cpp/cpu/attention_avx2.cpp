@@ -301,12 +301,78 @@ void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, fl
     }
 }
 
+void importance_head_avx2(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                          const int32_t* kv_positions, int n, int n_head, int head, int kv_dim, int head_offset,
+                          int head_dim, float scale, float* scores, float* mass) {
+    std::fill(mass, mass + n, 0.0f);
+    for (int w = 0; w < n_q; ++w) {
+        // causal: the query sees the keys at or before its position (kv_positions is sorted)
+        const int n_seen = static_cast<int>(std::upper_bound(kv_positions, kv_positions + n, q_pos[w]) - kv_positions);
+        const float* qh = q_rows + (static_cast<int64_t>(w) * n_head + head) * head_dim;
+        // scores q . k * scale, four keys at a time for independent FMA chains
+        float mx = -INFINITY;
+        int j = 0;
+        for (; j + 4 <= n_seen; j += 4) {
+            const uint16_t* k[4];
+            for (int c = 0; c < 4; ++c) k[c] = k_cache + static_cast<int64_t>(kv_positions[j + c]) * kv_dim + head_offset;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            for (int d = 0; d < head_dim; d += 8) {
+                const __m256 q = _mm256_loadu_ps(qh + d);
+                a0 = _mm256_fmadd_ps(q, load_half8(k[0] + d), a0);
+                a1 = _mm256_fmadd_ps(q, load_half8(k[1] + d), a1);
+                a2 = _mm256_fmadd_ps(q, load_half8(k[2] + d), a2);
+                a3 = _mm256_fmadd_ps(q, load_half8(k[3] + d), a3);
+            }
+            const float s[4] = {avx2::hsum(a0) * scale, avx2::hsum(a1) * scale, avx2::hsum(a2) * scale,
+                                avx2::hsum(a3) * scale};
+            for (int c = 0; c < 4; ++c) {
+                scores[j + c] = s[c];
+                mx = std::max(mx, s[c]);
+            }
+        }
+        for (; j < n_seen; ++j) {
+            const uint16_t* k = k_cache + static_cast<int64_t>(kv_positions[j]) * kv_dim + head_offset;
+            __m256 a = _mm256_setzero_ps();
+            for (int d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), load_half8(k + d), a);
+            scores[j] = avx2::hsum(a) * scale;
+            mx = std::max(mx, scores[j]);
+        }
+        // exp(s - max) and the sum, eight keys at a time (llama.cpp's expf), the rest one by one
+        const __m256 vmx = _mm256_set1_ps(mx);
+        __m256 vsum = _mm256_setzero_ps();
+        j = 0;
+        for (; j + 8 <= n_seen; j += 8) {
+            const __m256 e = avx2::expf_ggml_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
+            _mm256_storeu_ps(scores + j, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        double sum = avx2::hsum(vsum);
+        for (; j < n_seen; ++j) {
+            scores[j] = std::exp(scores[j] - mx);
+            sum += scores[j];
+        }
+        // this query's probabilities, weighted 1 / n_q, into the head's mass
+        const float wgt = static_cast<float>(1.0 / (sum * n_q));
+        const __m256 vw = _mm256_set1_ps(wgt);
+        j = 0;
+        for (; j + 8 <= n_seen; j += 8)
+            _mm256_storeu_ps(mass + j, _mm256_fmadd_ps(_mm256_loadu_ps(scores + j), vw, _mm256_loadu_ps(mass + j)));
+        for (; j < n_seen; ++j) mass[j] += scores[j] * wgt;
+    }
+}
+
 }  // namespace lazyllm_edge
 
 #else
+#include "base/error.h"
+
 namespace lazyllm_edge {
 void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
     attention_tile_scalar(p, tile, scratch);
+}
+void importance_head_avx2(const float*, const int32_t*, int, const uint16_t*, const int32_t*, int, int, int, int, int,
+                          int, float, float*, float*) {
+    throw_error(ErrorCode::internal, "importance_head_avx2: built without AVX2");
 }
 }  // namespace lazyllm_edge
 #endif

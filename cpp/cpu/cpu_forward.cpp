@@ -56,7 +56,7 @@ private:
         int32_t* kept_positions = nullptr;     // (n_ctx) selection output
         int32_t* order = nullptr;              // (n_ctx) selection scratch
         float* importance = nullptr;           // (n_ctx) aligned with the active set
-        float* importance_scores = nullptr;    // ((n_head + 1) * n_ctx) importance scratch
+        float* importance_scores = nullptr;    // (2 * n_head * n_ctx) importance scratch
         int32_t* attend_end = nullptr;         // (n_ubatch)
         int32_t* attend_begin = nullptr;       // (n_ubatch)
         float* norm = nullptr;                 // (n_ubatch, d_model)
@@ -180,7 +180,7 @@ CpuSession::CpuSession(const ModelImpl& model, int n_ctx, int32_t* frontier, Num
     plan.add(b.kept_positions, n);
     plan.add(b.order, n);
     plan.add(b.importance, n);
-    plan.add(b.importance_scores, (hp.n_head + 1) * n);
+    plan.add(b.importance_scores, 2 * hp.n_head * n);
     plan.add(b.attend_end, ub);
     plan.add(b.attend_begin, ub);
     plan.add(b.norm, ub * d);
@@ -682,12 +682,7 @@ void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
     const int32_t* keys = buf_.active_positions + first;
     const int n = n_active_ - first;
     float* importance = buf_.importance + first;
-    if (last_pos_ == window_begin_) {  // the last token alone (it is always computed): the paper's signal
-        last_token_importance(buf_.window_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv, shape.head_dim,
-                              hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
-        return;
-    }
-    // the window's queries computed at this layer, packed (the last one always is)
+    // the window's queries computed at this layer, packed (the last one always is; alone, the paper's signal)
     int32_t q_pos[kMaxQueryWindow];
     int n_q = 0;
     for (int32_t p = window_begin_; p <= last_pos_; ++p) {
@@ -697,8 +692,8 @@ void CpuSession::rank(int layer, int first, ImportanceSignal signal) {
                          buf_.window_q + static_cast<int64_t>(p - window_begin_) * qd, sizeof(float) * qd);
         q_pos[n_q++] = p;
     }
-    window_importance(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv, shape.head_dim,
-                      hp.softmax_scale(), buf_.importance_scores, importance, max_heads);
+    window_importance_fast(buf_.window_q, q_pos, n_q, k_at(layer, 0), keys, n, hp.n_head, shape.n_head_kv,
+                           shape.head_dim, hp.softmax_scale(), buf_.importance_scores, importance, max_heads, pool_);
 }
 
 void CpuSession::pool_importance(int first, int radius) {
