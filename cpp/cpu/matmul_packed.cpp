@@ -125,21 +125,7 @@ void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px,
                 sum[j / 16] += hi;
             }
         }
-        px.nsum[2 * i] = -sum[0];
-        px.nsum[2 * i + 1] = -sum[1];
-        const float total = static_cast<float>(sum[0] + sum[1]);
-        if (P == 2) {
-            px.d[i] = amax / 127.0f / 128.0f;
-            px.xs[2 * i] = px.d[i] * total;
-        } else if (px.q8_K) {
-            px.d[i] = group_d;
-            px.xs[2 * i] = group_d * total;
-        } else {  // Q8_1: the scale and d * sum rounded to fp16 as ggml stores them
-            const float d = amax / 127.0f;
-            px.d[i] = fp16_to_fp32(fp32_to_fp16(d));
-            px.xs[2 * i] = fp16_to_fp32(fp32_to_fp16(d * total));
-        }
-        px.xs[2 * i + 1] = 0.0f;
+        packed::store_block_sums(px, i, amax, group_d, sum[0], sum[1]);
     }
 }
 
@@ -223,6 +209,26 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst) {
         }
     }
 }
+
+namespace packed {
+void store_block_sums(const PackedX& px, int64_t i, float amax, float group_d, int sum0, int sum1) {
+    px.nsum[2 * i] = -sum0;
+    px.nsum[2 * i + 1] = -sum1;
+    const float total = static_cast<float>(sum0 + sum1);
+    if (px.passes == 2) {
+        px.d[i] = amax / 127.0f / 128.0f;
+        px.xs[2 * i] = px.d[i] * total;
+    } else if (px.q8_K) {
+        px.d[i] = group_d;
+        px.xs[2 * i] = group_d * total;
+    } else {  // Q8_1: the scale and d * sum rounded to fp16 as ggml stores them
+        const float d = amax / 127.0f;
+        px.d[i] = fp16_to_fp32(fp32_to_fp16(d));
+        px.xs[2 * i] = fp16_to_fp32(fp32_to_fp16(d * total));
+    }
+    px.xs[2 * i + 1] = 0.0f;
+}
+}  // namespace packed
 
 bool packed_q8_K(GgmlType type, int passes) {
     return passes == 1 && (type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q6_K);

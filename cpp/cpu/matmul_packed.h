@@ -82,6 +82,10 @@ void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_to
 namespace lazyllm_edge {
 namespace packed {
 
+// The end of quantizing block i of px (both quantizers): the negated code sums per parity, the block's scale (two
+// passes: amax/127/128; Q8_K: its group's; Q8_1: amax/127 rounded to fp16) and the min term [dx * sum, 0].
+void store_block_sums(const PackedX& px, int64_t i, float amax, float group_d, int sum0, int sum1);
+
 // ggml type ids of the packed types and their layout (the kernels take the id as a template parameter)
 constexpr int kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
 constexpr bool nibble_codes(int t) { return t == kQ4_0 || t == kQ4_1 || t == kQ4_K; }

@@ -67,22 +67,7 @@ void quantize_packed_row(const float* x, int64_t K, const PackedX& px, int64_t t
             s0 = _mm256_add_epi32(_mm256_slli_epi32(s0, 7), _mm256_add_epi32(lo[0], lo[1]));
             s1 = _mm256_add_epi32(_mm256_slli_epi32(s1, 7), _mm256_add_epi32(lo[2], lo[3]));
         }
-        const int sum0 = hsum_i32(s0), sum1 = hsum_i32(s1);
-        px.nsum[2 * i] = -sum0;
-        px.nsum[2 * i + 1] = -sum1;
-        const float total = static_cast<float>(sum0 + sum1);
-        if (P == 2) {
-            px.d[i] = amax / 127.0f / 128.0f;
-            px.xs[2 * i] = px.d[i] * total;
-        } else if (px.q8_K) {
-            px.d[i] = group_d;
-            px.xs[2 * i] = group_d * total;
-        } else {  // Q8_1: the scale and d * sum rounded to fp16 as ggml stores them
-            const float d = amax / 127.0f;
-            px.d[i] = _cvtsh_ss(_cvtss_sh(d, 0));
-            px.xs[2 * i] = _cvtsh_ss(_cvtss_sh(d * total, 0));
-        }
-        px.xs[2 * i + 1] = 0.0f;
+        packed::store_block_sums(px, i, amax, group_d, hsum_i32(s0), hsum_i32(s1));
     }
 }
 
