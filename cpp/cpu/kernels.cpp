@@ -425,17 +425,20 @@ void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s,
     quantize_row_q8_1_reference(x, n, q, d, s, isum);
 }
 
+float q8_K_max(const float* x) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK_K; ++j)
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
 void quantize_row_q8_K_reference(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums) {
     for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K, q += QK_K, bsums += QK_K / 16) {
-        // the signed value of the first element of largest magnitude
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK_K; ++j) {
-            if (std::fabs(x[j]) > amax) {
-                amax = std::fabs(x[j]);
-                max = x[j];
-            }
-        }
-        if (amax == 0.0f) {
+        const float max = q8_K_max(x);
+        if (max == 0.0f) {
             d[b] = 0.0f;
             std::memset(q, 0, QK_K);
             std::memset(bsums, 0, sizeof(int16_t) * (QK_K / 16));

@@ -54,6 +54,9 @@ void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s,
 // negative when max > 0: d*q is what counts), bsums[g] = sum of q over the g-th run of 16. An all-zero
 // block gives d = 0 and q = bsums = 0. n is a multiple of 256; q has n entries, d n/256, bsums n/16.
 void quantize_row_q8_K_reference(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums);
+// Q8_K's max of one block of 256: the signed value of the first element of largest magnitude (0 for all zeros).
+// The AVX2 form (simd_avx2.h, q8_K_max) gives the same value.
+float q8_K_max(const float* x);
 void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums);  // active ISA
 
 }  // namespace lazyllm_edge

@@ -287,23 +287,12 @@ void quantize_row_q8_1(const float* x, int64_t n, int8_t* q, float* d, float* s,
 // Bit-identical to quantize_row_q8_K_reference (ggml's quantize_row_q8_K_ref).
 void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsums) {
     for (int64_t b = 0; b < n / 256; ++b, x += 256, q += 256, bsums += 16) {
-        // largest magnitude, then the signed value of its first occurrence
-        __m256 a = _mm256_setzero_ps();
-        for (int k = 0; k < 32; ++k) a = _mm256_max_ps(a, abs_ps(_mm256_loadu_ps(x + 8 * k)));
-        const float amax = hmax(a);
-        if (amax == 0.0f) {
+        const float max = q8_K_max(x);  // the signed value of the first element of largest magnitude
+        if (max == 0.0f) {
             d[b] = 0.0f;
             std::memset(q, 0, 256);
             std::memset(bsums, 0, 16 * sizeof(int16_t));
             continue;
-        }
-        float max = 0.0f;
-        for (int k = 0; k < 32; ++k) {
-            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
-            if (hit) {
-                max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
-                break;
-            }
         }
         // codes (clamped to 127 as ggml does) and their sums per 16, 32 at a time
         const float iscale = -127.0f / max;

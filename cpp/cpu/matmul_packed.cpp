@@ -86,19 +86,6 @@ inline int packed_position(int j) { return 8 * ((j % 16) / 4) + 4 * (j / 16) + j
 constexpr int kCode[4][8] = {{0, 1, 2, 3, 16, 17, 18, 19}, {4, 5, 6, 7, 20, 21, 22, 23},
                              {8, 9, 10, 11, 24, 25, 26, 27}, {12, 13, 14, 15, 28, 29, 30, 31}};
 
-// The scale of one group of 256 values as ggml's Q8_K takes it: id = -127 / (the signed value of the first element
-// of largest magnitude), d = 1 / id; both 0 for a group of zeros.
-void q8_K_scale(const float* x, float* id, float* d) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 256; ++j)
-        if (std::fabs(x[j]) > amax) {
-            amax = std::fabs(x[j]);
-            max = x[j];
-        }
-    *id = amax != 0.0f ? -127.0f / max : 0.0f;
-    *d = amax != 0.0f ? 1.0f / *id : 0.0f;
-}
-
 // One token row: the reference quantizer (matmul_packed.h; the AVX2 one gives the same bits).
 void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px, int64_t tok) {
     const int64_t nb = K / 32;
@@ -106,7 +93,7 @@ void quantize_packed_row_reference(const float* x, int64_t K, const PackedX& px,
     float group_id = 0.0f, group_d = 0.0f;  // Q8_K: one scale per 8 blocks
     for (int64_t b = 0; b < nb; ++b, x += 32) {
         const int64_t i = tok * nb + b;
-        if (px.q8_K && b % 8 == 0) q8_K_scale(x, &group_id, &group_d);
+        if (px.q8_K && b % 8 == 0) packed::q8_K_scale(q8_K_max(x), &group_id, &group_d);
         float amax = 0.0f;
         for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
         const float id = px.q8_K ? group_id : amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -211,6 +198,11 @@ void pack_weights(const WeightMatrix& w, uint8_t* dst) {
 }
 
 namespace packed {
+void q8_K_scale(float max, float* id, float* d) {
+    *id = max != 0.0f ? -127.0f / max : 0.0f;
+    *d = max != 0.0f ? 1.0f / *id : 0.0f;
+}
+
 void store_block_sums(const PackedX& px, int64_t i, float amax, float group_d, int sum0, int sum1) {
     px.nsum[2 * i] = -sum0;
     px.nsum[2 * i + 1] = -sum1;

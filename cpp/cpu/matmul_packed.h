@@ -82,6 +82,9 @@ void matmul_packed_reference(const WeightMatrix& w, const float* x, int64_t n_to
 namespace lazyllm_edge {
 namespace packed {
 
+// Q8_K's scale from its group max (q8_K_max): id = -127 / max, d = 1 / id (both 0 for a group of zeros).
+void q8_K_scale(float max, float* id, float* d);
+
 // The end of quantizing block i of px (both quantizers): the negated code sums per parity, the block's scale (two
 // passes: amax/127/128; Q8_K: its group's; Q8_1: amax/127 rounded to fp16) and the min term [dx * sum, 0].
 void store_block_sums(const PackedX& px, int64_t i, float amax, float group_d, int sum0, int sum1);

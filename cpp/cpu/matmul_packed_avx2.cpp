@@ -31,21 +31,7 @@ void quantize_packed_row(const float* x, int64_t K, const PackedX& px, int64_t t
     float group_id = 0.0f, group_d = 0.0f;  // Q8_K: one scale per 8 blocks
     for (int64_t b = 0; b < nb; ++b, x += 32) {
         const int64_t i = tok * nb + b;
-        if (px.q8_K && b % 8 == 0) {  // the signed value of the first element of largest magnitude in 256
-            __m256 g = _mm256_setzero_ps();
-            for (int k = 0; k < 32; ++k) g = _mm256_max_ps(g, abs_ps(_mm256_loadu_ps(x + 8 * k)));
-            const float gmax = hmax(g);
-            float max = 0.0f;
-            for (int k = 0; gmax != 0.0f && k < 32; ++k) {
-                const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), _mm256_set1_ps(gmax), _CMP_EQ_OQ));
-                if (hit) {
-                    max = x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
-                    break;
-                }
-            }
-            group_id = gmax != 0.0f ? -127.0f / max : 0.0f;
-            group_d = gmax != 0.0f ? 1.0f / group_id : 0.0f;
-        }
+        if (px.q8_K && b % 8 == 0) packed::q8_K_scale(q8_K_max(x), &group_id, &group_d);
         const __m256 a = _mm256_max_ps(_mm256_max_ps(abs_ps(_mm256_loadu_ps(x)), abs_ps(_mm256_loadu_ps(x + 8))),
                                        _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 16)), abs_ps(_mm256_loadu_ps(x + 24))));
         const float amax = hmax(a);

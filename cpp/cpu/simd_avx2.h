@@ -60,6 +60,18 @@ static inline float hmax(__m256 v) {
 
 static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
+// q8_K_max (kernels.h) of 256 values: the largest magnitude, then the signed value of its first occurrence.
+static inline float q8_K_max(const float* x) {
+    __m256 a = _mm256_setzero_ps();
+    for (int k = 0; k < 32; ++k) a = _mm256_max_ps(a, abs_ps(_mm256_loadu_ps(x + 8 * k)));
+    const float amax = hmax(a);
+    for (int k = 0; amax != 0.0f && k < 32; ++k) {
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+        if (hit) return x[8 * k + __builtin_ctz(static_cast<unsigned>(hit))];
+    }
+    return 0.0f;
+}
+
 // Sum of the 8 lanes.
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
