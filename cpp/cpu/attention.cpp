@@ -361,6 +361,20 @@ static void combine_heads(const float* per_head, int n_head, int n, bool max_ove
     }
 }
 
+void importance_head_reference(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                               const int32_t* kv_positions, int n, int n_head, int head, int kv_dim, int head_offset,
+                               int head_dim, float scale, float* scores, float* mass) {
+    std::fill(mass, mass + n, 0.0f);
+    for (int w = 0; w < n_q; ++w) {
+        // causal: the query sees the keys at or before its position (kv_positions is sorted)
+        const int n_seen = static_cast<int>(std::upper_bound(kv_positions, kv_positions + n, q_pos[w]) - kv_positions);
+        const float* qh = q_rows + (static_cast<int64_t>(w) * n_head + head) * head_dim;
+        const double sum = head_softmax(qh, k_cache, kv_positions, n_seen, kv_dim, head_offset, head_dim, scale, scores);
+        const float wgt = static_cast<float>(1.0 / (sum * n_q));
+        for (int j = 0; j < n_seen; ++j) mass[j] += scores[j] * wgt;
+    }
+}
+
 void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
                        const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
                        float* scratch, float* importance, bool max_over_heads) {
@@ -368,38 +382,25 @@ void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const
     const int kv_dim = n_head_kv * head_dim;
     float* scores = scratch;       // (n)
     float* per_head = scratch + n;  // (n_head, n) probability mass per head, summed over the queries
-    std::fill(per_head, per_head + static_cast<int64_t>(n_head) * n, 0.0f);
-    for (int w = 0; w < n_q; ++w) {
-        // causal: the query sees the keys at or before its position (kv_positions is sorted)
-        const int n_seen = static_cast<int>(std::upper_bound(kv_positions, kv_positions + n, q_pos[w]) - kv_positions);
-        for (int h = 0; h < n_head; ++h) {
-            const float* qh = q_rows + static_cast<int64_t>(w) * n_head * head_dim + static_cast<int64_t>(h) * head_dim;
-            const double sum =
-                head_softmax(qh, k_cache, kv_positions, n_seen, kv_dim, h / group * head_dim, head_dim, scale, scores);
-            const float wgt = static_cast<float>(1.0 / (sum * n_q));
-            float* acc = per_head + static_cast<int64_t>(h) * n;
-            for (int j = 0; j < n_seen; ++j) acc[j] += scores[j] * wgt;
-        }
-    }
+    for (int h = 0; h < n_head; ++h)
+        importance_head_reference(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, h, kv_dim, h / group * head_dim,
+                                  head_dim, scale, scores, per_head + static_cast<int64_t>(h) * n);
     combine_heads(per_head, n_head, n, max_over_heads, importance);
 }
 
 void window_importance_fast(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
                             const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
                             float* scratch, float* importance, bool max_over_heads, ThreadPool& pool) {
-    if (active_isa() < CpuIsa::avx2 || head_dim % 8 != 0) {
-        window_importance(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, n_head_kv, head_dim, scale, scratch,
-                          importance, max_over_heads);
-        return;
-    }
+    const auto head_fn =
+        active_isa() >= CpuIsa::avx2 && head_dim % 8 == 0 ? importance_head_avx2 : importance_head_reference;
     const int group = n_head / n_head_kv;
     const int kv_dim = n_head_kv * head_dim;
     float* per_head = scratch;                                  // (n_head, n) probability mass per head
     float* scores = scratch + static_cast<int64_t>(n_head) * n;  // (n_head, n) one scores row per head
     pool.parallel_for(n_head, [&](long h0, long h1, int) {
         for (long h = h0; h < h1; ++h)
-            importance_head_avx2(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, static_cast<int>(h), kv_dim,
-                                 static_cast<int>(h) / group * head_dim, head_dim, scale, scores + h * n, per_head + h * n);
+            head_fn(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, static_cast<int>(h), kv_dim,
+                    static_cast<int>(h) / group * head_dim, head_dim, scale, scores + h * n, per_head + h * n);
     });
     combine_heads(per_head, n_head, n, max_over_heads, importance);
 }

@@ -58,17 +58,21 @@ void window_importance(const float* q_rows, const int32_t* q_pos, int n_q, const
                        const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
                        float* scratch, float* importance, bool max_over_heads);
 
-// What a session ranks with: window_importance (n_q 1: last_token_importance's values) by the AVX2 kernel where
-// the CPU runs it and head_dim % 8 == 0 (the heads split over the pool; FMA dot products and llama.cpp's vectorized
-// expf, so equal to the reference up to float rounding), else the reference. scratch: 2 * n_head * n floats.
+// What a session ranks with: window_importance (n_q 1: last_token_importance's values) with the heads split over
+// the pool, each by the AVX2 kernel where the CPU runs it and head_dim % 8 == 0 (FMA dot products and llama.cpp's
+// vectorized expf, so equal to the reference up to float rounding), else by the reference (the same bits).
+// scratch: 2 * n_head * n floats.
 void window_importance_fast(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
                             const int32_t* kv_positions, int n, int n_head, int n_head_kv, int head_dim, float scale,
                             float* scratch, float* importance, bool max_over_heads, ThreadPool& pool);
 
 // ---- internals shared by attention.cpp and the per-ISA tile kernels ----
 
-// One head of window_importance_fast: mass (n) = the head's softmax probabilities over kv_positions, summed over
-// the queries with weight 1 / n_q. scores: n floats of scratch. AVX2 (attention_avx2.cpp).
+// One head of window_importance: mass (n) = the head's softmax probabilities over kv_positions, summed over the
+// queries with weight 1 / n_q. scores: n floats of scratch. The reference, and its AVX2 twin (attention_avx2.cpp).
+void importance_head_reference(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                               const int32_t* kv_positions, int n, int n_head, int head, int kv_dim, int head_offset,
+                               int head_dim, float scale, float* scores, float* mass);
 void importance_head_avx2(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
                           const int32_t* kv_positions, int n, int n_head, int head, int kv_dim, int head_offset,
                           int head_dim, float scale, float* scores, float* mass);

@@ -364,15 +364,15 @@ void importance_head_avx2(const float* q_rows, const int32_t* q_pos, int n_q, co
 }  // namespace lazyllm_edge
 
 #else
-#include "base/error.h"
-
 namespace lazyllm_edge {
 void attention_tile_avx2(const AttentionParams& p, const AttentionTile& tile, float* scratch) {
     attention_tile_scalar(p, tile, scratch);
 }
-void importance_head_avx2(const float*, const int32_t*, int, const uint16_t*, const int32_t*, int, int, int, int, int,
-                          int, float, float*, float*) {
-    throw_error(ErrorCode::internal, "importance_head_avx2: built without AVX2");
+void importance_head_avx2(const float* q_rows, const int32_t* q_pos, int n_q, const uint16_t* k_cache,
+                          const int32_t* kv_positions, int n, int n_head, int head, int kv_dim, int head_offset,
+                          int head_dim, float scale, float* scores, float* mass) {
+    importance_head_reference(q_rows, q_pos, n_q, k_cache, kv_positions, n, n_head, head, kv_dim, head_offset,
+                              head_dim, scale, scores, mass);
 }
 }  // namespace lazyllm_edge
 #endif
