@@ -449,7 +449,7 @@ def test_matmul(name, n_in, n_out):
 
 @pytest.mark.parametrize("names", [("Q4_1", "Q4_1", "Q4_1"), ("Q4_K", "Q5_0", "Q6_K"), ("Q8_0", "F16"), ("Q5_K", "Q4_K")])
 @pytest.mark.parametrize("n_tok", [1, 3, 9])
-@pytest.mark.parametrize("numerics", ["fast", "fp32", "llama.cpp"])
+@pytest.mark.parametrize("numerics", ["fast", "fp32", "llama.cpp", "int8"])
 def test_matmul_shared_input(names, n_tok, numerics):
     """q/k/v and gate/up go out as one call (x quantized once per format, one dispatch over all rows): the
     outputs equal separate matmul() calls in the same numerics bit for bit, with mixed activation formats and odd

@@ -151,9 +151,18 @@ bool int8_type(GgmlType t) { return int8_format(t) != ActFormat::none; }
 // fast and int8 share every kernel choice; they differ only in the packed GEMM's activations.
 bool fast_family(Numerics numerics) { return numerics == Numerics::fast || numerics == Numerics::int8; }
 
-// The packed GEMM's activation passes: int8 numerics one (8-bit codes in llama.cpp's formats), else the weight's
-// own (two, 15 bits, as the model loads it; the kernel tests set one).
-int packed_passes(const WeightMatrix& w, Numerics numerics) { return numerics == Numerics::int8 ? 1 : w.packed_passes; }
+// The packed GEMM's activation format for w: int8 numerics one pass (8-bit codes in llama.cpp's format for the
+// type, Q8_K's scales for the K-quants), else the weight's own passes (two, 15 bits, as the model loads it; the
+// kernel tests set one).
+struct PackedActs {
+    int passes;
+    bool q8_K;
+    bool operator==(const PackedActs& o) const { return passes == o.passes && q8_K == o.q8_K; }
+};
+PackedActs packed_acts(const WeightMatrix& w, Numerics numerics) {
+    const int passes = numerics == Numerics::int8 ? 1 : w.packed_passes;
+    return {passes, packed_q8_K(w.type, passes)};
+}
 
 // Grow-only, 64-byte aligned buffer for the packed GEMM's quantized activations (one per calling thread).
 struct PackedXScratch {
@@ -162,8 +171,8 @@ struct PackedXScratch {
     ~PackedXScratch() { std::free(data); }
 
     // x (n_tok, K) quantized into the packed format, rows split over the pool
-    PackedX quantize(const float* x, int64_t n_tok, int64_t K, int passes, bool q8_K, ThreadPool& pool) {
-        const size_t need = packed_x_bytes(n_tok, K, passes);
+    PackedX quantize(const float* x, int64_t n_tok, int64_t K, PackedActs acts, ThreadPool& pool) {
+        const size_t need = packed_x_bytes(n_tok, K, acts.passes);
         if (need > capacity) {
             std::free(data);
             data = std::aligned_alloc(64, need);
@@ -173,7 +182,7 @@ struct PackedXScratch {
             }
             capacity = need;
         }
-        const PackedX px = packed_x_layout(data, n_tok, K, passes, q8_K);
+        const PackedX px = packed_x_layout(data, n_tok, K, acts.passes, acts.q8_K);
         quantize_packed_x(x, n_tok, K, px, pool);
         return px;
     }
@@ -269,8 +278,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, Nume
 
     // fast prefill: the packed int8 GEMM (x quantized once into blocks of 32)
     if (matmul_uses_packed(w, n_tok, numerics)) {
-        const int passes = packed_passes(w, numerics);
-        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, passes, packed_q8_K(type, passes), pool);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, n_in, packed_acts(w, numerics), pool);
         gemm_packed(w, px, n_tok, y, n_out, pool);
         return;
     }
@@ -339,12 +347,10 @@ void matmul_shared_input(const WeightMatrix* const* w, float* const* y, int n, c
     bool packed = n > 1 && n <= kMaxSharedInput;
     for (int i = 0; packed && i < n; ++i)
         packed = matmul_uses_packed(*w[i], n_tok, numerics) && w[i]->n_in == w[0]->n_in &&
-                 packed_passes(*w[i], numerics) == packed_passes(*w[0], numerics) &&
-                 packed_q8_K(w[i]->type, packed_passes(*w[i], numerics)) == packed_q8_K(w[0]->type, packed_passes(*w[0], numerics));
+                 packed_acts(*w[i], numerics) == packed_acts(*w[0], numerics);
     if (packed) {
         for (int i = 0; i < n; ++i) validate(*w[i], n_tok);
-        const int passes = packed_passes(*w[0], numerics);
-        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, passes, packed_q8_K(w[0]->type, passes), pool);
+        const PackedX px = t_pxscratch.quantize(x, n_tok, w[0]->n_in, packed_acts(*w[0], numerics), pool);
         for (int i = 0; i < n; ++i) gemm_packed(*w[i], px, n_tok, y[i], w[i]->n_out, pool);
         return;
     }
