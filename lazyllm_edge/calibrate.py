@@ -10,8 +10,12 @@ tokens at every layer (the calibrated schedules' own importance signal, SIGNAL: 
 attentive head, pooled over neighbouring positions) and records how far down the number's worst digit ranks. A cut at layer L keeping a fraction k can only keep the number where that rank stays below k, so the
 candidates are the earliest layers where it does on most probes; each candidate (with a revival budget, so the
 answer is cheap too) is then checked by answering the probes, and the first that answers as many as dense does
-(less one) wins. The result is stored in the model cache under the file's sha256; ``lazy="balanced"`` and
-``lazy="aggressive"`` then use it (the registry's models ship theirs in models/registry.json).
+(less one) wins. Then the decode steps' ranking: each winner is tried with decode steps pooling nothing (spec
+"/revive:8,pool:0": a step's revival budget goes to the tokens its query attends, not to their neighbours) on a
+teacher-forced continuation of shipped documents, and takes it where that agrees with dense on FIDELITY_MARGIN more
+of the continuation's next tokens and still answers the probes. The result is stored in the model cache under the
+file's sha256; ``lazy="balanced"`` and ``lazy="aggressive"`` then use it (the registry's models ship theirs in
+models/registry.json).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ SIGNAL_SPEC = "importance:max,window:32,pool:7"
 # the keep fractions of each stage tried per preset (a candidate's layers come from the probes' ranks)
 KEEPS = {"balanced": ((0.5, 0.3), (0.3,), (0.2,)), "aggressive": ((0.4, 0.2), (0.3, 0.1), (0.2, 0.1), (0.1,))}
 RANK_QUANTILE = 75     # a cut must keep the number's worst digit on this share of the probes
+# Decode steps without pooling must agree with dense on this much more of the fidelity probes' next tokens (2 points:
+# 3 of 2 x 64 tokens, more than a near-tie or two). Measured: gemma3 +4.6 points (dense's answers kept), SmolLM2
+# -1.5 and Qwen +1.5 (both losing answers), so the choice is per model.
+FIDELITY_MARGIN = 0.02
+FIDELITY_DOCS, FIDELITY_TOKENS = 2, 64  # documents, continuation tokens scored per document
 NEEDLE = "The special magic number is {n}."
 QUESTION = "What is the special magic number mentioned in the text above? Answer with the number."
 
@@ -105,6 +114,36 @@ def make_probes(gen, n: int, n_tokens: int, seed: int = 0):
         user = filler[:cut] + NEEDLE.format(n=answer) + " " + filler[cut:] + "\n\n" + QUESTION
         probes.append((gen.chat_ids([{"role": "user", "content": user}]), answer))
     return probes
+
+
+def fidelity_probes(gen, n_tokens: int):
+    """(prefix ids, continuation ids) pairs: the first ~n_tokens tokens of shipped documents and their next
+    FIDELITY_TOKENS tokens (the longest documents first; a shorter one gives a shorter prefix)."""
+    docs = sorted(probe_texts(), key=len, reverse=True)[:FIDELITY_DOCS]
+    out = []
+    for text in docs:
+        ids = gen.tokenize(" ".join(text.split()[: int(n_tokens * 0.8) + 2 * FIDELITY_TOKENS]), add_special=True)
+        n = min(n_tokens, len(ids) - FIDELITY_TOKENS)
+        if n > FIDELITY_TOKENS:
+            out.append((ids[:n], ids[n:n + FIDELITY_TOKENS]))
+    return out
+
+
+def fidelity(gen, probes, spec, dense_top1=None):
+    """Teacher-forced next-token predictions over the probes' continuations under `spec` (decode steps prune as it
+    says), and their agreement with dense_top1 (1.0 without it)."""
+    from .eval import teacher_forced_logprobs
+
+    top1 = []
+    for i, (prefix, continuation) in enumerate(probes):
+        progress(i, len(probes), f"continuing ({spec})")
+        lp, _, _ = teacher_forced_logprobs(gen, prefix, continuation, spec)
+        top1.append(lp.argmax(axis=1))
+    progress(len(probes), len(probes), f"continuing ({spec})")
+    gen.set_lazy(None)
+    top1 = np.concatenate(top1) if top1 else np.zeros(0, dtype=np.int64)
+    agree = float((top1 == dense_top1).mean()) if dense_top1 is not None and len(top1) else 1.0
+    return top1, agree
 
 
 def needle_positions(gen, ids, answer):
@@ -220,8 +259,27 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
             if ok >= dense - 1:
                 chosen[preset] = spec
                 break
+    # decode steps' own ranking: without pooling where that follows dense's continuation better and still answers
+    fidelity_checks = []
+    docs = fidelity_probes(gen, n_tokens) if chosen else []
+    if docs:
+        dense_top1, _ = fidelity(gen, docs, "off")
+        for preset, spec in list(chosen.items()):
+            unpooled = spec + ",pool:0"
+            _, pooled_agree = fidelity(gen, docs, spec, dense_top1)
+            _, unpooled_agree = fidelity(gen, docs, unpooled, dense_top1)
+            taken = unpooled_agree >= pooled_agree + FIDELITY_MARGIN
+            ok = answers(gen, probes, unpooled) if taken else None
+            taken = taken and ok >= dense - 1
+            fidelity_checks.append(dict(preset=preset, spec=spec, top1=round(pooled_agree, 4), unpooled_top1=round(unpooled_agree, 4),
+                                        unpooled_answers=ok, decode_pool=0 if taken else None))
+            log(f"[{time.time() - t0:5.0f}s] {preset}: continuation top-1 with dense {100 * pooled_agree:.1f} %, decode steps "
+                f"unpooled {100 * unpooled_agree:.1f} %" + (f" (answers {ok}/{len(probes)})" if ok is not None else "") +
+                (": taken" if taken else ""))
+            if taken:
+                chosen[preset] = unpooled
     record = dict(model=os.path.basename(str(path)), sha256=model_sha256(path), n_layer=gen.n_layer, probes=len(probes),
-                  probe_tokens=n_tokens, dense_answers=dense, schedules=chosen, checks=checks,
+                  probe_tokens=n_tokens, dense_answers=dense, schedules=chosen, checks=checks, fidelity_checks=fidelity_checks,
                   worst_digit_rank_p75=[round(float(v), 3) for v in bound], date=time.strftime("%Y-%m-%d"))
     out = calibration_dir() / f"{record['sha256']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,8 @@ def with_prune_decode(schedule, mode: str, n_layer: int):
         return schedule
     return LazyConfig(schedule=schedule.schedule, prune_decode=mode == "on", decode_schedule=schedule.decode_schedule,
                       revival_budget=schedule.revival_budget, importance=schedule.importance,
-                      query_window=schedule.query_window, pool_radius=schedule.pool_radius).resolve(n_layer)
+                      query_window=schedule.query_window, pool_radius=schedule.pool_radius,
+                      decode_pool_radius=schedule.decode_pool_radius if mode == "on" else None).resolve(n_layer)
 
 
 def model_label(model) -> str:

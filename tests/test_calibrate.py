@@ -32,19 +32,38 @@ def test_calibration_is_stored_and_used(own_cache, capsys, monkeypatch):
     # and that it answers every probe, dense or pruned (the run still answers them: 3 generations each)
     measured_answers = calibrate.answers
     monkeypatch.setattr(calibrate, "answers", lambda gen, probes, spec: measured_answers(gen, probes, spec) * 0 + len(probes))
+    # and that its decode steps follow dense's continuation better unpooled with the balanced schedule only (the
+    # continuations are still run and measured)
+    signal, budget = calibrate.SIGNAL_SPEC, calibrate.REVIVAL_BUDGET
+    measured_fidelity, continued = calibrate.fidelity, []
+
+    def unpooled_better_for_balanced(gen, probes, spec, dense_top1=None):
+        top1, agree = measured_fidelity(gen, probes, spec, dense_top1)
+        continued.append((spec, len(probes), len(top1), agree))
+        if dense_top1 is None:
+            return top1, agree
+        return top1, 0.97 if spec == f"2:0.2,{signal}/revive:{budget},pool:0" else 0.94
+    monkeypatch.setattr(calibrate, "fidelity", unpooled_better_for_balanced)
     record = calibrate.calibrate(str(own_cache), n_probes=3, n_tokens=200, log=lambda m: None)
     assert ranks["measured"].shape == (3, 4) and ((ranks["measured"] >= 0) & (ranks["measured"] <= 1)).all()
     stored = json.loads((calibrate.calibration_dir() / f"{record['sha256']}.json").read_text())
     assert stored == record and record["sha256"] == calibrate.model_sha256(own_cache)
     assert len(record["worst_digit_rank_p75"]) == record["n_layer"] == 4
     assert record["probes"] == 3 and all(0 <= c["answers"] <= 3 for c in record["checks"])
-    # the cut falls where the number ranks inside the keep fraction; the cheapest candidate of each preset passes
-    signal, budget = calibrate.SIGNAL_SPEC, calibrate.REVIVAL_BUDGET
-    assert record["schedules"] == {"balanced": f"2:0.2,{signal}/revive:{budget}",
+    # the cut falls where the number ranks inside the keep fraction; the cheapest candidate of each preset passes;
+    # balanced's decode steps rank unpooled (3 points more agreement; the margin asks 2), aggressive's do not
+    assert record["schedules"] == {"balanced": f"2:0.2,{signal}/revive:{budget},pool:0",
                                    "aggressive": f"2:0.1,{signal}/revive:{budget}"}
+    # dense, then each winner pooled and unpooled, over the same documents (prefix + FIDELITY_TOKENS each)
+    assert [c[0] for c in continued] == ["off", f"2:0.2,{signal}/revive:{budget}", f"2:0.2,{signal}/revive:{budget},pool:0",
+                                         f"2:0.1,{signal}/revive:{budget}", f"2:0.1,{signal}/revive:{budget},pool:0"]
+    assert all(n == calibrate.FIDELITY_DOCS and n_top1 == n * calibrate.FIDELITY_TOKENS and 0 <= agree <= 1
+               for _, n, n_top1, agree in continued)
+    assert [(c["preset"], c["decode_pool"], c["unpooled_answers"]) for c in record["fidelity_checks"]] == \
+        [("balanced", 0, 3), ("aggressive", None, None)]
 
     for preset, spec in record["schedules"].items():
-        assert spec.endswith(f"/revive:{calibrate.REVIVAL_BUDGET}")
+        assert f"/revive:{calibrate.REVIVAL_BUDGET}" in spec
         gen = lazyllm_edge.Generator(str(own_cache), n_ctx=256, lazy=preset)
         assert str(gen.session.lazy) == spec  # the model's own schedule, not the generic preset
         gen.set_lazy(lazyllm_edge.LazyConfig.preset(preset))  # the preset as a LazyConfig: the same

@@ -143,6 +143,38 @@ def test_revival_budget_revives_only_the_most_attended(tiny):
     gen.set_lazy(None)
 
 
+def test_decode_steps_pool_with_their_own_radius(tiny):
+    """"1:0.3,pool:3/revive:2,pool:R": the prefill ranks pooled with radius 3; a decode step spends its revival
+    budget by its own radius R. Same prefill, same first decode token: the decode ranking with R = 0 is the unpooled
+    importance, and max-pooled over radius 3 in NumPy it is exactly the decode ranking without a radius of its own
+    (which pools with 3); each step revives the 2 dropped tokens its own ranking puts first."""
+    from lazy_reference import max_pool
+    gen, hp, _ = tiny
+    ids = prompt_ids(30, seed=7)
+    runs = {}
+    for spec in ("1:0.3,pool:3/revive:2", "1:0.3,pool:3/revive:2,pool:0"):
+        gen.set_lazy(spec)
+        assert str(gen.session.lazy) == spec
+        gen.reset()
+        gen.session.set_record_importance(True)
+        gen.append(ids)
+        prefill = gen.session.importance
+        dropped = [p for p in range(len(ids)) if gen.session.token_frontier(p) == 2]
+        gen.append([5])
+        gen.session.set_record_importance(False)
+        (layer, positions, scores), = gen.session.importance
+        assert layer == 1 and list(positions) == list(range(31))
+        revived = [p for p in dropped if gen.session.token_frontier(p) == hp["n_layer"]]
+        assert revived == sorted(sorted(dropped, key=lambda p: (-scores[p], p))[:2])
+        runs[spec] = prefill, np.asarray(scores)
+    (pooled_prefill, pooled), (own_prefill, own) = runs["1:0.3,pool:3/revive:2"], runs["1:0.3,pool:3/revive:2,pool:0"]
+    for (l1, p1, s1), (l2, p2, s2) in zip(pooled_prefill, own_prefill):  # the prefills are the same
+        assert l1 == l2 and list(p1) == list(p2) and np.array_equal(s1, s2)
+    assert not np.array_equal(pooled, own)
+    np.testing.assert_array_equal(max_pool(np.arange(31), own, 3), pooled)
+    gen.set_lazy(None)
+
+
 def test_pruned_token_is_revived_from_aux_cache_at_its_layer(tiny):
     """A token dropped after layer 1 in prefill holds h[2] in the aux cache; when a decode step selects it
     again it is computed from layer 2 on (not from layer 0), and its layer-2 KV equals a direct computation
@@ -206,6 +238,8 @@ def test_random_schedules_never_exceed_dense(tiny, data):
     gen.set_lazy(lazyllm_edge.LazyConfig(schedule=tuple(schedule), prune_decode=prune_decode, revival_budget=budget,
                                          query_window=data.draw(st.integers(1, 8)),
                                          pool_radius=data.draw(st.integers(0, 4)),
+                                         decode_pool_radius=data.draw(st.one_of(st.none(), st.integers(0, 4)))
+                                         if prune_decode else None,
                                          importance=data.draw(st.sampled_from(["mean", "max"]))))
     gen.reset()
     logits = gen.append(prompt_ids(n_prompt, seed=n_prompt))
@@ -240,12 +274,19 @@ def test_config_validation(tiny):
     for bad, named in (("1:0.5/revive:-1", "revival budget"), ("1:0.5/revive:x", "revival budget"),
                        ("1:0.5,window:0", "query window"), ("1:0.5,window:65", "query window"),
                        ("1:0.5,importance:median", "importance"), ("1:0.5,pool:-1", "pool radius"),
-                       ("1:0.5,pool:65", "pool radius"), ("1:0.5/revive:1,revive:2", "revive")):
+                       ("1:0.5,pool:65", "pool radius"), ("1:0.5/revive:1,revive:2", "revive"),
+                       ("1:0.5/revive:1,pool:-1", "decode pool radius"), ("1:0.5/revive:1,pool:65", "decode pool radius")):
         with pytest.raises(ValueError, match=named):
             gen.set_lazy(bad)
     with pytest.raises(ValueError, match="importance"):
         lazyllm_edge.LazyConfig(schedule=((1, 0.5),), importance="median")
-    for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5,window:32,pool:7/revive:8", "1:0.5/revive:0", "1:0.5/off", "off/2:0.5"):
+    with pytest.raises(ValueError, match="needs decode pruning"):  # a radius for steps that rank nothing
+        gen.set_lazy(lazyllm_edge.LazyConfig(schedule=((1, 0.5),), prune_decode=False, decode_pool_radius=2))
+    # "/pool:N" alone: decode steps prune with the prefill's stages, ranked with their own radius
+    lazy = lazyllm_edge._core.parse_lazy_spec("1:0.5,pool:3/pool:0", hp["n_layer"])
+    assert lazy.prune_decode and lazy.decode_schedule == [] and (lazy.pool_radius, lazy.decode_pool_radius) == (3, 0)
+    for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5,window:32,pool:7/revive:8", "1:0.5/revive:0",
+                 "1:0.5/off", "off/2:0.5", "1:0.5,pool:7/revive:8,pool:0", "1:0.5/2:0.25,pool:2", "1:0.5/pool:1"):
         assert str(lazyllm_edge._core.parse_lazy_spec(spec, hp["n_layer"])) == spec  # a spec reads back as written
 
 

@@ -167,6 +167,11 @@ void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
         bad("query_window must be in [1, " + std::to_string(kMaxQueryWindow) + "], got " + std::to_string(lazy.query_window));
     if (lazy.pool_radius < 0 || lazy.pool_radius > kMaxPoolRadius)
         bad("pool_radius must be in [0, " + std::to_string(kMaxPoolRadius) + "], got " + std::to_string(lazy.pool_radius));
+    if (lazy.decode_pool_radius < -1 || lazy.decode_pool_radius > kMaxPoolRadius)
+        bad("decode_pool_radius must be in [0, " + std::to_string(kMaxPoolRadius) + "] (or -1: pool_radius), got " +
+            std::to_string(lazy.decode_pool_radius));
+    if (lazy.decode_pool_radius >= 0 && !lazy.prune_decode)
+        bad("decode_pool_radius needs decode pruning (prune_decode): decode steps without it rank nothing");
     if (lazy.revival_budget < -1) bad("revival_budget must be >= 0 (or -1: none), got " + std::to_string(lazy.revival_budget));
 }
 
@@ -216,13 +221,14 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     if (slash != std::string::npos) {
         std::string decode = trimmed(spec.substr(slash + 1));
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
-        // "revive:N" among the decode items: the revival budget
+        // "revive:N" among the decode items: the revival budget; "pool:N": decode steps' own pooling radius
         config.revival_budget = take_revival_budget(&decode);
+        config.decode_pool_radius = take_int_item(&decode, "pool", 0, kMaxPoolRadius, "decode pool radius");
         // stages, or a preset's stages ("off": none, so decode steps stay dense)
         if (decode.empty()) config.decode_schedule.clear();
         else config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer).schedule
                                                                             : parse_stages(decode, n_layer);
-        config.prune_decode = !config.decode_schedule.empty() || config.revival_budget >= 0;
+        config.prune_decode = !config.decode_schedule.empty() || config.revival_budget >= 0 || config.decode_pool_radius >= 0;
     }
     validate_lazy_config(config, n_layer);
     return config;
@@ -268,6 +274,7 @@ std::string lazy_spec_string(const LazyConfig& c) {
     if (!c.prune_decode) return c.schedule.empty() ? prefill : prefill + "/off";
     std::string decode = stages(c.decode_schedule);
     if (c.revival_budget >= 0) decode += std::string(decode.empty() ? "" : ",") + "revive:" + std::to_string(c.revival_budget);
+    if (c.decode_pool_radius >= 0) decode += std::string(decode.empty() ? "" : ",") + "pool:" + std::to_string(c.decode_pool_radius);
     return decode.empty() ? prefill : prefill + "/" + decode;
 }
 
@@ -279,7 +286,7 @@ bool same_lazy_config(const LazyConfig& a, const LazyConfig& b) {
     };
     return same_stages(a.schedule, b.schedule) && same_stages(a.decode_schedule, b.decode_schedule) &&
            a.prune_decode == b.prune_decode && a.revival_budget == b.revival_budget && a.importance == b.importance &&
-           a.query_window == b.query_window && a.pool_radius == b.pool_radius;
+           a.query_window == b.query_window && a.pool_radius == b.pool_radius && a.decode_pool_radius == b.decode_pool_radius;
 }
 
 }  // namespace lazyllm_edge

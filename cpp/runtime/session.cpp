@@ -135,7 +135,7 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
     request.layer_scratch = s.layer_scratch.data();
     request.importance = s.prune_plan->config.importance;
     request.query_window = s.prune_plan->config.query_window;
-    request.pool_radius = s.prune_plan->config.pool_radius;
+    request.pool_radius = s.prune_plan->config.pool(n == 1);
     request.cancel = cancel;
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;

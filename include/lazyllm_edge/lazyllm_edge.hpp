@@ -83,6 +83,12 @@ struct LazyConfig {
     // own). A question's words draw attention to the matching words of the text before the answer that follows
     // them (a needle's digits after "the magic number is"); pooling keeps that answer with its neighbours.
     int pool_radius = 0;
+    // Decode steps' own pooling radius when >= 0 (-1: pool_radius). A decode step ranks only to spend its revival
+    // budget, and there pooling can spend it on the neighbours of one attended token instead of on other tokens the
+    // continuation needs (gemma3 keeps more of the dense model's next tokens without it, SmolLM2 fewer).
+    int decode_pool_radius = -1;
+    // The pooling radius of a step.
+    int pool(bool decode_step) const { return decode_step && decode_pool_radius >= 0 ? decode_pool_radius : pool_radius; }
     // The stages a step uses: a one-token step prunes only when prune_decode is on, and with a revival budget
     // only by its own decode stages.
     const std::vector<PruneStage>& stages(bool decode_step) const {
