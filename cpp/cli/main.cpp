@@ -134,7 +134,7 @@ void usage(FILE* out) {
                  "                        the prompt's cached prefix, save the session to FILE after the prompt\n"
                  "                        (with -i: after each reply)\n"
                  "      --lazy SPEC       LazyLLM pruning: off | balanced | aggressive | layer:keep,...\n"
-                 "                        (+ importance:mean|max, window:N: how tokens are ranked)\n"
+                 "                        (+ importance:mean|max, window:N, pool:N: how tokens are ranked)\n"
                  "                        [/DECODE]: decode steps' own stages (layer:keep,... | preset | off),\n"
                  "                        revive:N: at most N pruned tokens revived per layer and step,\n"
                  "                        pool:N: decode steps' own pooling radius\n"
