@@ -261,8 +261,13 @@ def main(argv=None) -> int:
     # picks its kernels from them at run time, lowered by LAZYLLM_EDGE_ISA)
     info["cpu_flags"] = cpu_vector_flags()
     info["lazyllm_edge_isa"] = os.environ.get("LAZYLLM_EDGE_ISA", "best of cpu_flags")
+    # which lazyllm_edge runs: a script's sys.path starts at benchmarks/, so without PYTHONPATH=. it is the installed
+    # package (site-packages), not the checkout's in-place build
+    import lazyllm_edge
+    info["lazyllm_edge_path"] = os.path.dirname(os.path.abspath(lazyllm_edge.__file__))
     print(f"# llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}", file=sys.stderr)
-    print(f"# CPU: {info['cpu_flags']}; lazyllm_edge kernels: {info['lazyllm_edge_isa']}", file=sys.stderr)
+    print(f"# CPU: {info['cpu_flags']}; lazyllm_edge kernels: {info['lazyllm_edge_isa']}; lazyllm_edge from "
+          f"{info['lazyllm_edge_path']}", file=sys.stderr)
 
     for t in tests:
         if t.kind != "rss":
@@ -351,7 +356,7 @@ def main(argv=None) -> int:
     if wbytes:
         print(f"decode reads {wbytes / 1e6:.1f} MB of weights per token (GGUF tensors; a tied embedding counts whole)")
     print(f"llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}\nCPU: {info['cpu_flags']}; "
-          f"lazyllm_edge kernels: {info['lazyllm_edge_isa']}")
+          f"lazyllm_edge kernels: {info['lazyllm_edge_isa']}; lazyllm_edge from {info['lazyllm_edge_path']}")
     if agree is False:
         print("warning: the two engines' top-1 tokens differ after the warm-up prompt", file=sys.stderr)
 

@@ -1,6 +1,7 @@
 """Smoke tests of the benchmark harnesses on the tiny generated model (seconds)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def test_vs_llamacpp_tiny(tiny_model, tmp_path, capsys):
     assert len(by["pp32"]["ours_samples"]) == 2 and len(by["pp32"]["theirs_samples"]) == 2
     assert by["rss256"]["ours"] > 0 and by["rss256"]["theirs"] > 0
     assert "AVX2" in doc["llama_cpp"].get("system_info", "AVX2") and doc["llama_cpp"]["lazyllm_edge_isa"]
+    assert os.path.isfile(os.path.join(doc["llama_cpp"]["lazyllm_edge_path"], "__init__.py"))  # which package ran
 
 
 def test_multiturn_tiny(tiny_model, tmp_path, capsys):
