@@ -39,6 +39,7 @@ struct LazySpec {
     std::optional<int> query_window;     // unset: the preset's (1 for a schedule)
     std::optional<int> pool_radius;      // unset: the preset's (0 for a schedule)
     std::optional<int> decode_pool_radius;  // unset: the preset's (-1: pool_radius)
+    std::optional<int> min_kept_tokens;  // unset: the preset's (0: no floor)
 
     LazyConfig resolve(int n_layer) const;
 };
@@ -81,6 +82,7 @@ LazyConfig LazySpec::resolve(int n_layer) const {
     if (query_window) config.query_window = *query_window;
     if (pool_radius) config.pool_radius = *pool_radius;
     if (decode_pool_radius) config.decode_pool_radius = *decode_pool_radius;
+    if (min_kept_tokens) config.min_kept_tokens = *min_kept_tokens;
     validate_lazy_config(config, n_layer);
     return config;
 }
@@ -98,7 +100,7 @@ nb::tuple stages_tuple(const std::vector<LazySpec::Stage>& stages) {
 
 nb::tuple fields(const LazySpec& c) {
     return nb::make_tuple(stages_tuple(c.schedule), c.prune_decode, c.preset_name, stages_tuple(c.decode_schedule),
-                          c.revival_budget, c.importance, c.query_window, c.pool_radius, c.decode_pool_radius);
+                          c.revival_budget, c.importance, c.query_window, c.pool_radius, c.decode_pool_radius, c.min_kept_tokens);
 }
 
 nb::list stage_list(const std::vector<PruneStage>& stages) {
@@ -120,6 +122,7 @@ void register_lazy(nb::module_& m) {
         .def_prop_ro("query_window", [](const LazyConfig& c) { return c.query_window; })
         .def_prop_ro("pool_radius", [](const LazyConfig& c) { return c.pool_radius; })
         .def_prop_ro("decode_pool_radius", [](const LazyConfig& c) { return c.decode_pool_radius; })
+        .def_prop_ro("min_kept_tokens", [](const LazyConfig& c) { return c.min_kept_tokens; })
         .def("__eq__", [](const LazyConfig& a, const LazyConfig& b) { return same_lazy_config(a, b); }, nb::is_operator())
         .def("__repr__", [](const LazyConfig& c) { return "LazySchedule('" + lazy_spec_string(c) + "')"; })
         .def("__str__", [](const LazyConfig& c) { return lazy_spec_string(c); });
@@ -136,31 +139,34 @@ void register_lazy(nb::module_& m) {
                          "``decode_schedule``: the stages of decode (one-token) steps when they differ from the prefill's; "
                          "empty: decode steps use ``schedule``. ``revival_budget``, ``importance``, ``query_window``, "
                          "``pool_radius``: how tokens are ranked and revived (None: the preset's); ``decode_pool_radius``: "
-                         "decode steps' own pooling radius (None or -1: ``pool_radius``). Validated by "
+                         "decode steps' own pooling radius (None or -1: ``pool_radius``); ``min_kept_tokens``: each stage keeps at "
+                         "least this many tokens (None or 0: its fraction only). Validated by "
                          "``resolve(n_layer)`` (ValueError).")
         .def("__init__",
              [](LazySpec* self, std::vector<LazySpec::Stage> schedule, std::optional<bool> prune_decode,
                 std::optional<std::string> preset_name, std::vector<LazySpec::Stage> decode_schedule,
                 std::optional<int> revival_budget, std::optional<std::string> importance,
-                std::optional<int> query_window, std::optional<int> pool_radius, std::optional<int> decode_pool_radius) {
+                std::optional<int> query_window, std::optional<int> pool_radius, std::optional<int> decode_pool_radius,
+                std::optional<int> min_kept_tokens) {
                  if (preset_name && !schedule.empty())
                      throw_error(ErrorCode::invalid_argument, "a LazyConfig has a preset_name or a schedule, not both");
                  check_preset_name(preset_name);
                  if (importance) parse_importance_signal(*importance);  // a bad name raises here
                  new (self) LazySpec{std::move(schedule), prune_decode,   std::move(preset_name), std::move(decode_schedule),
                                      revival_budget,      std::move(importance), query_window, pool_radius,
-                                     decode_pool_radius};
+                                     decode_pool_radius,  min_kept_tokens};
              },
              nb::arg("schedule") = std::vector<LazySpec::Stage>(), nb::arg("prune_decode") = nb::none(),
              nb::arg("preset_name") = nb::none(), nb::arg("decode_schedule") = std::vector<LazySpec::Stage>(),
              nb::arg("revival_budget") = nb::none(), nb::arg("importance") = nb::none(),
              nb::arg("query_window") = nb::none(), nb::arg("pool_radius") = nb::none(),
-             nb::arg("decode_pool_radius") = nb::none())
+             nb::arg("decode_pool_radius") = nb::none(), nb::arg("min_kept_tokens") = nb::none())
         .def_static(
             "preset",
             [](const std::string& name, std::optional<bool> prune_decode) {
                 check_preset_name(name);
-                return LazySpec{{}, prune_decode, name, {}, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+                return LazySpec{{}, prune_decode, name, {}, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+                                std::nullopt};
             },
             nb::arg("name"), nb::arg("prune_decode") = nb::none(), "A named preset (off, balanced, aggressive), scaled to the model depth.")
         .def_prop_ro("schedule", [](const LazySpec& c) { return stages_tuple(c.schedule); })
@@ -172,6 +178,7 @@ void register_lazy(nb::module_& m) {
         .def_prop_ro("query_window", [](const LazySpec& c) { return c.query_window; })
         .def_prop_ro("pool_radius", [](const LazySpec& c) { return c.pool_radius; })
         .def_prop_ro("decode_pool_radius", [](const LazySpec& c) { return c.decode_pool_radius; })
+        .def_prop_ro("min_kept_tokens", [](const LazySpec& c) { return c.min_kept_tokens; })
         .def("resolve", &LazySpec::resolve, nb::arg("n_layer"),
              "The LazySchedule for a model with n_layer layers (validated: raises ValueError).")
         .def("__eq__", [](const LazySpec& a, const LazySpec& b) { return fields(a).equal(fields(b)); }, nb::is_operator())
@@ -182,8 +189,8 @@ void register_lazy(nb::module_& m) {
                               nb::repr(f[1]).c_str() + ", preset_name=" + nb::repr(f[2]).c_str() +
                               ", decode_schedule=" + nb::repr(f[3]).c_str();
             const char* names[] = {"revival_budget", "importance", "query_window", "pool_radius",
-                                   "decode_pool_radius"};  // shown when set
-            for (int i = 0; i < 5; ++i)
+                                   "decode_pool_radius", "min_kept_tokens"};  // shown when set
+            for (int i = 0; i < 6; ++i)
                 if (!f[4 + i].is_none()) out += std::string(", ") + names[i] + "=" + nb::repr(f[4 + i]).c_str();
             return out + ")";
         });

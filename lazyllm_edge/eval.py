@@ -109,6 +109,7 @@ def with_prune_decode(schedule, mode: str, n_layer: int):
     return LazyConfig(schedule=schedule.schedule, prune_decode=mode == "on", decode_schedule=schedule.decode_schedule,
                       revival_budget=schedule.revival_budget, importance=schedule.importance,
                       query_window=schedule.query_window, pool_radius=schedule.pool_radius,
+                      min_kept_tokens=schedule.min_kept_tokens,
                       decode_pool_radius=schedule.decode_pool_radius if mode == "on" else None).resolve(n_layer)
 
 

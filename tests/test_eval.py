@@ -39,19 +39,21 @@ def test_eval_runs_every_kind_and_reports_answer_time(tiny_model, tmp_path, caps
 
 def test_forced_decode_pruning_keeps_the_rest_of_the_schedule():
     """--prune-decode / --fidelity-prune-decode on|off change only prune_decode: the signal (importance, query window,
-    pooling), the stages and the revival budget stay the schedule's; decode steps' own pooling radius too while they
+    pooling), the stages' token floor, the stages and the revival budget stay the schedule's; decode steps' own pooling radius too while they
     prune (off: none, as nothing ranks in them)."""
     from lazyllm_edge.lazy import resolve_lazy
 
-    spec = "7:0.5,14:0.3,importance:max,window:32,pool:7/20:0.5,revive:8,pool:0"
+    spec = "7:0.5,14:0.3,importance:max,window:32,pool:7,floor:64/20:0.5,revive:8,pool:0"
     schedule = resolve_lazy(spec, 30)
-    fields = ("schedule", "decode_schedule", "revival_budget", "importance", "query_window", "pool_radius")
+    fields = ("schedule", "decode_schedule", "revival_budget", "importance", "query_window", "pool_radius",
+              "min_kept_tokens")
     for mode in ("on", "off"):
         forced = lazy_eval.with_prune_decode(schedule, mode, 30)
         assert forced.prune_decode == (mode == "on")
         assert {f: getattr(forced, f) for f in fields} == {f: getattr(schedule, f) for f in fields}
         assert forced.decode_pool_radius == (0 if mode == "on" else -1)
-    assert schedule.pool_radius == 7 and schedule.decode_pool_radius == 0 and lazy_eval.with_prune_decode(schedule, "schedule", 30) is schedule
+    assert schedule.pool_radius == 7 and schedule.decode_pool_radius == 0 and schedule.min_kept_tokens == 64
+    assert lazy_eval.with_prune_decode(schedule, "schedule", 30) is schedule
 
 
 def test_dev_sets_are_the_default(monkeypatch):

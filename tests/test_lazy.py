@@ -175,6 +175,33 @@ def test_decode_steps_pool_with_their_own_radius(tiny):
     gen.set_lazy(None)
 
 
+def test_stages_keep_at_least_the_token_floor(tiny):
+    """"floor:N": a stage keeps max(its fraction, N) tokens (all when N reaches the active set), the most important
+    ones by the ranking the stage recorded; N at least the prompt keeps every token: the same bits as dense."""
+    gen, hp, _ = tiny
+    ids = prompt_ids(40, seed=3)
+    gen.set_lazy(None)
+    gen.reset()
+    dense = gen.append(ids)
+    for spec, counts in (("1:0.1,2:0.5", [40, 40, 4, 2]), ("1:0.1,2:0.5,floor:12", [40, 40, 12, 12]),
+                         ("1:0.1,2:0.5,floor:6", [40, 40, 6, 6]), ("1:0.1,2:0.5,floor:40", [40] * 4)):
+        gen.set_lazy(spec + "/off")
+        assert gen.session.lazy.min_kept_tokens == (int(spec.split("floor:")[1]) if "floor" in spec else 0)
+        gen.reset()
+        gen.session.set_record_importance(True)
+        logits = gen.append(ids)
+        gen.session.set_record_importance(False)
+        assert gen.stats["layer_kv_tokens"] == counts, spec
+        (layer, positions, scores), _ = gen.session.importance
+        assert layer == 1 and list(positions) == list(range(40))
+        # the last token first, then by importance (ties to the earlier position)
+        top = sorted(range(40), key=lambda p: (p != 39, -scores[p], p))[:counts[2]]
+        assert [p for p in range(40) if gen.session.token_frontier(p) > 2] == sorted(top)
+        if counts == [40] * 4:
+            assert np.array_equal(logits, dense)
+    gen.set_lazy(None)
+
+
 def test_pruned_token_is_revived_from_aux_cache_at_its_layer(tiny):
     """A token dropped after layer 1 in prefill holds h[2] in the aux cache; when a decode step selects it
     again it is computed from layer 2 on (not from layer 0), and its layer-2 KV equals a direct computation
@@ -240,6 +267,7 @@ def test_random_schedules_never_exceed_dense(tiny, data):
                                          pool_radius=data.draw(st.integers(0, 4)),
                                          decode_pool_radius=data.draw(st.one_of(st.none(), st.integers(0, 4)))
                                          if prune_decode else None,
+                                         min_kept_tokens=data.draw(st.one_of(st.none(), st.integers(0, 40))),
                                          importance=data.draw(st.sampled_from(["mean", "max"]))))
     gen.reset()
     logits = gen.append(prompt_ids(n_prompt, seed=n_prompt))
@@ -275,18 +303,22 @@ def test_config_validation(tiny):
                        ("1:0.5,window:0", "query window"), ("1:0.5,window:65", "query window"),
                        ("1:0.5,importance:median", "importance"), ("1:0.5,pool:-1", "pool radius"),
                        ("1:0.5,pool:65", "pool radius"), ("1:0.5/revive:1,revive:2", "revive"),
-                       ("1:0.5/revive:1,pool:-1", "decode pool radius"), ("1:0.5/revive:1,pool:65", "decode pool radius")):
+                       ("1:0.5/revive:1,pool:-1", "decode pool radius"), ("1:0.5/revive:1,pool:65", "decode pool radius"),
+                       ("1:0.5,floor:-1", "token floor"), ("1:0.5,floor:x", "token floor"), ("1:0.5/floor:4", "bad layer")):
         with pytest.raises(ValueError, match=named):
             gen.set_lazy(bad)
     with pytest.raises(ValueError, match="importance"):
         lazyllm_edge.LazyConfig(schedule=((1, 0.5),), importance="median")
+    with pytest.raises(ValueError, match="min_kept_tokens"):
+        gen.set_lazy(lazyllm_edge.LazyConfig(schedule=((1, 0.5),), min_kept_tokens=-1))
     with pytest.raises(ValueError, match="needs decode pruning"):  # a radius for steps that rank nothing
         gen.set_lazy(lazyllm_edge.LazyConfig(schedule=((1, 0.5),), prune_decode=False, decode_pool_radius=2))
     # "/pool:N" alone: decode steps prune with the prefill's stages, ranked with their own radius
     lazy = lazyllm_edge._core.parse_lazy_spec("1:0.5,pool:3/pool:0", hp["n_layer"])
     assert lazy.prune_decode and lazy.decode_schedule == [] and (lazy.pool_radius, lazy.decode_pool_radius) == (3, 0)
     for spec in ("1:0.5,importance:max,window:16/2:0.25,revive:3", "1:0.5,window:32,pool:7/revive:8", "1:0.5/revive:0",
-                 "1:0.5/off", "off/2:0.5", "1:0.5,pool:7/revive:8,pool:0", "1:0.5/2:0.25,pool:2", "1:0.5/pool:1"):
+                 "1:0.5/off", "off/2:0.5", "1:0.5,pool:7/revive:8,pool:0", "1:0.5/2:0.25,pool:2", "1:0.5/pool:1",
+                 "1:0.5,importance:max,window:32,pool:7,floor:192/revive:8"):
         assert str(lazyllm_edge._core.parse_lazy_spec(spec, hp["n_layer"])) == spec  # a spec reads back as written
 
 
@@ -403,3 +435,7 @@ def test_lazy_config_class():
         LazyConfig(schedule=((2**40, 0.5),)).resolve(30)
     with pytest.raises(ValueError, match="not both"):
         LazyConfig(schedule=((1, 0.5),), preset_name="balanced")
+    floored = LazyConfig(schedule=((1, 0.5),), min_kept_tokens=64)
+    assert floored.min_kept_tokens == 64 and floored != LazyConfig(schedule=((1, 0.5),))
+    assert repr(floored).endswith(", min_kept_tokens=64)") and floored.resolve(30).min_kept_tokens == 64
+    assert str(floored.resolve(30)) == "1:0.5,floor:64"

@@ -172,6 +172,7 @@ void validate_lazy_config(const LazyConfig& lazy, int n_layer) {
             std::to_string(lazy.decode_pool_radius));
     if (lazy.decode_pool_radius >= 0 && !lazy.prune_decode)
         bad("decode_pool_radius needs decode pruning (prune_decode): decode steps without it rank nothing");
+    if (lazy.min_kept_tokens < 0) bad("min_kept_tokens must be >= 0, got " + std::to_string(lazy.min_kept_tokens));
     if (lazy.revival_budget < -1) bad("revival_budget must be >= 0 (or -1: none), got " + std::to_string(lazy.revival_budget));
 }
 
@@ -209,6 +210,7 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     const std::string importance = take_item(&prefill, "importance");
     const int query_window = take_int_item(&prefill, "window", 1, kMaxQueryWindow, "query window");
     const int pool_radius = take_int_item(&prefill, "pool", 0, kMaxPoolRadius, "pool radius");
+    const int min_kept_tokens = take_int_item(&prefill, "floor", 0, INT_MAX, "token floor");
     if (prefill.find(':') == std::string::npos) {
         config = lazy_preset(prefill, n_layer);
     } else {
@@ -218,6 +220,7 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     if (!importance.empty()) config.importance = parse_importance_signal(importance);
     if (query_window > 0) config.query_window = query_window;
     if (pool_radius >= 0) config.pool_radius = pool_radius;
+    if (min_kept_tokens >= 0) config.min_kept_tokens = min_kept_tokens;
     if (slash != std::string::npos) {
         std::string decode = trimmed(spec.substr(slash + 1));
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
@@ -269,6 +272,7 @@ std::string lazy_spec_string(const LazyConfig& c) {
         prefill += std::string(prefill.empty() ? "" : ",") + "importance:" + importance_signal_name(c.importance);
     if (c.query_window != 1) prefill += std::string(prefill.empty() ? "" : ",") + "window:" + std::to_string(c.query_window);
     if (c.pool_radius != 0) prefill += std::string(prefill.empty() ? "" : ",") + "pool:" + std::to_string(c.pool_radius);
+    if (c.min_kept_tokens != 0) prefill += std::string(prefill.empty() ? "" : ",") + "floor:" + std::to_string(c.min_kept_tokens);
     if (prefill.empty()) prefill = "off";
     // decode steps: their own stages and budget, or the prefill's stages (no '/'), or none ("/off")
     if (!c.prune_decode) return c.schedule.empty() ? prefill : prefill + "/off";
@@ -286,7 +290,8 @@ bool same_lazy_config(const LazyConfig& a, const LazyConfig& b) {
     };
     return same_stages(a.schedule, b.schedule) && same_stages(a.decode_schedule, b.decode_schedule) &&
            a.prune_decode == b.prune_decode && a.revival_budget == b.revival_budget && a.importance == b.importance &&
-           a.query_window == b.query_window && a.pool_radius == b.pool_radius && a.decode_pool_radius == b.decode_pool_radius;
+           a.query_window == b.query_window && a.pool_radius == b.pool_radius && a.decode_pool_radius == b.decode_pool_radius &&
+           a.min_kept_tokens == b.min_kept_tokens;
 }
 
 }  // namespace lazyllm_edge

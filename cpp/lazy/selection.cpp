@@ -5,11 +5,11 @@
 
 namespace lazyllm_edge {
 
-int tokens_to_keep(int n_active, float keep_fraction) {
+int tokens_to_keep(int n_active, float keep_fraction, int min_tokens) {
     if (keep_fraction >= 1.0f) return n_active;
     // ceil, with slack for the float keep fraction (0.4f * 30 = 12.0000002 must keep 12)
     int n = static_cast<int>(std::ceil(static_cast<double>(keep_fraction) * n_active - 1e-4));
-    return std::min(std::max(n, 1), n_active);
+    return std::min(std::max({n, min_tokens, 1}), n_active);
 }
 
 int select_most_important(const int32_t* positions, const float* importance, int n, int n_keep,

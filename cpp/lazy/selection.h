@@ -6,8 +6,8 @@
 
 namespace lazyllm_edge {
 
-// Number of tokens kept out of n_active for a keep fraction (at least 1, all when fraction is 1).
-int tokens_to_keep(int n_active, float keep_fraction);
+// Number of tokens kept out of n_active for a keep fraction (at least max(1, min_tokens), all when fraction is 1).
+int tokens_to_keep(int n_active, float keep_fraction, int min_tokens = 0);
 
 // Selects the n_keep most important of `positions` (importance aligned with it); ties go to the earlier
 // position; `always_keep` (a position) is kept regardless. Writes the kept positions, sorted, to `kept`

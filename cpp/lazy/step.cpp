@@ -66,7 +66,7 @@ int run_layers(SessionBackend& backend, const ModelHparams& hp, const StepReques
             const int first = hp.is_sliding(l) ? backend.active_lower_bound(last_pos - hp.sliding_window + 1) : 0;
             rank(l, first);  // (on a sliding layer, the in-window tokens only)
             // (a stage that keeps every token still goes through selection and compaction, which then move nothing)
-            const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction);
+            const int n_keep = first + tokens_to_keep(n_active - first, keep_fraction, r.min_kept_tokens);
             n_compute = backend.keep(l, n_keep, first);
             n_active = n_keep;
         }

@@ -52,6 +52,7 @@ struct StepRequest {
     ImportanceSignal importance = ImportanceSignal::mean_heads;
     int query_window = 1;
     int pool_radius = 0;
+    int min_kept_tokens = 0;            // a stage keeps at least this many tokens (LazyConfig)
     float* all_logits = nullptr;        // (n_new, n_vocab) when every position's logits are wanted (dense)
     const int32_t* frontier = nullptr;  // (n_total) the host frontier (read before the step)
     std::vector<Session::ImportanceRecord>* importance_log = nullptr;  // records each ranking when set

@@ -136,6 +136,7 @@ const float* append_tokens(SessionImpl& s, const int32_t* ids, int n, float* all
     request.importance = s.prune_plan->config.importance;
     request.query_window = s.prune_plan->config.query_window;
     request.pool_radius = s.prune_plan->config.pool(n == 1);
+    request.min_kept_tokens = s.prune_plan->config.min_kept_tokens;
     request.cancel = cancel;
     const auto t0 = std::chrono::steady_clock::now();
     const float* logits;

@@ -87,6 +87,10 @@ struct LazyConfig {
     // budget, and there pooling can spend it on the neighbours of one attended token instead of on other tokens the
     // continuation needs (gemma3 keeps more of the dense model's next tokens without it, SmolLM2 fewer).
     int decode_pool_radius = -1;
+    // Each stage keeps at least this many tokens (0: only its fraction). A prompt's fixed part (chat template, system
+    // prompt, question) ranks high at every stage; a fraction of a short prompt can leave it no room for the text the
+    // question needs (Qwen's aggressive stages kept 94 tokens of a 2k prompt and cut the needle at rank 96).
+    int min_kept_tokens = 0;
     // The pooling radius of a step.
     int pool(bool decode_step) const { return decode_step && decode_pool_radius >= 0 ? decode_pool_radius : pool_radius; }
     // The stages a step uses: a one-token step prunes only when prune_decode is on, and with a revival budget
