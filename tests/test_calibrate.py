@@ -103,6 +103,18 @@ def test_candidates_follow_the_ranks():
     assert got[one] == pytest.approx((6 + 0.2 * 4) / 10)
     assert got[two] == pytest.approx((5 + 0.3 * 3 + 0.03 * 2) / 10)
     assert calibrate.candidates(ranks, 10, [(0.001,)]) == []  # never located that well: no candidate
+    assert calibrate.candidates(ranks, 10, [("early", 0.2)]) == []  # nothing ranks it in the top 10 % before layer 4
+
+
+def test_early_cut_candidates():
+    """("early", ...): a mild cut to 0.7 at the first layer before a quarter of the depth that ranks the number in
+    its top 10 %, the usual stages after it from a quarter of the depth (inside 0.7 x their keep), and a token floor."""
+    ranks = np.array([[0.9, 0.5, 0.08, 0.5, 0.3, 0.15, 0.05, 0.02, 0.01, 0.9, 0.9, 0.9, 0.9]] * 4)  # 13 layers
+    (spec, cost), = calibrate.candidates(ranks, 13, [("early", 0.3, 0.2)])
+    assert spec == f"2:0.7,5:0.3,7:0.2,{calibrate.SIGNAL_SPEC},floor:{calibrate.FLOOR}/revive:8"
+    assert cost == pytest.approx((3 + 0.7 * 3 + 0.21 * 2 + 0.042 * 5) / 13)
+    # (0.7 x 0.3 = 0.21 > 0.15 at layer 5; 0.042 > 0.02 at layer 7)
+    assert calibrate.candidates(ranks, 13, [("early", 0.01)]) == []  # its later stage never located: none
 
 
 def test_sliding_window_layers_are_no_cut(tmp_path):
