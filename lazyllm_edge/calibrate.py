@@ -238,7 +238,7 @@ def candidates(ranks, n_layer, keep_sets):
         if len(stages) < len(keeps) + early:
             continue
         # pairs computed: every token through the first cut, then what each stage keeps through the next
-        cost, kept, previous = stages[0][0] + 1, 1.0, stages[0][0]
+        cost, kept = stages[0][0] + 1, 1.0
         for i, (layer, keep) in enumerate(stages):
             kept *= keep
             nxt = stages[i + 1][0] if i + 1 < len(stages) else n_layer - 1

@@ -134,18 +134,7 @@ std::string take_item(std::string* items, const std::string& name) {
     return value;
 }
 
-// "revive:N" among the decode items: the revival budget (-1 when absent).
-int take_revival_budget(std::string* items) {
-    const std::string value = take_item(items, "revive");
-    if (value.empty()) return -1;
-    char* end = nullptr;
-    const long n = std::strtol(value.c_str(), &end, 10);
-    if (*end != '\0' || n < 0 || n > (1 << 24))
-        bad("bad revival budget 'revive:" + value + "' in a lazy spec (expected revive:N, N >= 0)");
-    return static_cast<int>(n);
-}
-
-// "NAME:N" among the prefill items, N in [lowest, highest] (-1 when absent).
+// "NAME:N" among the items, N in [lowest, highest] (-1 when absent).
 int take_int_item(std::string* items, const char* name, int lowest, int highest, const char* what) {
     const std::string value = take_item(items, name);
     if (value.empty()) return -1;
@@ -225,7 +214,7 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
         std::string decode = trimmed(spec.substr(slash + 1));
         if (decode.find('/') != std::string::npos) bad("a lazy spec has at most one '/' (PREFILL/DECODE): '" + spec + "'");
         // "revive:N" among the decode items: the revival budget; "pool:N": decode steps' own pooling radius
-        config.revival_budget = take_revival_budget(&decode);
+        config.revival_budget = take_int_item(&decode, "revive", 0, 1 << 24, "revival budget");
         config.decode_pool_radius = take_int_item(&decode, "pool", 0, kMaxPoolRadius, "decode pool radius");
         // stages, or a preset's stages ("off": none, so decode steps stay dense)
         if (decode.empty()) config.decode_schedule.clear();
@@ -267,18 +256,21 @@ std::string lazy_spec_string(const LazyConfig& c) {
         }
         return out;
     };
+    // appends "name:value" to a comma-separated item list
+    auto add = [](std::string& list, const char* name, const std::string& value) {
+        list += (list.empty() ? "" : ",") + std::string(name) + ":" + value;
+    };
     std::string prefill = stages(c.schedule);
-    if (c.importance != ImportanceSignal::mean_heads)
-        prefill += std::string(prefill.empty() ? "" : ",") + "importance:" + importance_signal_name(c.importance);
-    if (c.query_window != 1) prefill += std::string(prefill.empty() ? "" : ",") + "window:" + std::to_string(c.query_window);
-    if (c.pool_radius != 0) prefill += std::string(prefill.empty() ? "" : ",") + "pool:" + std::to_string(c.pool_radius);
-    if (c.min_kept_tokens != 0) prefill += std::string(prefill.empty() ? "" : ",") + "floor:" + std::to_string(c.min_kept_tokens);
+    if (c.importance != ImportanceSignal::mean_heads) add(prefill, "importance", importance_signal_name(c.importance));
+    if (c.query_window != 1) add(prefill, "window", std::to_string(c.query_window));
+    if (c.pool_radius != 0) add(prefill, "pool", std::to_string(c.pool_radius));
+    if (c.min_kept_tokens != 0) add(prefill, "floor", std::to_string(c.min_kept_tokens));
     if (prefill.empty()) prefill = "off";
     // decode steps: their own stages and budget, or the prefill's stages (no '/'), or none ("/off")
     if (!c.prune_decode) return c.schedule.empty() ? prefill : prefill + "/off";
     std::string decode = stages(c.decode_schedule);
-    if (c.revival_budget >= 0) decode += std::string(decode.empty() ? "" : ",") + "revive:" + std::to_string(c.revival_budget);
-    if (c.decode_pool_radius >= 0) decode += std::string(decode.empty() ? "" : ",") + "pool:" + std::to_string(c.decode_pool_radius);
+    if (c.revival_budget >= 0) add(decode, "revive", std::to_string(c.revival_budget));
+    if (c.decode_pool_radius >= 0) add(decode, "pool", std::to_string(c.decode_pool_radius));
     return decode.empty() ? prefill : prefill + "/" + decode;
 }
 
