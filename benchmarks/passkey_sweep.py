@@ -77,7 +77,7 @@ def sweep_setup(args):
     names = args.schedules.split("|")
     configs = {}
     for n in names:
-        schedule = resolve_lazy(n.replace(";", ","), gen.n_layer)
+        schedule = resolve_lazy(n.replace(";", ","), gen.n_layer, gen.info["stage_layers"])
         # prefill only unless the spec names the decode steps' stages after '/'
         configs[n] = with_prune_decode(schedule, "schedule" if "/" in n else "off", gen.n_layer)
     return gen, tasks, names, configs

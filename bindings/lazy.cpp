@@ -41,7 +41,7 @@ struct LazySpec {
     std::optional<int> decode_pool_radius;  // unset: the preset's (-1: pool_radius)
     std::optional<int> min_kept_tokens;  // unset: the preset's (0: no floor)
 
-    LazyConfig resolve(int n_layer) const;
+    LazyConfig resolve(int n_layer, const std::vector<uint8_t>& stage_layers) const;
 };
 
 // A number as the spec parser reads it, to the last bit (17 digits); a relative depth keeps a decimal point,
@@ -72,10 +72,10 @@ std::string stages_as_spec(const std::vector<LazySpec::Stage>& stages) {
     return spec;
 }
 
-LazyConfig LazySpec::resolve(int n_layer) const {
+LazyConfig LazySpec::resolve(int n_layer, const std::vector<uint8_t>& stage_layers) const {
     std::string spec = preset_name ? *preset_name : stages_as_spec(schedule);
     if (!decode_schedule.empty()) spec += '/' + stages_as_spec(decode_schedule);
-    LazyConfig config = parse_lazy_spec(spec, n_layer);  // validated there
+    LazyConfig config = parse_lazy_spec(spec, n_layer, stage_layers);  // validated there
     if (prune_decode) config.prune_decode = *prune_decode;
     if (revival_budget) config.revival_budget = *revival_budget;
     if (importance) config.importance = parse_importance_signal(*importance);
@@ -126,8 +126,8 @@ void register_lazy(nb::module_& m) {
         .def("__eq__", [](const LazyConfig& a, const LazyConfig& b) { return same_lazy_config(a, b); }, nb::is_operator())
         .def("__repr__", [](const LazyConfig& c) { return "LazySchedule('" + lazy_spec_string(c) + "')"; })
         .def("__str__", [](const LazyConfig& c) { return lazy_spec_string(c); });
-    m.def("lazy_preset", &lazy_preset, nb::arg("name"), nb::arg("n_layer"));
-    m.def("parse_lazy_spec", &parse_lazy_spec, nb::arg("spec"), nb::arg("n_layer"));
+    m.def("lazy_preset", &lazy_preset, nb::arg("name"), nb::arg("n_layer"), nb::arg("stage_layers") = std::vector<uint8_t>{});
+    m.def("parse_lazy_spec", &parse_lazy_spec, nb::arg("spec"), nb::arg("n_layer"), nb::arg("stage_layers") = std::vector<uint8_t>{});
 
     nb::class_<LazySpec>(m, "LazyConfig",
                          "A prune schedule.\n\n"
@@ -179,8 +179,9 @@ void register_lazy(nb::module_& m) {
         .def_prop_ro("pool_radius", [](const LazySpec& c) { return c.pool_radius; })
         .def_prop_ro("decode_pool_radius", [](const LazySpec& c) { return c.decode_pool_radius; })
         .def_prop_ro("min_kept_tokens", [](const LazySpec& c) { return c.min_kept_tokens; })
-        .def("resolve", &LazySpec::resolve, nb::arg("n_layer"),
-             "The LazySchedule for a model with n_layer layers (validated: raises ValueError).")
+        .def("resolve", &LazySpec::resolve, nb::arg("n_layer"), nb::arg("stage_layers") = std::vector<uint8_t>{},
+             "The LazySchedule for a model with n_layer layers (validated: raises ValueError); relative stages and a "
+             "preset's go to the layers stage_layers marks (Generator.info['stage_layers']; empty: any layer).")
         .def("__eq__", [](const LazySpec& a, const LazySpec& b) { return fields(a).equal(fields(b)); }, nb::is_operator())
         .def("__hash__", [](const LazySpec& c) { return nb::hash(fields(c)); })
         .def("__repr__", [](const LazySpec& c) {

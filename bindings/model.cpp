@@ -61,6 +61,9 @@ void register_model(nb::module_& m) {
                          d["ffn_dim"] = i.ffn_dim;
                          d["n_vocab"] = i.n_vocab;
                          d["n_ctx_train"] = i.n_ctx_train;
+                         nb::list stage_layers;  // where a LazyLLM stage ranks every token (empty: any layer)
+                         for (uint8_t v : i.stage_layers) stage_layers.append(static_cast<int>(v));
+                         d["stage_layers"] = stage_layers;
                          d["n_threads"] = model.params().n_threads;
                          d["backend"] = model.params().backend;
                          return d;

@@ -5,7 +5,8 @@ chooses the model's own `balanced` and `aggressive` schedules.
     lazyllm-edge calibrate -m MODEL
 
 Probe tasks are built from text shipped with the package (the documents of the dev sets' fidelity tasks): a
-five-digit number hidden at a spread of depths, and a question about it. On each probe a dense prefill ranks the
+five-digit number hidden at a spread of depths, and a question about it (for a model that answers fewer than half of
+them, with the reply's start given, as RULER does). On each probe a dense prefill ranks the
 tokens at every layer (the calibrated schedules' own importance signal, SIGNAL: the question's queries, the most
 attentive head, pooled over neighbouring positions) and records how far down the number's worst digit ranks. A cut at layer L keeping a fraction k can only keep the number where that rank stays below k, so the
 candidates are the earliest layers where it does on most probes (for `aggressive` also after a mild first cut at an
@@ -57,6 +58,9 @@ FIDELITY_MARGIN = 0.02
 FIDELITY_DOCS, FIDELITY_TOKENS = 2, 64  # documents, continuation tokens scored per document
 NEEDLE = "The special magic number is {n}."
 QUESTION = "What is the special magic number mentioned in the text above? Answer with the number."
+# A model that answers fewer than half of the probes as asked (Gemma 3 270M repeats the text instead: 0 of 8) is
+# probed with the reply's start given, as RULER does (8 of 8): the check is then whether the cut keeps the number.
+ANSWER_PREFIX = "The special magic number is"
 
 
 def calibration_dir() -> Path:
@@ -108,8 +112,9 @@ def probe_texts():
     return [t["user"] for t in load_tasks(dev_set_path(), kinds=("fidelity",))]
 
 
-def make_probes(gen, n: int, n_tokens: int, seed: int = 0):
-    """(prompt ids, answer) pairs: a number at depth (i + 0.5) / n of about n_tokens tokens of shipped text."""
+def make_probes(gen, n: int, n_tokens: int, seed: int = 0, answer_prefix: str = ""):
+    """(prompt ids, answer) pairs: a number at depth (i + 0.5) / n of about n_tokens tokens of shipped text; with
+    answer_prefix, the prompt ends with the start of the reply."""
     rng = random.Random(seed)
     texts = probe_texts()
     probes = []
@@ -121,7 +126,8 @@ def make_probes(gen, n: int, n_tokens: int, seed: int = 0):
         cut = filler.rfind(" ", 0, int(len(filler) * (i + 0.5) / n)) + 1
         answer = str(rng.randrange(10000, 100000))
         user = filler[:cut] + NEEDLE.format(n=answer) + " " + filler[cut:] + "\n\n" + QUESTION
-        probes.append((gen.chat_ids([{"role": "user", "content": user}]), answer))
+        reply = gen.tokenize(answer_prefix, add_special=False) if answer_prefix else []
+        probes.append((gen.chat_ids([{"role": "user", "content": user}]) + reply, answer))
     return probes
 
 
@@ -258,13 +264,20 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
     gen = Generator(str(path), n_ctx=n_tokens + 512, n_threads=threads)
     n_tokens = min(n_tokens, (gen.info.get("n_ctx_train") or n_tokens) - 256)
     t0 = time.time()
-    probes = make_probes(gen, n_probes, n_tokens)
-    log(f"[{time.time() - t0:5.0f}s] {len(probes)} probes of ~{n_tokens} tokens; ranking the number's digits per layer")
+    probes, answer_prefix = make_probes(gen, n_probes, n_tokens), ""
+    log(f"[{time.time() - t0:5.0f}s] {len(probes)} probes of ~{n_tokens} tokens")
+    dense = answers(gen, probes, "off")
+    log(f"[{time.time() - t0:5.0f}s] dense answers {dense}/{len(probes)}")
+    if 2 * dense < len(probes):
+        prefixed = make_probes(gen, n_probes, n_tokens, answer_prefix=ANSWER_PREFIX)
+        dense_prefixed = answers(gen, prefixed, "off")
+        log(f"[{time.time() - t0:5.0f}s] with the reply started ('{ANSWER_PREFIX}'): dense answers {dense_prefixed}/{len(probes)}")
+        if dense_prefixed > dense:
+            probes, dense, answer_prefix = prefixed, dense_prefixed, ANSWER_PREFIX
+    log(f"[{time.time() - t0:5.0f}s] ranking the number's digits per layer")
     ranks = needle_ranks(gen, probes)
     bound = np.percentile(ranks, RANK_QUANTILE, axis=0)
     log("  worst-digit rank fraction (75th pct) by layer: " + " ".join(f"{v:.2f}" for v in bound))
-    dense = answers(gen, probes, "off")
-    log(f"[{time.time() - t0:5.0f}s] dense answers {dense}/{len(probes)}")
     chosen, checks = {}, []
     # (a model that answers no probe dense gives nothing to check a schedule against: the generic presets stay)
     for preset, keep_sets in (KEEPS.items() if dense > 0 else ()):
@@ -298,7 +311,7 @@ def calibrate(model=None, n_probes=8, n_tokens=1800, threads=None, log=print):
             if taken:
                 chosen[preset] = unpooled
     record = dict(model=os.path.basename(str(path)), sha256=model_sha256(path), n_layer=gen.n_layer, probes=len(probes),
-                  probe_tokens=n_tokens, dense_answers=dense, schedules=chosen, checks=checks, fidelity_checks=fidelity_checks,
+                  probe_tokens=n_tokens, answer_prefix=answer_prefix or None, dense_answers=dense, schedules=chosen, checks=checks, fidelity_checks=fidelity_checks,
                   worst_digit_rank_p75=[round(float(v), 3) for v in bound], date=time.strftime("%Y-%m-%d"))
     out = calibration_dir() / f"{record['sha256']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

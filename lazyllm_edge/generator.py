@@ -383,12 +383,12 @@ class Generator:
 
             calibrated, spec = calibrated_spec(self.path, name)
             if spec is not None:
-                return resolve_lazy(spec, self.n_layer)
+                return resolve_lazy(spec, self.n_layer, self.info["stage_layers"])
             if not calibrated and not self._hinted:
                 self._hinted = True
                 print(f"lazyllm_edge: {os.path.basename(self.path)} has no calibrated LazyLLM schedule; using the generic "
                       f"'{name}' (calibrate it: python -m lazyllm_edge.calibrate -m {self.path})", file=sys.stderr)
-        return resolve_lazy(lazy, self.n_layer)
+        return resolve_lazy(lazy, self.n_layer, self.info["stage_layers"])
 
     def _check_ids(self, ids) -> List[int]:
         """Token ids as ints in [0, n_vocab); ValueError naming the first bad one."""

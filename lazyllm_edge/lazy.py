@@ -16,18 +16,21 @@ PRESETS = ("off", "balanced", "aggressive")
 LazyLike = Union[None, str, LazyConfig, LazySchedule, Sequence[Tuple[Union[int, float], float]]]
 
 
-def resolve_lazy(lazy: LazyLike, n_layer: int) -> LazySchedule:
+def resolve_lazy(lazy: LazyLike, n_layer: int, stage_layers: Sequence[int] = ()) -> LazySchedule:
     """Turns any accepted form into the LazySchedule a session takes (absolute layers, validated by the core). A
     string is a preset name or "layer:keep,...", optionally with "/DECODE" (the decode steps' stages and revival
-    budget, or "off"); a list holds (layer, keep) stages, a float layer being a relative depth as in the string."""
+    budget, or "off"); a list holds (layer, keep) stages, a float layer being a relative depth as in the string.
+    stage_layers (the model's info["stage_layers"]; empty: any layer) marks the layers where a stage ranks every
+    token: a preset's and relative stages go to the nearest of them (a sliding-window layer ranks only its window)."""
+    stage_layers = list(stage_layers)
     if lazy is None or lazy is False:
         return _core.parse_lazy_spec("off", n_layer)
     if isinstance(lazy, str):
-        return _core.parse_lazy_spec(lazy, n_layer)
+        return _core.parse_lazy_spec(lazy, n_layer, stage_layers)
     if isinstance(lazy, LazyConfig):
-        return lazy.resolve(n_layer)
+        return lazy.resolve(n_layer, stage_layers)
     if isinstance(lazy, LazySchedule):
         return lazy
     if isinstance(lazy, (list, tuple)):
-        return LazyConfig(schedule=lazy).resolve(n_layer)
+        return LazyConfig(schedule=lazy).resolve(n_layer, stage_layers)
     raise ValueError(f"lazy must be a preset name, a schedule string, a LazyConfig or a list of stages, not {type(lazy).__name__}")

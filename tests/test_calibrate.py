@@ -92,6 +92,10 @@ def test_probes_hide_a_number_in_shipped_text(tiny_model):
         text = gen.detokenize(ids)
         assert calibrate.NEEDLE.format(n=answer) in text and calibrate.QUESTION in text
         assert calibrate.needle_positions(gen, ids, answer)
+    # with the reply's start given: the same prompt, then the prefix's tokens
+    prefix = gen.tokenize(calibrate.ANSWER_PREFIX, add_special=False)
+    for (ids, answer), (prefixed, same) in zip(probes, calibrate.make_probes(gen, 4, 200, answer_prefix=calibrate.ANSWER_PREFIX)):
+        assert same == answer and prefixed == ids + prefix
 
 
 def test_candidates_follow_the_ranks():
@@ -133,6 +137,33 @@ def test_sliding_window_layers_are_no_cut(tmp_path):
 def test_a_model_that_answers_nothing_dense_keeps_the_generic_presets(own_cache, monkeypatch):
     monkeypatch.setattr(calibrate, "needle_ranks", lambda gen, probes, signal=None: np.zeros((len(probes), 4)))
     record = calibrate.calibrate(str(own_cache), n_probes=2, n_tokens=200, log=lambda m: None)
-    assert record["dense_answers"] == 0 and record["schedules"] == {} and record["checks"] == []
+    # (asked, then with the reply's start given: neither answered)
+    assert record["dense_answers"] == 0 and record["answer_prefix"] is None
+    assert record["schedules"] == {} and record["checks"] == []
     assert calibrate.calibrated_spec(own_cache, "balanced") == (True, None)  # calibrated: no hint, generic preset
 
+
+
+def test_a_model_that_answers_only_with_the_reply_started_is_probed_so(own_cache, monkeypatch):
+    """Fewer than half of the probes answered as asked: the probes get the reply's start (ANSWER_PREFIX), and when
+    that answers more, they are what the ranks and every check use."""
+    ranked = []
+
+    def ranks(gen, probes, signal=None):
+        ranked.append([ids for ids, _ in probes])
+        return np.array([[1, 1, 0.05, 0.05]] * len(probes))
+    monkeypatch.setattr(calibrate, "needle_ranks", ranks)
+    checked = []
+
+    def answers(gen, probes, spec):  # every probe, but only with the reply started
+        prefix = gen.tokenize(calibrate.ANSWER_PREFIX, add_special=False)
+        prefixed = all(ids[-len(prefix):] == prefix for ids, _ in probes)
+        checked.append((spec, prefixed))
+        return len(probes) if prefixed else 0
+    monkeypatch.setattr(calibrate, "answers", answers)
+    record = calibrate.calibrate(str(own_cache), n_probes=2, n_tokens=200, log=lambda m: None)
+    assert record["answer_prefix"] == calibrate.ANSWER_PREFIX and record["dense_answers"] == 2
+    assert checked[:2] == [("off", False), ("off", True)] and all(p for _, p in checked[1:])
+    gen = lazyllm_edge.Generator(str(own_cache), n_ctx=512)
+    assert ranked == [[ids for ids, _ in calibrate.make_probes(gen, 2, 200, answer_prefix=calibrate.ANSWER_PREFIX)]]
+    assert set(record["schedules"]) == {"balanced", "aggressive"}

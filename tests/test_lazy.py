@@ -416,6 +416,73 @@ def test_relative_depth_resolves_the_same_in_both_forms(tmp_path):
     assert counts[0][5] == 20 and counts[0][6] == 10  # computed through layer 5, then half
 
 
+def _old_preset_layers(depths, n_layer):
+    """The preset rule before stage_layers existed: each depth's rounded layer (at most n_layer - 2), a stage that is
+    not after the one before it dropped."""
+    out = []
+    for d in depths:
+        layer = min(max(int(np.floor(d * n_layer + 0.5)), 0), n_layer - 2)
+        if not out or layer > out[-1]:
+            out.append(layer)
+    return out
+
+
+def test_relative_stages_go_to_layers_that_rank_every_token():
+    """A sliding-window layer ranks only its window (and a linear-attention layer ranks nothing), so a preset's stages
+    and relative depths go to the nearest layer that ranks every token (ModelInfo.stage_layers), after the stage
+    before them; absolute layers stay where written; without stage_layers nothing changes."""
+    from lazyllm_edge import _core
+
+    # gemma3's pattern on 18 layers: global attention at 5, 11 and 17
+    gemma = [1 if l % 6 == 5 else 0 for l in range(18)]
+    assert str(_core.lazy_preset("balanced", 18, gemma)) == "5:0.1,11:0.02/11:0.5"  # from 7, 10 / 14
+    # 2, 7, 12: the third has no layer left before the last, so it is dropped
+    assert str(_core.lazy_preset("aggressive", 18, gemma)) == "5:0.4,11:0.5/off"
+    assert str(_core.lazy_preset("aggressive", 18)) == "2:0.4,7:0.5,12:0.5/off"
+    assert str(_core.parse_lazy_spec("0.3:0.5,0.35:0.3", 18, gemma)) == "5:0.5,11:0.3"
+    assert str(_core.parse_lazy_spec("7:0.5,0.9:0.5", 18, gemma)) == "7:0.5,11:0.5"  # absolute layers as written
+    assert str(_core.parse_lazy_spec("1:0.5/0.9:0.5", 18, gemma)) == "1:0.5/11:0.5"
+    # of two as near, the later: depth 0.5 of 12 layers is layer 6, between 4 and 8
+    assert str(_core.parse_lazy_spec("0.5:0.5", 12, [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])) == "8:0.5"
+    with pytest.raises(ValueError, match="no layer after 11 can take the stage"):
+        _core.parse_lazy_spec("0.3:0.5,0.4:0.3,0.5:0.2", 18, gemma)
+    with pytest.raises(ValueError, match="stage_layers has 3 entries for a model of 18 layers"):
+        _core.parse_lazy_spec("balanced", 18, [1, 1, 1])
+    # every layer marked, or none given: the old rule at every depth
+    for n_layer in range(2, 80):
+        for name, depths in (("balanced", (0.40, 0.53)), ("aggressive", (0.13, 0.40, 0.67))):
+            for layers in ([], [1] * n_layer):
+                assert [l for l, _ in _core.lazy_preset(name, n_layer, layers).schedule] == _old_preset_layers(depths, n_layer)
+
+
+def test_presets_on_sliding_window_and_hybrid_models(tmp_path):
+    """On a model's own layers: a gemma3 with global attention at 5 and 11 takes the generic balanced preset's stage at
+    layer 5 (its ranking sees every token there, so the prefill prunes what it should); a qwen35 hybrid (linear
+    attention through layer 3) takes it at layer 4, where before it raised."""
+    from make_tiny import write_tiny_model
+
+    write_tiny_model(tmp_path / "gemma3.gguf", "gemma3", 12, "F32")
+    gen = lazyllm_edge.Generator(str(tmp_path / "gemma3.gguf"), n_ctx=128, n_threads=1)
+    assert gen.info["stage_layers"] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]
+    # 0.40 x 12 -> 5; 0.53 x 12 -> 6, no layer that ranks every token left before the last; decode 0.8 x 12 -> 10 -> 5
+    assert str(gen.schedule_for("balanced")) == "5:0.1/5:0.5"
+    gen.set_lazy("balanced")
+    gen.append(prompt_ids(40, seed=3))
+    counts = gen.stats["layer_kv_tokens"]
+    assert counts[:6] == [40] * 6 and counts[6:] == [4] * 6  # 10 % of 40 after layer 5
+    assert gen.stats["recomputed_pairs"] == 0
+
+    write_tiny_model(tmp_path / "hybrid.gguf", "qwen35", 6, "F32", recurrent_layers=[1, 1, 0, 1, 0, 0])
+    hybrid = lazyllm_edge.Generator(str(tmp_path / "hybrid.gguf"), n_ctx=128, n_threads=1)
+    assert hybrid.info["stage_layers"] == [0, 0, 0, 0, 1, 1]
+    assert str(hybrid.schedule_for("aggressive")) == "4:0.4/off"
+    hybrid.set_lazy("aggressive")
+    hybrid.append(prompt_ids(40, seed=3))
+    assert hybrid.stats["layer_kv_tokens"] == [40] * 5 + [16]
+    for n_layer_model in (gen, hybrid):
+        n_layer_model.set_lazy(None)
+
+
 def test_lazy_config_class():
     from lazyllm_edge import LazyConfig, _core
 

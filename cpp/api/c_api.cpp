@@ -150,10 +150,10 @@ Numerics to_numerics(int32_t numerics) {
     }
 }
 
-LazyConfig to_lazy(const le_session_params& p, int n_layer) {
+LazyConfig to_lazy(const le_session_params& p, const ModelInfo& info) {
     LazyConfig lazy;
     if (p.lazy) {
-        lazy = parse_lazy_spec(p.lazy, n_layer);
+        lazy = parse_lazy_spec(p.lazy, info.n_layer, info.stage_layers);
     } else if (p.n_schedule > 0) {
         require(p.schedule, "schedule");
         for (size_t i = 0; i < p.n_schedule; ++i) lazy.schedule.push_back({p.schedule[i].layer, p.schedule[i].keep_fraction});
@@ -308,7 +308,7 @@ le_status le_session_create(le_model* model, const le_session_params* params, le
         const le_session_params p = read_session_params(params);
         SessionParams sp;
         sp.n_ctx = p.n_ctx;
-        sp.lazy = to_lazy(p, model->model->info().n_layer);
+        sp.lazy = to_lazy(p, model->model->info());
         sp.numerics = to_numerics(p.numerics);
         auto handle = std::make_unique<le_session>();
         handle->model = model->model;

@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
         const Tokenizer& tok = model->tokenizer();
         SessionParams params;
         params.n_ctx = n_ctx;
-        params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer);
+        params.lazy = parse_lazy_spec(lazy_spec, model->info().n_layer, model->info().stage_layers);
         params.numerics = numerics;
         if (no_prune_decode) params.lazy.prune_decode = false;
         Session session(model, params);

@@ -76,17 +76,34 @@ void validate_stages(const std::vector<PruneStage>& stages, int n_layer, const c
     }
 }
 
-std::vector<PruneStage> to_layers(const std::vector<RelativeStage>& stages, int n_layer) {
+// Whether a stage may sit at `layer` (stage_layers empty: any layer).
+bool takes_stage(const std::vector<uint8_t>& stage_layers, int layer) {
+    return stage_layers.empty() || (layer >= 0 && layer < static_cast<int>(stage_layers.size()) && stage_layers[layer] != 0);
+}
+
+// The layer of a stage at a relative depth: the nearest one after `after` (and before the last) that can take a stage,
+// the later of two as near; -1 when there is none. Without stage_layers, the depth's own layer when it is after `after`.
+int place_relative(double depth, int n_layer, const std::vector<uint8_t>& stage_layers, int after) {
+    const int want = relative_to_layer(depth, n_layer);
+    int best = -1;
+    for (int layer = after + 1; layer <= n_layer - 2; ++layer)
+        if (takes_stage(stage_layers, layer) && (best < 0 || std::abs(layer - want) <= std::abs(best - want))) best = layer;
+    return best;
+}
+
+// A preset's stages on this model's layers; a stage with no layer left after the one before it is dropped.
+std::vector<PruneStage> to_layers(const std::vector<RelativeStage>& stages, int n_layer, const std::vector<uint8_t>& stage_layers) {
     std::vector<PruneStage> out;
     for (const RelativeStage& s : stages) {
-        PruneStage stage{relative_to_layer(s.depth, n_layer), s.keep};
-        if (out.empty() || stage.layer > out.back().layer) out.push_back(stage);
+        const int layer = place_relative(s.depth, n_layer, stage_layers, out.empty() ? -1 : out.back().layer);
+        if (layer >= 0) out.push_back({layer, s.keep});
     }
     return out;
 }
 
-// "8:0.7,15:0.5" or "0.27:0.7,..." -> stages (validated by the caller)
-std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
+// "8:0.7,15:0.5" or "0.27:0.7,..." -> stages (validated by the caller); a relative depth goes to stage_layers as a
+// preset's stage does (without them, to its own layer)
+std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer, const std::vector<uint8_t>& stage_layers) {
     std::vector<PruneStage> stages;
     std::stringstream in(spec);
     std::string item;
@@ -108,6 +125,12 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer) {
         if (!relative && !(layer >= INT_MIN && layer <= INT_MAX))
             bad("prune layer '" + layer_text + "' is out of range [0, " + std::to_string(n_layer) + ")");
         int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
+        if (relative && !stage_layers.empty()) {
+            l = place_relative(layer, n_layer, stage_layers, stages.empty() ? -1 : stages.back().layer);
+            if (l < 0)
+                bad("no layer after " + (stages.empty() ? std::string("the first") : std::to_string(stages.back().layer)) +
+                    " can take the stage '" + item + "' (a sliding-window or linear-attention layer does not rank every token)");
+        }
         stages.push_back({l, static_cast<float>(keep)});
     }
     return stages;
@@ -178,12 +201,18 @@ void validate_stages_after_recurrent_layers(const LazyConfig& lazy, int first_pr
             }
 }
 
-LazyConfig lazy_preset(const std::string& name, int n_layer) {
+void check_stage_layers(const std::vector<uint8_t>& stage_layers, int n_layer) {
+    if (!stage_layers.empty() && static_cast<int>(stage_layers.size()) != n_layer)
+        bad("stage_layers has " + std::to_string(stage_layers.size()) + " entries for a model of " + std::to_string(n_layer) + " layers");
+}
+
+LazyConfig lazy_preset(const std::string& name, int n_layer, const std::vector<uint8_t>& stage_layers) {
+    check_stage_layers(stage_layers, n_layer);
     LazyConfig config;
     const Preset& preset = preset_stages(name);
     config.prune_decode = preset.prune_decode;
-    config.schedule = to_layers(preset.stages, n_layer);
-    config.decode_schedule = to_layers(preset.decode_stages, n_layer);
+    config.schedule = to_layers(preset.stages, n_layer, stage_layers);
+    config.decode_schedule = to_layers(preset.decode_stages, n_layer, stage_layers);
     config.revival_budget = preset.revival_budget;
     config.importance = preset.importance;
     config.query_window = preset.query_window;
@@ -191,7 +220,8 @@ LazyConfig lazy_preset(const std::string& name, int n_layer) {
     return config;
 }
 
-LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
+LazyConfig parse_lazy_spec(const std::string& spec, int n_layer, const std::vector<uint8_t>& stage_layers) {
+    check_stage_layers(stage_layers, n_layer);
     const size_t slash = spec.find('/');
     std::string prefill = trimmed(spec.substr(0, slash));
     LazyConfig config;
@@ -201,9 +231,9 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
     const int pool_radius = take_int_item(&prefill, "pool", 0, kMaxPoolRadius, "pool radius");
     const int min_kept_tokens = take_int_item(&prefill, "floor", 0, INT_MAX, "token floor");
     if (prefill.find(':') == std::string::npos) {
-        config = lazy_preset(prefill, n_layer);
+        config = lazy_preset(prefill, n_layer, stage_layers);
     } else {
-        config.schedule = parse_stages(prefill, n_layer);
+        config.schedule = parse_stages(prefill, n_layer, stage_layers);
         config.prune_decode = true;
     }
     if (!importance.empty()) config.importance = parse_importance_signal(importance);
@@ -218,8 +248,8 @@ LazyConfig parse_lazy_spec(const std::string& spec, int n_layer) {
         config.decode_pool_radius = take_int_item(&decode, "pool", 0, kMaxPoolRadius, "decode pool radius");
         // stages, or a preset's stages ("off": none, so decode steps stay dense)
         if (decode.empty()) config.decode_schedule.clear();
-        else config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer).schedule
-                                                                            : parse_stages(decode, n_layer);
+        else config.decode_schedule = decode.find(':') == std::string::npos ? lazy_preset(decode, n_layer, stage_layers).schedule
+                                                                            : parse_stages(decode, n_layer, stage_layers);
         config.prune_decode = !config.decode_schedule.empty() || config.revival_budget >= 0 || config.decode_pool_radius >= 0;
     }
     validate_lazy_config(config, n_layer);

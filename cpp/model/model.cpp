@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "model/model.h"
 
 #include <cmath>
@@ -232,6 +233,11 @@ std::unique_ptr<ModelImpl> load_model(const std::string& path, const ModelParams
     info.ffn_dim = hp.ffn_dim;
     info.n_vocab = hp.n_vocab;
     info.n_ctx_train = hp.n_ctx_train;
+    // where a stage ranks every token; with no such layer before the last (a stage there cuts nothing): every layer,
+    // so a preset keeps its stages and the session's checks name why they cannot be where they are
+    info.stage_layers.assign(static_cast<size_t>(hp.n_layer), 0);
+    for (int l = hp.first_prunable_layer(); l < hp.n_layer; ++l) info.stage_layers[l] = hp.is_sliding(l) ? 0 : 1;
+    if (hp.n_layer < 2 || std::count(info.stage_layers.begin(), info.stage_layers.end() - 1, 1) == 0) info.stage_layers.clear();
     info.chat_template = f.get_string("tokenizer.chat_template");
     // Some conversions (gemma-3-270m) carry no template; use the architecture's own turn format.
     if (info.chat_template.empty()) info.chat_template = default_chat_template(arch);

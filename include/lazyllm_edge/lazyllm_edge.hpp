@@ -37,6 +37,9 @@ struct ModelInfo {
     int n_vocab = 0;
     int n_ctx_train = 0;
     std::string chat_template;
+    // (n_layer) 1 where a LazyLLM stage ranks every token: global attention after any linear-attention layer (a
+    // sliding-window layer's attention sees only its window). Relative stages and presets go to these layers.
+    std::vector<uint8_t> stage_layers;
 };
 
 class Model {
@@ -202,11 +205,14 @@ private:
 
 // Validates a schedule for a model with n_layer layers; Error(invalid_argument) naming the problem.
 void validate_lazy_config(const LazyConfig& lazy, int n_layer);
-// Named presets ("off", "balanced", "aggressive") scaled to the model depth.
-LazyConfig lazy_preset(const std::string& name, int n_layer);
+// Named presets ("off", "balanced", "aggressive") scaled to the model depth. With stage_layers (ModelInfo's; empty:
+// every layer can take a stage) each stage goes to the nearest layer that can, after the stage before it; a stage
+// with no such layer left is dropped.
+LazyConfig lazy_preset(const std::string& name, int n_layer, const std::vector<uint8_t>& stage_layers = {});
 // Parses "off" | preset name | "8:0.7,15:0.5" (layer:keep) | "0.27:0.7,..." (relative depth in [0,1)),
 // optionally followed by "/DECODE": the decode steps' own stages (same forms), or "/off" for prefill only.
-LazyConfig parse_lazy_spec(const std::string& spec, int n_layer);
+// Relative depths and presets go to stage_layers as in lazy_preset; absolute layers stay as written.
+LazyConfig parse_lazy_spec(const std::string& spec, int n_layer, const std::vector<uint8_t>& stage_layers = {});
 
 struct SamplingParams {
     float temperature = 0.8f;   // <= 0: greedy
