@@ -471,6 +471,16 @@ def test_presets_on_sliding_window_and_hybrid_models(tmp_path):
     counts = gen.stats["layer_kv_tokens"]
     assert counts[:6] == [40] * 6 and counts[6:] == [4] * 6  # 10 % of 40 after layer 5
     assert gen.stats["recomputed_pairs"] == 0
+    # the C++ CLI resolves with the model's stage_layers too: two relative stages cannot both find a layer (before the
+    # last) that ranks every token, where on any layer they would be 4 and 5
+    import subprocess
+    from pathlib import Path
+
+    cli = str(Path(lazyllm_edge.__file__).resolve().parent / "bin" / "lazyllm-edge")
+    base = [cli, "-m", str(tmp_path / "gemma3.gguf"), "-p", "hello", "-n", "2", "--temp", "0", "-t", "1", "-c", "64"]
+    bad = subprocess.run(base + ["--lazy", "0.35:0.5,0.4:0.5"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "no layer after 5 can take the stage" in bad.stderr
+    assert subprocess.run(base + ["--lazy", "0.35:0.5"], capture_output=True, text=True, timeout=60).returncode == 0
 
     write_tiny_model(tmp_path / "hybrid.gguf", "qwen35", 6, "F32", recurrent_layers=[1, 1, 0, 1, 0, 0])
     hybrid = lazyllm_edge.Generator(str(tmp_path / "hybrid.gguf"), n_ctx=128, n_threads=1)
