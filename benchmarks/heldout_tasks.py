@@ -28,10 +28,17 @@ INSTRUCTION = ("Some special magic numbers are hidden within the following text.
 CHARS_PER_TOKEN = 4  # the dev sets' rough size (approx_tokens); measure the real count
 
 
+def dev_text():
+    """The dev sets' texts (each task's user message and continuation) as one string."""
+    tasks = [json.loads(line) for p in DEV_SETS for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return "\n".join(t["user"] + "\n" + t.get("continuation", "") for t in tasks)
+
+
 def unseen_docstrings():
-    """Docstrings of MODULES' public members (and the modules'), in a fixed order, none of whose first 60 characters
-    occur in the dev sets."""
-    dev = "".join(p.read_text(encoding="utf-8") for p in DEV_SETS)
+    """Docstrings of MODULES' public members (and the modules'), in a fixed order, none of which shares a run of 50
+    characters with the dev sets (whose filler is standard-library docstrings too)."""
+    dev = dev_text()
+    dev_runs = {dev[i:i + 50] for i in range(len(dev) - 50)}
     out, seen = [], set()
     for name in MODULES:
         try:
@@ -40,7 +47,7 @@ def unseen_docstrings():
             continue
         for obj in [module] + [getattr(module, m) for m in sorted(dir(module)) if not m.startswith("_")]:
             doc = inspect.getdoc(obj) if inspect.ismodule(obj) or inspect.isclass(obj) or callable(obj) else None
-            if not doc or len(doc) < 200 or doc in seen or doc[:60] in dev:
+            if not doc or len(doc) < 200 or doc in seen or any(doc[i:i + 50] in dev_runs for i in range(len(doc) - 50)):
                 continue
             seen.add(doc)
             out.append(doc)

@@ -105,3 +105,28 @@ def test_numerics_ab_tiny(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert [r["test"] for r in doc["results"]] == ["pp24", "tg3"]
     assert all(len(r["fast"]) == 2 and len(r["fp32"]) == 2 and r["ratio"] > 0 for r in doc["results"])
+
+
+def test_heldout_tasks(tmp_path, monkeypatch):
+    """Held-out tasks: the dev sets' format, each answer hidden once, text the dev sets do not contain, seeded."""
+    import heldout_tasks
+
+    out = tmp_path / "heldout.jsonl"
+    monkeypatch.setattr(sys, "argv", ["heldout_tasks.py", "--out", str(out), "--tokens", "1000", "--per-kind", "2"])
+    heldout_tasks.main()
+    tasks = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [t.get("sub", "passkey") for t in tasks] == ["passkey"] * 2 + ["niah"] * 2 + ["multikey"] * 2 + ["multivalue"] * 2
+    dev = heldout_tasks.dev_text()
+    for t in tasks:
+        assert t["kind"] == "passkey" and t["answer"] == t["answers"][0] and len(t["answers"]) == (2 if t.get("sub") == "multivalue" else 1)
+        assert all(t["user"].count(a) == 1 for a in t["answers"])
+        assert t["user"].startswith(heldout_tasks.INSTRUCTION) and 4000 < len(t["user"]) < 4700  # filler + instruction, needles, question
+        # the filler (without the needles and the question, which are the dev sets' own sentences) is not theirs
+        body = "\n".join(line for line in t["user"][len(heldout_tasks.INSTRUCTION):t["user"].rindex("\n\n")].split("\n")
+                         if "special magic number" not in line)
+        assert not any(body[i:i + 60] in dev for i in range(0, len(body) - 60, 50))
+        if t.get("sub") == "multikey":  # the key asked for and three distractors
+            assert t["user"].count("One of the special magic numbers for") == 4
+    monkeypatch.setattr(sys, "argv", ["heldout_tasks.py", "--out", str(tmp_path / "again.jsonl"), "--tokens", "1000", "--per-kind", "2"])
+    heldout_tasks.main()
+    assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # seeded
