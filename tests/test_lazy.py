@@ -446,6 +446,8 @@ def test_relative_stages_go_to_layers_that_rank_every_token():
     assert str(_core.parse_lazy_spec("0.5:0.5", 12, [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])) == "8:0.5"
     with pytest.raises(ValueError, match="no layer after 11 can take the stage"):
         _core.parse_lazy_spec("0.3:0.5,0.4:0.3,0.5:0.2", 18, gemma)
+    with pytest.raises(ValueError, match="no layer before the last can take the stage '0.5:0.5'"):
+        _core.parse_lazy_spec("0.5:0.5", 4, [0, 0, 0, 1])
     with pytest.raises(ValueError, match="stage_layers has 3 entries for a model of 18 layers"):
         _core.parse_lazy_spec("balanced", 18, [1, 1, 1])
     # every layer marked, or none given: the old rule at every depth

@@ -128,7 +128,7 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer, const
         if (relative && !stage_layers.empty()) {
             l = place_relative(layer, n_layer, stage_layers, stages.empty() ? -1 : stages.back().layer);
             if (l < 0)
-                bad("no layer after " + (stages.empty() ? std::string("the first") : std::to_string(stages.back().layer)) +
+                bad((stages.empty() ? std::string("no layer before the last") : "no layer after " + std::to_string(stages.back().layer)) +
                     " can take the stage '" + item + "' (a sliding-window or linear-attention layer does not rank every token)");
         }
         stages.push_back({l, static_cast<float>(keep)});
