@@ -11,6 +11,7 @@ import importlib
 import inspect
 import json
 import random
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +46,11 @@ def unseen_docstrings():
             module = importlib.import_module(name)
         except ImportError:
             continue
-        for obj in [module] + [getattr(module, m) for m in sorted(dir(module)) if not m.startswith("_")]:
-            doc = inspect.getdoc(obj) if inspect.ismodule(obj) or inspect.isclass(obj) or callable(obj) else None
+        with warnings.catch_warnings():  # (reading every public name touches deprecated ones, typing.io)
+            warnings.simplefilter("ignore")
+            members = [module] + [getattr(module, m) for m in sorted(dir(module)) if not m.startswith("_")]
+            docs = [inspect.getdoc(o) if inspect.ismodule(o) or inspect.isclass(o) or callable(o) else None for o in members]
+        for doc in docs:
             if not doc or len(doc) < 200 or doc in seen or any(doc[i:i + 50] in dev_runs for i in range(len(doc) - 50)):
                 continue
             seen.add(doc)
