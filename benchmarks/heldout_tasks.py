@@ -1,10 +1,10 @@
-"""Held-out retrieval tasks of the dev sets' kinds (passkey, niah, multikey, multivalue: lazyllm_edge/data/eval/README.md)
-with text the dev sets do not contain: docstrings of Python standard-library modules whose text appears nowhere in
+"""Held-out tasks of the dev sets' kinds (passkey, niah, multikey, multivalue, and fidelity: a document and its
+continuation; lazyllm_edge/data/eval/README.md) with text the dev sets do not contain: docstrings of Python standard-library modules whose text appears nowhere in
 them, new numbers, keys and depths (seeded). They estimate how the registry's schedules do on unseen tasks, which
 is what judges them; tuning on these defeats the purpose.
 
     python benchmarks/heldout_tasks.py --out /tmp/heldout.jsonl --tokens 2000 4000 --per-kind 4 --seed 18
-    python -m lazyllm_edge.eval --tasks /tmp/heldout.jsonl --model M --kinds passkey --schedules off,balanced,aggressive
+    python -m lazyllm_edge.eval --tasks /tmp/heldout.jsonl --model M --schedules off,balanced,aggressive
 """
 import argparse
 import importlib
@@ -115,17 +115,28 @@ def task(kind, n_tokens, docs, rng, index):
     return out
 
 
+def fidelity_task(n_tokens, docs, rng, index):
+    """A document of about n_tokens tokens and the ~80 tokens of text that follow it."""
+    text = filler(docs, (n_tokens + 80) * CHARS_PER_TOKEN, rng)
+    cut = text.rfind(" ", 0, n_tokens * CHARS_PER_TOKEN) + 1
+    return dict(id=f"heldout-fidelity-{n_tokens}-{index}", kind="fidelity", approx_tokens=n_tokens, user=text[:cut],
+                continuation=text[cut:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tokens", type=int, nargs="+", default=[2000, 4000])
     ap.add_argument("--per-kind", type=int, default=4)
+    ap.add_argument("--fidelity", type=int, default=0, help="fidelity tasks per length (after the retrieval tasks)")
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     docs = unseen_docstrings()
     tasks = [task(kind, n, docs, rng, i) for n in args.tokens for kind in ("passkey", "niah", "multikey", "multivalue")
              for i in range(args.per_kind)]
+    tasks += [fidelity_task(n, docs, rng, i) for n in args.tokens for i in range(args.fidelity)]  # (drawn last: the
+    # retrieval tasks of a seed stay the same with or without them)
     args.out.write_text("".join(json.dumps(t) + "\n" for t in tasks), encoding="utf-8")
     print(f"wrote {len(tasks)} tasks from {len(docs)} unseen docstrings to {args.out}")
 

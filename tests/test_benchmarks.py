@@ -130,3 +130,11 @@ def test_heldout_tasks(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["heldout_tasks.py", "--out", str(tmp_path / "again.jsonl"), "--tokens", "1000", "--per-kind", "2"])
     heldout_tasks.main()
     assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # seeded
+    # with fidelity tasks after them (a document and the text that follows it), the same retrieval tasks
+    monkeypatch.setattr(sys, "argv", ["heldout_tasks.py", "--out", str(tmp_path / "fid.jsonl"), "--tokens", "1000",
+                                      "--per-kind", "2", "--fidelity", "2"])
+    heldout_tasks.main()
+    with_fidelity = [json.loads(line) for line in (tmp_path / "fid.jsonl").read_text().splitlines()]
+    assert with_fidelity[:8] == tasks and [t["kind"] for t in with_fidelity[8:]] == ["fidelity"] * 2
+    for t in with_fidelity[8:]:
+        assert 3900 < len(t["user"]) <= 4000 and 200 < len(t["continuation"]) < 400 and "special magic" not in t["user"]
