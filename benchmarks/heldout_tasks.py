@@ -14,8 +14,8 @@ import random
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEV_SETS = [REPO / "lazyllm_edge" / "data" / "eval" / n for n in ("longctx-dev.jsonl", "ruler-dev.jsonl")]
+from lazyllm_edge.eval import DEV_SETS, dev_set_path, load_tasks
+
 MODULES = ["decimal", "fractions", "statistics", "sqlite3", "zipfile", "tarfile", "textwrap", "calendar", "logging",
            "asyncio", "pathlib", "email.message", "http.client", "xml.dom.minidom", "heapq", "bisect", "shutil",
            "tempfile", "configparser", "csv", "datetime", "enum", "functools", "itertools", "operator", "random",
@@ -31,7 +31,7 @@ CHARS_PER_TOKEN = 4  # the dev sets' rough size (approx_tokens); measure the rea
 
 def dev_text():
     """The dev sets' texts (each task's user message and continuation) as one string."""
-    tasks = [json.loads(line) for p in DEV_SETS for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tasks = [t for name in DEV_SETS for t in load_tasks(dev_set_path(name))]
     return "\n".join(t["user"] + "\n" + t.get("continuation", "") for t in tasks)
 
 

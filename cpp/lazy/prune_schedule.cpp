@@ -124,13 +124,14 @@ std::vector<PruneStage> parse_stages(const std::string& spec, int n_layer, const
         // (checked before the conversion, which would wrap; validate_stages reports the layers inside int's range)
         if (!relative && !(layer >= INT_MIN && layer <= INT_MAX))
             bad("prune layer '" + layer_text + "' is out of range [0, " + std::to_string(n_layer) + ")");
-        int l = relative ? relative_to_layer(layer, n_layer) : static_cast<int>(layer);
-        if (relative && !stage_layers.empty()) {
-            l = place_relative(layer, n_layer, stage_layers, stages.empty() ? -1 : stages.back().layer);
-            if (l < 0)
-                bad((stages.empty() ? std::string("no layer before the last") : "no layer after " + std::to_string(stages.back().layer)) +
-                    " can take the stage '" + item + "' (a sliding-window or linear-attention layer does not rank every token)");
-        }
+        // (without stage_layers a relative depth keeps its own layer, even one not after the stage before: refused
+        // by validation as before)
+        const int l = !relative              ? static_cast<int>(layer)
+                      : stage_layers.empty() ? relative_to_layer(layer, n_layer)
+                                             : place_relative(layer, n_layer, stage_layers, stages.empty() ? -1 : stages.back().layer);
+        if (l < 0 && relative && !stage_layers.empty())
+            bad((stages.empty() ? std::string("no layer before the last") : "no layer after " + std::to_string(stages.back().layer)) +
+                " can take the stage '" + item + "' (a sliding-window or linear-attention layer does not rank every token)");
         stages.push_back({l, static_cast<float>(keep)});
     }
     return stages;

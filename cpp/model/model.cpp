@@ -1,6 +1,6 @@
-#include <algorithm>
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/thread_pool.h"
