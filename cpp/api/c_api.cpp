@@ -162,11 +162,12 @@ LazyConfig to_lazy(const le_session_params& p, const ModelInfo& info) {
     return lazy;
 }
 
-// Token ids into the caller's buffer of `cap`; LE_ERR_BUFFER_TOO_SMALL (with *n_out set) when they do not fit.
-void write_ids(const std::vector<int32_t>& ids, le_token* out, size_t cap, size_t* n_out) {
+// Token ids (or layer indices, `what`) into the caller's buffer of `cap`; LE_ERR_BUFFER_TOO_SMALL (with *n_out set)
+// when they do not fit.
+void write_ids(const std::vector<int32_t>& ids, int32_t* out, size_t cap, size_t* n_out, const char* what = "token") {
     *n_out = ids.size();
     if (cap < ids.size())
-        fail(LE_ERR_BUFFER_TOO_SMALL, "token buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
+        fail(LE_ERR_BUFFER_TOO_SMALL, std::string(what) + " buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(ids.size()));
     if (!ids.empty()) std::copy(ids.begin(), ids.end(), require(out, "out"));
 }
 
@@ -242,6 +243,18 @@ le_status le_model_describe(const le_model* model, le_model_info* out) {
         out->n_threads = m.params().n_threads;
         out->bos_id = m.tokenizer().bos_id();
         out->eos_id = m.tokenizer().eos_id();
+    });
+}
+
+le_status le_model_stage_layers(const le_model* model, int32_t* out, size_t cap, size_t* n_out) {
+    return guarded([&] {
+        const ModelInfo& i = model_of(model).info();
+        require(n_out, "n_out");
+        // ModelInfo's per-layer marks; none: every layer takes a stage
+        std::vector<int32_t> layers;
+        for (int32_t l = 0; l < i.n_layer; ++l)
+            if (i.stage_layers.empty() || i.stage_layers[static_cast<size_t>(l)]) layers.push_back(l);
+        write_ids(layers, out, cap, n_out, "layer");
     });
 }
 
@@ -468,11 +481,7 @@ le_status le_session_layer_tokens(const le_session* session, int32_t* out, size_
         auto* s = const_cast<le_session*>(session);
         CallUse use(s);
         require(n_out, "n_out");
-        const std::vector<int>& layers = s->session->stats().layer_kv_tokens;
-        *n_out = layers.size();
-        if (cap < layers.size())
-            fail(LE_ERR_BUFFER_TOO_SMALL, "buffer of " + std::to_string(cap) + " is too small: need " + std::to_string(layers.size()));
-        std::copy(layers.begin(), layers.end(), require(out, "out"));
+        write_ids(s->session->stats().layer_kv_tokens, out, cap, n_out, "layer");
     });
 }
 

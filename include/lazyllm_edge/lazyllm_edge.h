@@ -45,9 +45,9 @@ extern "C" {
 /* Major changes break the ABI; minor versions only add functions, and fields at the end of a params struct (the
  * library reads a new field only from a struct whose api_version has it). */
 #define LE_API_VERSION_MAJOR 1
-#define LE_API_VERSION_MINOR 4  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics;
+#define LE_API_VERSION_MINOR 5  /* 1.1: le_session_generate_until; 1.2: le_session_params.numerics;
                                    1.3: le_session_feed_prompt, le_session_truncate, le_session_save, le_session_load,
-                                   le_chat_tokenize; 1.4: LE_NUMERICS_INT8 */
+                                   le_chat_tokenize; 1.4: LE_NUMERICS_INT8; 1.5: le_model_stage_layers */
 #define LE_API_VERSION ((LE_API_VERSION_MAJOR << 16) | LE_API_VERSION_MINOR)
 
 typedef enum le_status {
@@ -106,6 +106,12 @@ typedef struct le_model_info {
 LE_API le_status le_model_load(const char* path, const le_model_params* params, le_model** out);
 LE_API void le_model_free(le_model* model);  /* NULL is fine; sessions keep the weights alive */
 LE_API le_status le_model_describe(const le_model* model, le_model_info* out);
+/* The layers (ascending) where a LazyLLM prune stage ranks every token: global attention after any linear-attention
+ * layer (a sliding-window layer ranks only its window). Presets and relative stages ("0.4:0.1") are placed on these;
+ * an absolute schedule ("5:0.3,11:0.3") should be. Every layer on a model with global attention throughout, and on
+ * one with no such layer before the last (presets then go by depth alone). LE_ERR_BUFFER_TOO_SMALL with *n_out set
+ * when cap is too small. API 1.5. */
+LE_API le_status le_model_stage_layers(const le_model* model, int32_t* out, size_t cap, size_t* n_out);
 
 /* ---- tokenizer ---- */
 LE_API le_status le_tokenize(const le_model* model, const char* text, size_t text_len, int add_special,

@@ -124,6 +124,37 @@ static void test_version_and_errors(void) {
     le_session_free(NULL);
 }
 
+/* The layers a LazyLLM stage ranks every token at: all four of the tiny llama; on a gemma3 (when the test is given
+ * one: 12 layers, global attention at 5 and 11) only those. */
+static void test_stage_layers(le_model* m, const char* gemma3_path) {
+    int32_t layers[16];
+    size_t n = 0;
+    CHECK_OK(le_model_stage_layers(m, layers, 16, &n));
+    CHECK(n == 4 && layers[0] == 0 && layers[1] == 1 && layers[2] == 2 && layers[3] == 3);
+    CHECK(le_model_stage_layers(m, layers, 3, &n) == LE_ERR_BUFFER_TOO_SMALL && n == 4);
+    CHECK(strstr(le_last_error(), "layer buffer of 3 is too small: need 4") != NULL);
+    CHECK(le_model_stage_layers(m, layers, 16, NULL) == LE_ERR_INVALID_ARGUMENT);
+    CHECK(le_model_stage_layers(NULL, layers, 16, &n) == LE_ERR_INVALID_ARGUMENT);
+    if (!gemma3_path) return;
+    le_model* g = NULL;
+    CHECK_OK(le_model_load(gemma3_path, NULL, &g));
+    if (!g) return;
+    CHECK_OK(le_model_stage_layers(g, layers, 16, &n));
+    CHECK(n == 2 && layers[0] == 5 && layers[1] == 11);
+    /* a session with the generic preset prunes at layer 5: every token has KV through it, 10 % after it */
+    le_session* s = new_session(g, 128, "balanced");
+    if (s) {
+        le_token ids[40];
+        for (int i = 0; i < 40; ++i) ids[i] = (le_token)(10 + (i * 7) % 200);
+        CHECK_OK(le_session_feed_tokens(s, ids, 40));
+        int32_t counts[16];
+        CHECK_OK(le_session_layer_tokens(s, counts, 16, &n));
+        CHECK(n == 12 && counts[0] == 40 && counts[5] == 40 && counts[6] == 4 && counts[11] == 4);
+        le_session_free(s);
+    }
+    le_model_free(g);
+}
+
 static void test_model_and_tokenizer(le_model* m) {
     le_model_info info;
     CHECK_OK(le_model_describe(m, &info));
@@ -572,8 +603,8 @@ static void test_prefix_reuse_and_saved_sessions(le_model* m) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s <tiny-model.gguf>\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s <tiny-model.gguf> [<tiny-gemma3-12-layer.gguf>]\n", argv[0]);
         return 2;
     }
     model_path = argv[1];
@@ -585,6 +616,7 @@ int main(int argc, char** argv) {
     CHECK_OK(le_model_load(model_path, &mp, &m));
     if (!m) return 1;
     RUN(test_model_and_tokenizer(m));
+    RUN(test_stage_layers(m, argc == 3 ? argv[2] : NULL));
     RUN(test_session(m));
     RUN(test_numerics(m));
     RUN(test_generate(m));
