@@ -55,9 +55,12 @@ EXTENSIONS = [
     ("AVX512_BF16", "-mavx512f -mavx512bf16", "__m512 v = _mm512_set1_ps((float)argc); __m256bh h = _mm512_cvtneps_pbh(v); return ((short*)&h)[0] == 99;", "avx512_bf16"),
     # AMX: ask Linux for the tile state (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) as ggml does, then configure a
     # tile and run an int8 tile product. Seen 2026-12-07: a VM listing amx_int8 whose native build faults in
-    # ggml's ldtilecfg on every batch (general protection fault, SIGSEGV).
+    # ggml's ldtilecfg on every batch (general protection fault, SIGSEGV). The empty asm with a memory clobber
+    # keeps the configuration's stores: GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes, so at -O1
+    # the rows and column widths were dropped and ldtilecfg raised SIGILL on a CPU that runs AMX (a false "no").
     ("AMX_INT8", "-mamx-tile -mamx-int8", "syscall(SYS_arch_prctl, 0x1023, 18); unsigned char cfg[64] = {0}; "
-     "cfg[0] = 1; for (int t = 0; t < 3; ++t) { cfg[16 + 2 * t] = 64; cfg[48 + t] = 16; } _tile_loadconfig(cfg); "
+     "cfg[0] = 1; for (int t = 0; t < 3; ++t) { cfg[16 + 2 * t] = 64; cfg[48 + t] = 16; } "
+     "__asm__ volatile(\"\" : : \"r\"(cfg) : \"memory\"); _tile_loadconfig(cfg); "
      "_tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_dpbssd(0, 1, 2); _tile_release(); return argc == 99;", "amx_int8"),
 ]
 # ggml's switches that follow from AMX_INT8
