@@ -10,9 +10,11 @@ register state, and a native build then dies with SIGILL. So:
 2. if every extension that /proc/cpuinfo lists and ggml uses executes, llama-cpp-python is built natively,
    else with ``-DGGML_NATIVE=OFF`` and explicit ``-DGGML_<EXT>=ON`` for exactly the extensions that executed;
 3. the built package is checked in a child process (with ``--model``: a 64-token batch, then one token); if
-   that child dies by a signal, the native build is replaced by the explicit one, and that, if it fails too, by
-   the explicit one without AMX (seen 2026-12-07: a VM whose AMX passes the probe's permission request but whose
-   native build faults in ggml's ldtilecfg on every batch).
+   that child dies by a signal, the native build is replaced by the explicit one, then (where AMX executes and
+   clang is installed) by the same flags built with clang, and last by the explicit one without AMX (seen
+   2026-12-07: on a CPU that runs AMX, GCC 12's native and explicit builds fault in ggml's ldtilecfg on every
+   batch, GCC 12's _tile_loadconfig telling the compiler it reads 8 bytes of the 64; clang's runs, with ggml's AMX
+   kernels, 1.6x the AVX-512 build's 1B prefill).
 
 The package goes into ``--target`` (default ``~/.cache/lazyllm_edge/llamacpp-best``) with ``pip install
 --target``, so the llama-cpp-python in site-packages (the one the tests use) is left alone; run
@@ -109,12 +111,21 @@ def explicit_args(ok: dict, amx: bool = True) -> list:
     return args
 
 
-def pip_build(version: str, target: str, cmake_args: list, sdist: str = None) -> None:
+# clang builds ggml's AMX kernels right where GCC 12 does not (its _tile_loadconfig reads 8 bytes, so ggml's tile
+# configuration can be dropped: the native and explicit GCC builds died in ldtilecfg on a CPU that runs AMX, signals
+# 11 and 4, 2026-12-07); clang 14 spells the macros __AMXINT8__ / __AMXTILE__, which ggml does not test, so they are
+# defined in ggml's spelling.
+CLANG_AMX = {"CC": "clang", "CXX": "clang++"}
+CLANG_AMX_FLAGS = ["-DCMAKE_C_FLAGS=-D__AMX_INT8__=1 -D__AMX_TILE__=1", "-DCMAKE_CXX_FLAGS=-D__AMX_INT8__=1 -D__AMX_TILE__=1"]
+
+
+def pip_build(version: str, target: str, cmake_args: list, sdist: str = None, env_extra: dict = None) -> None:
     """pip install --target (into a fresh folder, moved over target at the end so a failed build leaves the old)."""
     tmp_target = target + ".building"
     shutil.rmtree(tmp_target, ignore_errors=True)
-    env = dict(os.environ)
-    env["CMAKE_ARGS"] = " ".join(cmake_args)
+    env = dict(os.environ, **(env_extra or {}))
+    # (CMake reads CMAKE_ARGS split at spaces outside quotes)
+    env["CMAKE_ARGS"] = " ".join(f'"{a}"' if " " in a else a for a in cmake_args)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
            "--target", tmp_target, sdist or f"llama-cpp-python=={version}"]
@@ -168,11 +179,15 @@ def main(argv=None) -> int:
     print("# listed in /proc/cpuinfo but not executed: " + (" ".join(refused) or "none"), file=sys.stderr)
     native = not refused and not args.explicit
     # native; else (or if it fails the check) the probe's flags; and those without AMX, ggml's least portable part
-    plans = ([["-DGGML_NATIVE=ON"]] if native else []) + [explicit_args(ok)]
+    # (each plan: CMake arguments and compiler variables; with AMX, clang's native build before giving AMX up)
+    plans = ([(["-DGGML_NATIVE=ON"], {})] if native else []) + [(explicit_args(ok), {})]
     if ok.get("AMX_INT8"):
-        plans.append(explicit_args(ok, amx=False))
+        if shutil.which("clang") and shutil.which("clang++"):
+            plans.append(((["-DGGML_NATIVE=ON"] if native else explicit_args(ok)) + CLANG_AMX_FLAGS, CLANG_AMX))
+        plans.append((explicit_args(ok, amx=False), {}))
     if args.probe_only:
-        print(json.dumps({"executes": ok, "refused": refused, "cmake_args": COMMON_ARGS + plans[0]}, indent=2))
+        print(json.dumps({"executes": ok, "refused": refused, "cmake_args": COMMON_ARGS + plans[0][0],
+                          "plans": [{"cmake_args": a, "env": e} for a, e in plans]}, indent=2))
         return 0
 
     model = args.model
@@ -186,20 +201,22 @@ def main(argv=None) -> int:
         print(("ok: " if good else "FAILED: ") + line)
         return 0 if good else 1
 
-    for i, plan in enumerate(plans):
+    for i, (plan, env_extra) in enumerate(plans):
         cmake_args = COMMON_ARGS + plan
-        pip_build(args.version, args.target, cmake_args, args.sdist)
+        if env_extra:
+            print("# with " + " ".join(f"{k}={v}" for k, v in env_extra.items()), file=sys.stderr)
+        pip_build(args.version, args.target, cmake_args, args.sdist, env_extra)
         good, line = check_build(args.target, model)
         print(f"# check: {'ok' if good else 'FAILED'}: {line}", file=sys.stderr)
         if good:
-            info = {"llama_cpp_python": args.version, "cmake_args": cmake_args, "native": plan == ["-DGGML_NATIVE=ON"],
-                    "executes": ok, "refused": refused, "system_info": line}
+            info = {"llama_cpp_python": args.version, "cmake_args": cmake_args, "env": env_extra,
+                    "native": plan[0] == "-DGGML_NATIVE=ON", "executes": ok, "refused": refused, "system_info": line}
             with open(os.path.join(args.target, "build_info.json"), "w", encoding="utf-8") as f:
                 json.dump(info, f, indent=2)
             print(f"llama.cpp built into {args.target}: {line}")
             return 0
         if i + 1 < len(plans):
-            print("# that build does not run here; next: " + " ".join(plans[i + 1]), file=sys.stderr)
+            print("# that build does not run here; next: " + " ".join(plans[i + 1][0]), file=sys.stderr)
     return 1
 
 
