@@ -206,7 +206,9 @@ def main(argv=None) -> int:
                     help="lazyllm_edge's arithmetic (default fast; int8: 8-bit prefill activations, llama.cpp's precision)")
     ap.add_argument("--n-batch", type=int, default=512, help="llama.cpp n_batch = n_ubatch (default 512)")
     ap.add_argument("--rss-prefill", type=int, default=None, help="tokens prefilled before reading peak RSS (default 512; 128 with --quick)")
-    ap.add_argument("--cooldown", type=float, default=0.1, help="seconds of idle before each measurement (default 0.1)")
+    ap.add_argument("--cooldown", type=float, default=None,
+                    help="seconds of idle before each measurement (default 0.1; 2 against a llama.cpp built without "
+                    "OpenMP, whose own thread pool spins on after a call and halved our decode beside it)")
     ap.add_argument("--text", default=None, help="text (.txt or eval .jsonl) for the prompt ids; default: the shared "
                     "eval set when present, else seeded random ids")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON ('-' = stdout)")
@@ -265,7 +267,10 @@ def main(argv=None) -> int:
     # package (site-packages), not the checkout's in-place build
     import lazyllm_edge
     info["lazyllm_edge_path"] = os.path.dirname(os.path.abspath(lazyllm_edge.__file__))
-    print(f"# llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}", file=sys.stderr)
+    if args.cooldown is None:
+        args.cooldown = 0.1 if "OPENMP = 1" in info.get("system_info", "OPENMP = 1") else 2.0
+    print(f"# llama.cpp build ({info.get('path', '?')}): {info.get('system_info', '?')}; pause {args.cooldown} s "
+          "before each measurement", file=sys.stderr)
     print(f"# CPU: {info['cpu_flags']}; lazyllm_edge kernels: {info['lazyllm_edge_isa']}; lazyllm_edge from "
           f"{info['lazyllm_edge_path']}", file=sys.stderr)
 
