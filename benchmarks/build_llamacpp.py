@@ -111,10 +111,8 @@ def explicit_args(ok: dict, amx: bool = True) -> list:
     return args
 
 
-# clang builds ggml's AMX kernels right where GCC 12 does not (its _tile_loadconfig reads 8 bytes, so ggml's tile
-# configuration can be dropped: the native and explicit GCC builds died in ldtilecfg on a CPU that runs AMX, signals
-# 11 and 4, 2026-12-07); clang 14 spells the macros __AMXINT8__ / __AMXTILE__, which ggml does not test, so they are
-# defined in ggml's spelling.
+# ggml's AMX kernels built by clang, which runs them where GCC 12's builds fault (docstring, step 3); clang 14 spells
+# the macros __AMXINT8__ / __AMXTILE__, which ggml does not test, so they are defined in ggml's spelling.
 CLANG_AMX = {"CC": "clang", "CXX": "clang++"}
 CLANG_AMX_FLAGS = ["-DCMAKE_C_FLAGS=-D__AMX_INT8__=1 -D__AMX_TILE__=1", "-DCMAKE_CXX_FLAGS=-D__AMX_INT8__=1 -D__AMX_TILE__=1"]
 
