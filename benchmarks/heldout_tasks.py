@@ -1,7 +1,7 @@
 """Held-out tasks of the dev sets' kinds (passkey, niah, multikey, multivalue, and fidelity: a document and its
-continuation; lazyllm_edge/data/eval/README.md) with text the dev sets do not contain: docstrings of Python standard-library modules whose text appears nowhere in
-them, new numbers, keys and depths (seeded). They estimate how the registry's schedules do on unseen tasks, which
-is what judges them; tuning on these defeats the purpose.
+continuation; lazyllm_edge/data/eval/README.md) with text the dev sets do not contain: docstrings of Python
+standard-library modules whose text appears nowhere in them, new numbers, keys and depths (seeded). They estimate
+how the registry's schedules do on unseen tasks, which is what judges them; tuning on these defeats the purpose.
 
     python benchmarks/heldout_tasks.py --out /tmp/heldout.jsonl --tokens 2000 4000 --per-kind 4 --seed 18
     python -m lazyllm_edge.eval --tasks /tmp/heldout.jsonl --model M --schedules off,balanced,aggressive
