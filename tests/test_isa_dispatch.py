@@ -16,7 +16,7 @@ from conftest import load_testing_module, package_home
 LEVELS = ("scalar", "avx2", "avxvnni", "avx512vnni")
 TESTING = load_testing_module()
 DETECTED = TESTING.kernels.detected_isa()
-SUPPORTED = LEVELS[:LEVELS.index(DETECTED) + 1]
+SUPPORTED = tuple(TESTING.kernels.supported_isas())  # (an AVX-512 CPU may lack AVX-VNNI: Ice Lake, Zen 4)
 PROMPT = list(range(5, 45))  # 40 tokens: a prefill
 
 
@@ -66,3 +66,24 @@ def test_env_never_raises_the_level_and_ignores_unknown_values(tiny_q4_1, tmp_pa
     if DETECTED != "avx512vnni":
         got, _ = run_at_level("avx512vnni", tiny_q4_1, tmp_path / "y.npy")
         assert got == DETECTED
+
+
+def test_a_level_the_cpu_lacks_gives_the_best_one_below_it(tiny_q4_1, tmp_path):
+    """LAZYLLM_EDGE_ISA=avxvnni on an AVX-512 CPU without AVX-VNNI (Zen 4, Ice Lake) runs at avx2: a VEX vpdpbusd
+    would raise SIGILL there. The testing module's set_active_isa lowers the same way."""
+    assert SUPPORTED[0] == "scalar" and DETECTED == SUPPORTED[-1]
+    assert all(level in LEVELS for level in SUPPORTED)
+    missing = [level for level in LEVELS[:LEVELS.index(DETECTED)] if level not in SUPPORTED]
+    if not missing:
+        pytest.skip(f"this CPU runs every level up to {DETECTED}")
+    for level in missing:
+        below = [s for s in SUPPORTED if LEVELS.index(s) < LEVELS.index(level)][-1]
+        got, _ = run_at_level(level, tiny_q4_1, tmp_path / f"{level}.npy")
+        assert got == below
+        kernels = TESTING.kernels
+        saved = kernels.active_isa()
+        try:
+            kernels.set_active_isa(level)
+            assert kernels.active_isa() == below
+        finally:
+            kernels.set_active_isa(saved)

@@ -12,10 +12,10 @@ from conftest import load_testing_module  # noqa: E402
 
 K = load_testing_module().kernels
 HAS_AVX2 = K.detected_isa() != "scalar"
+ISA_LEVELS = ("avx2", "avxvnni", "avx512vnni")  # above scalar, each including avx2 (AVX-512 not always AVX-VNNI)
+SUPPORTED_LEVELS = tuple(isa for isa in ISA_LEVELS if isa in K.supported_isas())  # the ones this CPU runs
 # the levels above avx2 this CPU runs (their kernels must give the avx2 kernels' bits where the docs say so)
-WIDER_ISAS = ("avxvnni", "avx512vnni")[:max(0, ("avx2", "avxvnni", "avx512vnni").index(K.detected_isa()) if HAS_AVX2 else 0)]
-ISA_LEVELS = ("avx2", "avxvnni", "avx512vnni")  # above scalar, each including the ones before it
-SUPPORTED_LEVELS = ISA_LEVELS[:ISA_LEVELS.index(K.detected_isa()) + 1] if HAS_AVX2 else ()
+WIDER_ISAS = SUPPORTED_LEVELS[1:]
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2/FMA/F16C: only the scalar kernels exist here")
 
 TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]

@@ -30,7 +30,8 @@ namespace {
 using FloatArray = nb::ndarray<nb::numpy, float>;
 using InputMatrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
-// A level by name ("best" = the detected one); set_active_isa clamps it to what the CPU runs.
+// A level by name ("best" = the detected one); set_active_isa clamps it to what the CPU runs (a level it lacks:
+// the best one below it).
 CpuIsa parse_isa(const std::string& s) {
     if (s == "best") return detected_isa();
     for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
@@ -126,6 +127,12 @@ void register_kernels(nb::module_& m) {
 
     k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+    k.def("supported_isas", [] {
+        std::vector<std::string> names;
+        for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+            if (isa_supported(isa)) names.push_back(isa_name(isa));
+        return names;
+    }, "The levels the kernels may run at here, lowest first (an AVX-512 CPU may lack AVX-VNNI).");
     k.def("set_active_isa", [](const std::string& isa) { set_active_isa(parse_isa(isa)); },
           "Which kernels this module's calls dispatch to ('scalar', 'avx2'/'best'; clamped to the CPU), until changed "
           "again; `_core`, with its own copy of the kernels, is not affected.");

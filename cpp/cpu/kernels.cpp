@@ -30,37 +30,49 @@ void quantize_row_q8_K(const float* x, int64_t n, int8_t* q, float* d, int16_t* 
 
 namespace {
 
-// What the CPU and the OS support: instructions from cpuid, register state enabled by the OS from xgetbv.
-CpuIsa detect_hardware() {
+// The levels the CPU and the OS run, as bits (1 << level): instructions from cpuid, register state enabled by
+// the OS from xgetbv. AVX-VNNI (VEX) and AVX-512 VNNI (EVEX) are separate features: Ice Lake and Zen 4 have the
+// second without the first, and a VEX vpdpbusd raises SIGILL there.
+unsigned detect_levels() {
+    unsigned levels = 1u << static_cast<int>(CpuIsa::scalar);
 #if defined(__x86_64__)
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return CpuIsa::scalar;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return levels;
     const bool fma = ecx & bit_FMA, f16c = ecx & bit_F16C, osxsave = ecx & bit_OSXSAVE, avx = ecx & bit_AVX;
-    if (!(fma && f16c && osxsave && avx)) return CpuIsa::scalar;
+    if (!(fma && f16c && osxsave && avx)) return levels;
     uint32_t xcr0_lo, xcr0_hi;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     const uint64_t xcr0 = (static_cast<uint64_t>(xcr0_hi) << 32) | xcr0_lo;
-    if ((xcr0 & 0x6) != 0x6) return CpuIsa::scalar;  // XMM and YMM state
+    if ((xcr0 & 0x6) != 0x6) return levels;  // XMM and YMM state
     unsigned eax7 = 0, ebx7 = 0, ecx7 = 0, edx7 = 0;
-    if (!__get_cpuid_count(7, 0, &eax7, &ebx7, &ecx7, &edx7) || !(ebx7 & bit_AVX2)) return CpuIsa::scalar;
-    // AVX-512 F (ebx 16), BW (30), VL (31), VNNI (ecx 11), with opmask, ZMM_Hi256 and Hi16_ZMM state (xcr0 bits 5-7)
-    const bool avx512 = (ebx7 & (1u << 16)) && (ebx7 & (1u << 30)) && (ebx7 & (1u << 31)) && (ecx7 & (1u << 11)) &&
-                        (xcr0 & 0xE0) == 0xE0;
-    if (avx512) return CpuIsa::avx512vnni;
+    if (!__get_cpuid_count(7, 0, &eax7, &ebx7, &ecx7, &edx7) || !(ebx7 & bit_AVX2)) return levels;
+    levels |= 1u << static_cast<int>(CpuIsa::avx2);
     unsigned eax71 = 0, ebx71 = 0, ecx71 = 0, edx71 = 0;  // AVX-VNNI: leaf 7 subleaf 1, eax bit 4
-    if (eax7 >= 1 && __get_cpuid_count(7, 1, &eax71, &ebx71, &ecx71, &edx71) && (eax71 & (1u << 4))) return CpuIsa::avxvnni;
-    return CpuIsa::avx2;
-#else
-    return CpuIsa::scalar;
+    if (eax7 >= 1 && __get_cpuid_count(7, 1, &eax71, &ebx71, &ecx71, &edx71) && (eax71 & (1u << 4)))
+        levels |= 1u << static_cast<int>(CpuIsa::avxvnni);
+    // AVX-512 F (ebx 16), BW (30), VL (31), VNNI (ecx 11), with opmask, ZMM_Hi256 and Hi16_ZMM state (xcr0 bits 5-7)
+    if ((ebx7 & (1u << 16)) && (ebx7 & (1u << 30)) && (ebx7 & (1u << 31)) && (ecx7 & (1u << 11)) && (xcr0 & 0xE0) == 0xE0)
+        levels |= 1u << static_cast<int>(CpuIsa::avx512vnni);
 #endif
+    return levels;
 }
 
-// The hardware level, lowered by LAZYLLM_EDGE_ISA when set (an unknown value is ignored).
+const unsigned g_levels = detect_levels();
+
+// The highest level at or below `isa` that this CPU runs (scalar always does).
+CpuIsa runnable_at_or_below(CpuIsa isa) {
+    for (int l = static_cast<int>(isa); l > 0; --l)
+        if (g_levels & (1u << l)) return static_cast<CpuIsa>(l);
+    return CpuIsa::scalar;
+}
+
+// The hardware's best level, lowered by LAZYLLM_EDGE_ISA when set (an unknown value is ignored; a level the CPU
+// lacks gives the best one below it).
 CpuIsa detect() {
-    CpuIsa isa = detect_hardware();
+    CpuIsa isa = runnable_at_or_below(CpuIsa::avx512vnni);
     if (const char* env = std::getenv("LAZYLLM_EDGE_ISA")) {
         for (CpuIsa lower : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
-            if (std::strcmp(env, isa_name(lower)) == 0 && lower < isa) isa = lower;
+            if (std::strcmp(env, isa_name(lower)) == 0 && lower < isa) isa = runnable_at_or_below(lower);
     }
     return isa;
 }
@@ -263,8 +275,10 @@ const char* isa_name(CpuIsa isa) {
     }
 }
 CpuIsa active_isa() { return static_cast<CpuIsa>(g_active.load(std::memory_order_relaxed)); }
+bool isa_supported(CpuIsa isa) { return isa <= g_detected && (g_levels & (1u << static_cast<int>(isa))) != 0; }
 void set_active_isa(CpuIsa isa) {
     if (static_cast<int>(isa) > static_cast<int>(g_detected)) isa = g_detected;
+    isa = runnable_at_or_below(isa);
     g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 

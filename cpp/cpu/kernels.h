@@ -6,19 +6,23 @@
 
 namespace lazyllm_edge {
 
-// Levels, each including the ones below: AVX2+FMA+F16C; + AVX-VNNI (vpdpbusd on 256-bit vectors);
-// + AVX-512 F/BW/VL/VNNI. Only the packed int8 GEMM (matmul_packed.h) uses the levels above avx2.
+// Levels, ordered by speed: AVX2+FMA+F16C; + AVX-VNNI (VEX vpdpbusd on 256-bit vectors); + AVX-512 F/BW/VL/VNNI.
+// Each includes AVX2, but AVX-512 does not include AVX-VNNI (Ice Lake and Zen 4 have AVX-512 VNNI without it):
+// isa_supported says which levels run. Only the packed int8 GEMM (matmul_packed.h) uses the levels above avx2.
 enum class CpuIsa { scalar = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3 };
 
 // Best level this CPU runs: cpuid for the instructions and xgetbv for the OS-enabled register state (YMM; for
 // AVX-512 also the opmask and ZMM state, which some VMs list in cpuid without enabling). The environment variable
-// LAZYLLM_EDGE_ISA=scalar|avx2|avxvnni|avx512vnni lowers it (never raises it), read once at startup.
+// LAZYLLM_EDGE_ISA=scalar|avx2|avxvnni|avx512vnni lowers it (never raises it; a level the CPU lacks gives the best
+// one below it), read once at startup.
 CpuIsa detected_isa();
+// Whether the kernels may run at `isa`: the CPU runs it and it is not above detected_isa().
+bool isa_supported(CpuIsa isa);
 const char* isa_name(CpuIsa isa);  // "scalar", "avx2", "avxvnni", "avx512vnni"
 // The ISA the kernels dispatch to: detected_isa(), unless a test lowered it (process-wide, a test hook: only the
 // `_testing` module, which has its own copy of the kernels, calls set_active_isa) to compare implementations.
 CpuIsa active_isa();
-void set_active_isa(CpuIsa isa);  // clamped to detected_isa()
+void set_active_isa(CpuIsa isa);  // clamped to detected_isa(), then to the best supported level at or below it
 
 // fp16 <-> fp32 (IEEE half), scalar; used by reference code and by caches.
 float fp16_to_fp32(uint16_t h);
