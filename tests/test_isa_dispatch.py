@@ -87,3 +87,26 @@ def test_a_level_the_cpu_lacks_gives_the_best_one_below_it(tiny_q4_1, tmp_path):
             assert kernels.active_isa() == below
         finally:
             kernels.set_active_isa(saved)
+
+
+@pytest.mark.parametrize("setting", [None, "l1", "l2", "bogus"])
+def test_weight_prefetch_level(setting):
+    """The decode kernels prefetch K-quant weights into L2 on AMD CPUs (cpuid vendor), into L1 elsewhere;
+    LAZYLLM_EDGE_WEIGHT_PREFETCH=l1|l2 overrides it, any other value is ignored. Read once, in each process."""
+    vendor = next((line.split(":")[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("vendor_id")), "") if Path("/proc/cpuinfo").exists() else ""
+    code = (
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('lazyllm_edge._testing', {TESTING.__file__!r})\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        "print(m.kernels.weight_prefetch_to_l2())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LAZYLLM_EDGE_WEIGHT_PREFETCH"}
+    if setting is not None:
+        env["LAZYLLM_EDGE_WEIGHT_PREFETCH"] = setting
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=package_home())
+    assert r.returncode == 0, r.stderr
+    want = {"l1": False, "l2": True}.get(setting, vendor == "AuthenticAMD")
+    assert r.stdout.strip().splitlines()[-1] == str(want)

@@ -77,6 +77,21 @@ CpuIsa detect() {
     return isa;
 }
 
+// AMD by cpuid vendor ("AuthenticAMD"), unless LAZYLLM_EDGE_WEIGHT_PREFETCH says l1 or l2.
+bool detect_weight_prefetch_to_l2() {
+    if (const char* env = std::getenv("LAZYLLM_EDGE_WEIGHT_PREFETCH")) {
+        if (std::strcmp(env, "l2") == 0) return true;
+        if (std::strcmp(env, "l1") == 0) return false;
+    }
+#if defined(__x86_64__)
+    unsigned eax = 0, vendor[3] = {0, 0, 0};
+    if (!__get_cpuid(0, &eax, &vendor[0], &vendor[2], &vendor[1])) return false;  // ebx, edx, ecx spell the vendor
+    return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+#else
+    return false;
+#endif
+}
+
 const CpuIsa g_detected = detect();
 std::atomic<int> g_active{static_cast<int>(g_detected)};
 
@@ -264,6 +279,8 @@ void check_blocks(GgmlType type, int64_t n) {
 }
 
 }  // namespace
+
+extern const bool g_weight_prefetch_to_l2 = detect_weight_prefetch_to_l2();
 
 CpuIsa detected_isa() { return g_detected; }
 const char* isa_name(CpuIsa isa) {

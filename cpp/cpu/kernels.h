@@ -24,6 +24,11 @@ const char* isa_name(CpuIsa isa);  // "scalar", "avx2", "avxvnni", "avx512vnni"
 CpuIsa active_isa();
 void set_active_isa(CpuIsa isa);  // clamped to detected_isa(), then to the best supported level at or below it
 
+// Whether the int8 decode kernels prefetch K-quant weights into L2 (prefetcht1) rather than L1: on AMD CPUs (cpuid
+// vendor), where it measured faster; LAZYLLM_EDGE_WEIGHT_PREFETCH=l1|l2 overrides it (read once at startup).
+extern const bool g_weight_prefetch_to_l2;
+inline bool weight_prefetch_to_l2() { return g_weight_prefetch_to_l2; }
+
 // fp16 <-> fp32 (IEEE half), scalar; used by reference code and by caches.
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);

@@ -107,7 +107,7 @@ void gemv_rows(const avx2::QX& x, const uint8_t* w, size_t row_bytes, int64_t n_
             __m256i s[4], c[4];
             for (int j = 0; j < 4; ++j) {
                 const uint8_t* b = rows[j] + i * BB;
-                for (int o = 0; o < BB; o += 64) _mm_prefetch(reinterpret_cast<const char*>(b + avx2::kPrefetchAhead + o), _MM_HINT_T0);
+                for (int o = 0; o < BB; o += 64) avx2::prefetch_weights(b + avx2::kPrefetchAhead + o);
                 krow_sums512<T>(b, x.q + i * 256, x.bsums + i * 16, s[j], c[j]);
             }
             const __m256 vxd = _mm256_set1_ps(x.d[i]);

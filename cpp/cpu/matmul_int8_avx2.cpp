@@ -230,7 +230,7 @@ void tile_kquad_decode(const QX& x, int64_t t0, const uint8_t* w, size_t row_byt
         __m256i s[4], c[4];
         for (int j = 0; j < 4; ++j) {
             const uint8_t* b = rows[j] + i * BB;
-            for (int o = 0; o < BB; o += 64) _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchAhead + o), _MM_HINT_T0);
+            for (int o = 0; o < BB; o += 64) prefetch_weights(b + kPrefetchAhead + o);
             krow_sums<T>(b, xq, bsums, s[j], c[j]);
         }
         const __m256 vxd = _mm256_set1_ps(x.d[t0 * x.nb + i]);

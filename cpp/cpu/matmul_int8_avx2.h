@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/kernels.h"
 #include "cpu/simd_avx2.h"
 
 namespace lazyllm_edge {
@@ -73,6 +74,16 @@ inline __m256 quad_fp16(const uint8_t* const* r, int off) {
 // contiguous stream, so this reaches a few quads ahead and keeps many lines in flight; decode is bound by that
 // stream (SmolLM2 Q4_1 decode, 2 threads: about 100 tok/s with 256 B, 180-240 with 8 KiB).
 constexpr int kPrefetchAhead = 8192;
+// K-quant superblocks: prefetched into L2 (prefetcht1) where weight_prefetch_to_l2() says so (cpu/kernels.h: AMD),
+// else into L1 as before. On Zen 4 an L1 prefetch holds one of the core's few L1 miss buffers until the line arrives,
+// so a stream from DRAM ran out of them; L2 tracks more misses: 2 threads, the 1B file's 215 MB Q6_K output matrix
+// 23.5 GB/s with T0 at any distance from 4 to 32 KiB, 32.5 GB/s with T1 (benchmarks/cpp/matmul_bench.cpp). The Intel
+// machines' decode figures were measured with T0 and stay so until measured otherwise. The blocks of 32 keep T0:
+// SmolLM2's 30 MB Q8_0 output matrix, which the L3 holds, fell from 30-40 to 15 GB/s with T1 on Zen 4.
+inline void prefetch_weights(const void* p) {
+    if (weight_prefetch_to_l2()) _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+    else _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
 
 // ---------------- weights in blocks of 32: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (x as Q8_0 / Q8_1) ----------------
 
@@ -287,7 +298,7 @@ inline void kquad_load(const uint8_t* const* rows, int64_t i, KQuad& kq) {
     constexpr int BB = T == kQ4_K ? 144 : T == kQ5_K ? 176 : 210;
     const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
     for (int j = 0; j < 4; ++j)
-        for (int b = 0; b < BB; b += 64) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead + b), _MM_HINT_T0);
+        for (int b = 0; b < BB; b += 64) prefetch_weights(r[j] + kPrefetchAhead + b);
     if constexpr (T == kQ6_K) kquad_unpack_q6(r, kq);
     else kquad_unpack_q45<T>(r, kq);
 }
