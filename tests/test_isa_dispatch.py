@@ -91,7 +91,7 @@ def test_a_level_the_cpu_lacks_gives_the_best_one_below_it(tiny_q4_1, tmp_path):
 
 @pytest.mark.parametrize("setting", [None, "l1", "l2", "bogus"])
 def test_weight_prefetch_level(setting):
-    """The decode kernels prefetch K-quant weights into L2 on AMD CPUs (cpuid vendor), into L1 elsewhere;
+    """The decode kernels prefetch their weights into L2 on AMD CPUs (cpuid vendor), into L1 elsewhere;
     LAZYLLM_EDGE_WEIGHT_PREFETCH=l1|l2 overrides it, any other value is ignored. Read once, in each process."""
     vendor = next((line.split(":")[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("vendor_id")), "") if Path("/proc/cpuinfo").exists() else ""

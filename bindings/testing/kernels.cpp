@@ -128,7 +128,7 @@ void register_kernels(nb::module_& m) {
     k.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
     k.def("active_isa", [] { return std::string(isa_name(active_isa())); });
     k.def("weight_prefetch_to_l2", [] { return weight_prefetch_to_l2(); },
-          "Whether the int8 decode kernels prefetch K-quant weights into L2 (AMD, or LAZYLLM_EDGE_WEIGHT_PREFETCH=l2).");
+          "Whether the int8 decode kernels prefetch their weights into L2 (AMD, or LAZYLLM_EDGE_WEIGHT_PREFETCH=l2).");
     k.def("supported_isas", [] {
         std::vector<std::string> names;
         for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})

@@ -24,7 +24,7 @@ const char* isa_name(CpuIsa isa);  // "scalar", "avx2", "avxvnni", "avx512vnni"
 CpuIsa active_isa();
 void set_active_isa(CpuIsa isa);  // clamped to detected_isa(), then to the best supported level at or below it
 
-// Whether the int8 decode kernels prefetch K-quant weights into L2 (prefetcht1) rather than L1: on AMD CPUs (cpuid
+// Whether the int8 decode kernels prefetch their weights into L2 (prefetcht1) rather than L1: on AMD CPUs (cpuid
 // vendor), where it measured faster; LAZYLLM_EDGE_WEIGHT_PREFETCH=l1|l2 overrides it (read once at startup).
 extern const bool g_weight_prefetch_to_l2;
 inline bool weight_prefetch_to_l2() { return g_weight_prefetch_to_l2; }

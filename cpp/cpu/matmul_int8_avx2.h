@@ -74,12 +74,13 @@ inline __m256 quad_fp16(const uint8_t* const* r, int off) {
 // contiguous stream, so this reaches a few quads ahead and keeps many lines in flight; decode is bound by that
 // stream (SmolLM2 Q4_1 decode, 2 threads: about 100 tok/s with 256 B, 180-240 with 8 KiB).
 constexpr int kPrefetchAhead = 8192;
-// K-quant superblocks: prefetched into L2 (prefetcht1) where weight_prefetch_to_l2() says so (cpu/kernels.h: AMD),
-// else into L1 as before. On Zen 4 an L1 prefetch holds one of the core's few L1 miss buffers until the line arrives,
-// so a stream from DRAM ran out of them; L2 tracks more misses: 2 threads, the 1B file's 215 MB Q6_K output matrix
-// 23.5 GB/s with T0 at any distance from 4 to 32 KiB, 32.5 GB/s with T1 (benchmarks/cpp/matmul_bench.cpp). The Intel
-// machines' decode figures were measured with T0 and stay so until measured otherwise. The blocks of 32 keep T0:
-// SmolLM2's 30 MB Q8_0 output matrix, which the L3 holds, fell from 30-40 to 15 GB/s with T1 on Zen 4.
+// The decode kernels' weight stream: prefetched into L2 (prefetcht1) where weight_prefetch_to_l2() says so
+// (cpu/kernels.h: AMD), else into L1 as before. On Zen 4 an L1 prefetch holds one of the core's few L1 miss buffers
+// until the line arrives, so a stream from DRAM ran out of them; L2 tracks more misses. 2 threads, the 1B file's
+// 215 MB Q6_K output matrix: 23.5 GB/s with T0 at any distance from 4 to 32 KiB, 32.5 GB/s with T1
+// (benchmarks/cpp/matmul_bench.cpp); decode against llama.cpp, same runs: 1B 0.68x -> 0.86x (K-quants), Qwen
+// 0.97x -> 1.34-1.41x and SmolLM2 1.26x -> 1.78-1.93x (blocks of 32). The Intel machines' decode was measured with
+// T0 and stays so until measured otherwise.
 inline void prefetch_weights(const void* p) {
     if (weight_prefetch_to_l2()) _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
     else _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
@@ -159,7 +160,7 @@ template <int T>
 __attribute__((always_inline)) inline QuadBlock quad_block_at(const uint8_t* const* rows, int64_t i) {
     constexpr int BB = kBlockBytes<T>;
     const uint8_t* r[4] = {rows[0] + i * BB, rows[1] + i * BB, rows[2] + i * BB, rows[3] + i * BB};
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(r[j] + kPrefetchAhead), _MM_HINT_T0);
+    for (int j = 0; j < 4; ++j) prefetch_weights(r[j] + kPrefetchAhead);
     return quad_block<T>(r);
 }
 
