@@ -18,6 +18,13 @@ TESTING = load_testing_module()
 DETECTED = TESTING.kernels.detected_isa()
 SUPPORTED = tuple(TESTING.kernels.supported_isas())  # (an AVX-512 CPU may lack AVX-VNNI: Ice Lake, Zen 4)
 PROMPT = list(range(5, 45))  # 40 tokens: a prefill
+# a fresh process's own copy of the test hooks (as `_testing`), whose kernels read the environment at load
+IMPORT_TESTING = (
+    "import importlib.util\n"
+    f"spec = importlib.util.spec_from_file_location('lazyllm_edge._testing', {TESTING.__file__!r})\n"
+    "_testing = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(_testing)\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +39,7 @@ def tiny_q4_1(tmp_path_factory):
 def run_at_level(level, model, out):
     """In a fresh process with LAZYLLM_EDGE_ISA=level: the level the kernels report, and the prompt's logits."""
     code = (
-        "import importlib.util, json, sys, numpy as np, lazyllm_edge\n"
-        f"spec = importlib.util.spec_from_file_location('lazyllm_edge._testing', {TESTING.__file__!r})\n"
-        "_testing = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(_testing)\n"
+        "import json, numpy as np, lazyllm_edge\n" + IMPORT_TESTING +
         f"g = lazyllm_edge.Generator({model!r}, n_ctx=128)\n"
         f"np.save({str(out)!r}, g.logits({PROMPT!r}))\n"
         "print(json.dumps(_testing.kernels.detected_isa()))\n"
@@ -95,13 +99,7 @@ def test_weight_prefetch_level(setting):
     LAZYLLM_EDGE_WEIGHT_PREFETCH=l1|l2 overrides it, any other value is ignored. Read once, in each process."""
     vendor = next((line.split(":")[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("vendor_id")), "") if Path("/proc/cpuinfo").exists() else ""
-    code = (
-        "import importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('lazyllm_edge._testing', {TESTING.__file__!r})\n"
-        "m = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(m)\n"
-        "print(m.kernels.weight_prefetch_to_l2())\n"
-    )
+    code = IMPORT_TESTING + "print(_testing.kernels.weight_prefetch_to_l2())\n"
     env = {k: v for k, v in os.environ.items() if k != "LAZYLLM_EDGE_WEIGHT_PREFETCH"}
     if setting is not None:
         env["LAZYLLM_EDGE_WEIGHT_PREFETCH"] = setting

@@ -34,7 +34,7 @@ using InputMatrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::devi
 // the best one below it).
 CpuIsa parse_isa(const std::string& s) {
     if (s == "best") return detected_isa();
-    for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+    for (CpuIsa isa : kCpuIsas)
         if (s == isa_name(isa)) return isa;
     throw nb::value_error(("unknown isa '" + s + "' (expected 'scalar', 'avx2', 'avxvnni', 'avx512vnni' or 'best')").c_str());
 }
@@ -131,7 +131,7 @@ void register_kernels(nb::module_& m) {
           "Whether the int8 decode kernels prefetch their weights into L2 (AMD, or LAZYLLM_EDGE_WEIGHT_PREFETCH=l2).");
     k.def("supported_isas", [] {
         std::vector<std::string> names;
-        for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+        for (CpuIsa isa : kCpuIsas)
             if (isa_supported(isa)) names.push_back(isa_name(isa));
         return names;
     }, "The levels the kernels may run at here, lowest first (an AVX-512 CPU may lack AVX-VNNI).");

@@ -71,7 +71,7 @@ CpuIsa runnable_at_or_below(CpuIsa isa) {
 CpuIsa detect() {
     CpuIsa isa = runnable_at_or_below(CpuIsa::avx512vnni);
     if (const char* env = std::getenv("LAZYLLM_EDGE_ISA")) {
-        for (CpuIsa lower : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni})
+        for (CpuIsa lower : kCpuIsas)
             if (std::strcmp(env, isa_name(lower)) == 0 && lower < isa) isa = runnable_at_or_below(lower);
     }
     return isa;

@@ -10,6 +10,7 @@ namespace lazyllm_edge {
 // Each includes AVX2, but AVX-512 does not include AVX-VNNI (Ice Lake and Zen 4 have AVX-512 VNNI without it):
 // isa_supported says which levels run. Only the packed int8 GEMM (matmul_packed.h) uses the levels above avx2.
 enum class CpuIsa { scalar = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3 };
+constexpr CpuIsa kCpuIsas[] = {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avxvnni, CpuIsa::avx512vnni};  // lowest first
 
 // Best level this CPU runs: cpuid for the instructions and xgetbv for the OS-enabled register state (YMM; for
 // AVX-512 also the opmask and ZMM state, which some VMs list in cpuid without enabling). The environment variable
